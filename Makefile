@@ -1,0 +1,43 @@
+# mgtoolkit: `make demo` makes a clip, `make test` runs every test. Both install first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
+PROMPT ?= A classic cocktail lounge vibe with smooth jazz piano and a cool, relaxed atmosphere.
+
+.PHONY: install demo test test-fast lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[cpu,notebook,test,dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# The main job: one clip from the prompt of the app we follow, written to outputs/.
+demo: install
+	$(BIN)/python -m mgtoolkit generate "$(PROMPT)" \
+	  --negative-prompt "low quality, average quality, noise" --seconds 5 --steps 20 --seed 120 --out outputs
+
+# Every test, notebooks included, on the tiny models (no download).
+test: install
+	MGTOOLKIT_MODEL=tiny $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=600 tests notebooks
+
+test-fast: install
+	MGTOOLKIT_MODEL=tiny $(BIN)/python -m pytest -m "not slow and not browser" tests
+
+lint: install
+	$(BIN)/ruff check mgtoolkit tests benchmarks notebooks
+	$(BIN)/ruff format --check mgtoolkit tests benchmarks
+
+format: install
+	$(BIN)/ruff format mgtoolkit tests benchmarks
+	$(BIN)/ruff check --fix mgtoolkit tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/bench_audioldm.py --preset audioldm-s-full-v2 --seconds 5 --steps 20
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

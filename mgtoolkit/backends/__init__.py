@@ -1,0 +1,1 @@
+"""Model backends. Each module imports paddle and friends inside its functions only."""

@@ -1,0 +1,240 @@
+"""AudioLDM-family pipelines from ppdiffusers: loading (cached) and one generation call.
+
+paddle and ppdiffusers are imported inside the functions, never at module import.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import InvalidInputError, ModelUnavailableError
+from ..models import ModelSpec
+from ..runtime import import_paddle
+
+__all__ = ["SCHEDULERS", "LoadedModel", "load", "unload", "latent_shape", "initial_latents",
+           "PromptTruncatedWarning"]
+
+# name -> ppdiffusers scheduler class; "ddim" is what AudioLDM ships with.
+SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "dpm++-karras": "DPMSolverMultistepScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-a": "EulerAncestralDiscreteScheduler",
+    "heun": "HeunDiscreteScheduler",
+    "lms": "LMSDiscreteScheduler",
+    "pndm": "PNDMScheduler",
+}
+_LOCK = threading.RLock()
+
+
+class PromptTruncatedWarning(UserWarning):
+    """The prompt was longer than the text encoder takes and its end was dropped."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded pipeline and the facts about it that the core needs."""
+
+    spec: ModelSpec
+    pipe: Any
+    device: str
+    dtype: str
+    load_s: float
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.pipe.vocoder.config.sampling_rate)
+
+    @property
+    def hop_length(self) -> int:
+        return int(np.prod(self.pipe.vocoder.config.upsample_rates))
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return int(self.pipe.tokenizer.model_max_length)
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.spec.name, "source": self.spec.source, "pipeline": type(self.pipe).__name__,
+                "license": self.spec.license, "device": self.device, "dtype": self.dtype}
+
+
+def load(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
+    """Load (once per process) the pipeline of ``spec`` on ``device`` in ``dtype``."""
+    with _LOCK:
+        return _load_cached(spec, device, dtype)
+
+
+def unload() -> None:
+    """Forget every loaded pipeline and give the memory back."""
+    with _LOCK:
+        _load_cached.cache_clear()
+    gc.collect()
+    import sys
+
+    if "paddle" in sys.modules:
+        paddle = sys.modules["paddle"]
+        if paddle.device.is_compiled_with_cuda():
+            paddle.device.cuda.empty_cache()
+
+
+@lru_cache(maxsize=2)
+def _load_cached(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
+    t0 = time.perf_counter()
+    paddle = import_paddle()
+    paddle.set_device(device)
+    import ppdiffusers
+
+    cls = getattr(ppdiffusers, spec.pipeline)
+    source = spec.source
+    if spec.is_tiny:
+        from .tiny import tiny_audioldm_dir
+
+        source = str(tiny_audioldm_dir())
+    pipe = _from_pretrained(cls, spec, source, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    for part in ("unet", "vae", "text_encoder", "vocoder"):
+        module = getattr(pipe, part, None)
+        if module is not None and hasattr(module, "eval"):
+            module.eval()
+    return LoadedModel(spec, pipe, device, dtype, time.perf_counter() - t0)
+
+
+def _from_pretrained(cls, spec: ModelSpec, source: str, dtype: str):
+    """``cls.from_pretrained`` with a clear error when weights cannot be had."""
+    import os
+
+    paddle = import_paddle()
+    kwargs = {"paddle_dtype": getattr(paddle, dtype)}
+    if os.path.isdir(source):
+        return cls.from_pretrained(source, **kwargs)
+    errors = []
+    # PaddleNLP's model store first (paddle weights), then the Hugging Face hub (diffusers weights).
+    for extra in ({}, {"from_hf_hub": True, "from_diffusers": True}):
+        try:
+            return cls.from_pretrained(source, **kwargs, **extra)
+        except (OSError, EnvironmentError, ValueError, KeyError, ConnectionError) as exc:
+            errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+    size = f"about {spec.size_gb:g} GB" if spec.size_gb else "size unknown"
+    raise ModelUnavailableError(
+        f"model={spec.name!r}: could not fetch {source!r} ({size}) from the model hubs; "
+        f"download it where there is internet and pass model='/path/to/that/folder', "
+        f"or use model='tiny' to check the setup offline. ({errors[-1]})"
+    )
+
+
+def make_scheduler(pipe, name: str | None):
+    """A fresh scheduler of the named kind, configured from the model's own."""
+    if name is None:
+        return pipe.scheduler.__class__.from_config(pipe.scheduler.config)
+    if name not in SCHEDULERS:
+        raise InvalidInputError("scheduler", name, "is not a known sampler",
+                                f"use one of {', '.join(SCHEDULERS)} or None for the model's own")
+    import ppdiffusers
+
+    cls = getattr(ppdiffusers, SCHEDULERS[name])
+    extra = {"use_karras_sigmas": True} if name.endswith("karras") else {}
+    if name.startswith("dpm++"):
+        extra["algorithm_type"] = "dpmsolver++"
+    return cls.from_config(pipe.scheduler.config, **extra)
+
+
+def latent_shape(model: LoadedModel, audio_length_in_s: float) -> tuple[int, int, int]:
+    """(channels, height, width) of one candidate's latents, as the pipeline computes them."""
+    pipe = model.pipe
+    scale = pipe.vae_scale_factor
+    height = int(audio_length_in_s * model.sample_rate / model.hop_length)
+    height = int(np.ceil(height / scale)) * scale
+    return (int(pipe.unet.config.in_channels), height // scale, int(pipe.vocoder.config.model_in_dim) // scale)
+
+
+def initial_latents(shape: tuple[int, ...], seeds: list[int]) -> np.ndarray:
+    """Standard-normal starting latents, one block per seed, drawn with numpy.
+
+    The seed alone decides them, whatever else ran in the process before.
+    """
+    return np.stack([np.random.default_rng(seed).standard_normal(shape, dtype=np.float32) for seed in seeds])
+
+
+def encode_prompts(model: LoadedModel, prompts: list[str]):
+    """CLAP text embeddings of ``prompts`` in one batch, padded to the longest, L2-normalised.
+
+    Equal (to float precision) to the pipeline's own encoding, which pads to 512 tokens: CLAP
+    pools the first token under the attention mask, so padding changes no value, only the cost.
+    """
+    paddle = import_paddle()
+    pipe = model.pipe
+    limit = model.max_prompt_tokens
+    inputs = pipe.tokenizer(prompts, padding="longest", truncation=True, max_length=limit,
+                            return_attention_mask=True, return_tensors="pd")
+    _warn_truncation(pipe.tokenizer, prompts, limit)
+    out = pipe.text_encoder(inputs.input_ids, attention_mask=inputs.attention_mask)
+    embeds = paddle.nn.functional.normalize(out.text_embeds, axis=-1)
+    return embeds.cast(pipe.unet.dtype)
+
+
+def _warn_truncation(tokenizer, prompts: list[str], limit: int) -> None:
+    for text in prompts:
+        ids = tokenizer(text, truncation=False)["input_ids"]
+        if len(ids) > limit:
+            kept = tokenizer.decode(ids[1:limit - 1])
+            warnings.warn(PromptTruncatedWarning(
+                f"prompt is {len(ids)} tokens; the text encoder takes {limit}, so only "
+                f"{kept[-40:]!r}... and what comes before it is used"), stacklevel=4)
+
+
+def run(model: LoadedModel, *, prompt: str, negative_prompt: str | None, audio_length_in_s: float,
+        num_inference_steps: int, guidance_scale: float, seeds: list[int], scheduler: str | None = None,
+        callback: Callable[[int, int, Any], None] | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    """One pipeline call making ``len(seeds)`` waveforms; returns (waveforms [n, samples], timings)."""
+    paddle = import_paddle()
+    pipe = model.pipe
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    # 1. Starting noise from the seeds (numpy), so the seed owns the result.
+    shape = latent_shape(model, audio_length_in_s)
+    latents = paddle.to_tensor(initial_latents(shape, seeds)).cast(pipe.unet.dtype)
+    # 2. A per-call copy of the pipeline with its own scheduler (the cached one stays untouched).
+    call_pipe = type(pipe)(**{**pipe.components, "scheduler": make_scheduler(pipe, scheduler)})
+    call_pipe.set_progress_bar_config(disable=True)
+    kwargs: dict[str, Any] = {}
+    # 3. Text: AudioLDM gets embeddings we encode in one short batch; others get the strings.
+    with paddle.no_grad():
+        if model.spec.pipeline == "AudioLDMPipeline":
+            texts = [prompt] + ([negative_prompt or ""] if guidance_scale > 1.0 else [])
+            embeds = encode_prompts(model, texts)
+            kwargs["prompt_embeds"] = embeds[:1]
+            if guidance_scale > 1.0:
+                kwargs["negative_prompt_embeds"] = embeds[1:]
+        else:
+            kwargs.update(prompt=prompt, negative_prompt=negative_prompt)
+    timings["text_s"] = time.perf_counter() - t0
+    marks: dict[str, float] = {}
+
+    def on_step(step: int, timestep: int, lat) -> None:
+        marks.setdefault("first", time.perf_counter())
+        marks["last"] = time.perf_counter()
+        if callback is not None:
+            callback(step, num_inference_steps, lat)
+
+    # 4. The pipeline itself: denoise, decode the mel with the VAE, vocode.
+    with _LOCK:
+        out = call_pipe(audio_length_in_s=audio_length_in_s, num_inference_steps=num_inference_steps,
+                        guidance_scale=guidance_scale, num_waveforms_per_prompt=len(seeds), latents=latents,
+                        generator=paddle.Generator().manual_seed(int(seeds[0])), callback=on_step,
+                        callback_steps=1, output_type="np", **kwargs)
+    end = time.perf_counter()
+    timings["denoise_s"] = marks.get("last", end) - t0 - timings["text_s"]
+    timings["decode_s"] = end - marks.get("last", end)
+    timings["total_s"] = end - t0
+    waves = np.asarray(out.audios, dtype=np.float32).reshape(len(seeds), -1)
+    return waves, timings

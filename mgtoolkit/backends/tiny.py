@@ -1,0 +1,115 @@
+"""The ``tiny`` AudioLDM: real ppdiffusers classes, tiny configs, random weights, no download.
+
+The pipeline is built once from configs with a byte-level BPE tokenizer whose files this module
+writes itself, saved with ``save_pretrained`` into the mgtoolkit cache, and from then on loaded
+with ``from_pretrained`` like any downloaded model. The vocoder has AudioLDM's real geometry
+(64 mel bins, hop 160, 16 kHz) and the VAE its real scale factor (4), so clip lengths, latent
+shapes and file sizes are those of the real model; only the widths are small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = ["TINY_VERSION", "cache_root", "tiny_audioldm_dir", "write_bpe_tokenizer_files"]
+
+TINY_VERSION = 1
+_CORPUS_MERGES = [("Ġ", "a"), ("Ġ", "s"), ("Ġ", "p"), ("Ġ", "m"), ("i", "n"), ("e", "r"), ("o", "u"),
+                  ("in", "g"), ("Ġp", "i"), ("Ġm", "u"), ("a", "n"), ("o", "r")]
+
+
+def cache_root() -> Path:
+    """``$MGTOOLKIT_CACHE`` or ``~/.cache/mgtoolkit``."""
+    root = os.environ.get("MGTOOLKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mgtoolkit")
+    return Path(root)
+
+
+def write_bpe_tokenizer_files(folder: Path, specials: tuple[str, ...] = ("<s>", "<pad>", "</s>", "<unk>"),
+                              merges: list[tuple[str, str]] | None = None) -> dict[str, int]:
+    """Write a byte-level BPE ``vocab.json`` and ``merges.txt`` (RoBERTa/GPT-2 format).
+
+    Every one of the 256 byte symbols is in the vocabulary, so any text encodes without ``<unk>``.
+    Returns the vocabulary.
+    """
+    from ppdiffusers.transformers.roberta.tokenizer import bytes_to_unicode
+
+    merges = _CORPUS_MERGES if merges is None else merges
+    vocab: dict[str, int] = {tok: i for i, tok in enumerate(specials)}
+    for symbol in bytes_to_unicode().values():
+        vocab.setdefault(symbol, len(vocab))
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    vocab.setdefault("<mask>", len(vocab))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
+    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return vocab
+
+
+def _build_audioldm(folder: Path) -> None:
+    """Build the tiny pipeline from configs and ``save_pretrained`` it into ``folder``."""
+    from ..runtime import import_paddle
+
+    paddle = import_paddle()
+    from ppdiffusers import AudioLDMPipeline, AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from ppdiffusers.transformers import (ClapTextConfig, ClapTextModelWithProjection, RobertaTokenizer,
+                                          SpeechT5HifiGan, SpeechT5HifiGanConfig)
+
+    state = paddle.get_rng_state()  # building must not disturb the caller's random stream
+    try:
+        paddle.seed(0)
+        tok_dir = folder / "_tok_src"
+        vocab = write_bpe_tokenizer_files(tok_dir)
+        tokenizer = RobertaTokenizer(vocab_file=str(tok_dir / "vocab.json"),
+                                     merges_file=str(tok_dir / "merges.txt"), model_max_length=512)
+        text_encoder = ClapTextModelWithProjection(ClapTextConfig(
+            vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+            num_attention_heads=4, projection_dim=32, max_position_embeddings=514,
+            bos_token_id=0, pad_token_id=1, eos_token_id=2, layer_norm_eps=1e-5))
+        unet = UNet2DConditionModel(
+            sample_size=32, in_channels=8, out_channels=8, layers_per_block=1, block_out_channels=(32, 64),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=(32, 64),
+            attention_head_dim=8, norm_num_groups=16, class_embed_type="simple_projection",
+            projection_class_embeddings_input_dim=32, class_embeddings_concat=True)
+        vae = AutoencoderKL(
+            in_channels=1, out_channels=1, latent_channels=8, block_out_channels=(16, 32, 32),
+            down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+            layers_per_block=1, norm_num_groups=8, sample_size=256, scaling_factor=1.0)
+        vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(
+            model_in_dim=64, sampling_rate=16000, upsample_initial_channel=64,
+            upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[16, 16, 8, 4, 4],
+            resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]], normalize_before=False))
+        scheduler = DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear",
+                                  num_train_timesteps=1000, clip_sample=False, set_alpha_to_one=False,
+                                  steps_offset=1)
+        pipe = AudioLDMPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                scheduler=scheduler, vocoder=vocoder)
+        pipe.save_pretrained(str(folder))
+        shutil.rmtree(tok_dir)
+    finally:
+        paddle.set_rng_state(state)
+
+
+def tiny_audioldm_dir(root: Path | None = None) -> Path:
+    """The folder of the saved tiny AudioLDM, built on first use (a few seconds, once)."""
+    target = (root or cache_root()) / f"tiny-audioldm-v{TINY_VERSION}"
+    if (target / "model_index.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
+    try:
+        _build_audioldm(staging)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not (target / "model_index.json").is_file():  # not a concurrent build that won
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,89 @@
+"""Where and how models run: device, dtype, thread settings. Imports paddle only when asked."""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import lru_cache
+
+from .errors import InvalidInputError
+
+__all__ = ["configure_cpu_env", "import_paddle", "pick_device", "pick_dtype"]
+
+
+def _cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+            for line in fh:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def configure_cpu_env(environ: dict | None = None) -> dict[str, str]:
+    """Fill in CPU thread/BLAS settings that paddle would otherwise default badly.
+
+    Paddle sets ``OMP_NUM_THREADS=1`` when it is unset, and its bundled MKL takes a slow
+    non-AVX2 path on AMD CPUs. Before paddle is imported, this sets ``OMP_NUM_THREADS`` to the
+    number of usable cores and, on AMD, ``MKL_DEBUG_CPU_TYPE=5``. Values the user already set are
+    kept. Returns what it set. Setting ``MGTOOLKIT_NO_THREAD_TUNING=1`` turns it off.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("MGTOOLKIT_NO_THREAD_TUNING") or "paddle" in sys.modules:
+        return {}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    wanted = {"OMP_NUM_THREADS": str(cores)}
+    if _cpu_vendor() == "AuthenticAMD":
+        wanted["MKL_DEBUG_CPU_TYPE"] = "5"
+    applied = {k: v for k, v in wanted.items() if k not in env}
+    env.update(applied)
+    return applied
+
+
+def import_paddle():
+    """Import paddle after :func:`configure_cpu_env`; the one place mgtoolkit imports it."""
+    configure_cpu_env()
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import paddle
+
+    return paddle
+
+
+@lru_cache(maxsize=None)
+def _gpu_available() -> bool:
+    paddle = import_paddle()
+    try:
+        return bool(paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0)
+    except Exception:  # noqa: BLE001 - a broken CUDA setup means: use the CPU
+        return False
+
+
+def pick_device(device: str | None = None) -> str:
+    """``"gpu"`` if paddle has CUDA and sees a GPU, else ``"cpu"``; or check the one asked for.
+
+    ``$MGTOOLKIT_DEVICE`` overrides the automatic choice.
+    """
+    wanted = (device or os.environ.get("MGTOOLKIT_DEVICE") or "auto").strip().lower()
+    if wanted == "auto":
+        return "gpu" if _gpu_available() else "cpu"
+    if wanted in ("cpu",):
+        return "cpu"
+    if wanted in ("gpu", "cuda") or wanted.startswith(("gpu:", "cuda:")):
+        if not _gpu_available():
+            raise InvalidInputError("device", device, "asks for a GPU but paddle sees none",
+                                    "install the paddlepaddle-gpu build for your CUDA, or use device='cpu'")
+        return wanted.replace("cuda", "gpu")
+    raise InvalidInputError("device", device, "is not a device name", "use 'auto', 'cpu' or 'gpu'")
+
+
+def pick_dtype(device: str, dtype: str | None = None) -> str:
+    """float16 on GPU, float32 on CPU (paddle has no float16 CPU kernels for these models)."""
+    if dtype is None:
+        return "float16" if device.startswith("gpu") else "float32"
+    if dtype not in ("float32", "float16", "bfloat16"):
+        raise InvalidInputError("dtype", dtype, "is not supported", "use 'float32' or 'float16'")
+    if device == "cpu" and dtype != "float32":
+        raise InvalidInputError("dtype", dtype, "has no CPU kernels in paddle", "use dtype='float32' on the CPU")
+    return dtype

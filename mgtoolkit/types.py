@@ -1,0 +1,153 @@
+"""Requests and results: plain frozen dataclasses, no hidden state."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["GenerationRequest", "Clip"]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Everything that decides what a text-to-music call makes.
+
+    Field names are ppdiffusers' ``AudioLDMPipeline`` argument names, plus ``seed``, ``model``
+    and ``scheduler``.
+
+    Attributes
+    ----------
+    prompt : str
+        What the music should be.
+    negative_prompt : str or None
+        What it should not be (used when ``guidance_scale > 1``).
+    audio_length_in_s : float
+        Length of each clip in seconds.
+    num_inference_steps : int
+        Denoising steps; more is slower and usually cleaner.
+    guidance_scale : float
+        How strongly the prompt steers; ``<= 1`` turns classifier-free guidance off.
+    seed : int or None
+        Seed of the first candidate (candidate ``k`` uses ``seed + k``); ``None`` picks one.
+    num_waveforms_per_prompt : int
+        Number of candidates.
+    model : str or None
+        Preset name, hub id or local directory; ``None`` uses ``$MGTOOLKIT_MODEL`` or the default.
+    scheduler : str or None
+        Sampler name (see ``mgtoolkit.SCHEDULERS``); ``None`` keeps the model's own.
+    """
+
+    prompt: str
+    negative_prompt: str | None = None
+    audio_length_in_s: float = 5.0
+    num_inference_steps: int = 20
+    guidance_scale: float = 2.5
+    seed: int | None = None
+    num_waveforms_per_prompt: int = 1
+    model: str | None = None
+    scheduler: str | None = None
+
+    def replace(self, **changes: Any) -> "GenerationRequest":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class Clip:
+    """One generated waveform and everything needed to make it again.
+
+    Attributes
+    ----------
+    waveform : numpy.ndarray
+        Mono float32 samples in ``[-1, 1]``.
+    sample_rate : int
+        Samples per second, read from the model's vocoder config.
+    seed : int
+        The seed that made this clip (``generate(..., seed=clip.seed)`` makes it again).
+    request : GenerationRequest
+        The request, with ``seed`` and ``model`` resolved; ``num_waveforms_per_prompt`` is the
+        number of candidates made together.
+    model_info : mapping
+        Model id, weights license, device, dtype, pipeline class.
+    timings : mapping
+        Seconds spent per stage.
+    extra : mapping
+        Anything a chain adds (the caption and prompt of an image, the source of a restyle).
+    """
+
+    waveform: np.ndarray
+    sample_rate: int
+    seed: int
+    request: GenerationRequest
+    model_info: Mapping[str, Any] = field(default_factory=dict)
+    timings: Mapping[str, float] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt(self) -> str:
+        return self.request.prompt
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.waveform.shape[-1] / self.sample_rate
+
+    def metadata(self) -> dict[str, Any]:
+        """The provenance written to the JSON sidecar."""
+        from . import __version__
+
+        params = self.request.to_dict()
+        params["seed"] = self.seed
+        return {
+            "prompt": self.request.prompt,
+            "negative_prompt": self.request.negative_prompt,
+            "seed": self.seed,
+            "parameters": params,
+            "model": dict(self.model_info),
+            "sample_rate": self.sample_rate,
+            "num_samples": int(self.waveform.shape[-1]),
+            "duration_s": round(self.duration, 6),
+            "timings_s": {k: round(float(v), 4) for k, v in self.timings.items()},
+            "mgtoolkit_version": __version__,
+            **({"extra": dict(self.extra)} if self.extra else {}),
+        }
+
+    def save(self, out_dir: str | Path = "outputs", *, name: str | None = None) -> Path:
+        """Write a 16-bit PCM WAV and a JSON sidecar; never overwrite.
+
+        Parameters
+        ----------
+        out_dir : str or Path
+            Folder to write into (created if missing).
+        name : str, optional
+            File stem; defaults to one derived from the prompt and seed. If a file of that name
+            exists, ``-1``, ``-2``, ... is appended.
+
+        Returns
+        -------
+        Path
+            The WAV written; the sidecar is the same path with ``.json``.
+        """
+        from .audio import save_clip
+
+        return save_clip(self, out_dir, name=name)
+
+    def with_extra(self, **extra: Any) -> "Clip":
+        """A copy with more provenance in ``extra``."""
+        return dataclasses.replace(self, extra={**self.extra, **extra})
+
+    def _repr_html_(self) -> str:
+        from .display import clip_html
+
+        return clip_html(self)
+
+    def __repr__(self) -> str:
+        return (f"Clip({self.prompt!r}, seed={self.seed}, {self.duration:.2f} s at {self.sample_rate} Hz, "
+                f"model={self.model_info.get('name', self.request.model)!r})")
