@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from .errors import InvalidInputError
 
-__all__ = ["configure_cpu_env", "import_paddle", "pick_device", "pick_dtype"]
+__all__ = ["configure_cpu_env", "import_paddle", "quiet_model_logs", "pick_device", "pick_dtype"]
 
 
 def _cpu_vendor() -> str:
@@ -49,6 +49,21 @@ def import_paddle():
     import paddle
 
     return paddle
+
+
+def quiet_model_logs() -> None:
+    """Keep paddlenlp's and ppdiffusers' INFO chatter out of notebooks (``MGTOOLKIT_VERBOSE=1`` keeps it)."""
+    if os.environ.get("MGTOOLKIT_VERBOSE"):
+        return
+    try:
+        from paddlenlp.utils.log import logger
+
+        logger.set_level("WARNING")
+        from ppdiffusers.utils import logging as pp_logging
+
+        pp_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - reported when the model itself is imported
+        pass
 
 
 @lru_cache(maxsize=None)

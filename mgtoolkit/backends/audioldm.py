@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, ModelUnavailableError
 from ..models import ModelSpec
-from ..runtime import import_paddle
+from ..runtime import import_paddle, quiet_model_logs
 
 __all__ = ["SCHEDULERS", "LoadedModel", "load", "unload", "latent_shape", "initial_latents",
            "PromptTruncatedWarning"]
@@ -87,13 +87,30 @@ def unload() -> None:
             paddle.device.cuda.empty_cache()
 
 
+def import_ppdiffusers():
+    """Import ppdiffusers, or say which package to install."""
+    import_paddle_or_explain()
+    import ppdiffusers
+
+    quiet_model_logs()
+    return ppdiffusers
+
+
+def import_paddle_or_explain():
+    try:
+        return import_paddle()
+    except ImportError as exc:
+        raise ImportError(
+            "mgtoolkit needs PaddlePaddle to run a model: pip install 'mgtoolkit[cpu]' on a CPU, or the "
+            f"paddlepaddle-gpu build matching your CUDA on a GPU ({exc})") from exc
+
+
 @lru_cache(maxsize=2)
 def _load_cached(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
     t0 = time.perf_counter()
     paddle = import_paddle()
     paddle.set_device(device)
-    import ppdiffusers
-
+    ppdiffusers = import_ppdiffusers()
     cls = getattr(ppdiffusers, spec.pipeline)
     source = spec.source
     if spec.is_tiny:
@@ -139,9 +156,7 @@ def make_scheduler(pipe, name: str | None):
     if name not in SCHEDULERS:
         raise InvalidInputError("scheduler", name, "is not a known sampler",
                                 f"use one of {', '.join(SCHEDULERS)} or None for the model's own")
-    import ppdiffusers
-
-    cls = getattr(ppdiffusers, SCHEDULERS[name])
+    cls = getattr(import_ppdiffusers(), SCHEDULERS[name])
     extra = {"use_karras_sigmas": True} if name.endswith("karras") else {}
     if name.startswith("dpm++"):
         extra["algorithm_type"] = "dpmsolver++"
@@ -224,7 +239,7 @@ def run(model: LoadedModel, *, prompt: str, negative_prompt: str | None, audio_l
         marks.setdefault("first", time.perf_counter())
         marks["last"] = time.perf_counter()
         if callback is not None:
-            callback(step, num_inference_steps, lat)
+            callback(step, num_inference_steps, lat.numpy())
 
     # 4. The pipeline itself: denoise, decode the mel with the VAE, vocode.
     with _LOCK:
