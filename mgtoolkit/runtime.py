@@ -46,8 +46,22 @@ def import_paddle():
     """Import paddle after :func:`configure_cpu_env`; the one place mgtoolkit imports it."""
     configure_cpu_env()
     os.environ.setdefault("GLOG_minloglevel", "2")
-    import paddle
+    if "paddle" in sys.modules:
+        return sys.modules["paddle"]
+    import contextlib
+    import io
+    import warnings
 
+    # paddle prints a data-parallel warning whenever OMP_NUM_THREADS > 1, and warns about ccache
+    # and distutils at import: noise for notebook users. Anything else it prints is passed on.
+    captured = io.StringIO()
+    with contextlib.redirect_stderr(captured), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(ccache|distutils).*")
+        import paddle
+    kept = [line for line in captured.getvalue().splitlines()
+            if "OMP_NUM_THREADS" not in line and line.strip()]
+    if kept:
+        print("\n".join(kept), file=sys.stderr)
     return paddle
 
 

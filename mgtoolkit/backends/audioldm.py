@@ -90,7 +90,10 @@ def unload() -> None:
 def import_ppdiffusers():
     """Import ppdiffusers, or say which package to install."""
     import_paddle_or_explain()
-    import ppdiffusers
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*distutils.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        import ppdiffusers
 
     quiet_model_logs()
     return ppdiffusers
@@ -117,7 +120,15 @@ def _load_cached(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
         from .tiny import tiny_audioldm_dir
 
         source = str(tiny_audioldm_dir())
-    pipe = _from_pretrained(cls, spec, source, dtype)
+    from ppdiffusers.utils import logging as pp_logging
+
+    bar_was_on = pp_logging.is_progress_bar_enabled()
+    pp_logging.disable_progress_bar()  # the per-component loading bar is noise in a notebook
+    try:
+        pipe = _from_pretrained(cls, spec, source, dtype)
+    finally:
+        if bar_was_on:
+            pp_logging.enable_progress_bar()
     pipe.set_progress_bar_config(disable=True)
     for part in ("unet", "vae", "text_encoder", "vocoder"):
         module = getattr(pipe, part, None)
