@@ -1,0 +1,218 @@
+"""Tiny captioners and prompt writers: real paddlenlp classes, tiny configs, random weights.
+
+Like the tiny AudioLDM in :mod:`mgtoolkit.backends.tiny`, each model is built once from a config
+with tokenizer files this module writes itself (SentencePiece models trained on a small in-code
+corpus, or a byte-level BPE vocabulary), saved with ``save_pretrained`` into the mgtoolkit cache,
+and from then on loaded with the same ``from_pretrained`` code the real models use. They write
+gibberish; they exist so that every stage of a chain runs offline in tests and notebooks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .tiny import cache_root
+
+__all__ = ["TINY_LLM_VERSION", "TINY_KINDS", "tiny_dir", "CORPUS"]
+
+TINY_LLM_VERSION = 1
+
+CORPUS = [
+    "The image shows a crowded nightclub with people dancing on the dance floor.",
+    "Given the scene description in the following paragraph, please create a musical style sentence "
+    "that fits the scene. Description:",
+    "A classic cocktail lounge vibe with smooth jazz piano and a cool, relaxed atmosphere.",
+    "Calm ambient music with soft synth pads and gentle rain.",
+    "Energetic electronic dance music with a pounding bass line and bright lights.",
+    "A quiet forest at dawn, birds singing, acoustic guitar and flute.",
+    "Describe the image. The music is playing and the crowd is dancing.",
+    "Upbeat pop song with drums, claps and a catchy melody.",
+    "A lonely piano melody in a minor key, slow tempo, melancholic mood.",
+    "Orchestral film score with strings, brass and timpani, epic and heroic.",
+    "A sunny beach with waves, a city street at night, a snowy mountain, an old church.",
+]
+_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+               image_size=32, patch_size=8)
+_QFORMER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                vocab_size=100, max_position_embeddings=64, cross_attention_frequency=1)
+_LM = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+           max_position_embeddings=512)
+
+
+def _train_spm(prefix: Path, vocab_size: int, **options) -> Path:
+    """Train a small BPE SentencePiece model on :data:`CORPUS`; return the ``.model`` path."""
+    import sentencepiece as spm
+
+    corpus = prefix.parent / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS * 10) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size, model_type="bpe",
+        character_coverage=1.0, hard_vocab_limit=False, minloglevel=2, byte_fallback=False, **options)
+    corpus.unlink()
+    return prefix.with_suffix(".model")
+
+
+def _build_chatglm(folder: Path) -> None:
+    from paddlenlp.transformers import ChatGLMConfig, ChatGLMForCausalLM, ChatGLMTokenizer
+
+    symbols = ["<pad>", "<n>", "<|tab|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>"]
+    sp = _train_spm(folder / "_src" / "ice_text", 300, user_defined_symbols=symbols)
+    tok = ChatGLMTokenizer(vocab_file=str(sp), num_image_tokens=0)
+    cfg = ChatGLMConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        inner_hidden_size=128, max_sequence_length=512, bos_token_id=tok.bos_token_id,
+                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                        mask_token_id=tok.mask_token_id, gmask_token_id=tok.gmask_token_id,
+                        num_image_tokens=0, use_cache=True)
+    _save(folder, ChatGLMForCausalLM(cfg), tok)
+
+
+def _build_chatglm2(folder: Path) -> None:
+    from paddlenlp.transformers import ChatGLMv2Config, ChatGLMv2ForCausalLM, ChatGLMv2Tokenizer
+
+    sp = _train_spm(folder / "_src" / "tokenizer", 300, pad_id=0, unk_id=1, bos_id=-1, eos_id=2)
+    tok = ChatGLMv2Tokenizer(vocab_file=str(sp))
+    cfg = ChatGLMv2Config(num_hidden_layers=2, vocab_size=tok.vocab_size, padded_vocab_size=tok.vocab_size,
+                          hidden_size=64, ffn_hidden_size=128, kv_channels=16, num_attention_heads=4,
+                          multi_query_group_num=2, max_sequence_length=512, seq_length=512,
+                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    _save(folder, ChatGLMv2ForCausalLM(cfg), tok)
+
+
+_QWEN_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _write_byte_bpe(folder: Path, specials: tuple[str, ...] = ()) -> dict[str, int]:
+    """A byte-level BPE vocab/merges (GPT-2 format) with ``specials`` appended."""
+    from paddlenlp.transformers.gpt.tokenizer import bytes_to_unicode
+
+    merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("Ġ", "a"), ("e", "r"), ("o", "n"),
+              ("Ġ", "s"), ("Ġ", "m"), ("Ġ", "p"), ("in", "g"), ("o", "u")]
+    vocab = {symbol: i for i, symbol in enumerate(bytes_to_unicode().values())}
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    for token in specials:
+        vocab.setdefault(token, len(vocab))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
+    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return vocab
+
+
+def _build_qwen2(folder: Path) -> None:
+    from paddlenlp.transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
+
+    src = folder / "_src"
+    _write_byte_bpe(src)
+    (src / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "Qwen2Tokenizer", "errors": "replace", "unk_token": None, "bos_token": None,
+        "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "chat_template": _QWEN_TEMPLATE}),
+        encoding="utf-8")
+    tok = Qwen2Tokenizer.from_pretrained(str(src))
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    cfg = Qwen2Config(vocab_size=len(tok), num_key_value_heads=2, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id, **_LM)
+    _save(folder, Qwen2ForCausalLM(cfg), tok)
+
+
+def _build_minigpt4(folder: Path) -> None:
+    from paddlenlp.transformers import (
+        LlamaTokenizer,
+        MiniGPT4Config,
+        MiniGPT4ForConditionalGeneration,
+        MiniGPT4ImageProcessor,
+        MiniGPT4Processor,
+    )
+
+    sp = _train_spm(folder / "_src" / "tokenizer", 300, unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
+    tok = LlamaTokenizer(vocab_file=str(sp))
+    text_config = dict(model_type="llama", vocab_size=tok.vocab_size, bos_token_id=tok.bos_token_id,
+                       eos_token_id=tok.eos_token_id, pad_token_id=0, **_LM)
+    cfg = MiniGPT4Config(vision_config=_VISION, qformer_config=_QFORMER, text_config=text_config,
+                         num_query_tokens=4)
+    processor = MiniGPT4Processor(MiniGPT4ImageProcessor(size={"height": 32, "width": 32}), tok)
+    _save(folder, MiniGPT4ForConditionalGeneration(cfg), processor)
+
+
+def _build_blip2(folder: Path) -> None:
+    from paddlenlp.transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        BlipImageProcessor,
+        GPTTokenizer,
+    )
+
+    src = folder / "_src"
+    vocab = _write_byte_bpe(src, specials=("</s>", "<pad>"))
+    tok = GPTTokenizer(str(src / "vocab.json"), str(src / "merges.txt"), eos_token="</s>", pad_token="<pad>",
+                       bos_token="</s>", unk_token="</s>")
+    text_config = dict(model_type="opt", vocab_size=len(vocab), word_embed_proj_dim=64, ffn_dim=128,
+                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                       bos_token_id=tok.bos_token_id, **_LM)
+    cfg = Blip2Config(vision_config=_VISION, qformer_config=_QFORMER, text_config=text_config,
+                      num_query_tokens=4)
+    processor = Blip2Processor(BlipImageProcessor(size={"height": 32, "width": 32}), tok)
+    _save(folder, Blip2ForConditionalGeneration(cfg), processor)
+
+
+def _save(folder: Path, model, tokenizer_or_processor) -> None:
+    model.eval()
+    model.save_pretrained(str(folder))
+    tokenizer_or_processor.save_pretrained(str(folder))
+    shutil.rmtree(folder / "_src", ignore_errors=True)
+
+
+TINY_KINDS: dict[str, Callable[[Path], None]] = {
+    "chatglm": _build_chatglm,
+    "chatglm2": _build_chatglm2,
+    "qwen2": _build_qwen2,
+    "minigpt4": _build_minigpt4,
+    "blip2": _build_blip2,
+}
+
+
+def tiny_dir(kind: str, root: Path | None = None) -> Path:
+    """The folder of the saved tiny model ``kind`` (see :data:`TINY_KINDS`), built on first use.
+
+    Building takes a second or two, once; the folder is then reused by every process.
+    """
+    target = (root or cache_root()) / f"tiny-{kind}-v{TINY_LLM_VERSION}"
+    if (target / "config.json").is_file():
+        return target
+    build = TINY_KINDS[kind]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tiny-{kind}-", dir=target.parent))
+    try:
+        _build_seeded(build, staging)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not (target / "config.json").is_file():  # not a concurrent build that won
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _build_seeded(build: Callable[[Path], None], folder: Path) -> None:
+    """Run ``build`` with paddle seeded to 0, leaving the caller's random stream as it was."""
+    from ..runtime import import_paddle, quiet_model_logs
+
+    paddle = import_paddle()
+    quiet_model_logs()
+    state = paddle.get_rng_state()
+    try:
+        paddle.seed(0)
+        (folder / "_src").mkdir(parents=True, exist_ok=True)
+        build(folder)
+    finally:
+        paddle.set_rng_state(state)
