@@ -132,8 +132,8 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             made += 1
         except MgtoolkitError as exc:
             failed.append(f"line {number}: {exc}")
-            print(f"mgtoolkit: line {number}: {exc}", file=err)
-    print(f"batch: {made} made, {skipped} skipped (already there), {len(failed)} failed", file=err)
+            tqdm.write(f"mgtoolkit: line {number}: {exc}", file=err)
+    print(f"batch: {made} made, {skipped} skipped, {len(failed)} failed (skipped: already in {folder})", file=err)
     return 1 if failed else 0
 
 

@@ -1,0 +1,146 @@
+"""The text-to-music core on the tiny AudioLDM: every knob reaches the pipeline, seeds own results."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import mgtoolkit as mg
+from mgtoolkit.backends import audioldm
+
+PROMPT = "smooth jazz piano, relaxed lounge"
+
+
+@pytest.fixture(scope="module")
+def base(tiny_model, fast):
+    return mg.generate(PROMPT, negative_prompt="low quality, noise", seed=120, **fast)
+
+
+def _differs(a: mg.Clip, b: mg.Clip) -> bool:
+    return a.waveform.shape != b.waveform.shape or not np.allclose(a.waveform, b.waveform, atol=1e-6)
+
+
+def test_clip_is_mono_float32_in_range_at_the_vocoder_rate(base, tiny_model):
+    assert base.waveform.dtype == np.float32 and base.waveform.ndim == 1
+    assert np.abs(base.waveform).max() <= 1.0
+    assert base.waveform.std() > 1e-3  # the tiny model's noise is audible, not silence
+    assert base.sample_rate == tiny_model.pipe.vocoder.config.sampling_rate == 16000
+    assert base.seed == 120 and base.request.model == "tiny"
+
+
+@pytest.mark.parametrize("seconds", [0.5, 1.0, 2.37])
+def test_length_is_seconds_times_rate(seconds, fast):
+    clip = mg.generate(PROMPT, seed=1, **{**fast, "audio_length_in_s": seconds})
+    assert clip.waveform.shape == (int(seconds * clip.sample_rate),)
+    assert clip.duration == pytest.approx(seconds, abs=1 / clip.sample_rate)
+
+
+def test_same_seed_gives_identical_waveform_even_after_other_random_draws(base, fast):
+    import paddle
+
+    paddle.seed(999)
+    paddle.randn([17])  # anything else drawing from paddle's RNG in between
+    np.random.seed(3)
+    again = mg.generate(PROMPT, negative_prompt="low quality, noise", seed=120, **fast)
+    assert np.array_equal(again.waveform, base.waveform)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"prompt": "heavy metal drums and distorted guitar"},
+        {"negative_prompt": "piano"},
+        {"guidance_scale": 7.0},
+        {"num_inference_steps": 5},
+        {"seed": 121},
+        {"scheduler": "dpm++"},
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_every_knob_changes_the_output(base, fast, change):
+    kwargs = {"prompt": PROMPT, "negative_prompt": "low quality, noise", "seed": 120, **fast, **change}
+    assert _differs(mg.generate(**kwargs), base)
+
+
+def test_audio_length_changes_the_length(base, fast):
+    longer = mg.generate(PROMPT, negative_prompt="low quality, noise", seed=120, **{**fast, "audio_length_in_s": 1.5})
+    assert longer.waveform.shape[0] == int(1.5 * 16000) != base.waveform.shape[0]
+
+
+def test_negative_prompt_is_ignored_without_guidance(fast):
+    a = mg.generate(PROMPT, negative_prompt="piano", seed=4, guidance_scale=1.0, **fast)
+    b = mg.generate(PROMPT, negative_prompt="drums", seed=4, guidance_scale=1.0, **fast)
+    assert np.array_equal(a.waveform, b.waveform)
+
+
+def test_candidates_have_consecutive_seeds_and_each_can_be_remade(fast):
+    clips = mg.generate(PROMPT, seed=50, num_waveforms_per_prompt=3, **fast)
+    assert [c.seed for c in clips] == [50, 51, 52]
+    assert all(c.request.num_waveforms_per_prompt == 3 for c in clips)
+    assert _differs(clips[0], clips[1]) and _differs(clips[1], clips[2])
+    alone = mg.generate(PROMPT, seed=51, **fast)
+    np.testing.assert_allclose(alone.waveform, clips[1].waveform, atol=1e-4)
+
+
+def test_seed_none_is_resolved_and_recorded(fast):
+    clip = mg.generate(PROMPT, seed=None, **fast)
+    assert isinstance(clip.seed, int) and 0 <= clip.seed < 2**32
+    assert np.array_equal(mg.generate(PROMPT, seed=clip.seed, **fast).waveform, clip.waveform)
+
+
+def test_matches_the_plain_ppdiffusers_pipeline_call(tiny_model, fast):
+    """Our short-padded batch encoding + numpy latents equal what the pipeline does with strings."""
+    import paddle
+
+    clip = mg.generate(PROMPT, negative_prompt="noise", seed=7, **fast)
+    shape = audioldm.latent_shape(tiny_model, fast["audio_length_in_s"])
+    latents = paddle.to_tensor(audioldm.initial_latents(shape, [7]))
+    plain = tiny_model.pipe(prompt=PROMPT, negative_prompt="noise", latents=latents,
+                            audio_length_in_s=fast["audio_length_in_s"],
+                            num_inference_steps=fast["num_inference_steps"], guidance_scale=2.5).audios[0]
+    np.testing.assert_allclose(clip.waveform, np.clip(plain, -1, 1), atol=1e-5)
+
+
+def test_callback_sees_every_step_with_numpy_latents(tiny_model, fast):
+    seen = []
+    mg.generate(PROMPT, seed=1, callback=lambda i, n, lat: seen.append((i, n, lat.shape, type(lat))), **fast)
+    shape = audioldm.latent_shape(tiny_model, fast["audio_length_in_s"])
+    assert seen == [(i, 3, (1, *shape), np.ndarray) for i in range(3)]
+
+
+def test_cancel_stops_at_the_next_step(fast):
+    cancel = threading.Event()
+    steps = []
+
+    def on_step(i, n, lat):
+        steps.append(i)
+        cancel.set()
+
+    with pytest.raises(mg.GenerationCancelled, match="after step 2 of 3"):
+        mg.generate(PROMPT, seed=1, callback=on_step, cancel=cancel, **fast)
+    assert steps == [0]
+
+
+def test_load_is_cached_per_process(tiny_model):
+    assert mg.load_model("tiny") is tiny_model
+
+
+def test_save_pretrained_round_trip_gives_the_same_waveform(tiny_model, tmp_path, fast):
+    tiny_model.pipe.save_pretrained(str(tmp_path / "pipe"))
+    original = mg.generate(PROMPT, seed=9, **fast)
+    reloaded = mg.generate(PROMPT, seed=9, **{**fast, "model": str(tmp_path / "pipe")})
+    assert reloaded.model_info["source"] == str(tmp_path / "pipe")
+    assert np.array_equal(reloaded.waveform, original.waveform)
+
+
+def test_a_request_object_is_accepted(base, fast):
+    request = mg.GenerationRequest(PROMPT, "low quality, noise", seed=120, audio_length_in_s=1.0,
+                                   num_inference_steps=3, model="tiny")
+    assert np.array_equal(mg.generate(request).waveform, base.waveform)
+
+
+def test_timings_cover_each_stage(base):
+    assert {"load_s", "text_s", "denoise_s", "decode_s", "total_s"} <= set(base.timings)
+    assert all(v >= 0 for v in base.timings.values())
