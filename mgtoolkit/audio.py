@@ -37,7 +37,7 @@ def safe_stem(text: str, *, max_len: int = MAX_STEM, default: str = "clip") -> s
     'etc-passwd'
     """
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    stem = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    stem = re.sub(r"[^a-z0-9_]+", "-", ascii_text.lower()).strip("-_")
     stem = stem[:max_len].rstrip("-")
     return stem or default
 
