@@ -24,6 +24,18 @@ from .types import Clip, GenerationRequest  # noqa: E402
 _LAZY = {
     "SCHEDULERS": "mgtoolkit.backends.audioldm",
     "PromptTruncatedWarning": "mgtoolkit.backends.audioldm",
+    # notebook studio (issue 4): plots, display, teaching, widgets
+    "show": "mgtoolkit.display",
+    "show_denoising": "mgtoolkit.display",
+    "about": "mgtoolkit.display",
+    "waveshow": "mgtoolkit.plots",
+    "melshow": "mgtoolkit.plots",
+    "clip_figure": "mgtoolkit.plots",
+    "denoising_snapshots": "mgtoolkit.teaching",
+    "studio": "mgtoolkit.widgets",
+    "TextPanel": "mgtoolkit.widgets",
+    "ImagePanel": "mgtoolkit.widgets",
+    "AudioPanel": "mgtoolkit.widgets",
 }
 
 

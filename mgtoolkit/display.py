@@ -1,17 +1,230 @@
-"""IPython glue: audio players for clips (placeholder until the notebook studio lands)."""
+"""IPython glue: see and hear clips inline.
+
+:func:`show` draws each clip's waveform and mel spectrogram, adds an audio player and the prompt,
+seed and model beneath; several clips sit side by side. The HTML is self-contained (the figure as
+a PNG data URI, the audio as a WAV data URI), so it works the same in JupyterLab, Voilà, a panel's
+Output widget and an exported notebook. IPython is imported only inside the functions that display.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
+import io
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from .audio import wav_bytes
+from .models import PRESETS, default_model, resolve_model
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from .types import Clip
+
+__all__ = [
+    "show",
+    "show_denoising",
+    "clip_html",
+    "clip_card_html",
+    "clips_html",
+    "figure_png",
+    "about",
+    "ModelNote",
+]
+
+_CSS = (
+    "<style>.mg-clips{display:flex;flex-wrap:wrap;gap:12px}"
+    ".mg-card{flex:0 1 460px;border:1px solid #ddd;border-radius:6px;padding:6px;font-size:12px}"
+    ".mg-card img{width:100%;height:auto}.mg-card audio{width:100%}"
+    ".mg-meta{color:#444;margin-top:4px;word-break:break-word}</style>"
+)
 
 
-def clip_html(clip) -> str:
-    """An ``<audio>`` player and a one-line caption for ``clip`` (no IPython needed)."""
-    data = base64.b64encode(wav_bytes(clip.waveform, clip.sample_rate)).decode("ascii")
-    caption = html.escape(f"{clip.prompt} · seed {clip.seed} · {clip.duration:.2f} s · "
-                          f"{clip.model_info.get('name', '')}")
-    return (f'<figure class="mgtoolkit-clip"><audio controls src="data:audio/wav;base64,{data}"></audio>'
-            f"<figcaption>{caption}</figcaption></figure>")
+def _display(obj: Any) -> None:
+    """``IPython.display.display``, or a clear error outside IPython."""
+    try:
+        from IPython.display import display
+    except ImportError as exc:  # pragma: no cover - IPython comes with every Jupyter install
+        raise ImportError("showing clips needs IPython: pip install 'mgtoolkit[notebook]'") from exc
+    display(obj)
+
+
+def _html(markup: str) -> Any:
+    from IPython.display import HTML
+
+    return HTML(markup)
+
+
+def audio_data_uri(waveform, sample_rate: int) -> str:
+    """A ``data:audio/wav;base64,...`` URI holding a 16-bit WAV of ``waveform``."""
+    return "data:audio/wav;base64," + base64.b64encode(wav_bytes(waveform, sample_rate)).decode("ascii")
+
+
+def figure_png(fig: Figure, *, dpi: int = 80) -> bytes:
+    """PNG bytes of a matplotlib figure."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def _meta_line(clip: Clip) -> str:
+    model = clip.model_info.get("name") or clip.request.model or ""
+    parts = [
+        f"seed {clip.seed}",
+        f"{clip.duration:.2f} s",
+        f"{clip.request.num_inference_steps} steps",
+        f"guidance {clip.request.guidance_scale:g}",
+        f"model {model}",
+    ]
+    return " · ".join(parts)
+
+
+def clip_html(clip: Clip) -> str:
+    """An ``<audio>`` player and a one-line caption for ``clip`` (no IPython, no matplotlib).
+
+    Used by ``Clip._repr_html_``, so a clip as a cell's last expression plays inline.
+    """
+    caption = html.escape(f"{clip.prompt} · {_meta_line(clip)}")
+    return (
+        f'<figure class="mgtoolkit-clip"><audio controls src="{audio_data_uri(clip.waveform, clip.sample_rate)}">'
+        f"</audio><figcaption>{caption}</figcaption></figure>"
+    )
+
+
+def clip_card_html(clip: Clip, *, plots: bool = True, title: str | None = None) -> str:
+    """One clip as a card: waveform + mel image, player, prompt, negative prompt, seed and model."""
+    parts = ['<div class="mg-card">']
+    if title:
+        parts.append(f"<b>{html.escape(title)}</b>")
+    if plots:
+        from .plots import clip_figure
+
+        png = base64.b64encode(figure_png(clip_figure(clip, title=False))).decode("ascii")
+        parts.append(
+            f'<img class="mg-spectrogram" alt="waveform and mel spectrogram" '
+            f'src="data:image/png;base64,{png}">'
+        )
+    parts.append(f'<audio controls src="{audio_data_uri(clip.waveform, clip.sample_rate)}"></audio>')
+    meta = f"<b>prompt</b> {html.escape(clip.prompt)}"
+    if clip.request.negative_prompt:
+        meta += f"<br><b>negative</b> {html.escape(clip.request.negative_prompt)}"
+    meta += f"<br>{html.escape(_meta_line(clip))}"
+    parts.append(f'<div class="mg-meta">{meta}</div></div>')
+    return "".join(parts)
+
+
+def _as_list(clip_or_clips: Any) -> list[Clip]:
+    if hasattr(clip_or_clips, "clip") and not hasattr(clip_or_clips, "waveform"):  # a Story
+        clip_or_clips = clip_or_clips.clip
+    if hasattr(clip_or_clips, "waveform"):
+        return [clip_or_clips]
+    return list(clip_or_clips)
+
+
+def clips_html(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True) -> str:
+    """The HTML :func:`show` displays: cards side by side, wrapping on narrow screens."""
+    clips = _as_list(clip_or_clips)
+    titled = len(clips) > 1
+    cards = [
+        clip_card_html(c, plots=plots, title=f"#{i + 1}" if titled else None) for i, c in enumerate(clips)
+    ]
+    return f'{_CSS}<div class="mg-clips">{"".join(cards)}</div>'
+
+
+def show(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True) -> None:
+    """Show clips inline: waveform and mel spectrogram, a player, and prompt/seed/model beneath.
+
+    Parameters
+    ----------
+    clip_or_clips : Clip, list of Clip, or anything with a ``.clip`` (a Story)
+        Several clips are shown side by side, e.g. the candidates of one prompt or seeds 1-4.
+    plots : bool
+        Draw the waveform and mel spectrogram (``False``: players only, faster).
+
+    Examples
+    --------
+    >>> import mgtoolkit as mg
+    >>> clips = mg.generate("calm piano", num_waveforms_per_prompt=2, seed=1, audio_length_in_s=1.0,
+    ...                     num_inference_steps=2, model="tiny")
+    >>> mg.show(clips)  # doctest: +SKIP
+    """
+    _display(_html(clips_html(clip_or_clips, plots=plots)))
+
+
+def show_denoising(
+    prompt: str,
+    *,
+    steps_to_show: tuple[int, ...] = (0, 5, 10, 19),
+    num_inference_steps: int = 20,
+    **generate_kwargs: Any,
+) -> None:
+    """Watch noise turn into music: the mel spectrogram after several denoising steps of one generation.
+
+    Parameters
+    ----------
+    prompt : str
+        What the music should be.
+    steps_to_show : tuple of int
+        Steps (from 0) to decode and draw; each below ``num_inference_steps``.
+    num_inference_steps : int
+        Denoising steps of the generation.
+    **generate_kwargs
+        Anything :func:`mgtoolkit.generate` takes (``seed``, ``guidance_scale``, ``negative_prompt``,
+        ``audio_length_in_s``, ``model``...).
+
+    Examples
+    --------
+    >>> import mgtoolkit as mg
+    >>> mg.show_denoising("calm piano", steps_to_show=(0, 3), num_inference_steps=4,
+    ...                   audio_length_in_s=1.0, seed=1, model="tiny")  # doctest: +SKIP
+    """
+    from .plots import denoising_figure
+    from .teaching import denoise_with_snapshots
+
+    run = denoise_with_snapshots(
+        prompt, steps_to_show=steps_to_show, num_inference_steps=num_inference_steps, **generate_kwargs
+    )
+    fig = denoising_figure(
+        run.snapshots, sr=run.sample_rate, hop_length=run.hop_length, total_steps=run.total_steps
+    )
+    png = base64.b64encode(figure_png(fig)).decode("ascii")
+    _display(
+        _html(
+            f'{_CSS}<img class="mg-denoising" alt="mel spectrogram at several denoising steps" '
+            f'style="max-width:100%" src="data:image/png;base64,{png}">{clip_html(run.clip)}'
+        )
+    )
+
+
+class ModelNote(str):
+    """A string that shows as plain text (no quotes) as a cell's result."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def about(model: str | None = None) -> ModelNote:
+    """Say which model is live and what its output will sound like.
+
+    Put it at the top of a notebook so nobody mistakes the ``tiny`` model's noise for a bug.
+
+    Examples
+    --------
+    >>> print(about("tiny"))  # doctest: +ELLIPSIS
+    Live model: tiny ...
+    """
+    name = model or default_model()
+    origin = "set by MGTOOLKIT_MODEL" if model is None and os.environ.get("MGTOOLKIT_MODEL") else "default"
+    if model is not None:
+        origin = "chosen here"
+    spec = resolve_model(name)
+    if spec.is_tiny:
+        return ModelNote(
+            f"Live model: tiny ({origin}). Random weights for tests: every clip is noise by "
+            "design, not a bug. Unset MGTOOLKIT_MODEL to hear real music."
+        )
+    size = f", about {spec.size_gb:g} GB, downloaded once on first use" if spec.size_gb else ""
+    what = PRESETS[spec.name].description if spec.name in PRESETS else spec.source
+    return ModelNote(f"Live model: {spec.name} ({origin}): {what}{size}. Weights license: {spec.license}.")

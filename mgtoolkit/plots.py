@@ -1,0 +1,269 @@
+"""Drawing waveforms and mel spectrograms, in the style of ``librosa.display``.
+
+Every function takes the data first and everything else by keyword, draws on ``ax`` (or the
+current axes), forwards ``**kwargs`` to matplotlib and returns the artist it made. Nothing here
+calls ``plt.show()``. Computing (:func:`mel_db`) is kept apart from drawing (:func:`melshow`), and
+all of it works on any mono waveform, not only on clips made by mgtoolkit.
+
+Examples
+--------
+>>> import numpy as np
+>>> import matplotlib.pyplot as plt
+>>> from mgtoolkit import plots
+>>> y = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype("float32")
+>>> fig, (ax1, ax2) = plt.subplots(2)
+>>> line = plots.waveshow(y, sr=16000, ax=ax1)
+>>> mesh = plots.melshow(y, sr=16000, ax=ax2, colorbar=True)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.collections import QuadMesh
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from .types import Clip
+
+__all__ = ["mel_db", "waveshow", "melshow", "clip_figure", "denoising_figure"]
+
+MAX_POINTS = 4000
+
+
+# --- computing -------------------------------------------------------------------------------------
+
+
+def mel_db(
+    y: np.ndarray,
+    *,
+    sr: int,
+    n_fft: int = 1024,
+    hop_length: int = 160,
+    n_mels: int = 64,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    top_db: float = 80.0,
+) -> np.ndarray:
+    """A mel power spectrogram in dB (``(n_mels, frames)``), relative to its loudest bin.
+
+    The defaults match AudioLDM's own mel front end (1024-point FFT, hop 160, 64 bands).
+
+    Examples
+    --------
+    >>> mel_db(np.zeros(16000, dtype="float32"), sr=16000).shape
+    (64, 101)
+    """
+    import librosa
+
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    n_fft = min(n_fft, max(16, len(y)))
+    power = librosa.feature.melspectrogram(
+        y=y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax
+    )
+    return librosa.power_to_db(power, ref=lambda s: max(float(np.max(s)), 1e-10), top_db=top_db)
+
+
+def _envelope(y: np.ndarray, sr: int, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Times (s) and values to draw: the samples, or per-block min/max when there are many."""
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    if len(y) <= max_points:
+        return np.arange(len(y)) / sr, y
+    block = int(np.ceil(2 * len(y) / max_points))
+    usable = len(y) // block * block
+    blocks = y[:usable].reshape(-1, block)
+    values = np.stack([blocks.min(axis=1), blocks.max(axis=1)], axis=1).reshape(-1)
+    starts = np.arange(blocks.shape[0]) * block / sr
+    times = np.stack([starts, starts + block / (2 * sr)], axis=1).reshape(-1)
+    return times, values
+
+
+# --- drawing ---------------------------------------------------------------------------------------
+
+
+def _axes(ax: Axes | None) -> Axes:
+    """``ax``, or the current axes of pyplot (the one place pyplot is touched)."""
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    return plt.gca()
+
+
+def waveshow(
+    y: np.ndarray, *, sr: int, ax: Axes | None = None, max_points: int = MAX_POINTS, **kwargs: Any
+) -> Line2D:
+    """Draw a mono waveform against time in seconds.
+
+    Long signals are drawn as their min/max envelope (about ``max_points`` points), so a minute
+    of audio draws as fast as a second.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        Mono samples.
+    sr : int
+        Sample rate in Hz.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; the current axes if omitted.
+    max_points : int
+        Above this many samples the envelope is drawn.
+    **kwargs
+        Passed to ``ax.plot`` (``color``, ``linewidth``, ``alpha``...).
+
+    Returns
+    -------
+    matplotlib.lines.Line2D
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> line = waveshow(np.zeros(8000), sr=16000)
+    >>> float(line.get_xdata()[-1]) < 0.5
+    True
+    """
+    ax = _axes(ax)
+    times, values = _envelope(y, sr, max_points)
+    kwargs.setdefault("linewidth", 0.6)
+    (line,) = ax.plot(times, values, **kwargs)
+    ax.set_xlim(0.0, len(np.asarray(y).reshape(-1)) / sr)
+    ax.set_xlabel("Time (s)")
+    ax.set_ylabel("Amplitude")
+    return line
+
+
+def melshow(
+    data: np.ndarray,
+    *,
+    sr: int,
+    hop_length: int = 160,
+    n_mels: int = 64,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    colorbar: bool = False,
+    ax: Axes | None = None,
+    **kwargs: Any,
+) -> QuadMesh:
+    """Draw a mel spectrogram: time in seconds, mel-spaced frequency axis labelled in Hz.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        A mono waveform (1-D; its mel spectrogram in dB is computed with :func:`mel_db`) or a mel
+        spectrogram already in dB, shaped ``(n_mels, frames)``.
+    sr : int
+        Sample rate in Hz.
+    hop_length : int
+        Samples between frames (AudioLDM: 160).
+    n_mels : int
+        Mel bands, used when ``data`` is a waveform.
+    fmin, fmax : float
+        Frequency range of the mel bands; ``fmax`` defaults to ``sr / 2``.
+    colorbar : bool
+        Add a colour bar in dB next to ``ax``.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; the current axes if omitted.
+    **kwargs
+        Passed to ``librosa.display.specshow`` (``cmap``, ``vmin``, ``vmax``...).
+
+    Returns
+    -------
+    matplotlib.collections.QuadMesh
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mesh = melshow(np.random.default_rng(0).standard_normal(16000), sr=16000, colorbar=True)
+    >>> type(mesh).__name__
+    'QuadMesh'
+    """
+    import librosa.display
+
+    ax = _axes(ax)
+    fmax = sr / 2 if fmax is None else fmax
+    data = np.asarray(data, dtype=np.float32)
+    mel = (
+        mel_db(data, sr=sr, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax)
+        if data.ndim == 1
+        else data
+    )
+    kwargs.setdefault("cmap", "magma")
+    mesh = librosa.display.specshow(
+        mel, sr=sr, hop_length=hop_length, x_axis="s", y_axis="mel", fmin=fmin, fmax=fmax, ax=ax, **kwargs
+    )
+    ax.set_xlabel("Time (s)")
+    ax.set_ylabel("Frequency (Hz)")
+    if colorbar:
+        ax.figure.colorbar(mesh, ax=ax, format="%+2.0f dB")
+    return mesh
+
+
+def _new_figure(nrows: int, ncols: int, figsize: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    """A figure outside pyplot's state (safe in worker threads, never shown twice)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).reshape(-1)
+
+
+def clip_figure(clip: Clip, *, figsize: tuple[float, float] = (6.0, 4.0), title: bool = True) -> Figure:
+    """Waveform above mel spectrogram (with a dB colour bar) of one clip.
+
+    Returns a new :class:`matplotlib.figure.Figure` that belongs to no pyplot window; in a
+    notebook it displays as the cell's result.
+
+    Examples
+    --------
+    >>> import mgtoolkit as mg
+    >>> clip = mg.generate("calm piano", seed=1, audio_length_in_s=1.0, num_inference_steps=2, model="tiny")
+    >>> len(clip_figure(clip).axes)  # waveform, mel and its colour bar
+    3
+    """
+    fig, (ax_wave, ax_mel) = _new_figure(2, 1, figsize)
+    waveshow(clip.waveform, sr=clip.sample_rate, ax=ax_wave)
+    melshow(clip.waveform, sr=clip.sample_rate, ax=ax_mel, colorbar=True)
+    if title:
+        ax_wave.set_title(f"{_short(clip.prompt)}  ·  seed {clip.seed}", fontsize=9)
+    return fig
+
+
+def denoising_figure(
+    snapshots: list[tuple[int, np.ndarray]],
+    *,
+    sr: int,
+    hop_length: int = 160,
+    total_steps: int | None = None,
+    height: float = 2.4,
+) -> Figure:
+    """Mel spectrograms (dB, ``(n_mels, frames)``) side by side, one per denoising step.
+
+    All panels share one colour scale, so the noise visibly settles into structure.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mels = [(0, np.zeros((64, 100))), (9, np.ones((64, 100)))]
+    >>> len(denoising_figure(mels, sr=16000, total_steps=10).axes)
+    3
+    """
+    fig, axes = _new_figure(1, len(snapshots), (2.6 * len(snapshots) + 1.0, height))
+    low = min(float(np.min(m)) for _, m in snapshots)
+    high = max(float(np.max(m)) for _, m in snapshots)
+    mesh = None
+    for ax, (step, mel) in zip(axes, snapshots, strict=True):
+        mesh = melshow(mel, sr=sr, hop_length=hop_length, ax=ax, vmin=low, vmax=high)
+        of = f" of {total_steps}" if total_steps else ""
+        ax.set_title(f"after step {step + 1}{of}", fontsize=9)
+        if ax is not axes[0]:
+            ax.set_ylabel("")
+    if mesh is not None:
+        fig.colorbar(mesh, ax=list(axes), format="%+2.0f dB")
+    return fig
+
+
+def _short(text: str, limit: int = 70) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
