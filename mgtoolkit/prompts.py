@@ -134,6 +134,7 @@ def clean_answer(answer: str, *, instruction: str | None = None, max_sentences: 
     'Smooth jazz piano, relaxed.'
     """
     text = _MARKUP.sub("\n", answer or "").replace("<n>", "\n")
+    text = "".join(ch if ch.isprintable() or ch == "\n" else " " for ch in text)
     if instruction and instruction.strip() and instruction.strip() in text:
         text = text.split(instruction.strip(), 1)[1]
     lines = _content_lines(text)
@@ -159,7 +160,7 @@ def is_usable(prompt: str) -> bool:
     (True, False, False)
     """
     words = re.findall(r"[^\W\d_]{2,}", prompt or "")
-    if len(words) < 2 or sum(len(w) for w in words) < 8:
+    if len(words) < 2 or sum(len(w) for w in words) < 8 or "\ufffd" in prompt:
         return False
     lowered = prompt.lower()
     return "musical style sentence" not in lowered and "scene description" not in lowered

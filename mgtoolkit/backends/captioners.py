@@ -1,0 +1,195 @@
+"""Captioners: vision-language models (paddlenlp MiniGPT4, BLIP-2) that describe an image.
+
+Chosen by name (:data:`CAPTIONERS`), a hub id or a local directory (MiniGPT4's weights are
+converted by hand, so a directory is the usual way). ``tiny`` and ``tiny-blip2`` are random models
+built offline by :mod:`mgtoolkit.backends.tiny_llm`. On the CPU everything runs in float32
+(MiniGPT4's float16 defaults have no CPU kernels). paddle and paddlenlp load inside functions only.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from ..errors import InvalidInputError, ModelUnavailableError
+
+__all__ = ["CaptionerSpec", "CAPTIONERS", "resolve_captioner", "load_captioner", "release_captioners",
+           "caption", "LoadedCaptioner", "DEFAULT_QUESTION", "MINIGPT4_PROMPT"]
+
+DEFAULT_QUESTION = "describe the image, "
+"""What the appflow example asks MiniGPT4 (its ``minigpt4_text``)."""
+
+MINIGPT4_PROMPT = (
+    "Give the following image: <Img>ImageContent</Img>. You will be able to see the image once I provide it "
+    "to you. Please answer my questions.###Human: <Img><ImageHere></Img> <TextHere>###Assistant:"
+)
+"""MiniGPT4's conversation prompt, as PaddleMIX's appflow uses it."""
+
+MAX_NEW_TOKENS = 96
+_LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class CaptionerSpec:
+    """Where a captioner comes from: ``family`` is ``"minigpt4"`` or ``"blip2"``."""
+
+    name: str
+    source: str
+    family: str
+    size_gb: float = 0.0
+    description: str = ""
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.source.startswith("tiny-")
+
+
+CAPTIONERS: dict[str, CaptionerSpec] = {
+    spec.name: spec
+    for spec in [
+        CaptionerSpec("minigpt4", "miniGPT4/MiniGPT4-7B", "minigpt4", 15.0,
+                      "MiniGPT4 (Vicuna-7B), the appflow's captioner; usually a local converted folder"),
+        CaptionerSpec("blip2", "Salesforce/blip2-opt-2.7b", "blip2", 8.0, "BLIP-2 with OPT-2.7B"),
+        CaptionerSpec("tiny", "tiny-minigpt4", "minigpt4", 0.0, "tiny random MiniGPT4: checks the setup offline"),
+        CaptionerSpec("tiny-blip2", "tiny-blip2", "blip2", 0.0, "tiny random BLIP-2"),
+    ]
+}
+_ALIASES = {spec.source: name for name, spec in CAPTIONERS.items() if "/" in spec.source}
+_ALIASES["miniGPT4/MiniGPT4-13B"] = "minigpt4"
+
+
+def resolve_captioner(captioner: str | os.PathLike) -> CaptionerSpec:
+    """A :class:`CaptionerSpec` for a preset name, hub id or local directory.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming ``captioner`` if it is none of those.
+
+    Examples
+    --------
+    >>> resolve_captioner("miniGPT4/MiniGPT4-7B").name
+    'minigpt4'
+    """
+    name = os.fspath(captioner).strip() if isinstance(captioner, (str, os.PathLike)) else captioner
+    if isinstance(name, str) and name in CAPTIONERS:
+        return CAPTIONERS[name]
+    if isinstance(name, str) and name in _ALIASES:
+        return CAPTIONERS[_ALIASES[name]]
+    if isinstance(name, str) and os.path.isdir(name):
+        return CaptionerSpec(name, name, _family_of_dir(name))
+    raise InvalidInputError("captioner", captioner, "is not a known captioner nor a model directory",
+                            f"use one of {', '.join(CAPTIONERS)}, a converted model folder, "
+                            "or 'text:<your own description>'")
+
+
+def _family_of_dir(path: str) -> str:
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
+            model_type = json.load(fh).get("model_type", "")
+    except (OSError, ValueError):
+        model_type = ""
+    if model_type not in ("minigpt4", "blip-2", "blip2"):
+        raise InvalidInputError("captioner", path, f"holds no MiniGPT4/BLIP-2 model (model_type={model_type!r})",
+                                "point it at a folder written by save_pretrained")
+    return "minigpt4" if model_type == "minigpt4" else "blip2"
+
+
+@dataclass(frozen=True)
+class LoadedCaptioner:
+    spec: CaptionerSpec
+    model: Any
+    processor: Any
+    load_s: float
+
+
+def load_captioner(spec: CaptionerSpec, device: str = "cpu") -> LoadedCaptioner:
+    """Load (cached until :func:`release_captioners`) the model and processor of ``spec``."""
+    with _LOCK:
+        return _load_cached(spec, device)
+
+
+def release_captioners() -> None:
+    """Forget every loaded captioner and give its memory back."""
+    with _LOCK:
+        _load_cached.cache_clear()
+    gc.collect()
+
+
+@lru_cache(maxsize=1)
+def _load_cached(spec: CaptionerSpec, device: str) -> LoadedCaptioner:
+    from ..runtime import import_paddle, pick_dtype, quiet_model_logs
+
+    t0 = time.perf_counter()
+    paddle = import_paddle()
+    paddle.set_device(device)
+    quiet_model_logs()
+    source = spec.source
+    if spec.is_tiny:
+        from .tiny_llm import tiny_dir
+
+        source = str(tiny_dir(spec.source.removeprefix("tiny-")))
+    dtype = pick_dtype(device)
+    try:
+        model, processor = (_load_minigpt4 if spec.family == "minigpt4" else _load_blip2)(source, dtype)
+    except (OSError, ValueError, KeyError, ConnectionError, RuntimeError) as exc:
+        raise _unavailable(spec, exc) from None
+    model.eval()
+    return LoadedCaptioner(spec, model, processor, time.perf_counter() - t0)
+
+
+def _load_minigpt4(source: str, dtype: str):
+    from paddlenlp.transformers import MiniGPT4ForConditionalGeneration, MiniGPT4Processor
+
+    # from_pretrained defaults the vision encoder and the LLM to float16: no CPU kernels for that.
+    model = MiniGPT4ForConditionalGeneration.from_pretrained(source, vit_dtype=dtype, llama_dtype=dtype)
+    return model, MiniGPT4Processor.from_pretrained(source)
+
+
+def _load_blip2(source: str, dtype: str):
+    from paddlenlp.transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+    model = Blip2ForConditionalGeneration.from_pretrained(source, dtype=dtype)
+    return model, Blip2Processor.from_pretrained(source)
+
+
+def _unavailable(spec: CaptionerSpec, exc: Exception) -> ModelUnavailableError:
+    detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    return ModelUnavailableError(
+        f"captioner={spec.name!r}: could not load {spec.source!r} (about {spec.size_gb:g} GB) locally or from "
+        f"the model hubs; put the converted weights in a folder and pass captioner='/path/to/that/folder', "
+        f"describe the image yourself with captioner='text:...', or use 'tiny' to check the setup offline. "
+        f"({detail})")
+
+
+def caption(loaded: LoadedCaptioner, image, question: str | None = None, *,
+            max_new_tokens: int | None = None) -> str:
+    """The model's raw description of ``image`` (an RGB PIL image), greedy so it is repeatable.
+
+    MiniGPT4's answer is cut at the first ``#`` as the appflow example does (its turns end in ``###``).
+    """
+    from ..runtime import import_paddle
+
+    paddle = import_paddle()
+    if max_new_tokens is None:
+        max_new_tokens = 12 if loaded.spec.is_tiny else MAX_NEW_TOKENS
+    question = DEFAULT_QUESTION if question is None else question
+    processor = loaded.processor
+    tok = processor.tokenizer
+    if loaded.spec.family == "minigpt4":
+        inputs = processor([image], question, MINIGPT4_PROMPT)
+    else:
+        inputs = processor(images=image, text=question or None, return_tensors="pd")
+    with _LOCK, paddle.no_grad():
+        out = loaded.model.generate(**inputs, max_new_tokens=max_new_tokens, min_new_tokens=2,
+                                    decode_strategy="greedy_search", eos_token_id=tok.eos_token_id,
+                                    pad_token_id=tok.pad_token_id or 0)
+    ids = out[0] if isinstance(out, tuple) else out
+    text = processor.batch_decode(ids.numpy(), skip_special_tokens=True)[0]
+    return text.split("#")[0] if loaded.spec.family == "minigpt4" else text
