@@ -252,15 +252,21 @@ def run(model: LoadedModel, *, prompt: str, negative_prompt: str | None, audio_l
         if callback is not None:
             callback(step, num_inference_steps, lat.numpy())
 
-    # 4. The pipeline itself: denoise, decode the mel with the VAE, vocode.
+    # 4. The pipeline itself: denoise, decode the mel with the VAE, vocode. MusicLDM re-orders
+    #    several candidates by CLAP score, which would break the seed of each: one call per seed.
+    groups = [[i] for i in range(len(seeds))] if model.spec.pipeline == "MusicLDMPipeline" else [
+        list(range(len(seeds)))]
+    audios = []
     with _LOCK:
-        out = call_pipe(audio_length_in_s=audio_length_in_s, num_inference_steps=num_inference_steps,
-                        guidance_scale=guidance_scale, num_waveforms_per_prompt=len(seeds), latents=latents,
-                        generator=paddle.Generator().manual_seed(int(seeds[0])), callback=on_step,
-                        callback_steps=1, output_type="np", **kwargs)
+        for group in groups:
+            out = call_pipe(audio_length_in_s=audio_length_in_s, num_inference_steps=num_inference_steps,
+                            guidance_scale=guidance_scale, num_waveforms_per_prompt=len(group),
+                            latents=latents[group[0]:group[-1] + 1],
+                            generator=paddle.Generator().manual_seed(int(seeds[group[0]])), callback=on_step,
+                            callback_steps=1, output_type="np", **kwargs)
+            audios.append(np.asarray(out.audios, dtype=np.float32).reshape(len(group), -1))
     end = time.perf_counter()
     timings["denoise_s"] = marks.get("last", end) - t0 - timings["text_s"]
     timings["decode_s"] = end - marks.get("last", end)
     timings["total_s"] = end - t0
-    waves = np.asarray(out.audios, dtype=np.float32).reshape(len(seeds), -1)
-    return waves, timings
+    return np.concatenate(audios), timings
