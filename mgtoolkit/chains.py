@@ -1,0 +1,440 @@
+"""Image → caption → musical prompt → music, each stage usable alone, and re-runnable from any stage.
+
+>>> import mgtoolkit as mg
+>>> story = mg.image_to_music("dance.png", captioner="minigpt4", writer="chatglm-6b", seed=120)  # doctest: +SKIP
+>>> story.caption, story.music_prompt, story.clip                                               # doctest: +SKIP
+>>> story.rerun(music_prompt="Pulsing house with neon synths.")                                 # doctest: +SKIP
+
+The first stage can always be the user's own words: ``captioner="text:a foggy harbour at dawn"``
+(then ``image`` may be ``None``). ``writer="template"`` needs no model at all.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .backends.captioners import CAPTIONERS
+from .backends.writers import WRITERS
+from .core import StepCallback
+from .errors import GenerationCancelled, InvalidInputError
+from .types import Clip
+
+__all__ = ["Story", "image_to_music", "describe_image", "write_music_prompt", "default_captioner",
+           "default_writer", "CAPTIONERS", "WRITERS", "TEXT_PREFIX", "WriterFallbackWarning"]
+
+TEXT_PREFIX = "text:"
+"""``captioner="text:<description>"`` uses the user's own description as the first stage."""
+# CAPTIONERS and WRITERS (imported above): name -> spec (source, family, size_gb, description).
+
+
+class WriterFallbackWarning(UserWarning):
+    """The prompt writer's answer was empty or unusable; the template writer was used instead."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Which models by default
+
+
+def _tiny_setup(model: str | None = None) -> bool:
+    from .models import resolve_model
+
+    try:
+        return resolve_model(model).is_tiny
+    except InvalidInputError:
+        return False
+
+
+def default_captioner(model: str | None = None) -> str:
+    """``$MGTOOLKIT_CAPTIONER``, else ``"tiny"`` when the music model is tiny, else ``"minigpt4"``."""
+    return os.environ.get("MGTOOLKIT_CAPTIONER", "").strip() or ("tiny" if _tiny_setup(model) else "minigpt4")
+
+
+def default_writer(model: str | None = None) -> str:
+    """``$MGTOOLKIT_WRITER``, else ``"tiny"`` when the music model is tiny, else ``"chatglm-6b"``."""
+    return os.environ.get("MGTOOLKIT_WRITER", "").strip() or ("tiny" if _tiny_setup(model) else "chatglm-6b")
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 1: describe the image
+
+
+def _typed_description(captioner: Any) -> str | None:
+    if isinstance(captioner, str) and captioner.startswith(TEXT_PREFIX):
+        text = " ".join(captioner[len(TEXT_PREFIX):].split())
+        if not text:
+            raise InvalidInputError("captioner", captioner, "has no description after 'text:'",
+                                    "write e.g. captioner='text:a crowded nightclub with neon lights'")
+        return text
+    return None
+
+
+def _free_music_models(needed) -> None:
+    """Release cached AudioLDM pipelines before a real (multi-GB) captioner or writer loads."""
+    if not needed.is_tiny:
+        from .core import unload
+
+        unload()
+
+
+def _describe(image: Any, captioner: str, question: str | None, *, device: str | None,
+              keep_loaded: bool) -> tuple[str, dict[str, float]]:
+    """Caption ``image``; returns the caption and the stage's timings."""
+    typed = _typed_description(captioner)
+    if typed is not None:
+        return typed, {"caption_s": 0.0}
+    from .backends import captioners
+    from .images import load_image
+    from .runtime import pick_device
+
+    spec = captioners.resolve_captioner(captioner)
+    picture = load_image(image)
+    t0 = time.perf_counter()
+    if not keep_loaded:
+        _free_music_models(spec)
+    loaded = captioners.load_captioner(spec, pick_device(device))
+    try:
+        text = " ".join(captioners.caption(loaded, picture, question).split())
+    finally:
+        if not keep_loaded:
+            captioners.release_captioners()
+    return text, {"caption_s": time.perf_counter() - t0, "caption_load_s": loaded.load_s}
+
+
+def describe_image(image: Any, captioner: str | None = None, *, question: str | None = None,
+                   device: str | None = None, keep_loaded: bool = False) -> str:
+    """What a vision-language model sees in ``image``.
+
+    Parameters
+    ----------
+    image : str, Path, bytes, PIL.Image.Image or numpy.ndarray
+        The picture (see :func:`mgtoolkit.images.load_image`); may be ``None`` with ``captioner="text:..."``.
+    captioner : str, optional
+        ``"minigpt4"``, ``"blip2"``, ``"tiny"``, a hub id, a local model folder, or
+        ``"text:<description>"`` for the user's own words. ``None``: see :func:`default_captioner`.
+    question : str, optional
+        What to ask the model; ``None`` asks the appflow's ``"describe the image, "``.
+    device : str, optional
+        ``"cpu"``, ``"gpu"`` or ``None`` for automatic.
+    keep_loaded : bool
+        Keep the captioner in memory for the next call (else it is released at once).
+
+    Returns
+    -------
+    str
+        The description (may be empty if the model said nothing).
+
+    Examples
+    --------
+    >>> describe_image(None, captioner="text:a quiet forest at dawn")
+    'a quiet forest at dawn'
+    """
+    captioner = default_captioner() if captioner is None else captioner
+    text, _ = _describe(image, captioner, question, device=device, keep_loaded=keep_loaded)
+    return text
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 2: write the musical prompt
+
+
+def _write(description: str, writer: str, instruction: str | None, *, device: str | None,
+           keep_loaded: bool) -> tuple[str, str | None, dict[str, float]]:
+    """The cleaned prompt, a note if the template had to stand in, and the stage's timings."""
+    from . import prompts
+    from .backends import writers
+
+    spec = writers.resolve_writer(writer)
+    question = prompts.build_instruction(description, instruction)
+    t0 = time.perf_counter()
+    if not spec.needs_model:
+        return prompts.template_prompt(description), None, {"write_s": time.perf_counter() - t0}
+    from .runtime import pick_device
+
+    if not keep_loaded:
+        _free_music_models(spec)
+    loaded = writers.load_writer(spec, pick_device(device))
+    try:
+        answer = writers.complete(loaded, question)
+    finally:
+        if not keep_loaded:
+            writers.release_writers()
+    cleaned = prompts.clean_answer(answer, instruction=question)
+    timings = {"write_s": time.perf_counter() - t0, "write_load_s": loaded.load_s}
+    if prompts.is_usable(cleaned):
+        return cleaned, None, timings
+    note = f"writer {spec.name!r} answer unusable ({answer.strip()[:40]!r}), used template"
+    warnings.warn(WriterFallbackWarning(note), stacklevel=3)
+    return prompts.template_prompt(description), note, timings
+
+
+def write_music_prompt(description: str, writer: str | None = None, *, instruction: str | None = None,
+                       device: str | None = None, keep_loaded: bool = False) -> str:
+    """One or two sentences of musical style for a scene description.
+
+    Parameters
+    ----------
+    description : str
+        What the scene shows (a caption, or the user's words).
+    writer : str, optional
+        ``"chatglm-6b"``, ``"chatglm2-6b"``, ``"qwen2-0.5b"``, ``"tiny"``, ``"template"`` (no model),
+        a hub id or a local model folder. ``None``: see :func:`default_writer`.
+    instruction : str, optional
+        Template with ``{description}``; ``None`` uses :data:`mgtoolkit.prompts.DEFAULT_INSTRUCTION`.
+    device, keep_loaded
+        As for :func:`describe_image`.
+
+    Returns
+    -------
+    str
+        The cleaned prompt. If the LLM's answer is empty or unusable, the template writer's
+        prompt, with a :class:`WriterFallbackWarning`.
+
+    Examples
+    --------
+    >>> write_music_prompt("A crowded nightclub, people dancing.", writer="template")
+    'Energetic electronic dance music with a pounding kick drum, deep bass and bright synths, fast tempo around 128 BPM, euphoric and lively.'
+    """
+    writer = default_writer() if writer is None else writer
+    text, _, _ = _write(description, writer, instruction, device=device, keep_loaded=keep_loaded)
+    return text
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole chain
+
+_GENERATE_KEYS = ("negative_prompt", "audio_length_in_s", "num_inference_steps", "guidance_scale", "seed",
+                  "model", "scheduler", "device")
+_WRITE_KEYS = ("writer", "instruction")
+_CAPTION_KEYS = ("captioner", "question", "image")
+_CALL_KEYS = ("keep_loaded", "callback", "cancel")
+
+
+@dataclass(frozen=True, eq=False)
+class Story:
+    """The result of :func:`image_to_music`: every stage's output, and how to re-run from any stage.
+
+    Attributes
+    ----------
+    caption : str
+        What the captioner saw (or the user's own description).
+    music_prompt : str
+        The musical sentence the writer made from it (the prompt of :attr:`clip`).
+    clip : Clip
+        The music; its sidecar records caption, prompt, captioner, writer and stage timings.
+    captioner, writer : str
+        Names of the models used (``"text"`` for a typed description).
+    notes : tuple of str
+        What did not go as asked, e.g. ``"writer 'tiny' answer unusable (...), used template"``,
+        or which stages a :meth:`rerun` reused.
+    timings : mapping
+        Seconds per stage: ``caption_s``, ``write_s`` (each with ``*_load_s``), ``generate_s``.
+    settings : mapping
+        The arguments of the run (so :meth:`rerun` can repeat them).
+    image : PIL.Image.Image or None
+        The prepared image the captioner saw.
+    """
+
+    caption: str
+    music_prompt: str
+    clip: Clip
+    captioner: str
+    writer: str
+    notes: tuple[str, ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    image: Any = field(default=None, repr=False)
+
+    def rerun(self, caption: str | None = None, music_prompt: str | None = None, **overrides: Any) -> Story:
+        """Run again from the first stage whose input changed; earlier stages are reused, not recomputed.
+
+        Parameters
+        ----------
+        caption : str, optional
+            A new (edited) description: the prompt is written again from it, then the music made.
+        music_prompt : str, optional
+            A new musical prompt: only the music is made again.
+        **overrides
+            ``captioner``/``question``/``image`` re-run everything; ``writer``/``instruction`` re-run
+            from the writer; generation arguments (``seed``, ``negative_prompt``,
+            ``audio_length_in_s``, ``num_inference_steps``, ``guidance_scale``, ``model``, ...) only
+            re-make the music. The seed stays the same unless given.
+
+        Examples
+        --------
+        >>> story = image_to_music(None, captioner="text:a sunny beach", writer="template",
+        ...                        audio_length_in_s=1.0, num_inference_steps=2, seed=3, model="tiny")
+        >>> story.rerun(music_prompt="steel drums").timings.keys() >= {"generate_s"}
+        True
+        """
+        unknown = set(overrides) - set(_GENERATE_KEYS + _WRITE_KEYS + _CAPTION_KEYS + _CALL_KEYS)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise InvalidInputError(name, overrides[name], "is not an argument of image_to_music",
+                                    "pass caption=, music_prompt= or a generation argument such as seed=")
+        settings = {**self.settings, "seed": self.clip.seed, **overrides}
+        image = overrides.get("image", self.image)
+        if set(overrides) & set(_CAPTION_KEYS) and caption is None and music_prompt is None:
+            return _chain(image, None, None, settings, ())
+        edited = caption is not None and caption != self.caption
+        caption = self.caption if caption is None else caption
+        if music_prompt is not None:
+            return _chain(image, caption, music_prompt, settings, ("caption and writer stages reused",))
+        if edited or set(overrides) & set(_WRITE_KEYS):
+            return _chain(image, caption, None, settings,
+                          ("caption edited",) if edited else ("caption stage reused",))
+        return _chain(image, caption, self.music_prompt, settings, ("caption and writer stages reused",))
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>"
+                       for k, v in (("caption", self.caption), ("music prompt", self.music_prompt),
+                                    *(("note", n) for n in self.notes)))
+        clip_html = self.clip._repr_html_() if hasattr(self.clip, "_repr_html_") else html.escape(repr(self.clip))
+        return f"<table>{rows}</table>{clip_html}"
+
+
+def image_to_music(image: Any, *, captioner: str | None = None, writer: str | None = None,
+                   instruction: str | None = None, question: str | None = None,
+                   negative_prompt: str | None = None, audio_length_in_s: float = 5.0,
+                   num_inference_steps: int = 20, guidance_scale: float = 2.5, seed: int | None = None,
+                   model: str | None = None, scheduler: str | None = None, device: str | None = None,
+                   keep_loaded: bool = False, callback: StepCallback | None = None,
+                   cancel: threading.Event | None = None) -> Story:
+    """Music for a picture: caption it, write a musical prompt from the caption, generate.
+
+    Parameters
+    ----------
+    image : str, Path, bytes, PIL.Image.Image or numpy.ndarray
+        The picture; may be ``None`` with ``captioner="text:<description>"``.
+    captioner : str, optional
+        See :func:`describe_image`; ``None`` → :func:`default_captioner`.
+    writer : str, optional
+        See :func:`write_music_prompt`; ``None`` → :func:`default_writer`.
+    instruction : str, optional
+        The writer's instruction template (with ``{description}``).
+    question : str, optional
+        What to ask the captioner.
+    negative_prompt, audio_length_in_s, num_inference_steps, guidance_scale, seed, model, scheduler, device
+        As for :func:`mgtoolkit.generate`.
+    keep_loaded : bool
+        Keep captioner and writer in memory (big GPUs). By default each is released before the
+        next stage needs the memory, and cached music models are released before a real
+        (multi-GB) captioner or writer loads.
+    callback, cancel
+        As for :func:`mgtoolkit.generate`; ``cancel`` is also checked between stages.
+
+    Returns
+    -------
+    Story
+        ``.caption``, ``.music_prompt``, ``.clip``, ``.notes``, ``.timings``, ``.rerun(...)``.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the first bad argument (``image``, ``captioner``, ``writer``, ``instruction``, or a
+        generation argument), before any model is loaded.
+
+    Examples
+    --------
+    >>> story = image_to_music(None, captioner="text:a crowded nightclub", writer="template",
+    ...                        audio_length_in_s=1.0, num_inference_steps=2, seed=120, model="tiny")
+    >>> story.music_prompt.startswith("Energetic electronic dance music")
+    True
+    """
+    settings = dict(captioner=captioner, writer=writer, instruction=instruction, question=question,
+                    negative_prompt=negative_prompt, audio_length_in_s=audio_length_in_s,
+                    num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
+                    model=model, scheduler=scheduler, device=device, keep_loaded=keep_loaded,
+                    callback=callback, cancel=cancel)
+    return _chain(image, None, None, settings, ())
+
+
+def _check(image: Any, caption: str | None, music_prompt: str | None,
+           s: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Validate every argument before any model loads.
+
+    Returns the settings with defaults resolved, and the image prepared for the captioner (or
+    ``image`` as given when no caption is to be made).
+    """
+    import secrets
+
+    from . import prompts
+    from .backends.captioners import resolve_captioner
+    from .backends.writers import resolve_writer
+    from .core import validate_request
+    from .types import GenerationRequest
+
+    s = {**s, "captioner": default_captioner(s["model"]) if s["captioner"] is None else s["captioner"],
+         "writer": default_writer(s["model"]) if s["writer"] is None else s["writer"]}
+    if s["seed"] is None:
+        s["seed"] = secrets.randbelow(2**31)
+    request = GenerationRequest(music_prompt or "placeholder", s["negative_prompt"], s["audio_length_in_s"],
+                                s["num_inference_steps"], s["guidance_scale"], s["seed"], 1, s["model"],
+                                s["scheduler"])
+    validate_request(request)
+    if music_prompt is None:
+        resolve_writer(s["writer"])
+        prompts.build_instruction(caption or "scene", s["instruction"])
+    if caption is None and _typed_description(s["captioner"]) is None:
+        resolve_captioner(s["captioner"])
+        from .images import load_image
+
+        return s, load_image(image)
+    return s, image
+
+
+def _chain(image: Any, caption: str | None, music_prompt: str | None, settings: dict[str, Any],
+           notes: tuple[str, ...]) -> Story:
+    """Run the stages whose output is missing (``None``), in order, and wrap the result."""
+    # 1. Check everything first: a bad argument costs no model load.
+    s, picture = _check(image, caption, music_prompt, settings)
+    cancel, keep, device = s["cancel"], s["keep_loaded"], s["device"]
+    timings: dict[str, float] = {}
+    notes = list(notes)
+    # 2. Caption (unless given).
+    if caption is None:
+        _stop_if(cancel, "before describing the image")
+        caption, stage = _describe(picture, s["captioner"], s["question"], device=device, keep_loaded=keep)
+        timings.update(stage)
+        if not caption:
+            notes.append(f"captioner {s['captioner']!r} said nothing; the scene was described as 'an image'")
+            caption = "an image"
+    # 3. Musical prompt (unless given).
+    if music_prompt is None:
+        _stop_if(cancel, "before writing the musical prompt")
+        music_prompt, note, stage = _write(caption, s["writer"], s["instruction"], device=device, keep_loaded=keep)
+        timings.update(stage)
+        notes.extend([note] if note else [])
+    # 4. Music.
+    _stop_if(cancel, "before making the music")
+    clip, timings["generate_s"] = _generate(music_prompt, s)
+    captioner_name = "text" if _typed_description(s["captioner"]) else str(s["captioner"])
+    clip = clip.with_extra(caption=caption, music_prompt=music_prompt, captioner=captioner_name,
+                           writer=str(s["writer"]), stage_timings={k: round(v, 4) for k, v in timings.items()},
+                           **({"notes": list(notes)} if notes else {}))
+    stored = {**s, "callback": None, "cancel": None}  # per call, not repeated by a rerun
+    return Story(caption, music_prompt, clip, captioner_name, str(s["writer"]), tuple(notes), timings,
+                 stored, picture)
+
+
+def _generate(music_prompt: str, s: dict[str, Any]) -> tuple[Clip, float]:
+    from .core import generate
+
+    t0 = time.perf_counter()
+    clip = generate(music_prompt, s["negative_prompt"], audio_length_in_s=s["audio_length_in_s"],
+                    num_inference_steps=s["num_inference_steps"], guidance_scale=s["guidance_scale"],
+                    seed=s["seed"], model=s["model"], scheduler=s["scheduler"], device=s["device"],
+                    callback=s["callback"], cancel=s["cancel"])
+    return clip, time.perf_counter() - t0
+
+
+def _stop_if(cancel: threading.Event | None, when: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise GenerationCancelled(f"cancelled {when}")
+
