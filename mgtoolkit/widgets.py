@@ -55,9 +55,20 @@ _WIDE = widgets.Layout(width="98%")
 _SEED_RANGE = 2**31 - 1
 
 
+_HOMES = {
+    "generate": "mgtoolkit.core",
+    "restyle": "mgtoolkit.restyle",
+    "describe_image": "mgtoolkit.chains",
+    "write_music_prompt": "mgtoolkit.chains",
+}
+
+
 def _backend(name: str) -> Callable[..., Any]:
     """The public mgtoolkit function ``name``, looked up when first needed."""
-    return getattr(importlib.import_module("mgtoolkit"), name)
+    try:
+        return getattr(importlib.import_module("mgtoolkit"), name)
+    except AttributeError:
+        return getattr(importlib.import_module(_HOMES[name]), name)
 
 
 def one_line(exc: BaseException) -> str:
@@ -209,6 +220,7 @@ class _Panel(widgets.VBox):
     generate_label = "Generate"
 
     def __init__(self, *, synchronous: bool = False, history: History | None = None) -> None:
+        super().__init__()
         self.synchronous = synchronous
         self.history = HISTORY if history is None else history
         self.result: Any = None

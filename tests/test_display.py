@@ -1,0 +1,135 @@
+"""mgtoolkit.display and mgtoolkit.teaching: players, cards, side-by-side clips, denoising snapshots."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import mgtoolkit as mg
+from mgtoolkit import display, teaching
+
+SR = 16000
+
+
+def _clip(seed: int = 3, prompt: str = "calm <piano> & rain", n: int = 12000) -> mg.Clip:
+    wave = np.random.default_rng(seed).uniform(-0.5, 0.5, n).astype(np.float32)
+    request = mg.GenerationRequest(prompt, "noise", 0.75, 4, 3.0, seed, 1, "tiny")
+    return mg.Clip(wave, SR, seed, request, {"name": "tiny"})
+
+
+def _wav_uris(markup: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:audio/wav;base64,([^"]+)"', markup)]
+
+
+@pytest.fixture()
+def shown(monkeypatch):
+    """Everything display.show*/about would hand to IPython's display()."""
+    seen: list = []
+    monkeypatch.setattr(display, "_display", seen.append)
+    return seen
+
+
+def test_clip_html_holds_a_complete_wav_of_the_clip():
+    clip = _clip()
+    (wav,) = _wav_uris(clip._repr_html_())
+    data, sr = sf.read(io.BytesIO(wav), dtype="float32")
+    assert sr == SR and data.shape == (12000,)
+    assert np.allclose(data, clip.waveform, atol=1 / 32767 + 1e-6)
+
+
+def test_clip_html_escapes_the_prompt_and_names_seed_and_model():
+    markup = display.clip_html(_clip())
+    assert "calm &lt;piano&gt; &amp; rain" in markup and "<piano>" not in markup
+    assert "seed 3" in markup and "model tiny" in markup
+
+
+def test_show_one_clip_draws_spectrogram_player_and_metadata(shown):
+    display.show(_clip())
+    (obj,) = shown
+    markup = obj.data
+    assert markup.count('class="mg-spectrogram"') == 1
+    png = base64.b64decode(re.search(r'src="data:image/png;base64,([^"]+)"', markup).group(1))
+    assert png.startswith(b"\x89PNG")
+    assert len(_wav_uris(markup)) == 1
+    assert "negative</b> noise" in markup and "seed 3" in markup and "4 steps" in markup
+
+
+def test_show_several_clips_side_by_side(shown):
+    clips = [_clip(seed=s) for s in (1, 2, 3, 4)]
+    display.show(clips, plots=False)
+    markup = shown[0].data
+    assert 'class="mg-clips"' in markup and "display:flex" in markup
+    assert len(_wav_uris(markup)) == 4 and "mg-spectrogram" not in markup
+    assert [f"#{i}" in markup for i in (1, 2, 3, 4)] == [True] * 4
+    assert all(f"seed {s}" in markup for s in (1, 2, 3, 4))
+
+
+def test_show_accepts_anything_with_a_clip(shown):
+    class Story:
+        clip = _clip(seed=9)
+
+    display.show(Story(), plots=False)
+    assert "seed 9" in shown[0].data
+
+
+def test_about_says_tiny_is_noise_by_design(monkeypatch):
+    monkeypatch.setenv("MGTOOLKIT_MODEL", "tiny")
+    note = mg.about()
+    assert note.startswith("Live model: tiny (set by MGTOOLKIT_MODEL)") and "noise by design" in note
+    assert repr(note) == str(note)  # shows without quotes as a cell result
+
+
+def test_about_names_a_real_model_and_its_size():
+    note = mg.about("audioldm-s-full-v2")
+    assert "audioldm-s-full-v2" in note and "1.7 GB" in note and "non-commercial" in note
+
+
+# --- teaching, on the tiny model (the real pipeline code path) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def denoising():
+    return teaching.denoise_with_snapshots(
+        "calm piano",
+        steps_to_show=(0, 2, 3),
+        num_inference_steps=4,
+        audio_length_in_s=1.0,
+        seed=5,
+        model="tiny",
+    )
+
+
+def test_snapshots_at_the_asked_steps_as_mel_db(denoising):
+    assert [step for step, _ in denoising.snapshots] == [0, 2, 3]
+    for _, mel in denoising.snapshots:
+        assert mel.shape == (64, 100) and mel.dtype == np.float32 and np.isfinite(mel).all()
+    assert denoising.sample_rate == SR and denoising.hop_length == 160 and denoising.total_steps == 4
+
+
+def test_snapshots_change_along_the_way(denoising):
+    first, last = denoising.snapshots[0][1], denoising.snapshots[-1][1]
+    assert not np.allclose(first, last)
+
+
+def test_decoding_snapshots_does_not_change_the_clip(denoising):
+    again = mg.generate("calm piano", num_inference_steps=4, audio_length_in_s=1.0, seed=5, model="tiny")
+    assert np.array_equal(again.waveform, denoising.clip.waveform)  # decoding did not disturb the run
+
+
+def test_steps_outside_the_run_are_refused():
+    with pytest.raises(mg.InvalidInputError, match="steps_to_show"):
+        teaching.denoising_snapshots("calm piano", steps_to_show=(0, 4), num_inference_steps=4, model="tiny")
+
+
+def test_show_denoising_displays_one_figure_and_the_player(shown):
+    display.show_denoising(
+        "calm piano", steps_to_show=(0, 1), num_inference_steps=2, audio_length_in_s=0.5, seed=1, model="tiny"
+    )
+    markup = shown[0].data
+    assert 'class="mg-denoising"' in markup and "data:image/png;base64," in markup
+    assert len(_wav_uris(markup)) == 1

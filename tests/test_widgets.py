@@ -1,0 +1,497 @@
+"""The panels and the studio, driven headless: set ``.value``, press ``Button.click()``.
+
+Each panel is covered for a normal run, Cancel, and bad input shown in the panel. Text panel
+runs use the tiny AudioLDM (the real pipeline); the other panels use pure-numpy stand-ins
+injected through their constructors, plus the real chains when those are installed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import mgtoolkit as mg
+from mgtoolkit.errors import GenerationCancelled
+from mgtoolkit.widgets import AudioPanel, History, ImagePanel, Studio, TextPanel
+
+SR = 16000
+_EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+# --- stand-ins: pure numpy, but validating with the core and honouring callback/cancel -------------------
+
+
+def fake_generate(request, *, callback=None, cancel=None, on_step=None):
+    """Like mg.generate for a request: validates with the core, steps, makes sine clips."""
+    req = mg.validate_request(request)
+    for i in range(req.num_inference_steps):
+        if on_step is not None:
+            on_step(i)
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled(f"cancelled after step {i} of {req.num_inference_steps}")
+        if callback is not None:
+            callback(i, req.num_inference_steps, None)
+    t = np.arange(int(req.audio_length_in_s * SR)) / SR
+    return [
+        mg.Clip(
+            (0.3 * np.sin(2 * np.pi * 220 * (k + 1) * t)).astype(np.float32),
+            SR,
+            req.seed + k,
+            req,
+            {"name": req.model},
+        )
+        for k in range(req.num_waveforms_per_prompt)
+    ]
+
+
+def fake_describe(image):
+    if image is None:
+        raise mg.InvalidInputError("image", None, "is missing", "upload an image or type its path")
+    return f"a quiet lake at dawn ({len(image) if isinstance(image, bytes) else image})"
+
+
+def fake_write(description):
+    return f"soft ambient pads for: {description}"
+
+
+def fake_restyle(audio, prompt, *, strength, callback=None, cancel=None, **kwargs):
+    if audio is None:
+        raise mg.InvalidInputError("audio", None, "is missing", "upload a clip")
+    request = mg.GenerationRequest(prompt, audio_length_in_s=1.0, **kwargs)
+    clip = fake_generate(request, callback=callback, cancel=cancel)[0]
+    return clip.with_extra(restyle={"strength": strength})
+
+
+@pytest.fixture()
+def history():
+    return History()
+
+
+@pytest.fixture()
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _fill_text(panel, prompt="calm piano", *, seconds=1.0, steps=3, model="tiny"):
+    panel.prompt.value = prompt
+    panel.settings.duration.value = seconds
+    panel.settings.steps.value = steps
+    panel.settings.model.value = model
+
+
+def _expected_error(request) -> str:
+    with pytest.raises(mg.InvalidInputError) as info:
+        mg.validate_request(request)
+    return str(info.value)
+
+
+def _ready(panel) -> bool:
+    return not panel.generate_button.disabled and panel.cancel_button.disabled
+
+
+def _html(panel) -> str:
+    return "".join(o["data"].get("text/html", "") for o in panel.output.outputs)
+
+
+# --- text panel ------------------------------------------------------------------------------------------
+
+
+def test_text_request_equals_the_widget_values(history):
+    panel = TextPanel(fake_generate, synchronous=True, history=history)
+    _fill_text(panel, "  smooth jazz piano ", seconds=2.5, steps=7)
+    panel.negative_prompt.value = "noise"
+    panel.settings.guidance.value = 4.0
+    panel.settings.random_seed.value = False
+    panel.settings.seed.value = 42
+    panel.settings.candidates.value = 3
+    assert panel.request == mg.GenerationRequest("  smooth jazz piano ", "noise", 2.5, 7, 4.0, 42, 3, "tiny")
+    panel.settings.random_seed.value = True
+    panel.negative_prompt.value = ""
+    assert panel.request.seed is None and panel.request.negative_prompt is None
+    assert panel.settings.seed.disabled
+
+
+def test_text_run_on_tiny_shows_player_spectrogram_and_the_random_seed(history, in_tmp):
+    panel = TextPanel(synchronous=True, history=history)
+    _fill_text(panel)
+    panel.generate_button.click()
+    (clip,) = panel.result
+    assert isinstance(clip, mg.Clip) and clip.duration == 1.0 and clip.model_info["name"] == "tiny"
+    assert panel.settings.seed.value == clip.seed  # the random seed it used, ready to keep
+    assert panel.status.value.startswith(f"Done: 1 clip, seed {clip.seed}")
+    assert (panel.progress.value, panel.progress.max, panel.progress.bar_style) == (3, 3, "success")
+    markup = _html(panel)
+    assert markup.count("<audio") == 1 and 'class="mg-spectrogram"' in markup
+    assert _ready(panel) and history.clips == [clip]
+    assert list(in_tmp.iterdir()) == []  # nothing written unless asked
+
+
+def test_text_candidates_side_by_side(history):
+    panel = TextPanel(fake_generate, synchronous=True, history=history)
+    _fill_text(panel)
+    panel.settings.candidates.value = 3
+    panel.settings.random_seed.value = False
+    panel.settings.seed.value = 10
+    panel.generate_button.click()
+    assert [c.seed for c in panel.result] == [10, 11, 12]
+    assert _html(panel).count("<audio") == 3 and len(history) == 3
+
+
+def test_text_busy_while_working(history):
+    seen = []
+    panel = TextPanel(
+        lambda r, **kw: fake_generate(
+            r,
+            **kw,
+            on_step=lambda i: seen.append(
+                (
+                    panel.generate_button.disabled,
+                    panel.cancel_button.disabled,
+                    panel.settings.reroll_button.disabled,
+                )
+            ),
+        ),
+        synchronous=True,
+        history=history,
+    )
+    _fill_text(panel)
+    panel.generate_button.click()
+    assert seen and all(s == (True, False, True) for s in seen)
+    assert _ready(panel)
+
+
+@pytest.mark.parametrize("field, value", [("prompt", "   "), ("seed", -1)])
+def test_text_bad_input_shows_the_core_message(history, field, value):
+    panel = TextPanel(synchronous=True, history=history)
+    _fill_text(panel)
+    if field == "prompt":
+        panel.prompt.value = value
+    else:
+        panel.settings.random_seed.value = False
+        panel.settings.seed.value = value
+    expected = _expected_error(panel.request)
+    panel.generate_button.click()
+    assert panel.status.value == expected
+    assert "Traceback" not in panel.status.value and panel.output.outputs == ()
+    assert panel.progress.bar_style == "danger" and panel.result is None and _ready(panel)
+    assert len(history) == 0
+
+
+def test_text_unexpected_error_is_one_line(history):
+    def broken(request, **kwargs):
+        raise RuntimeError("vocoder exploded\nline two")
+
+    panel = TextPanel(broken, synchronous=True, history=history)
+    _fill_text(panel)
+    panel.generate_button.click()
+    assert panel.status.value == "RuntimeError: vocoder exploded" and _ready(panel)
+
+
+def test_text_cancel_synchronously_stops_at_the_next_step(history, in_tmp):
+    steps = []
+
+    def click_cancel_at_step_2(i):
+        steps.append(i)
+        if i == 2:
+            panel.cancel_button.click()
+
+    panel = TextPanel(
+        lambda r, **kw: fake_generate(r, **kw, on_step=click_cancel_at_step_2),
+        synchronous=True,
+        history=history,
+    )
+    _fill_text(panel, steps=10)
+    panel.generate_button.click()
+    assert steps == [0, 1, 2] and panel.status.value.startswith("Cancelled")
+    assert panel.result is None and len(history) == 0 and _ready(panel)
+    assert list(in_tmp.iterdir()) == []
+
+
+def test_text_cancel_from_another_thread_on_tiny(history, in_tmp):
+    """The real thing: generation in the worker thread, Cancel clicked while it runs."""
+    panel = TextPanel(history=history)
+    _fill_text(panel, steps=400)
+    panel.generate_button.click()
+    deadline = time.monotonic() + 120
+    while panel.progress.value < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert panel.generate_button.disabled and not panel.cancel_button.disabled
+    panel.cancel_button.click()
+    panel.wait(120)
+    assert panel.status.value.startswith("Cancelled"), panel.status.value
+    assert panel.progress.value < 400 and panel.result is None and _ready(panel)
+    assert len(history) == 0 and list(in_tmp.iterdir()) == []
+    _fill_text(panel, steps=2)  # ready for the next one
+    panel.generate_button.click()
+    panel.wait(120)
+    assert panel.status.value.startswith("Done") and len(history) == 1
+
+
+def test_text_reroll_draws_a_fixed_seed_and_generates(history):
+    panel = TextPanel(fake_generate, synchronous=True, history=history)
+    _fill_text(panel)
+    panel.settings.reroll_button.click()
+    first = panel.settings.seed.value
+    assert not panel.settings.random_seed.value and panel.result[0].seed == first
+    panel.settings.reroll_button.click()
+    assert panel.result[0].seed == panel.settings.seed.value and len(history) == 2
+
+
+def test_text_load_restores_a_clips_settings(history):
+    panel = TextPanel(fake_generate, synchronous=True, history=history)
+    clip = fake_generate(mg.GenerationRequest("old tune", "hiss", 2.0, 9, 3.5, 77, 1, "tiny"))[0]
+    panel.load(clip)
+    assert panel.request == mg.GenerationRequest("old tune", "hiss", 2.0, 9, 3.5, 77, 1, "tiny")
+
+
+# --- image panel -----------------------------------------------------------------------------------------
+
+
+def _image_panel(history, **backends):
+    panel = ImagePanel(
+        backends.get("describe", fake_describe),
+        backends.get("write", fake_write),
+        backends.get("generate", fake_generate),
+        synchronous=True,
+        history=history,
+    )
+    panel.settings.duration.value = 1.0
+    panel.settings.steps.value = 3
+    panel.settings.model.value = "tiny"
+    return panel
+
+
+def test_image_stages_fill_editable_text_and_generate_uses_the_edits(history):
+    panel = _image_panel(history)
+    panel.image.path.value = "lake.png"
+    panel.describe_button.click()
+    assert panel.caption.value == "a quiet lake at dawn (lake.png)" and _ready(panel)
+    panel.caption.value = "a stormy sea"  # the user corrects the caption...
+    panel.write_button.click()
+    assert panel.music_prompt.value == "soft ambient pads for: a stormy sea"
+    panel.music_prompt.value = "dark drones, distant thunder"  # ...and the prompt
+    assert panel.request.prompt == "dark drones, distant thunder"
+    panel.generate_button.click()
+    clip = panel.result
+    assert clip.prompt == "dark drones, distant thunder" and clip.extra["caption"] == "a stormy sea"
+    assert _html(panel).count("<audio") == 1 and history.clips == [clip]
+
+
+def test_image_generate_runs_the_empty_stages(history):
+    panel = _image_panel(history)
+    panel.image.upload.value = (
+        {
+            "name": "scene.png",
+            "type": "image/png",
+            "size": 3,
+            "content": memoryview(b"png"),
+            "last_modified": _EPOCH,
+        },
+    )
+    assert panel.image.value() == b"png" and panel.preview.value == b"png"
+    panel.generate_button.click()
+    assert panel.caption.value == "a quiet lake at dawn (3)"
+    assert panel.result.prompt == "soft ambient pads for: a quiet lake at dawn (3)"
+
+
+def test_image_new_image_clears_the_old_texts(history):
+    panel = _image_panel(history)
+    panel.caption.value, panel.music_prompt.value = "old", "old"
+    panel.image.path.value = "other.png"
+    assert panel.caption.value == "" and panel.music_prompt.value == ""
+
+
+def test_image_missing_image_shows_the_message(history):
+    panel = _image_panel(history)
+    panel.generate_button.click()
+    assert panel.status.value == str(
+        mg.InvalidInputError("image", None, "is missing", "upload an image or type its path")
+    )
+    assert panel.result is None and _ready(panel)
+
+
+def test_image_cancel_during_music(history):
+    panel = _image_panel(
+        history,
+        generate=lambda r, **kw: fake_generate(
+            r, **kw, on_step=lambda i: panel.cancel_button.click() if i == 1 else None
+        ),
+    )
+    panel.image.path.value = "lake.png"
+    panel.generate_button.click()
+    assert panel.status.value.startswith("Cancelled") and panel.result is None and _ready(panel)
+    assert panel.caption.value  # the finished stages stay, to go on from
+
+
+def test_image_panel_with_the_real_chain(history):
+    chains = pytest.importorskip("mgtoolkit.chains")
+    from pathlib import Path
+
+    example = Path(mg.__file__).parent / "assets" / "example_scene.png"
+    if not example.exists():
+        pytest.skip("example image not in the package yet")
+    panel = ImagePanel(chains.describe_image, chains.write_music_prompt, synchronous=True, history=history)
+    panel.settings.duration.value, panel.settings.steps.value = 1.0, 2
+    panel.settings.model.value = "tiny"
+    panel.image.path.value = str(example)
+    panel.generate_button.click()
+    assert panel.status.value.startswith("Done"), panel.status.value
+    assert panel.caption.value and panel.music_prompt.value and isinstance(panel.result, mg.Clip)
+
+
+# --- audio panel -----------------------------------------------------------------------------------------
+
+
+def _audio_panel(history, restyle=fake_restyle):
+    panel = AudioPanel(restyle, synchronous=True, history=history)
+    panel.prompt.value = "lo-fi hip hop"
+    panel.settings.steps.value = 4
+    panel.settings.model.value = "tiny"
+    return panel
+
+
+def test_audio_request_equals_the_widget_values(history):
+    panel = _audio_panel(history)
+    panel.audio.path.value = "hum.wav"
+    panel.strength.value = 0.35
+    panel.negative_prompt.value = "hiss"
+    panel.settings.random_seed.value = False
+    panel.settings.seed.value = 5
+    assert panel.request == {
+        "audio": "hum.wav",
+        "prompt": "lo-fi hip hop",
+        "strength": 0.35,
+        "negative_prompt": "hiss",
+        "num_inference_steps": 4,
+        "guidance_scale": 2.5,
+        "seed": 5,
+        "model": "tiny",
+    }
+
+
+def test_audio_run_shows_the_clip(history, tmp_path):
+    import soundfile as sf
+
+    wav = tmp_path / "hum.wav"
+    sf.write(wav, 0.3 * np.sin(np.arange(SR) / 3.0), SR)
+    panel = _audio_panel(history)
+    panel.audio.path.value = str(wav)
+    assert "<audio" in panel.preview.value and "hum.wav" in panel.preview.value
+    panel.generate_button.click()
+    assert panel.result.extra["restyle"]["strength"] == 0.6
+    assert _html(panel).count("<audio") == 1 and _ready(panel) and len(history) == 1
+
+
+def test_audio_missing_clip_shows_the_message(history):
+    panel = _audio_panel(history)
+    panel.generate_button.click()
+    assert panel.status.value == "audio=None: is missing; upload a clip." and _ready(panel)
+
+
+def test_audio_cancel(history):
+    panel = _audio_panel(
+        history,
+        restyle=lambda a, p, **kw: fake_restyle(a, p, **kw) if not panel.cancel_button.click() else None,
+    )
+    # the stand-in clicks Cancel before starting: the first step must stop
+    panel.audio.path.value = "hum.wav"
+    panel.generate_button.click()
+    assert panel.status.value.startswith("Cancelled") and panel.result is None and _ready(panel)
+
+
+def test_audio_panel_with_the_real_restyle(history):
+    restyle = pytest.importorskip("mgtoolkit.restyle").restyle
+    panel = _audio_panel(history, restyle=restyle)
+    panel.settings.steps.value = 2
+    panel.strength.value = 1.0
+    panel.audio.upload.value = (
+        {
+            "name": "hum.wav",
+            "type": "audio/wav",
+            "size": 0,
+            "content": memoryview(_wav_bytes()),
+            "last_modified": _EPOCH,
+        },
+    )
+    panel.generate_button.click()
+    assert panel.status.value.startswith("Done"), panel.status.value
+    assert panel.result.duration == pytest.approx(1.0) and panel.result.model_info["name"] == "tiny"
+
+
+def _wav_bytes() -> bytes:
+    from mgtoolkit.audio import wav_bytes
+
+    return wav_bytes((0.3 * np.sin(np.arange(SR) / 3.0)).astype(np.float32), SR)
+
+
+# --- studio ----------------------------------------------------------------------------------------------
+
+
+def test_studio_tabs_history_save_and_reuse(history, in_tmp):
+    studio = Studio(
+        generate=fake_generate,
+        describe=fake_describe,
+        write=fake_write,
+        restyle=fake_restyle,
+        synchronous=True,
+        history=history,
+        model="tiny",
+    )
+    assert [studio.tabs.get_title(i) for i in range(3)] == ["Text → music", "Image → music", "Audio → music"]
+    _fill_text(studio.text, "first tune")
+    studio.text.generate_button.click()
+    studio.image.image.path.value = "lake.png"
+    studio.image.settings.duration.value = 1.0
+    studio.image.generate_button.click()
+    assert len(history) == 2 and "2 clips" in studio.gallery.title.value
+    newest, oldest = studio.gallery.items.children
+    assert "first tune" in oldest.children[0].value and "<audio" in oldest.children[0].value
+    save, reuse = oldest.children[2].children
+    save.click()
+    saved = sorted(p.name for p in (in_tmp / "outputs").iterdir())
+    assert saved == [
+        f"first-tune_seed{history.clips[0].seed}.json",
+        f"first-tune_seed{history.clips[0].seed}.wav",
+    ]
+    assert 'download="' in oldest.children[3].value
+    studio.tabs.selected_index = 1
+    studio.text.prompt.value = "something else"
+    reuse.click()
+    assert studio.tabs.selected_index == 0 and studio.text.request.prompt == "first tune"
+    assert studio.text.request.seed == history.clips[0].seed
+
+
+def test_studio_save_error_shows_in_the_row(history, in_tmp):
+    studio = Studio(generate=fake_generate, synchronous=True, history=history, model="tiny")
+    _fill_text(studio.text)
+    studio.text.generate_button.click()
+    (in_tmp / "blocked").write_text("a file, not a folder")
+    studio.gallery.out_dir.value = "blocked"
+    row = studio.gallery.items.children[0]
+    row.children[2].children[0].click()
+    import html
+
+    message = html.unescape(row.children[3].value)
+    assert "out_dir='blocked': cannot be created" in message and "Traceback" not in message
+
+
+def test_panels_share_the_kernel_history_by_default():
+    from mgtoolkit import widgets
+
+    assert TextPanel().history is widgets.HISTORY and mg.studio().history is widgets.HISTORY
+
+
+def test_worker_thread_is_used_by_default(history):
+    started = []
+    panel = TextPanel(
+        lambda r, **kw: started.append(threading.current_thread()) or fake_generate(r, **kw), history=history
+    )
+    _fill_text(panel)
+    panel.generate_button.click()
+    panel.wait(30)
+    assert started and started[0] is not threading.main_thread() and len(history) == 1
