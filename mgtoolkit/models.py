@@ -73,6 +73,9 @@ PRESETS: dict[str, ModelSpec] = {
                   license=_NC_LICENSE, size_gb=4.0, description="MusicLDM"),
         ModelSpec("tiny", "tiny", license="random weights, no license needed", size_gb=0.0,
                   description="tiny AudioLDM with random weights: makes noise, checks the setup offline"),
+        ModelSpec("tiny-musicldm", "tiny-musicldm", pipeline="MusicLDMPipeline",
+                  license="random weights, no license needed", size_gb=0.0,
+                  description="tiny MusicLDM with random weights, for tests of the MusicLDM path"),
     ]
 }
 # Names used by PaddleMIX's appflow and on the hubs map to the same presets.

@@ -144,3 +144,12 @@ def test_a_request_object_is_accepted(base, fast):
 def test_timings_cover_each_stage(base):
     assert {"load_s", "text_s", "denoise_s", "decode_s", "total_s"} <= set(base.timings)
     assert all(v >= 0 for v in base.timings.values())
+
+
+def test_musicldm_path_keeps_each_candidates_seed(fast):
+    """MusicLDM gets the prompt strings and one call per candidate (it would re-rank a batch)."""
+    kwargs = {**fast, "model": "tiny-musicldm"}
+    clips = mg.generate(PROMPT, negative_prompt="noise", seed=3, num_waveforms_per_prompt=2, **kwargs)
+    assert clips[0].model_info["pipeline"] == "MusicLDMPipeline" and [c.seed for c in clips] == [3, 4]
+    assert np.array_equal(mg.generate(PROMPT, negative_prompt="noise", seed=4, **kwargs).waveform, clips[1].waveform)
+    assert _differs(mg.generate(PROMPT, negative_prompt="drums", seed=4, **kwargs), clips[1])

@@ -117,9 +117,9 @@ def _load_cached(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
     cls = getattr(ppdiffusers, spec.pipeline)
     source = spec.source
     if spec.is_tiny:
-        from .tiny import tiny_audioldm_dir
+        from .tiny import tiny_dir
 
-        source = str(tiny_audioldm_dir())
+        source = str(tiny_dir(spec.source))
     from ppdiffusers.utils import logging as pp_logging
 
     bar_was_on = pp_logging.is_progress_bar_enabled()

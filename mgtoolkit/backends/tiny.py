@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["TINY_VERSION", "cache_root", "tiny_audioldm_dir", "write_bpe_tokenizer_files"]
+__all__ = ["TINY_VERSION", "cache_root", "tiny_dir", "tiny_audioldm_dir", "write_bpe_tokenizer_files"]
 
 TINY_VERSION = 2
 _CORPUS_MERGES = [("Ġ", "a"), ("Ġ", "s"), ("Ġ", "p"), ("Ġ", "m"), ("i", "n"), ("e", "r"), ("o", "u"),
@@ -98,15 +98,50 @@ def _build_audioldm(folder: Path) -> None:
         paddle.set_rng_state(state)
 
 
-def tiny_audioldm_dir(root: Path | None = None) -> Path:
-    """The folder of the saved tiny AudioLDM, built on first use (a few seconds, once)."""
-    target = (root or cache_root()) / f"tiny-audioldm-v{TINY_VERSION}"
+def _build_musicldm(folder: Path) -> None:
+    """A tiny MusicLDM (CLAP text + audio towers) from configs, saved into ``folder``."""
+    from ..runtime import import_paddle
+
+    paddle = import_paddle()
+    from ppdiffusers import AudioLDMPipeline, MusicLDMPipeline
+    from ppdiffusers.transformers import (ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel,
+                                          ClapTextConfig)
+
+    state = paddle.get_rng_state()
+    try:
+        _build_audioldm(folder / "_base")  # the same UNet, VAE, vocoder, scheduler and tokenizer
+        base = AudioLDMPipeline.from_pretrained(str(folder / "_base"))
+        paddle.seed(1)
+        text = ClapTextConfig(vocab_size=base.tokenizer.vocab_size + 1, hidden_size=32, intermediate_size=37,
+                              num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=514,
+                              bos_token_id=0, pad_token_id=1, eos_token_id=2, layer_norm_eps=1e-5)
+        audio = ClapAudioConfig(spec_size=64, window_size=4, num_mel_bins=64, intermediate_size=37,
+                                depths=[2, 2], num_attention_heads=[2, 2], num_hidden_layers=2, hidden_size=32,
+                                patch_size=2, patch_stride=2, patch_embed_input_channels=4, layer_norm_eps=1e-5)
+        clap = ClapModel(ClapConfig.from_text_audio_configs(text_config=text, audio_config=audio, projection_dim=32))
+        pipe = MusicLDMPipeline(vae=base.vae, text_encoder=clap, tokenizer=base.tokenizer,
+                                feature_extractor=ClapFeatureExtractor(feature_size=64, sampling_rate=16000,
+                                                                        frequency_max=8000),
+                                unet=base.unet, scheduler=base.scheduler, vocoder=base.vocoder)
+        pipe.save_pretrained(str(folder))
+        shutil.rmtree(folder / "_base")
+    finally:
+        paddle.set_rng_state(state)
+
+
+_BUILDERS = {"tiny": _build_audioldm, "tiny-musicldm": _build_musicldm}
+
+
+def tiny_dir(name: str = "tiny", root: Path | None = None) -> Path:
+    """The folder of a saved tiny pipeline (``"tiny"`` or ``"tiny-musicldm"``), built on first use."""
+    folder_name = {"tiny": "tiny-audioldm"}.get(name, name)
+    target = (root or cache_root()) / f"{folder_name}-v{TINY_VERSION}"
     if (target / "model_index.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
     try:
-        _build_audioldm(staging)
+        _BUILDERS[name](staging)
         try:
             os.rename(staging, target)
         except OSError:
@@ -115,3 +150,8 @@ def tiny_audioldm_dir(root: Path | None = None) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def tiny_audioldm_dir(root: Path | None = None) -> Path:
+    """The folder of the saved tiny AudioLDM, built on first use (a few seconds, once)."""
+    return tiny_dir("tiny", root)
