@@ -11,8 +11,9 @@ import os
 import re
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -94,15 +95,20 @@ def ensure_writable_dir(out_dir: str | os.PathLike, field: str = "out_dir") -> P
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InvalidInputError(field, str(out_dir), f"cannot be created ({exc.strerror or exc})",
-                                "choose a folder you can write to") from None
+        raise InvalidInputError(
+            field,
+            str(out_dir),
+            f"cannot be created ({exc.strerror or exc})",
+            "choose a folder you can write to",
+        ) from None
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise InvalidInputError(field, str(out_dir), "is not a writable folder",
-                                "choose a folder you can write to") from None
+        raise InvalidInputError(
+            field, str(out_dir), "is not a writable folder", "choose a folder you can write to"
+        ) from None
     return folder
 
 
-def save_clip(clip: "Clip", out_dir: str | os.PathLike = "outputs", *, name: str | None = None) -> Path:
+def save_clip(clip: Clip, out_dir: str | os.PathLike = "outputs", *, name: str | None = None) -> Path:
     """Write ``clip`` as ``<stem>.wav`` (16-bit PCM) plus ``<stem>.json``; return the WAV path."""
     folder = ensure_writable_dir(out_dir)
     base = safe_stem(name) if name else f"{safe_stem(clip.prompt)}_seed{clip.seed}"

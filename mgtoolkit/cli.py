@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Iterator, Sequence, TextIO
+from typing import TextIO
 
 from .audio import ensure_writable_dir, safe_stem
 from .core import generate_clips, validate_request
@@ -21,17 +22,31 @@ from .types import GenerationRequest
 
 __all__ = ["main", "read_batch"]
 
-TINY_NOTE = ("note: model 'tiny' has random weights, so this clip is noise: it only shows the setup works. "
-             "Use a real model (the default, audioldm-s-full-v2) for music.")
+TINY_NOTE = (
+    "note: model 'tiny' has random weights, so this clip is noise: it only shows the setup works. "
+    "Use a real model (the default, audioldm-s-full-v2) for music."
+)
 # CSV column aliases (the CLI's option names) -> GenerationRequest fields
-_ALIASES = {"seconds": "audio_length_in_s", "steps": "num_inference_steps", "guidance": "guidance_scale",
-            "n": "num_waveforms_per_prompt", "negative": "negative_prompt"}
-_NUMBER_FIELDS = {"audio_length_in_s": float, "guidance_scale": float, "num_inference_steps": int,
-                  "seed": int, "num_waveforms_per_prompt": int}
+_ALIASES = {
+    "seconds": "audio_length_in_s",
+    "steps": "num_inference_steps",
+    "guidance": "guidance_scale",
+    "n": "num_waveforms_per_prompt",
+    "negative": "negative_prompt",
+}
+_NUMBER_FIELDS = {
+    "audio_length_in_s": float,
+    "guidance_scale": float,
+    "num_inference_steps": int,
+    "seed": int,
+    "num_waveforms_per_prompt": int,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mgtoolkit", description="Make music with AudioLDM on PaddlePaddle.")
+    parser = argparse.ArgumentParser(
+        prog="mgtoolkit", description="Make music with AudioLDM on PaddlePaddle."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="one prompt -> WAV files (+ JSON sidecars)")
     gen.add_argument("prompt")
@@ -42,8 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--seconds", type=float, default=5.0, help="audio_length_in_s (default 5)")
         p.add_argument("--steps", type=int, default=20, help="num_inference_steps (default 20)")
         p.add_argument("--guidance", type=float, default=2.5, help="guidance_scale (default 2.5)")
-        p.add_argument("--seed", type=int, default=None if p is gen else 0,
-                       help="seed of the first candidate (generate: random; batch: 0)")
+        p.add_argument(
+            "--seed",
+            type=int,
+            default=None if p is gen else 0,
+            help="seed of the first candidate (generate: random; batch: 0)",
+        )
         p.add_argument("--n", type=int, default=1, help="num_waveforms_per_prompt (default 1)")
         p.add_argument("--model", default=None, help=f"preset, hub id or folder (default {default_model()})")
         p.add_argument("--scheduler", default=None, help="sampler, e.g. ddim or dpm++ (default: the model's)")
@@ -54,8 +73,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _base_request(args: argparse.Namespace, prompt: str) -> GenerationRequest:
-    return GenerationRequest(prompt, args.negative_prompt, args.seconds, args.steps, args.guidance, args.seed,
-                             args.n, args.model, args.scheduler)
+    return GenerationRequest(
+        prompt,
+        args.negative_prompt,
+        args.seconds,
+        args.steps,
+        args.guidance,
+        args.seed,
+        args.n,
+        args.model,
+        args.scheduler,
+    )
 
 
 def _note_if_tiny(request: GenerationRequest, err: TextIO) -> None:
@@ -81,7 +109,9 @@ def read_batch(path: Path, base: GenerationRequest) -> Iterator[tuple[int, Gener
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError("file", str(path), f"cannot be read ({exc})", "pass a UTF-8 text or CSV file")
+        raise InvalidInputError(
+            "file", str(path), f"cannot be read ({exc})", "pass a UTF-8 text or CSV file"
+        ) from None
     if path.suffix.lower() == ".csv":
         rows = csv.DictReader(text.splitlines())
         for number, row in enumerate(rows, start=2):
@@ -121,19 +151,24 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             if isinstance(item, Exception):
                 raise item
             request = validate_request(item)
-            stems = [f"{number:04d}-{safe_stem(request.prompt, max_len=40)}_seed{request.seed + k}"
-                     for k in range(request.num_waveforms_per_prompt)]
+            stems = [
+                f"{number:04d}-{safe_stem(request.prompt, max_len=40)}_seed{request.seed + k}"
+                for k in range(request.num_waveforms_per_prompt)
+            ]
             if all((folder / f"{s}.wav").exists() for s in stems):
                 skipped += 1
                 continue
-            for stem, clip in zip(stems, generate_clips(request, device=args.device)):
+            for stem, clip in zip(stems, generate_clips(request, device=args.device), strict=True):
                 if not (folder / f"{stem}.wav").exists():
                     print(clip.save(folder, name=stem), file=out)
             made += 1
         except MgtoolkitError as exc:
             failed.append(f"line {number}: {exc}")
             tqdm.write(f"mgtoolkit: line {number}: {exc}", file=err)
-    print(f"batch: {made} made, {skipped} skipped, {len(failed)} failed (skipped: already in {folder})", file=err)
+    print(
+        f"batch: {made} made, {skipped} skipped, {len(failed)} failed (skipped: already in {folder})",
+        file=err,
+    )
     return 1 if failed else 0
 
 

@@ -6,7 +6,8 @@ import math
 import numbers
 import secrets
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -14,8 +15,17 @@ from .errors import GenerationCancelled, InvalidInputError
 from .models import ModelSpec, resolve_model
 from .types import Clip, GenerationRequest
 
-__all__ = ["generate", "validate_request", "load_model", "unload", "StepCallback", "MAX_CANDIDATES",
-           "MAX_STEPS", "MAX_GUIDANCE", "SEED_MAX"]
+__all__ = [
+    "generate",
+    "validate_request",
+    "load_model",
+    "unload",
+    "StepCallback",
+    "MAX_CANDIDATES",
+    "MAX_STEPS",
+    "MAX_GUIDANCE",
+    "SEED_MAX",
+]
 
 StepCallback = Callable[[int, int, Any], None]
 """``callback(step, num_inference_steps, latents)`` after each denoising step (``step`` from 0)."""
@@ -74,17 +84,24 @@ def validate_request(request: GenerationRequest, spec: ModelSpec | None = None) 
     limit = spec.max_audio_length_in_s
     length = _require_number("audio_length_in_s", request.audio_length_in_s, "pass seconds, e.g. 5.0")
     if not 0 < length <= limit:
-        raise InvalidInputError("audio_length_in_s", request.audio_length_in_s,
-                                f"must be above 0 and at most {limit:g} s for {spec.name}",
-                                "pass seconds, e.g. 5.0")
+        raise InvalidInputError(
+            "audio_length_in_s",
+            request.audio_length_in_s,
+            f"must be above 0 and at most {limit:g} s for {spec.name}",
+            "pass seconds, e.g. 5.0",
+        )
     steps = _require_int("num_inference_steps", request.num_inference_steps, 1, MAX_STEPS, "pass e.g. 20")
     guidance = _require_number("guidance_scale", request.guidance_scale, "pass e.g. 2.5")
     if not 0 <= guidance <= MAX_GUIDANCE:
-        raise InvalidInputError("guidance_scale", request.guidance_scale,
-                                f"must be between 0 and {MAX_GUIDANCE:g}",
-                                "pass e.g. 2.5 (values <= 1 turn guidance off)")
-    count = _require_int("num_waveforms_per_prompt", request.num_waveforms_per_prompt, 1, MAX_CANDIDATES,
-                         "pass e.g. 1 to 4")
+        raise InvalidInputError(
+            "guidance_scale",
+            request.guidance_scale,
+            f"must be between 0 and {MAX_GUIDANCE:g}",
+            "pass e.g. 2.5 (values <= 1 turn guidance off)",
+        )
+    count = _require_int(
+        "num_waveforms_per_prompt", request.num_waveforms_per_prompt, 1, MAX_CANDIDATES, "pass e.g. 1 to 4"
+    )
     seed = request.seed
     if seed is None:
         seed = secrets.randbelow(2**31)
@@ -93,11 +110,22 @@ def validate_request(request: GenerationRequest, spec: ModelSpec | None = None) 
         from .backends.audioldm import SCHEDULERS
 
         if request.scheduler not in SCHEDULERS:
-            raise InvalidInputError("scheduler", request.scheduler, "is not a known sampler",
-                                    f"use one of {', '.join(SCHEDULERS)}, or None for the model's own")
-    return request.replace(prompt=prompt, negative_prompt=negative, audio_length_in_s=length,
-                           num_inference_steps=steps, guidance_scale=guidance, num_waveforms_per_prompt=count,
-                           seed=seed, model=spec.name)
+            raise InvalidInputError(
+                "scheduler",
+                request.scheduler,
+                "is not a known sampler",
+                f"use one of {', '.join(SCHEDULERS)}, or None for the model's own",
+            )
+    return request.replace(
+        prompt=prompt,
+        negative_prompt=negative,
+        audio_length_in_s=length,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        num_waveforms_per_prompt=count,
+        seed=seed,
+        model=spec.name,
+    )
 
 
 def load_model(model: str | None = None, *, device: str | None = None, dtype: str | None = None):
@@ -127,11 +155,21 @@ def unload() -> None:
     audioldm.unload()
 
 
-def generate(prompt: str | GenerationRequest, negative_prompt: str | None = None, *,
-             audio_length_in_s: float = 5.0, num_inference_steps: int = 20, guidance_scale: float = 2.5,
-             seed: int | None = None, num_waveforms_per_prompt: int = 1, model: str | None = None,
-             scheduler: str | None = None, device: str | None = None, callback: StepCallback | None = None,
-             cancel: threading.Event | None = None) -> Clip | list[Clip]:
+def generate(
+    prompt: str | GenerationRequest,
+    negative_prompt: str | None = None,
+    *,
+    audio_length_in_s: float = 5.0,
+    num_inference_steps: int = 20,
+    guidance_scale: float = 2.5,
+    seed: int | None = None,
+    num_waveforms_per_prompt: int = 1,
+    model: str | None = None,
+    scheduler: str | None = None,
+    device: str | None = None,
+    callback: StepCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> Clip | list[Clip]:
     """Make music from a text prompt with AudioLDM.
 
     Parameters
@@ -175,14 +213,28 @@ def generate(prompt: str | GenerationRequest, negative_prompt: str | None = None
     if isinstance(prompt, GenerationRequest):
         request = prompt
     else:
-        request = GenerationRequest(prompt, negative_prompt, audio_length_in_s, num_inference_steps,
-                                    guidance_scale, seed, num_waveforms_per_prompt, model, scheduler)
+        request = GenerationRequest(
+            prompt,
+            negative_prompt,
+            audio_length_in_s,
+            num_inference_steps,
+            guidance_scale,
+            seed,
+            num_waveforms_per_prompt,
+            model,
+            scheduler,
+        )
     clips = generate_clips(request, device=device, callback=callback, cancel=cancel)
     return clips[0] if len(clips) == 1 else clips
 
 
-def generate_clips(request: GenerationRequest, *, device: str | None = None,
-                   callback: StepCallback | None = None, cancel: threading.Event | None = None) -> list[Clip]:
+def generate_clips(
+    request: GenerationRequest,
+    *,
+    device: str | None = None,
+    callback: StepCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> list[Clip]:
     """Like :func:`generate` for a ready request, always returning a list."""
     from .backends import audioldm
 
@@ -194,13 +246,22 @@ def generate_clips(request: GenerationRequest, *, device: str | None = None,
     # 3. Run the pipeline, stopping at the next step if asked to.
     seeds = [request.seed + k for k in range(request.num_waveforms_per_prompt)]
     waves, timings = audioldm.run(
-        loaded, prompt=request.prompt, negative_prompt=request.negative_prompt,
-        audio_length_in_s=request.audio_length_in_s, num_inference_steps=request.num_inference_steps,
-        guidance_scale=request.guidance_scale, seeds=seeds, scheduler=request.scheduler,
-        callback=_with_cancel(callback, cancel))
+        loaded,
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        audio_length_in_s=request.audio_length_in_s,
+        num_inference_steps=request.num_inference_steps,
+        guidance_scale=request.guidance_scale,
+        seeds=seeds,
+        scheduler=request.scheduler,
+        callback=_with_cancel(callback, cancel),
+    )
     # 4. Wrap each waveform with its provenance.
     timings = {"load_s": loaded.load_s, **timings}
-    return [Clip(_tidy(w), loaded.sample_rate, s, request, loaded.info(), timings) for w, s in zip(waves, seeds)]
+    return [
+        Clip(_tidy(w), loaded.sample_rate, s, request, loaded.info(), timings)
+        for w, s in zip(waves, seeds, strict=True)
+    ]
 
 
 def _with_cancel(callback: StepCallback | None, cancel: threading.Event | None) -> StepCallback | None:
@@ -222,4 +283,3 @@ def _tidy(wave: np.ndarray) -> np.ndarray:
     """Mono float32 in [-1, 1], contiguous."""
     wave = np.nan_to_num(np.asarray(wave, dtype=np.float32).reshape(-1))
     return np.ascontiguousarray(np.clip(wave, -1.0, 1.0))
-

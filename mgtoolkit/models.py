@@ -57,25 +57,72 @@ class ModelSpec:
 PRESETS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("audioldm-s-full-v2", "cvssp/audioldm-s-full-v2", license=_NC_LICENSE, size_gb=1.7,
-                  description="AudioLDM small (421 M parameters), the recommended default"),
-        ModelSpec("audioldm-s-full", "cvssp/audioldm-s-full", license=_NC_LICENSE, size_gb=1.7,
-                  description="AudioLDM small, first release"),
-        ModelSpec("audioldm", "cvssp/audioldm", license=_NC_LICENSE, size_gb=1.7,
-                  description="AudioLDM small as hosted for PaddleMIX (the appflow's model)"),
-        ModelSpec("audioldm-m-full", "cvssp/audioldm-m-full", license=_NC_LICENSE, size_gb=2.6,
-                  description="AudioLDM medium"),
-        ModelSpec("audioldm-l-full", "cvssp/audioldm-l-full", license=_NC_LICENSE, size_gb=3.9,
-                  description="AudioLDM large"),
-        ModelSpec("audioldm2-music", "cvssp/audioldm2-music", pipeline="AudioLDM2Pipeline",
-                  license=_NC_LICENSE, size_gb=4.5, description="AudioLDM 2 trained on music"),
-        ModelSpec("musicldm", "ucsd-reach/musicldm", pipeline="MusicLDMPipeline",
-                  license=_NC_LICENSE, size_gb=4.0, description="MusicLDM"),
-        ModelSpec("tiny", "tiny", license="random weights, no license needed", size_gb=0.0,
-                  description="tiny AudioLDM with random weights: makes noise, checks the setup offline"),
-        ModelSpec("tiny-musicldm", "tiny-musicldm", pipeline="MusicLDMPipeline",
-                  license="random weights, no license needed", size_gb=0.0,
-                  description="tiny MusicLDM with random weights, for tests of the MusicLDM path"),
+        ModelSpec(
+            "audioldm-s-full-v2",
+            "cvssp/audioldm-s-full-v2",
+            license=_NC_LICENSE,
+            size_gb=1.7,
+            description="AudioLDM small (421 M parameters), the recommended default",
+        ),
+        ModelSpec(
+            "audioldm-s-full",
+            "cvssp/audioldm-s-full",
+            license=_NC_LICENSE,
+            size_gb=1.7,
+            description="AudioLDM small, first release",
+        ),
+        ModelSpec(
+            "audioldm",
+            "cvssp/audioldm",
+            license=_NC_LICENSE,
+            size_gb=1.7,
+            description="AudioLDM small as hosted for PaddleMIX (the appflow's model)",
+        ),
+        ModelSpec(
+            "audioldm-m-full",
+            "cvssp/audioldm-m-full",
+            license=_NC_LICENSE,
+            size_gb=2.6,
+            description="AudioLDM medium",
+        ),
+        ModelSpec(
+            "audioldm-l-full",
+            "cvssp/audioldm-l-full",
+            license=_NC_LICENSE,
+            size_gb=3.9,
+            description="AudioLDM large",
+        ),
+        ModelSpec(
+            "audioldm2-music",
+            "cvssp/audioldm2-music",
+            pipeline="AudioLDM2Pipeline",
+            license=_NC_LICENSE,
+            size_gb=4.5,
+            description="AudioLDM 2 trained on music",
+        ),
+        ModelSpec(
+            "musicldm",
+            "ucsd-reach/musicldm",
+            pipeline="MusicLDMPipeline",
+            license=_NC_LICENSE,
+            size_gb=4.0,
+            description="MusicLDM",
+        ),
+        ModelSpec(
+            "tiny",
+            "tiny",
+            license="random weights, no license needed",
+            size_gb=0.0,
+            description="tiny AudioLDM with random weights: makes noise, checks the setup offline",
+        ),
+        ModelSpec(
+            "tiny-musicldm",
+            "tiny-musicldm",
+            pipeline="MusicLDMPipeline",
+            license="random weights, no license needed",
+            size_gb=0.0,
+            description="tiny MusicLDM with random weights, for tests of the MusicLDM path",
+        ),
     ]
 }
 # Names used by PaddleMIX's appflow and on the hubs map to the same presets.
@@ -121,7 +168,9 @@ def resolve_model(model: str | os.PathLike | None = None) -> ModelSpec:
     if _looks_like_hub_id(name):
         return ModelSpec(name, name, pipeline=_guess_pipeline(name))
     raise InvalidInputError(
-        "model", name, "is not a known preset, a hub id (owner/name) nor an existing directory",
+        "model",
+        name,
+        "is not a known preset, a hub id (owner/name) nor an existing directory",
         f"use one of {', '.join(sorted(PRESETS))}, or a folder written by save_pretrained",
     )
 
@@ -147,14 +196,20 @@ def _local_spec(path: Path) -> ModelSpec:
     index = path / "model_index.json"
     if not index.is_file():
         raise InvalidInputError(
-            "model", str(path), "is a directory but holds no model_index.json, so it is not a pipeline",
+            "model",
+            str(path),
+            "is a directory but holds no model_index.json, so it is not a pipeline",
             "point it at a folder written by pipeline.save_pretrained(), or use a preset name",
         )
     try:
         pipeline = json.loads(index.read_text(encoding="utf-8"))["_class_name"]
     except (ValueError, KeyError) as exc:
-        raise InvalidInputError("model", str(path), f"has an unreadable model_index.json ({exc})",
-                                "re-save the pipeline with save_pretrained()") from None
+        raise InvalidInputError(
+            "model",
+            str(path),
+            f"has an unreadable model_index.json ({exc})",
+            "re-save the pipeline with save_pretrained()",
+        ) from None
     if isinstance(pipeline, list):
         pipeline = pipeline[-1]
     return ModelSpec(str(path), str(path), pipeline=str(pipeline), license="see the model's own files")

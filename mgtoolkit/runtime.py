@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from functools import lru_cache
+from functools import cache
 
 from .errors import InvalidInputError
 
@@ -58,8 +58,9 @@ def import_paddle():
     with contextlib.redirect_stderr(captured), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(ccache|distutils).*")
         import paddle
-    kept = [line for line in captured.getvalue().splitlines()
-            if "OMP_NUM_THREADS" not in line and line.strip()]
+    kept = [
+        line for line in captured.getvalue().splitlines() if "OMP_NUM_THREADS" not in line and line.strip()
+    ]
     if kept:
         print("\n".join(kept), file=sys.stderr)
     return paddle
@@ -80,7 +81,7 @@ def quiet_model_logs() -> None:
         pass
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gpu_available() -> bool:
     paddle = import_paddle()
     try:
@@ -101,8 +102,12 @@ def pick_device(device: str | None = None) -> str:
         return "cpu"
     if wanted in ("gpu", "cuda") or wanted.startswith(("gpu:", "cuda:")):
         if not _gpu_available():
-            raise InvalidInputError("device", device, "asks for a GPU but paddle sees none",
-                                    "install the paddlepaddle-gpu build for your CUDA, or use device='cpu'")
+            raise InvalidInputError(
+                "device",
+                device,
+                "asks for a GPU but paddle sees none",
+                "install the paddlepaddle-gpu build for your CUDA, or use device='cpu'",
+            )
         return wanted.replace("cuda", "gpu")
     raise InvalidInputError("device", device, "is not a device name", "use 'auto', 'cpu' or 'gpu'")
 
@@ -114,5 +119,7 @@ def pick_dtype(device: str, dtype: str | None = None) -> str:
     if dtype not in ("float32", "float16", "bfloat16"):
         raise InvalidInputError("dtype", dtype, "is not supported", "use 'float32' or 'float16'")
     if device == "cpu" and dtype != "float32":
-        raise InvalidInputError("dtype", dtype, "has no CPU kernels in paddle", "use dtype='float32' on the CPU")
+        raise InvalidInputError(
+            "dtype", dtype, "has no CPU kernels in paddle", "use dtype='float32' on the CPU"
+        )
     return dtype

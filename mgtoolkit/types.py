@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class GenerationRequest:
     model: str | None = None
     scheduler: str | None = None
 
-    def replace(self, **changes: Any) -> "GenerationRequest":
+    def replace(self, **changes: Any) -> GenerationRequest:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
@@ -139,7 +140,7 @@ class Clip:
 
         return save_clip(self, out_dir, name=name)
 
-    def with_extra(self, **extra: Any) -> "Clip":
+    def with_extra(self, **extra: Any) -> Clip:
         """A copy with more provenance in ``extra``."""
         return dataclasses.replace(self, extra={**self.extra, **extra})
 
@@ -149,5 +150,7 @@ class Clip:
         return clip_html(self)
 
     def __repr__(self) -> str:
-        return (f"Clip({self.prompt!r}, seed={self.seed}, {self.duration:.2f} s at {self.sample_rate} Hz, "
-                f"model={self.model_info.get('name', self.request.model)!r})")
+        return (
+            f"Clip({self.prompt!r}, seed={self.seed}, {self.duration:.2f} s at {self.sample_rate} Hz, "
+            f"model={self.model_info.get('name', self.request.model)!r})"
+        )

@@ -60,7 +60,10 @@ def test_save_never_overwrites(tmp_path):
     second = louder.save(tmp_path)
     third = make_clip().save(tmp_path)
     assert [p.name for p in (first, second, third)] == [
-        "smooth-jazz-piano_seed7.wav", "smooth-jazz-piano_seed7-1.wav", "smooth-jazz-piano_seed7-2.wav"]
+        "smooth-jazz-piano_seed7.wav",
+        "smooth-jazz-piano_seed7-1.wav",
+        "smooth-jazz-piano_seed7-2.wav",
+    ]
     assert first.read_bytes() == before
     assert (tmp_path / "smooth-jazz-piano_seed7-1.json").is_file()
 

@@ -32,11 +32,15 @@ def test_generate_prints_written_paths_and_says_tiny_is_noise(tmp_path, tiny_mod
 
 @pytest.mark.parametrize(
     ("args", "field"),
-    [(["", *FAST], "prompt"), (["x", "--seconds", "-1", "--model", "tiny"], "audio_length_in_s"),
-     (["x", "--steps", "0", "--model", "tiny"], "num_inference_steps"),
-     (["x", "--guidance", "nan", "--model", "tiny"], "guidance_scale"),
-     (["x", "--n", "99", "--model", "tiny"], "num_waveforms_per_prompt"),
-     (["x", "--model", "nope"], "model"), (["x", "--scheduler", "nope", "--model", "tiny"], "scheduler")],
+    [
+        (["", *FAST], "prompt"),
+        (["x", "--seconds", "-1", "--model", "tiny"], "audio_length_in_s"),
+        (["x", "--steps", "0", "--model", "tiny"], "num_inference_steps"),
+        (["x", "--guidance", "nan", "--model", "tiny"], "guidance_scale"),
+        (["x", "--n", "99", "--model", "tiny"], "num_waveforms_per_prompt"),
+        (["x", "--model", "nope"], "model"),
+        (["x", "--scheduler", "nope", "--model", "tiny"], "scheduler"),
+    ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, field):
     out_dir = tmp_path / "out"
@@ -56,8 +60,9 @@ def test_batch_goes_on_after_a_bad_line_and_skips_on_rerun(tmp_path, tiny_model)
     prompts = tmp_path / "prompts.csv"
     prompts.write_text("prompt,seconds,seed\ncalm piano,1,5\nbad length,-3,5\nfast drums,,6\n")
     out_dir = tmp_path / "out"
-    code, out, err = run("batch", str(prompts), "--steps", "2", "--model", "tiny", "--seconds", "0.5",
-                         "--out", str(out_dir))
+    code, out, err = run(
+        "batch", str(prompts), "--steps", "2", "--model", "tiny", "--seconds", "0.5", "--out", str(out_dir)
+    )
     assert code == 1
     assert "line 3: audio_length_in_s=-3.0" in err and "batch: 2 made, 0 skipped, 1 failed" in err
     names = sorted(p.name for p in out_dir.glob("*.wav"))
@@ -90,7 +95,10 @@ def test_models_lists_presets():
 
 
 def test_module_entry_point_exits_2_without_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mgtoolkit", "generate", "  ", "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mgtoolkit", "generate", "  ", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("mgtoolkit: error: prompt=")

@@ -42,7 +42,7 @@ def test_same_seed_gives_identical_waveform_even_after_other_random_draws(base, 
 
     paddle.seed(999)
     paddle.randn([17])  # anything else drawing from paddle's RNG in between
-    np.random.seed(3)
+    np.random.seed(3)  # noqa: NPY002 - the legacy global state users touch
     again = mg.generate(PROMPT, negative_prompt="low quality, noise", seed=120, **fast)
     assert np.array_equal(again.waveform, base.waveform)
 
@@ -65,7 +65,9 @@ def test_every_knob_changes_the_output(base, fast, change):
 
 
 def test_audio_length_changes_the_length(base, fast):
-    longer = mg.generate(PROMPT, negative_prompt="low quality, noise", seed=120, **{**fast, "audio_length_in_s": 1.5})
+    longer = mg.generate(
+        PROMPT, negative_prompt="low quality, noise", seed=120, **{**fast, "audio_length_in_s": 1.5}
+    )
     assert longer.waveform.shape[0] == int(1.5 * 16000) != base.waveform.shape[0]
 
 
@@ -97,9 +99,14 @@ def test_matches_the_plain_ppdiffusers_pipeline_call(tiny_model, fast):
     clip = mg.generate(PROMPT, negative_prompt="noise", seed=7, **fast)
     shape = audioldm.latent_shape(tiny_model, fast["audio_length_in_s"])
     latents = paddle.to_tensor(audioldm.initial_latents(shape, [7]))
-    plain = tiny_model.pipe(prompt=PROMPT, negative_prompt="noise", latents=latents,
-                            audio_length_in_s=fast["audio_length_in_s"],
-                            num_inference_steps=fast["num_inference_steps"], guidance_scale=2.5).audios[0]
+    plain = tiny_model.pipe(
+        prompt=PROMPT,
+        negative_prompt="noise",
+        latents=latents,
+        audio_length_in_s=fast["audio_length_in_s"],
+        num_inference_steps=fast["num_inference_steps"],
+        guidance_scale=2.5,
+    ).audios[0]
     np.testing.assert_allclose(clip.waveform, np.clip(plain, -1, 1), atol=1e-5)
 
 
@@ -136,8 +143,9 @@ def test_save_pretrained_round_trip_gives_the_same_waveform(tiny_model, tmp_path
 
 
 def test_a_request_object_is_accepted(base, fast):
-    request = mg.GenerationRequest(PROMPT, "low quality, noise", seed=120, audio_length_in_s=1.0,
-                                   num_inference_steps=3, model="tiny")
+    request = mg.GenerationRequest(
+        PROMPT, "low quality, noise", seed=120, audio_length_in_s=1.0, num_inference_steps=3, model="tiny"
+    )
     assert np.array_equal(mg.generate(request).waveform, base.waveform)
 
 
@@ -151,5 +159,7 @@ def test_musicldm_path_keeps_each_candidates_seed(fast):
     kwargs = {**fast, "model": "tiny-musicldm"}
     clips = mg.generate(PROMPT, negative_prompt="noise", seed=3, num_waveforms_per_prompt=2, **kwargs)
     assert clips[0].model_info["pipeline"] == "MusicLDMPipeline" and [c.seed for c in clips] == [3, 4]
-    assert np.array_equal(mg.generate(PROMPT, negative_prompt="noise", seed=4, **kwargs).waveform, clips[1].waveform)
+    assert np.array_equal(
+        mg.generate(PROMPT, negative_prompt="noise", seed=4, **kwargs).waveform, clips[1].waveform
+    )
     assert _differs(mg.generate(PROMPT, negative_prompt="drums", seed=4, **kwargs), clips[1])

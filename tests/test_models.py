@@ -8,16 +8,28 @@ from mgtoolkit.models import DEFAULT_MODEL, PRESETS, default_model, resolve_mode
 
 
 def test_presets_cover_the_model_variants():
-    assert {"audioldm-s-full-v2", "audioldm-s-full", "audioldm-m-full", "audioldm-l-full", "audioldm2-music",
-            "musicldm", "tiny"} <= set(PRESETS)
+    assert {
+        "audioldm-s-full-v2",
+        "audioldm-s-full",
+        "audioldm-m-full",
+        "audioldm-l-full",
+        "audioldm2-music",
+        "musicldm",
+        "tiny",
+    } <= set(PRESETS)
     assert PRESETS["audioldm2-music"].pipeline == "AudioLDM2Pipeline"
     assert PRESETS["musicldm"].pipeline == "MusicLDMPipeline"
     assert all(spec.license for spec in PRESETS.values())
 
 
-@pytest.mark.parametrize(("name", "preset"), [("cvssp/audioldm", "audioldm"),
-                                              ("cvssp/audioldm-s-full-v2", "audioldm-s-full-v2"),
-                                              ("cvssp/audioldm2-music", "audioldm2-music")])
+@pytest.mark.parametrize(
+    ("name", "preset"),
+    [
+        ("cvssp/audioldm", "audioldm"),
+        ("cvssp/audioldm-s-full-v2", "audioldm-s-full-v2"),
+        ("cvssp/audioldm2-music", "audioldm2-music"),
+    ],
+)
 def test_hub_names_map_to_presets(name, preset):
     assert resolve_model(name) is PRESETS[preset]
 

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 ROOT = Path(__file__).resolve().parents[1]
 # The set that was seen to install and import together (see the README).
-KEY_PINS = {"paddlepaddle": "3.3.1", "paddlenlp": "3.0.0b4", "ppdiffusers": "0.29.0", "numpy": "1.26.4",
-            "huggingface_hub": "0.23.0", "datasets": "2.20.0", "aistudio-sdk": "0.2.6", "pyarrow": "21.0.0"}
+KEY_PINS = {
+    "paddlepaddle": "3.3.1",
+    "paddlenlp": "3.0.0b4",
+    "ppdiffusers": "0.29.0",
+    "numpy": "1.26.4",
+    "huggingface_hub": "0.23.0",
+    "datasets": "2.20.0",
+    "aistudio-sdk": "0.2.6",
+    "pyarrow": "21.0.0",
+}
 
 
 def _norm(name: str) -> str:
@@ -36,7 +46,9 @@ def test_environment_yml_agrees_with_constraints():
 
 def test_pyproject_pins_agree_with_constraints():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    specs = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
+    specs = project["dependencies"] + [
+        d for extra in project["optional-dependencies"].values() for d in extra
+    ]
     locked = pins_in((ROOT / "constraints.txt").read_text())
     exact = pins_in("\n".join(specs))
     assert exact and all(locked[k] == v for k, v in exact.items())

@@ -9,7 +9,13 @@ import pytest
 import mgtoolkit as mg
 from mgtoolkit.models import resolve_model
 
-GOOD = {"prompt": "calm piano", "audio_length_in_s": 1.0, "num_inference_steps": 3, "model": "tiny", "seed": 1}
+GOOD = {
+    "prompt": "calm piano",
+    "audio_length_in_s": 1.0,
+    "num_inference_steps": 3,
+    "model": "tiny",
+    "seed": 1,
+}
 
 BAD = [
     ("prompt", "", "is empty"),
@@ -49,13 +55,18 @@ def test_bad_field_raises_one_line_naming_it(field, value, problem):
 
 
 def test_good_request_is_normalised():
-    req = mg.validate_request(mg.GenerationRequest(**{**GOOD, "prompt": "  calm \n piano ", "negative_prompt": " "}))
+    req = mg.validate_request(
+        mg.GenerationRequest(**{**GOOD, "prompt": "  calm \n piano ", "negative_prompt": " "})
+    )
     assert req.prompt == "calm piano" and req.negative_prompt is None
     assert req.num_inference_steps == 3 and req.model == "tiny"
 
 
 def test_whole_float_steps_are_accepted():
-    assert mg.validate_request(mg.GenerationRequest(**{**GOOD, "num_inference_steps": 4.0})).num_inference_steps == 4
+    assert (
+        mg.validate_request(mg.GenerationRequest(**{**GOOD, "num_inference_steps": 4.0})).num_inference_steps
+        == 4
+    )
 
 
 def test_validation_happens_before_any_model_is_loaded(monkeypatch):

@@ -9,9 +9,10 @@ import gc
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +20,15 @@ from ..errors import InvalidInputError, ModelUnavailableError
 from ..models import ModelSpec
 from ..runtime import import_paddle, quiet_model_logs
 
-__all__ = ["SCHEDULERS", "LoadedModel", "load", "unload", "latent_shape", "initial_latents",
-           "PromptTruncatedWarning"]
+__all__ = [
+    "SCHEDULERS",
+    "LoadedModel",
+    "load",
+    "unload",
+    "latent_shape",
+    "initial_latents",
+    "PromptTruncatedWarning",
+]
 
 # name -> ppdiffusers scheduler class; "ddim" is what AudioLDM ships with.
 SCHEDULERS = {
@@ -64,8 +72,14 @@ class LoadedModel:
         return int(self.pipe.tokenizer.model_max_length)
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.spec.name, "source": self.spec.source, "pipeline": type(self.pipe).__name__,
-                "license": self.spec.license, "device": self.device, "dtype": self.dtype}
+        return {
+            "name": self.spec.name,
+            "source": self.spec.source,
+            "pipeline": type(self.pipe).__name__,
+            "license": self.spec.license,
+            "device": self.device,
+            "dtype": self.dtype,
+        }
 
 
 def load(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
@@ -105,7 +119,8 @@ def import_paddle_or_explain():
     except ImportError as exc:
         raise ImportError(
             "mgtoolkit needs PaddlePaddle to run a model: pip install 'mgtoolkit[cpu]' on a CPU, or the "
-            f"paddlepaddle-gpu build matching your CUDA on a GPU ({exc})") from exc
+            f"paddlepaddle-gpu build matching your CUDA on a GPU ({exc})"
+        ) from exc
 
 
 @lru_cache(maxsize=2)
@@ -150,7 +165,7 @@ def _from_pretrained(cls, spec: ModelSpec, source: str, dtype: str):
     for extra in ({}, {"from_hf_hub": True, "from_diffusers": True}):
         try:
             return cls.from_pretrained(source, **kwargs, **extra)
-        except (OSError, EnvironmentError, ValueError, KeyError, ConnectionError) as exc:
+        except (OSError, ValueError, KeyError, ConnectionError) as exc:
             errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
     size = f"about {spec.size_gb:g} GB" if spec.size_gb else "size unknown"
     raise ModelUnavailableError(
@@ -165,8 +180,12 @@ def make_scheduler(pipe, name: str | None):
     if name is None:
         return pipe.scheduler.__class__.from_config(pipe.scheduler.config)
     if name not in SCHEDULERS:
-        raise InvalidInputError("scheduler", name, "is not a known sampler",
-                                f"use one of {', '.join(SCHEDULERS)} or None for the model's own")
+        raise InvalidInputError(
+            "scheduler",
+            name,
+            "is not a known sampler",
+            f"use one of {', '.join(SCHEDULERS)} or None for the model's own",
+        )
     cls = getattr(import_ppdiffusers(), SCHEDULERS[name])
     extra = {"use_karras_sigmas": True} if name.endswith("karras") else {}
     if name.startswith("dpm++"):
@@ -180,7 +199,11 @@ def latent_shape(model: LoadedModel, audio_length_in_s: float) -> tuple[int, int
     scale = pipe.vae_scale_factor
     height = int(audio_length_in_s * model.sample_rate / model.hop_length)
     height = int(np.ceil(height / scale)) * scale
-    return (int(pipe.unet.config.in_channels), height // scale, int(pipe.vocoder.config.model_in_dim) // scale)
+    return (
+        int(pipe.unet.config.in_channels),
+        height // scale,
+        int(pipe.vocoder.config.model_in_dim) // scale,
+    )
 
 
 def initial_latents(shape: tuple[int, ...], seeds: list[int]) -> np.ndarray:
@@ -200,8 +223,14 @@ def encode_prompts(model: LoadedModel, prompts: list[str]):
     paddle = import_paddle()
     pipe = model.pipe
     limit = model.max_prompt_tokens
-    inputs = pipe.tokenizer(prompts, padding="longest", truncation=True, max_length=limit,
-                            return_attention_mask=True, return_tensors="pd")
+    inputs = pipe.tokenizer(
+        prompts,
+        padding="longest",
+        truncation=True,
+        max_length=limit,
+        return_attention_mask=True,
+        return_tensors="pd",
+    )
     _warn_truncation(pipe.tokenizer, prompts, limit)
     out = pipe.text_encoder(inputs.input_ids, attention_mask=inputs.attention_mask)
     embeds = paddle.nn.functional.normalize(out.text_embeds, axis=-1)
@@ -212,15 +241,28 @@ def _warn_truncation(tokenizer, prompts: list[str], limit: int) -> None:
     for text in prompts:
         ids = tokenizer(text, truncation=False)["input_ids"]
         if len(ids) > limit:
-            kept = tokenizer.decode(ids[1:limit - 1])
-            warnings.warn(PromptTruncatedWarning(
-                f"prompt is {len(ids)} tokens; the text encoder takes {limit}, so only "
-                f"{kept[-40:]!r}... and what comes before it is used"), stacklevel=4)
+            kept = tokenizer.decode(ids[1 : limit - 1])
+            warnings.warn(
+                PromptTruncatedWarning(
+                    f"prompt is {len(ids)} tokens; the text encoder takes {limit}, so only "
+                    f"{kept[-40:]!r}... and what comes before it is used"
+                ),
+                stacklevel=4,
+            )
 
 
-def run(model: LoadedModel, *, prompt: str, negative_prompt: str | None, audio_length_in_s: float,
-        num_inference_steps: int, guidance_scale: float, seeds: list[int], scheduler: str | None = None,
-        callback: Callable[[int, int, Any], None] | None = None) -> tuple[np.ndarray, dict[str, float]]:
+def run(
+    model: LoadedModel,
+    *,
+    prompt: str,
+    negative_prompt: str | None,
+    audio_length_in_s: float,
+    num_inference_steps: int,
+    guidance_scale: float,
+    seeds: list[int],
+    scheduler: str | None = None,
+    callback: Callable[[int, int, Any], None] | None = None,
+) -> tuple[np.ndarray, dict[str, float]]:
     """One pipeline call making ``len(seeds)`` waveforms; returns (waveforms [n, samples], timings)."""
     paddle = import_paddle()
     pipe = model.pipe
@@ -254,16 +296,26 @@ def run(model: LoadedModel, *, prompt: str, negative_prompt: str | None, audio_l
 
     # 4. The pipeline itself: denoise, decode the mel with the VAE, vocode. MusicLDM re-orders
     #    several candidates by CLAP score, which would break the seed of each: one call per seed.
-    groups = [[i] for i in range(len(seeds))] if model.spec.pipeline == "MusicLDMPipeline" else [
-        list(range(len(seeds)))]
+    groups = (
+        [[i] for i in range(len(seeds))]
+        if model.spec.pipeline == "MusicLDMPipeline"
+        else [list(range(len(seeds)))]
+    )
     audios = []
     with _LOCK:
         for group in groups:
-            out = call_pipe(audio_length_in_s=audio_length_in_s, num_inference_steps=num_inference_steps,
-                            guidance_scale=guidance_scale, num_waveforms_per_prompt=len(group),
-                            latents=latents[group[0]:group[-1] + 1],
-                            generator=paddle.Generator().manual_seed(int(seeds[group[0]])), callback=on_step,
-                            callback_steps=1, output_type="np", **kwargs)
+            out = call_pipe(
+                audio_length_in_s=audio_length_in_s,
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale,
+                num_waveforms_per_prompt=len(group),
+                latents=latents[group[0] : group[-1] + 1],
+                generator=paddle.Generator().manual_seed(int(seeds[group[0]])),
+                callback=on_step,
+                callback_steps=1,
+                output_type="np",
+                **kwargs,
+            )
             audios.append(np.asarray(out.audios, dtype=np.float32).reshape(len(group), -1))
     end = time.perf_counter()
     timings["denoise_s"] = marks.get("last", end) - t0 - timings["text_s"]

@@ -18,8 +18,20 @@ from pathlib import Path
 __all__ = ["TINY_VERSION", "cache_root", "tiny_dir", "tiny_audioldm_dir", "write_bpe_tokenizer_files"]
 
 TINY_VERSION = 2
-_CORPUS_MERGES = [("Ġ", "a"), ("Ġ", "s"), ("Ġ", "p"), ("Ġ", "m"), ("i", "n"), ("e", "r"), ("o", "u"),
-                  ("in", "g"), ("Ġp", "i"), ("Ġm", "u"), ("a", "n"), ("o", "r")]
+_CORPUS_MERGES = [
+    ("Ġ", "a"),
+    ("Ġ", "s"),
+    ("Ġ", "p"),
+    ("Ġ", "m"),
+    ("i", "n"),
+    ("e", "r"),
+    ("o", "u"),
+    ("in", "g"),
+    ("Ġp", "i"),
+    ("Ġm", "u"),
+    ("a", "n"),
+    ("o", "r"),
+]
 
 
 def cache_root() -> Path:
@@ -28,8 +40,11 @@ def cache_root() -> Path:
     return Path(root)
 
 
-def write_bpe_tokenizer_files(folder: Path, specials: tuple[str, ...] = ("<s>", "<pad>", "</s>", "<unk>"),
-                              merges: list[tuple[str, str]] | None = None) -> dict[str, int]:
+def write_bpe_tokenizer_files(
+    folder: Path,
+    specials: tuple[str, ...] = ("<s>", "<pad>", "</s>", "<unk>"),
+    merges: list[tuple[str, str]] | None = None,
+) -> dict[str, int]:
     """Write a byte-level BPE ``vocab.json`` and ``merges.txt`` (RoBERTa/GPT-2 format).
 
     Every one of the 256 byte symbols is in the vocabulary, so any text encodes without ``<unk>``.
@@ -57,41 +72,97 @@ def _build_audioldm(folder: Path) -> None:
 
     paddle = import_paddle()
     from ppdiffusers import AudioLDMPipeline, AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from ppdiffusers.transformers import (ClapTextConfig, ClapTextModelWithProjection, RobertaTokenizer,
-                                          SpeechT5HifiGan, SpeechT5HifiGanConfig)
+    from ppdiffusers.transformers import (
+        ClapTextConfig,
+        ClapTextModelWithProjection,
+        RobertaTokenizer,
+        SpeechT5HifiGan,
+        SpeechT5HifiGanConfig,
+    )
 
     state = paddle.get_rng_state()  # building must not disturb the caller's random stream
     try:
         paddle.seed(0)
         tok_dir = folder / "_tok_src"
         vocab = write_bpe_tokenizer_files(tok_dir)
-        tokenizer = RobertaTokenizer(vocab_file=str(tok_dir / "vocab.json"),
-                                     merges_file=str(tok_dir / "merges.txt"), model_max_length=512)
-        text_encoder = ClapTextModelWithProjection(ClapTextConfig(
-            vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-            num_attention_heads=4, projection_dim=32, max_position_embeddings=514,
-            bos_token_id=0, pad_token_id=1, eos_token_id=2, layer_norm_eps=1e-5))
+        tokenizer = RobertaTokenizer(
+            vocab_file=str(tok_dir / "vocab.json"),
+            merges_file=str(tok_dir / "merges.txt"),
+            model_max_length=512,
+        )
+        text_encoder = ClapTextModelWithProjection(
+            ClapTextConfig(
+                vocab_size=len(vocab),
+                hidden_size=32,
+                intermediate_size=37,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                projection_dim=32,
+                max_position_embeddings=514,
+                bos_token_id=0,
+                pad_token_id=1,
+                eos_token_id=2,
+                layer_norm_eps=1e-5,
+            )
+        )
         unet = UNet2DConditionModel(
-            sample_size=32, in_channels=8, out_channels=8, layers_per_block=1, block_out_channels=(32, 64),
+            sample_size=32,
+            in_channels=8,
+            out_channels=8,
+            layers_per_block=1,
+            block_out_channels=(32, 64),
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=(32, 64),
-            attention_head_dim=8, norm_num_groups=16, class_embed_type="simple_projection",
-            projection_class_embeddings_input_dim=32, class_embeddings_concat=True)
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=(32, 64),
+            attention_head_dim=8,
+            norm_num_groups=16,
+            class_embed_type="simple_projection",
+            projection_class_embeddings_input_dim=32,
+            class_embeddings_concat=True,
+        )
         vae = AutoencoderKL(
-            in_channels=1, out_channels=1, latent_channels=8, block_out_channels=(16, 32, 32),
-            down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-            layers_per_block=1, norm_num_groups=8, sample_size=256, scaling_factor=1.0)
-        vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(
-            model_in_dim=64, sampling_rate=16000, upsample_initial_channel=64,
-            upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[16, 16, 8, 4, 4],
-            resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]], normalize_before=False))
+            in_channels=1,
+            out_channels=1,
+            latent_channels=8,
+            block_out_channels=(16, 32, 32),
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            layers_per_block=1,
+            norm_num_groups=8,
+            sample_size=256,
+            scaling_factor=1.0,
+        )
+        vocoder = SpeechT5HifiGan(
+            SpeechT5HifiGanConfig(
+                model_in_dim=64,
+                sampling_rate=16000,
+                upsample_initial_channel=64,
+                upsample_rates=[5, 4, 2, 2, 2],
+                upsample_kernel_sizes=[16, 16, 8, 4, 4],
+                resblock_kernel_sizes=[3],
+                resblock_dilation_sizes=[[1, 3, 5]],
+                normalize_before=False,
+            )
+        )
         # Random weights give a waveform near 1e-4; make the noise audible and visible in plots.
         vocoder.conv_post.weight.set_value(vocoder.conv_post.weight * 2000.0)
-        scheduler = DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear",
-                                  num_train_timesteps=1000, clip_sample=False, set_alpha_to_one=False,
-                                  steps_offset=1)
-        pipe = AudioLDMPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                scheduler=scheduler, vocoder=vocoder)
+        scheduler = DDIMScheduler(
+            beta_start=0.0015,
+            beta_end=0.0195,
+            beta_schedule="scaled_linear",
+            num_train_timesteps=1000,
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
+        )
+        pipe = AudioLDMPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            vocoder=vocoder,
+        )
         pipe.save_pretrained(str(folder))
         shutil.rmtree(tok_dir)
     finally:
@@ -104,25 +175,57 @@ def _build_musicldm(folder: Path) -> None:
 
     paddle = import_paddle()
     from ppdiffusers import AudioLDMPipeline, MusicLDMPipeline
-    from ppdiffusers.transformers import (ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel,
-                                          ClapTextConfig)
+    from ppdiffusers.transformers import (
+        ClapAudioConfig,
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapTextConfig,
+    )
 
     state = paddle.get_rng_state()
     try:
         _build_audioldm(folder / "_base")  # the same UNet, VAE, vocoder, scheduler and tokenizer
         base = AudioLDMPipeline.from_pretrained(str(folder / "_base"))
         paddle.seed(1)
-        text = ClapTextConfig(vocab_size=base.tokenizer.vocab_size + 1, hidden_size=32, intermediate_size=37,
-                              num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=514,
-                              bos_token_id=0, pad_token_id=1, eos_token_id=2, layer_norm_eps=1e-5)
-        audio = ClapAudioConfig(spec_size=64, window_size=4, num_mel_bins=64, intermediate_size=37,
-                                depths=[2, 2], num_attention_heads=[2, 2], num_hidden_layers=2, hidden_size=32,
-                                patch_size=2, patch_stride=2, patch_embed_input_channels=4, layer_norm_eps=1e-5)
-        clap = ClapModel(ClapConfig.from_text_audio_configs(text_config=text, audio_config=audio, projection_dim=32))
-        pipe = MusicLDMPipeline(vae=base.vae, text_encoder=clap, tokenizer=base.tokenizer,
-                                feature_extractor=ClapFeatureExtractor(feature_size=64, sampling_rate=16000,
-                                                                        frequency_max=8000),
-                                unet=base.unet, scheduler=base.scheduler, vocoder=base.vocoder)
+        text = ClapTextConfig(
+            vocab_size=base.tokenizer.vocab_size + 1,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=514,
+            bos_token_id=0,
+            pad_token_id=1,
+            eos_token_id=2,
+            layer_norm_eps=1e-5,
+        )
+        audio = ClapAudioConfig(
+            spec_size=64,
+            window_size=4,
+            num_mel_bins=64,
+            intermediate_size=37,
+            depths=[2, 2],
+            num_attention_heads=[2, 2],
+            num_hidden_layers=2,
+            hidden_size=32,
+            patch_size=2,
+            patch_stride=2,
+            patch_embed_input_channels=4,
+            layer_norm_eps=1e-5,
+        )
+        clap = ClapModel(
+            ClapConfig.from_text_audio_configs(text_config=text, audio_config=audio, projection_dim=32)
+        )
+        pipe = MusicLDMPipeline(
+            vae=base.vae,
+            text_encoder=clap,
+            tokenizer=base.tokenizer,
+            feature_extractor=ClapFeatureExtractor(feature_size=64, sampling_rate=16000, frequency_max=8000),
+            unet=base.unet,
+            scheduler=base.scheduler,
+            vocoder=base.vocoder,
+        )
         pipe.save_pretrained(str(folder))
         shutil.rmtree(folder / "_base")
     finally:
