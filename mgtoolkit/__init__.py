@@ -36,6 +36,17 @@ _LAZY = {
     "TextPanel": "mgtoolkit.widgets",
     "ImagePanel": "mgtoolkit.widgets",
     "AudioPanel": "mgtoolkit.widgets",
+    # image -> music, audio -> music (issue 3)
+    "image_to_music": "mgtoolkit.chains",
+    "describe_image": "mgtoolkit.chains",
+    "write_music_prompt": "mgtoolkit.chains",
+    "Story": "mgtoolkit.chains",
+    "CAPTIONERS": "mgtoolkit.chains",
+    "WRITERS": "mgtoolkit.chains",
+    "WriterFallbackWarning": "mgtoolkit.chains",
+    "restyle": "mgtoolkit.restyle",
+    "variations": "mgtoolkit.restyle",
+    "example_image": "mgtoolkit.images",
 }
 
 

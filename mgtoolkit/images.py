@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["load_image", "MAX_SIDE", "MAX_PIXELS"]
+__all__ = ["load_image", "example_image", "MAX_SIDE", "MAX_PIXELS"]
 
 MAX_SIDE = 1024
 """Longest side (pixels) of the image handed to a captioner; larger images are downscaled."""
@@ -181,3 +181,14 @@ def _downscale(pil, max_side: int):
     scale = max_side / longest
     size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
     return pil.resize(size, Image.Resampling.LANCZOS)
+
+
+def example_image() -> Path:
+    """Path of the bundled example picture (a nightclub dance floor, drawn with PIL).
+
+    Examples
+    --------
+    >>> example_image().name
+    'example_scene.png'
+    """
+    return Path(__file__).with_name("assets") / "example_scene.png"
