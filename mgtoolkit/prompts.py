@@ -67,6 +67,8 @@ _MARKUP = re.compile(
     r"|</?s>|<unk>|<pad>|<sop>|<eop>|<\|tab\|>|\[gMASK\]|\[MASK\]|\[sMASK\]|\[/?INST\]"
     r"|\[Round \d+\]|###\s*(Human|Assistant)\s*:?|(?m:^\s*(Assistant|AI|Bot|答|问)\s*[:：])",
     re.IGNORECASE)
+_ASSISTANT_TURN = re.compile(r"<\|im_start\|>\s*assistant\s*|###\s*Assistant\s*:|(?m:^\s*(Assistant|答)\s*[:：])",
+                             re.IGNORECASE)
 _LABEL = re.compile(
     r"^(musical style( sentence)?|music(al)? (style|prompt|description)|music|style|prompt|answer|output"
     r"|response|sentence|result)\s*[:：\-–]\s*", re.IGNORECASE)
@@ -133,7 +135,11 @@ def clean_answer(answer: str, *, instruction: str | None = None, max_sentences: 
     >>> clean_answer('Sure! Here\\'s a musical style sentence: "Smooth jazz piano, relaxed." Enjoy!')
     'Smooth jazz piano, relaxed.'
     """
-    text = _MARKUP.sub("\n", answer or "").replace("<n>", "\n")
+    text = answer or ""
+    turns = list(_ASSISTANT_TURN.finditer(text))
+    if turns:  # a transcript echoed back: keep the assistant's last turn
+        text = text[turns[-1].end():]
+    text = _MARKUP.sub("\n", text).replace("<n>", "\n")
     text = "".join(ch if ch.isprintable() or ch == "\n" else " " for ch in text)
     if instruction and instruction.strip() and instruction.strip() in text:
         text = text.split(instruction.strip(), 1)[1]
