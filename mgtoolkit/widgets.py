@@ -3,7 +3,7 @@
 Panels follow the jupyter-widgets tutorial's model/GUI split: a panel is a ``VBox`` built with
 its backend functions (``mg.generate``, ``mg.describe_image``, ``mg.write_music_prompt``,
 ``mg.restyle`` by default; pass stand-ins to test), ``.request`` is computed from the widget
-values, ``.run()`` calls the backend with it and ``.result`` holds what came back. The Generate
+values, ``.run()`` calls the backend with it, ``.result`` holds what came back and the history records it. The Generate
 button's handler is the only place an exception is caught: the core's one-line message appears in
 the panel's status line, never a traceback. Work runs in a worker thread so that the kernel can
 take the Cancel click, which stops the model at its next denoising step; ``synchronous=True`` runs
@@ -28,6 +28,7 @@ import importlib
 import os
 import secrets
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -276,7 +277,13 @@ class _Panel(widgets.VBox):
 
     def _work(self, job: Callable[[], Any], done: Callable[[Any], None]) -> None:
         try:
-            done(job())
+            with warnings.catch_warnings(record=True) as caught:  # notes go to the panel, not stderr
+                warnings.simplefilter("always")
+                result = job()
+            done(result)
+            if caught:
+                notes = "; ".join(dict.fromkeys(str(w.message).strip().split("\n")[0] for w in caught))
+                self.status.value = f"{self.status.value} Note: {notes}"
         except GenerationCancelled:
             self._say("Cancelled: stopped at the next step; nothing was kept.", "warning")
         except Exception as exc:  # noqa: BLE001 - the one place errors are caught and shown
@@ -319,7 +326,6 @@ class _Panel(widgets.VBox):
         )
         self.progress.bar_style = "success"
         self._say(_done_message(clips), "")
-        self.history.add(clips)
 
 
 def _done_message(clips: list[Clip]) -> str:
@@ -393,6 +399,7 @@ class TextPanel(_Panel):
         clips = _as_clips(generate(self.request, callback=callback, cancel=cancel))
         self.result = clips
         self.settings.show_seed(clips[0].seed)
+        self.history.add(clips)
         return clips
 
     def load(self, clip: Clip) -> None:
@@ -540,6 +547,7 @@ class ImagePanel(_Panel):
         clip = clip.with_extra(caption=self.caption.value, music_prompt=self.music_prompt.value)
         self.result = clip
         self.settings.show_seed(clip.seed)
+        self.history.add([clip])
         return clip
 
     def _describe_job(self) -> str:
@@ -635,6 +643,7 @@ class AudioPanel(_Panel):
         )[0]
         self.result = clip
         self.settings.show_seed(clip.seed)
+        self.history.add([clip])
         return clip
 
     def _on_audio_change(self, _change: Any = None) -> None:

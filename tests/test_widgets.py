@@ -495,3 +495,19 @@ def test_worker_thread_is_used_by_default(history):
     panel.generate_button.click()
     panel.wait(30)
     assert started and started[0] is not threading.main_thread() and len(history) == 1
+
+
+def test_warnings_become_a_note_in_the_status_line(history, recwarn):
+    import warnings
+
+    def noisy(request, **kwargs):
+        warnings.warn("prompt is 90 tokens; only the first 77 are used", UserWarning, stacklevel=1)
+        return fake_generate(request, **kwargs)
+
+    panel = TextPanel(noisy, synchronous=True, history=history)
+    _fill_text(panel)
+    panel.generate_button.click()
+    assert panel.status.value.startswith("Done") and panel.status.value.endswith(
+        "Note: prompt is 90 tokens; only the first 77 are used"
+    )
+    assert len(recwarn) == 0  # nothing escaped to stderr
