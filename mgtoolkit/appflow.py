@@ -53,15 +53,32 @@ def _classify(name: Any) -> tuple[str, str]:
 
 
 def _seed_of(generator: Any, seed: Any) -> int | None:
-    """The seed of a ``paddle.Generator().manual_seed(n)`` (or ``seed=`` given directly)."""
+    """The seed of a ``paddle.Generator().manual_seed(n)`` (or ``seed=`` given directly).
+
+    Once ppdiffusers is imported, ``paddle.Generator`` is its RNG-state tracker, whose
+    ``manual_seed(n)`` returns a state *name* (a time stamp) after calling ``paddle.seed(n)``; on the
+    CPU that leaves the default CPU generator seeded with ``n``, which is where the seed is read.
+    """
     if seed is not None or generator is None:
         return seed
     if isinstance(generator, (list, tuple)) and generator:
         generator = generator[0]
-    if not hasattr(generator, "initial_seed"):
-        raise InvalidInputError("generator", generator, "is not a paddle.Generator",
-                                "pass paddle.Generator().manual_seed(120), or seed=120")
-    return int(generator.initial_seed()) % (2**32 - 16)
+    if hasattr(generator, "initial_seed"):
+        return int(generator.initial_seed()) % (2**32 - 16)
+    if isinstance(generator, str) and _is_tracker_state(generator):
+        from .runtime import import_paddle
+
+        return int(import_paddle().base.core.default_cpu_generator().initial_seed()) % (2**32 - 16)
+    raise InvalidInputError("generator", generator, "is not a paddle.Generator",
+                            "pass paddle.Generator().manual_seed(120), or seed=120")
+
+
+def _is_tracker_state(name: str) -> bool:
+    try:
+        from ppdiffusers.utils.paddle_utils import RNG_STATE_TRACKER
+    except ImportError:
+        return False
+    return name in RNG_STATE_TRACKER.states_
 
 
 class Appflow:
