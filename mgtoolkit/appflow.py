@@ -102,8 +102,8 @@ class Appflow:
 
     Examples
     --------
-    >>> Appflow(app="music_generation", models=["cvssp/audioldm"]).stages["audio"]
-    'audioldm'
+    >>> sorted(Appflow(app="music_generation", models=["THUDM/chatglm-6b", "cvssp/audioldm"]).stages)
+    ['audio', 'writer']
     """
 
     def __init__(self, app: str = "music_generation", models: list[str] | str | None = None, **kwargs: Any):
