@@ -115,12 +115,15 @@ def clip_card_html(clip: Clip, *, plots: bool = True, title: str | None = None) 
     return "".join(parts)
 
 
+def _as_clip(item: Any) -> Clip:
+    """A clip, or the ``.clip`` of a Story-like result."""
+    return item if hasattr(item, "waveform") else item.clip
+
+
 def _as_list(clip_or_clips: Any) -> list[Clip]:
-    if hasattr(clip_or_clips, "clip") and not hasattr(clip_or_clips, "waveform"):  # a Story
-        clip_or_clips = clip_or_clips.clip
-    if hasattr(clip_or_clips, "waveform"):
-        return [clip_or_clips]
-    return list(clip_or_clips)
+    if hasattr(clip_or_clips, "waveform") or hasattr(clip_or_clips, "clip"):
+        return [_as_clip(clip_or_clips)]
+    return [_as_clip(item) for item in clip_or_clips]
 
 
 def clips_html(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True) -> str:
@@ -138,7 +141,7 @@ def show(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True) -> None:
 
     Parameters
     ----------
-    clip_or_clips : Clip, list of Clip, or anything with a ``.clip`` (a Story)
+    clip_or_clips : Clip, Story (anything with a ``.clip``), or a list of them
         Several clips are shown side by side, e.g. the candidates of one prompt or seeds 1-4.
     plots : bool
         Draw the waveform and mel spectrogram (``False``: players only, faster).

@@ -74,7 +74,9 @@ def test_show_accepts_anything_with_a_clip(shown):
         clip = _clip(seed=9)
 
     display.show(Story(), plots=False)
+    display.show([Story(), _clip(seed=4)], plots=False)
     assert "seed 9" in shown[0].data
+    assert "seed 9" in shown[1].data and "seed 4" in shown[1].data
 
 
 def test_about_says_tiny_is_noise_by_design(monkeypatch):
