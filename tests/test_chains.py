@@ -235,3 +235,14 @@ def test_cancel_before_start_and_callback(calls):
     mg.image_to_music(None, captioner="text:a beach", writer="template", seed=1,
                       callback=lambda i, n, lat: steps.append((i, n, lat.shape)), **FAST)
     assert [s[:2] for s in steps] == [(0, 2), (1, 2)]
+
+
+def test_public_names_load_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import sys, mgtoolkit as mg; mg.image_to_music; mg.restyle; mg.CAPTIONERS; mg.WRITERS; "
+            "import mgtoolkit.appflow; print(sorted(m for m in ('paddle', 'paddlenlp', 'ppdiffusers', 'PIL', "
+            "'librosa') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -172,18 +172,18 @@ def caption(loaded: LoadedCaptioner, image, question: str | None = None, *,
             max_new_tokens: int | None = None) -> str:
     """The model's raw description of ``image`` (an RGB PIL image), greedy so it is repeatable.
 
-    MiniGPT4's answer is cut at the first ``#`` as the appflow example does (its turns end in ``###``).
+    ``question=None`` asks MiniGPT4 :data:`DEFAULT_QUESTION` and lets BLIP-2 caption freely (BLIP-2
+    treats a question as the start of its answer). MiniGPT4's answer is cut at the first ``#`` as the appflow example does (its turns end in ``###``).
     """
     from ..runtime import import_paddle
 
     paddle = import_paddle()
     if max_new_tokens is None:
         max_new_tokens = 12 if loaded.spec.is_tiny else MAX_NEW_TOKENS
-    question = DEFAULT_QUESTION if question is None else question
     processor = loaded.processor
     tok = processor.tokenizer
     if loaded.spec.family == "minigpt4":
-        inputs = processor([image], question, MINIGPT4_PROMPT)
+        inputs = processor([image], DEFAULT_QUESTION if question is None else question, MINIGPT4_PROMPT)
     else:
         inputs = processor(images=image, text=question or None, return_tensors="pd")
     with _LOCK, paddle.no_grad():
