@@ -100,11 +100,17 @@ def _describe(image: Any, captioner: str, question: str | None, *, device: str |
         _free_music_models(spec)
     loaded = captioners.load_captioner(spec, pick_device(device))
     try:
-        text = " ".join(captioners.caption(loaded, picture, question).split())
+        text = _tidy(captioners.caption(loaded, picture, question))
     finally:
         if not keep_loaded:
             captioners.release_captioners()
     return text, {"caption_s": time.perf_counter() - t0, "caption_load_s": loaded.load_s}
+
+
+def _tidy(text: str) -> str:
+    """One line of printable text, without the model's control characters."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in text or "")
+    return " ".join(printable.split()).replace("\ufffd", "")
 
 
 def describe_image(image: Any, captioner: str | None = None, *, question: str | None = None,

@@ -12,6 +12,7 @@ import pytest
 import mgtoolkit as mg
 from mgtoolkit import chains
 from mgtoolkit.backends import captioners, writers
+from mgtoolkit.backends.tiny_llm import tiny_dir
 from mgtoolkit.errors import GenerationCancelled, InvalidInputError
 from mgtoolkit.prompts import template_prompt
 
@@ -158,7 +159,9 @@ def test_typed_description_is_a_valid_first_stage(calls):
 def test_describe_image_alone():
     assert isinstance(mg.describe_image(mg.example_image(), "tiny"), str)
     assert mg.describe_image(None, "text:  a  foggy harbour ") == "a foggy harbour"
-    assert isinstance(mg.describe_image(mg.example_image(), "tiny-blip2", question="a photo of"), str)
+    for captioner in ("tiny-blip2", str(tiny_dir("minigpt4"))):  # a preset, and a local folder
+        text = mg.describe_image(mg.example_image(), captioner, question="a photo of")
+        assert isinstance(text, str) and text.isprintable() and "\ufffd" not in text
 
 
 def test_write_music_prompt_alone():
