@@ -175,7 +175,7 @@ def _write(description: str, writer: str, instruction: str | None, *, device: st
     timings = {"write_s": time.perf_counter() - t0, "write_load_s": loaded.load_s}
     if prompts.is_usable(cleaned):
         return cleaned, None, timings
-    note = f"writer {spec.name!r} answer unusable ({answer.strip()[:40]!r}), used template"
+    note = f"writer {spec.name!r} answer unusable ({_tidy(answer)[:40]!r}), used template"
     warnings.warn(WriterFallbackWarning(note), stacklevel=3)
     return prompts.template_prompt(description), note, timings
 

@@ -192,3 +192,10 @@ def test_other_arguments_are_validated_and_non_audioldm_models_refused():
     with pytest.raises(InvalidInputError) as err:
         mg.restyle((_tone(), SR), "jazz", strength=0.5, **{**KW, "model": "musicldm"})
     assert err.value.field == "model"
+
+
+@pytest.mark.parametrize("samples", [24400, 24401, 24479, 8000 + 1])
+def test_output_is_exactly_as_long_as_the_input(samples):
+    wave = np.resize(_tone(), samples)
+    clip = mg.restyle((wave, SR), "jazz", strength=0.5, **KW)
+    assert clip.waveform.shape == (samples,)

@@ -153,7 +153,8 @@ def sdedit(model: LoadedModel, wave: np.ndarray, *, prompt: str, negative_prompt
     paddle = import_paddle()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    duration = wave.shape[0] / model.sample_rate
+    # Enough mel frames to cover every sample (half a hop more, so float rounding cannot lose one).
+    duration = (np.ceil(wave.shape[0] / model.hop_length) + 0.5) * model.hop_length / model.sample_rate
     scheduler = make_scheduler(model.pipe, None)
     timesteps = noise_schedule(scheduler, num_inference_steps, strength)
     if not timesteps:
@@ -181,6 +182,7 @@ def sdedit(model: LoadedModel, wave: np.ndarray, *, prompt: str, negative_prompt
     # 4. Back to a waveform as long as the input.
     mark = time.perf_counter()
     out = decode(model, latents)[0, : wave.shape[0]]
+    out = np.pad(out, (0, wave.shape[0] - out.shape[0]))  # never shorter than the input
     timings["decode_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - t0
     return out, timings, {"denoising_steps": len(timesteps), "start_timestep": int(timesteps[0])}
