@@ -24,9 +24,21 @@ from .errors import InvalidInputError
 __all__ = ["Appflow", "APPS"]
 
 APPS = ("music_generation",)
-_EXAMPLE_MODELS = "models=['cvssp/audioldm'], ['miniGPT4/MiniGPT4-7B'] or ['THUDM/chatglm-6b', 'cvssp/audioldm']"
-_CALL_KEYS = {"prompt", "negative_prompt", "num_inference_steps", "audio_length_in_s", "guidance_scale",
-              "generator", "seed", "image", "minigpt4_text", "instruction"}
+_EXAMPLE_MODELS = (
+    "models=['cvssp/audioldm'], ['miniGPT4/MiniGPT4-7B'] or ['THUDM/chatglm-6b', 'cvssp/audioldm']"
+)
+_CALL_KEYS = {
+    "prompt",
+    "negative_prompt",
+    "num_inference_steps",
+    "audio_length_in_s",
+    "guidance_scale",
+    "generator",
+    "seed",
+    "image",
+    "minigpt4_text",
+    "instruction",
+}
 
 
 def _classify(name: Any) -> tuple[str, str]:
@@ -36,7 +48,9 @@ def _classify(name: Any) -> tuple[str, str]:
     from .models import PRESETS, resolve_model
 
     if not isinstance(name, (str, os.PathLike)) or not os.fspath(name).strip():
-        raise InvalidInputError("models", name, "holds an entry that is not a model name", f"pass {_EXAMPLE_MODELS}")
+        raise InvalidInputError(
+            "models", name, "holds an entry that is not a model name", f"pass {_EXAMPLE_MODELS}"
+        )
     for kind, resolve in (("captioner", resolve_captioner), ("writer", resolve_writer)):
         try:
             return kind, resolve(name).name
@@ -48,8 +62,12 @@ def _classify(name: Any) -> tuple[str, str]:
         spec = None
     if spec is not None and (spec.name in PRESETS or spec.is_local or "ldm" in spec.name.lower()):
         return "audio", spec.name
-    raise InvalidInputError("models", name, "is not a model the music_generation app knows",
-                            f"pass {_EXAMPLE_MODELS}, or mgtoolkit presets / local model folders")
+    raise InvalidInputError(
+        "models",
+        name,
+        "is not a model the music_generation app knows",
+        f"pass {_EXAMPLE_MODELS}, or mgtoolkit presets / local model folders",
+    )
 
 
 def _seed_of(generator: Any, seed: Any) -> int | None:
@@ -69,8 +87,12 @@ def _seed_of(generator: Any, seed: Any) -> int | None:
         from .runtime import import_paddle
 
         return int(import_paddle().base.core.default_cpu_generator().initial_seed()) % (2**32 - 16)
-    raise InvalidInputError("generator", generator, "is not a paddle.Generator",
-                            "pass paddle.Generator().manual_seed(120), or seed=120")
+    raise InvalidInputError(
+        "generator",
+        generator,
+        "is not a paddle.Generator",
+        "pass paddle.Generator().manual_seed(120), or seed=120",
+    )
 
 
 def _is_tracker_state(name: str) -> bool:
@@ -108,17 +130,27 @@ class Appflow:
 
     def __init__(self, app: str = "music_generation", models: list[str] | str | None = None, **kwargs: Any):
         if app not in APPS:
-            raise InvalidInputError("app", app, "is not an app mgtoolkit provides", "use app='music_generation'")
+            raise InvalidInputError(
+                "app", app, "is not an app mgtoolkit provides", "use app='music_generation'"
+            )
         if models is None or (not isinstance(models, str) and len(models) == 0):
-            raise InvalidInputError("models", models, "is missing (the original fails with KeyError: 'default')",
-                                    f"pass {_EXAMPLE_MODELS}")
+            raise InvalidInputError(
+                "models",
+                models,
+                "is missing (the original fails with KeyError: 'default')",
+                f"pass {_EXAMPLE_MODELS}",
+            )
         names = [models] if isinstance(models, (str, os.PathLike)) else list(models)
         self.app, self.models, self.stages = app, names, {}
         for name in names:
             kind, resolved = _classify(name)
             if kind in self.stages:
-                raise InvalidInputError("models", names, f"names two {kind} models",
-                                        "pass at most one captioner, one chat model and one audio model")
+                raise InvalidInputError(
+                    "models",
+                    names,
+                    f"names two {kind} models",
+                    "pass at most one captioner, one chat model and one audio model",
+                )
             self.stages[kind] = resolved
         if self._tiny:
             self.stages = {kind: "tiny" for kind in self.stages}
@@ -142,13 +174,19 @@ class Appflow:
         """
         unknown = sorted(set(inputs) - _CALL_KEYS)
         if unknown:
-            raise InvalidInputError(unknown[0], inputs[unknown[0]], "is not an input of the music_generation app",
-                                    f"use {', '.join(sorted(_CALL_KEYS))}")
+            raise InvalidInputError(
+                unknown[0],
+                inputs[unknown[0]],
+                "is not an input of the music_generation app",
+                f"use {', '.join(sorted(_CALL_KEYS))}",
+            )
         seed = _seed_of(inputs.pop("generator", None), inputs.pop("seed", None))
         if "image" in inputs:
             return self._from_image(inputs, seed)
         if "prompt" not in inputs:
-            raise InvalidInputError("prompt", None, "is missing", "pass prompt='...' (or image=... for a caption)")
+            raise InvalidInputError(
+                "prompt", None, "is missing", "pass prompt='...' (or image=... for a caption)"
+            )
         if "writer" in self.stages:
             return self._from_instruction(inputs, seed)
         return self._music(inputs.pop("prompt"), inputs, seed)
@@ -157,13 +195,20 @@ class Appflow:
 
     def _require(self, kind: str, wanted: str) -> str:
         if kind not in self.stages:
-            raise InvalidInputError("models", self.models, f"has no {kind} model, needed for {wanted}",
-                                    f"create the task with {_EXAMPLE_MODELS}")
+            raise InvalidInputError(
+                "models",
+                self.models,
+                f"has no {kind} model, needed for {wanted}",
+                f"create the task with {_EXAMPLE_MODELS}",
+            )
         return self.stages[kind]
 
     def _generation_args(self, inputs: dict[str, Any], seed: int | None) -> dict[str, Any]:
-        args = {k: inputs[k] for k in ("negative_prompt", "num_inference_steps", "audio_length_in_s",
-                                       "guidance_scale") if k in inputs}
+        args = {
+            k: inputs[k]
+            for k in ("negative_prompt", "num_inference_steps", "audio_length_in_s", "guidance_scale")
+            if k in inputs
+        }
         return {**args, "seed": seed, "model": self._require("audio", "making music")}
 
     def _music(self, prompt: str, inputs: dict[str, Any], seed: int | None, **extra: Any) -> dict[str, Any]:
@@ -180,11 +225,20 @@ class Appflow:
         question = inputs.get("minigpt4_text")
         if "audio" not in self.stages:  # image -> caption, as PaddleMIX's MiniGPT4 task
             return {"result": describe_image(inputs["image"], captioner, question=question)}
-        story = image_to_music(inputs["image"], captioner=captioner, writer=self.stages.get("writer", "template"),
-                               question=question, instruction=inputs.get("instruction"),
-                               **self._generation_args(inputs, seed))
-        return {"result": story.clip.waveform, "clip": story.clip, "caption": story.caption,
-                "prompt": story.music_prompt}
+        story = image_to_music(
+            inputs["image"],
+            captioner=captioner,
+            writer=self.stages.get("writer", "template"),
+            question=question,
+            instruction=inputs.get("instruction"),
+            **self._generation_args(inputs, seed),
+        )
+        return {
+            "result": story.clip.waveform,
+            "clip": story.clip,
+            "caption": story.caption,
+            "prompt": story.music_prompt,
+        }
 
     def _from_instruction(self, inputs: dict[str, Any], seed: int | None) -> dict[str, Any]:
         """Chat model answers the (already filled-in) instruction; its cleaned answer becomes the prompt."""
@@ -202,8 +256,10 @@ class Appflow:
             writers.release_writers()
         prompt = prompts.clean_answer(answer, instruction=instruction)
         if not prompts.is_usable(prompt):
-            warnings.warn(WriterFallbackWarning(f"chat answer unusable ({answer.strip()[:40]!r}), used template"),
-                          stacklevel=3)
+            warnings.warn(
+                WriterFallbackWarning(f"chat answer unusable ({answer.strip()[:40]!r}), used template"),
+                stacklevel=3,
+            )
             prompt = prompts.template_prompt(instruction)
         if "audio" not in self.stages:
             return {"result": prompt}

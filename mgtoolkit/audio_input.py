@@ -27,8 +27,14 @@ SILENCE_PEAK = 1e-4
 _FIX = "pass a WAV/FLAC/OGG/MP3 file path, its bytes, (samples, sample_rate) or a Clip"
 
 
-def load_audio(audio: Any, sample_rate: int, *, min_s: float = MIN_AUDIO_S, max_s: float | None = None,
-               field: str = "audio") -> np.ndarray:
+def load_audio(
+    audio: Any,
+    sample_rate: int,
+    *,
+    min_s: float = MIN_AUDIO_S,
+    max_s: float | None = None,
+    field: str = "audio",
+) -> np.ndarray:
     """Read, check and resample a clip to mono float32 at ``sample_rate``.
 
     Parameters
@@ -64,16 +70,24 @@ def load_audio(audio: Any, sample_rate: int, *, min_s: float = MIN_AUDIO_S, max_
     wave = _mono(wave, field)
     duration = wave.shape[0] / rate
     if duration < min_s:
-        raise InvalidInputError(field, f"{duration:.2f} s of audio", f"is shorter than {min_s:g} s",
-                                "pass a longer clip")
+        raise InvalidInputError(
+            field, f"{duration:.2f} s of audio", f"is shorter than {min_s:g} s", "pass a longer clip"
+        )
     if max_s is not None and duration > max_s:
-        raise InvalidInputError(field, f"{duration:.1f} s of audio", f"is longer than the model's {max_s:g} s",
-                                f"trim it to at most {max_s:g} s")
+        raise InvalidInputError(
+            field,
+            f"{duration:.1f} s of audio",
+            f"is longer than the model's {max_s:g} s",
+            f"trim it to at most {max_s:g} s",
+        )
     if not np.isfinite(wave).all():
-        raise InvalidInputError(field, "samples with NaN/inf", "has non-finite samples", "pass finite samples")
+        raise InvalidInputError(
+            field, "samples with NaN/inf", "has non-finite samples", "pass finite samples"
+        )
     if float(np.max(np.abs(wave))) < SILENCE_PEAK:
-        raise InvalidInputError(field, f"{duration:.2f} s of audio", "is silent",
-                                "pass a clip with some sound in it")
+        raise InvalidInputError(
+            field, f"{duration:.2f} s of audio", "is silent", "pass a clip with some sound in it"
+        )
     if rate != sample_rate:
         import librosa
 
@@ -90,8 +104,12 @@ def _decode(audio: Any, field: str) -> tuple[np.ndarray, int]:
     if isinstance(audio, tuple):
         return _from_pair(audio, field)
     if isinstance(audio, np.ndarray):
-        raise InvalidInputError(field, f"array of shape {audio.shape}", "has no sample rate",
-                                "pass (samples, sample_rate), e.g. (y, 16000)")
+        raise InvalidInputError(
+            field,
+            f"array of shape {audio.shape}",
+            "has no sample rate",
+            "pass (samples, sample_rate), e.g. (y, 16000)",
+        )
     return _read_file(audio, field)
 
 
@@ -102,12 +120,17 @@ def _from_pair(pair: tuple, field: str) -> tuple[np.ndarray, int]:
     if isinstance(samples, (int, float)) and not isinstance(rate, (int, float)):
         samples, rate = rate, samples  # accept (sr, samples) as scipy.io.wavfile.read returns it
     if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or not 1000 <= int(rate) <= 384000:
-        raise InvalidInputError(field, f"sample rate {rate!r}", "is not a sample rate in Hz",
-                                "pass (samples, sample_rate) with e.g. 16000")
+        raise InvalidInputError(
+            field,
+            f"sample rate {rate!r}",
+            "is not a sample rate in Hz",
+            "pass (samples, sample_rate) with e.g. 16000",
+        )
     wave = np.asarray(samples)
     if wave.dtype.kind not in "fiu" or wave.size == 0:
-        raise InvalidInputError(field, f"array of {wave.dtype} {wave.shape}", "holds no audio samples",
-                                "pass numeric samples")
+        raise InvalidInputError(
+            field, f"array of {wave.dtype} {wave.shape}", "holds no audio samples", "pass numeric samples"
+        )
     if wave.dtype.kind in "iu":  # PCM integers to [-1, 1]
         wave = wave.astype(np.float32) / float(np.iinfo(wave.dtype).max)
     return wave.astype(np.float32), int(rate)
@@ -164,6 +187,10 @@ def _mono(wave: np.ndarray, field: str) -> np.ndarray:
     if wave.ndim == 2:
         wave = wave.mean(axis=1 if wave.shape[1] <= wave.shape[0] else 0)
     if wave.ndim != 1:
-        raise InvalidInputError(field, f"array of shape {wave.shape}", "is not mono or stereo samples",
-                                "pass (samples,) or (samples, channels)")
+        raise InvalidInputError(
+            field,
+            f"array of shape {wave.shape}",
+            "is not mono or stereo samples",
+            "pass (samples,) or (samples, channels)",
+        )
     return wave

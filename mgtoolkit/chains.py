@@ -26,8 +26,18 @@ from .core import StepCallback
 from .errors import GenerationCancelled, InvalidInputError
 from .types import Clip
 
-__all__ = ["Story", "image_to_music", "describe_image", "write_music_prompt", "default_captioner",
-           "default_writer", "CAPTIONERS", "WRITERS", "TEXT_PREFIX", "WriterFallbackWarning"]
+__all__ = [
+    "Story",
+    "image_to_music",
+    "describe_image",
+    "write_music_prompt",
+    "default_captioner",
+    "default_writer",
+    "CAPTIONERS",
+    "WRITERS",
+    "TEXT_PREFIX",
+    "WriterFallbackWarning",
+]
 
 TEXT_PREFIX = "text:"
 """``captioner="text:<description>"`` uses the user's own description as the first stage."""
@@ -67,10 +77,14 @@ def default_writer(model: str | None = None) -> str:
 
 def _typed_description(captioner: Any) -> str | None:
     if isinstance(captioner, str) and captioner.startswith(TEXT_PREFIX):
-        text = " ".join(captioner[len(TEXT_PREFIX):].split())
+        text = " ".join(captioner[len(TEXT_PREFIX) :].split())
         if not text:
-            raise InvalidInputError("captioner", captioner, "has no description after 'text:'",
-                                    "write e.g. captioner='text:a crowded nightclub with neon lights'")
+            raise InvalidInputError(
+                "captioner",
+                captioner,
+                "has no description after 'text:'",
+                "write e.g. captioner='text:a crowded nightclub with neon lights'",
+            )
         return text
     return None
 
@@ -83,8 +97,9 @@ def _free_music_models(needed) -> None:
         unload()
 
 
-def _describe(image: Any, captioner: str, question: str | None, *, device: str | None,
-              keep_loaded: bool) -> tuple[str, dict[str, float]]:
+def _describe(
+    image: Any, captioner: str, question: str | None, *, device: str | None, keep_loaded: bool
+) -> tuple[str, dict[str, float]]:
     """Caption ``image``; returns the caption and the stage's timings."""
     typed = _typed_description(captioner)
     if typed is not None:
@@ -113,8 +128,14 @@ def _tidy(text: str) -> str:
     return " ".join(printable.split()).replace("\ufffd", "")
 
 
-def describe_image(image: Any, captioner: str | None = None, *, question: str | None = None,
-                   device: str | None = None, keep_loaded: bool = False) -> str:
+def describe_image(
+    image: Any,
+    captioner: str | None = None,
+    *,
+    question: str | None = None,
+    device: str | None = None,
+    keep_loaded: bool = False,
+) -> str:
     """What a vision-language model sees in ``image``.
 
     Parameters
@@ -150,8 +171,9 @@ def describe_image(image: Any, captioner: str | None = None, *, question: str | 
 # Stage 2: write the musical prompt
 
 
-def _write(description: str, writer: str, instruction: str | None, *, device: str | None,
-           keep_loaded: bool) -> tuple[str, str | None, dict[str, float]]:
+def _write(
+    description: str, writer: str, instruction: str | None, *, device: str | None, keep_loaded: bool
+) -> tuple[str, str | None, dict[str, float]]:
     """The cleaned prompt, a note if the template had to stand in, and the stage's timings."""
     from . import prompts
     from .backends import writers
@@ -180,8 +202,14 @@ def _write(description: str, writer: str, instruction: str | None, *, device: st
     return prompts.template_prompt(description), note, timings
 
 
-def write_music_prompt(description: str, writer: str | None = None, *, instruction: str | None = None,
-                       device: str | None = None, keep_loaded: bool = False) -> str:
+def write_music_prompt(
+    description: str,
+    writer: str | None = None,
+    *,
+    instruction: str | None = None,
+    device: str | None = None,
+    keep_loaded: bool = False,
+) -> str:
     """One or two sentences of musical style for a scene description.
 
     Parameters
@@ -215,8 +243,16 @@ def write_music_prompt(description: str, writer: str | None = None, *, instructi
 # --------------------------------------------------------------------------------------------------
 # The whole chain
 
-_GENERATE_KEYS = ("negative_prompt", "audio_length_in_s", "num_inference_steps", "guidance_scale", "seed",
-                  "model", "scheduler", "device")
+_GENERATE_KEYS = (
+    "negative_prompt",
+    "audio_length_in_s",
+    "num_inference_steps",
+    "guidance_scale",
+    "seed",
+    "model",
+    "scheduler",
+    "device",
+)
 _WRITE_KEYS = ("writer", "instruction")
 _CAPTION_KEYS = ("captioner", "question", "image")
 _CALL_KEYS = ("keep_loaded", "callback", "cancel")
@@ -282,8 +318,12 @@ class Story:
         unknown = set(overrides) - set(_GENERATE_KEYS + _WRITE_KEYS + _CAPTION_KEYS + _CALL_KEYS)
         if unknown:
             name = sorted(unknown)[0]
-            raise InvalidInputError(name, overrides[name], "is not an argument of image_to_music",
-                                    "pass caption=, music_prompt= or a generation argument such as seed=")
+            raise InvalidInputError(
+                name,
+                overrides[name],
+                "is not an argument of image_to_music",
+                "pass caption=, music_prompt= or a generation argument such as seed=",
+            )
         settings = {**self.settings, "seed": self.clip.seed, **overrides}
         image = overrides.get("image", self.image)
         if set(overrides) & set(_CAPTION_KEYS) and caption is None and music_prompt is None:
@@ -293,25 +333,45 @@ class Story:
         if music_prompt is not None:
             return _chain(image, caption, music_prompt, settings, ("caption and writer stages reused",))
         if edited or set(overrides) & set(_WRITE_KEYS):
-            return _chain(image, caption, None, settings,
-                          ("caption edited",) if edited else ("caption stage reused",))
+            return _chain(
+                image, caption, None, settings, ("caption edited",) if edited else ("caption stage reused",)
+            )
         return _chain(image, caption, self.music_prompt, settings, ("caption and writer stages reused",))
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>"
-                       for k, v in (("caption", self.caption), ("music prompt", self.music_prompt),
-                                    *(("note", n) for n in self.notes)))
-        clip_html = self.clip._repr_html_() if hasattr(self.clip, "_repr_html_") else html.escape(repr(self.clip))
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in (
+                ("caption", self.caption),
+                ("music prompt", self.music_prompt),
+                *(("note", n) for n in self.notes),
+            )
+        )
+        clip_html = (
+            self.clip._repr_html_() if hasattr(self.clip, "_repr_html_") else html.escape(repr(self.clip))
+        )
         return f"<table>{rows}</table>{clip_html}"
 
 
-def image_to_music(image: Any, *, captioner: str | None = None, writer: str | None = None,
-                   instruction: str | None = None, question: str | None = None,
-                   negative_prompt: str | None = None, audio_length_in_s: float = 5.0,
-                   num_inference_steps: int = 20, guidance_scale: float = 2.5, seed: int | None = None,
-                   model: str | None = None, scheduler: str | None = None, device: str | None = None,
-                   keep_loaded: bool = False, callback: StepCallback | None = None,
-                   cancel: threading.Event | None = None) -> Story:
+def image_to_music(
+    image: Any,
+    *,
+    captioner: str | None = None,
+    writer: str | None = None,
+    instruction: str | None = None,
+    question: str | None = None,
+    negative_prompt: str | None = None,
+    audio_length_in_s: float = 5.0,
+    num_inference_steps: int = 20,
+    guidance_scale: float = 2.5,
+    seed: int | None = None,
+    model: str | None = None,
+    scheduler: str | None = None,
+    device: str | None = None,
+    keep_loaded: bool = False,
+    callback: StepCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> Story:
     """Music for a picture: caption it, write a musical prompt from the caption, generate.
 
     Parameters
@@ -353,16 +413,29 @@ def image_to_music(image: Any, *, captioner: str | None = None, writer: str | No
     >>> story.music_prompt.startswith("Energetic electronic dance music")
     True
     """
-    settings = dict(captioner=captioner, writer=writer, instruction=instruction, question=question,
-                    negative_prompt=negative_prompt, audio_length_in_s=audio_length_in_s,
-                    num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
-                    model=model, scheduler=scheduler, device=device, keep_loaded=keep_loaded,
-                    callback=callback, cancel=cancel)
+    settings = dict(
+        captioner=captioner,
+        writer=writer,
+        instruction=instruction,
+        question=question,
+        negative_prompt=negative_prompt,
+        audio_length_in_s=audio_length_in_s,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        seed=seed,
+        model=model,
+        scheduler=scheduler,
+        device=device,
+        keep_loaded=keep_loaded,
+        callback=callback,
+        cancel=cancel,
+    )
     return _chain(image, None, None, settings, ())
 
 
-def _check(image: Any, caption: str | None, music_prompt: str | None,
-           s: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+def _check(
+    image: Any, caption: str | None, music_prompt: str | None, s: dict[str, Any]
+) -> tuple[dict[str, Any], Any]:
     """Validate every argument before any model loads.
 
     Returns the settings with defaults resolved, and the image prepared for the captioner (or
@@ -376,13 +449,24 @@ def _check(image: Any, caption: str | None, music_prompt: str | None,
     from .core import validate_request
     from .types import GenerationRequest
 
-    s = {**s, "captioner": default_captioner(s["model"]) if s["captioner"] is None else s["captioner"],
-         "writer": default_writer(s["model"]) if s["writer"] is None else s["writer"]}
+    s = {
+        **s,
+        "captioner": default_captioner(s["model"]) if s["captioner"] is None else s["captioner"],
+        "writer": default_writer(s["model"]) if s["writer"] is None else s["writer"],
+    }
     if s["seed"] is None:
         s["seed"] = secrets.randbelow(2**31)
-    request = GenerationRequest(music_prompt or "placeholder", s["negative_prompt"], s["audio_length_in_s"],
-                                s["num_inference_steps"], s["guidance_scale"], s["seed"], 1, s["model"],
-                                s["scheduler"])
+    request = GenerationRequest(
+        music_prompt or "placeholder",
+        s["negative_prompt"],
+        s["audio_length_in_s"],
+        s["num_inference_steps"],
+        s["guidance_scale"],
+        s["seed"],
+        1,
+        s["model"],
+        s["scheduler"],
+    )
     validate_request(request)
     if music_prompt is None:
         resolve_writer(s["writer"])
@@ -395,8 +479,13 @@ def _check(image: Any, caption: str | None, music_prompt: str | None,
     return s, image
 
 
-def _chain(image: Any, caption: str | None, music_prompt: str | None, settings: dict[str, Any],
-           notes: tuple[str, ...]) -> Story:
+def _chain(
+    image: Any,
+    caption: str | None,
+    music_prompt: str | None,
+    settings: dict[str, Any],
+    notes: tuple[str, ...],
+) -> Story:
     """Run the stages whose output is missing (``None``), in order, and wrap the result."""
     # 1. Check everything first: a bad argument costs no model load.
     s, picture = _check(image, caption, music_prompt, settings)
@@ -414,33 +503,49 @@ def _chain(image: Any, caption: str | None, music_prompt: str | None, settings: 
     # 3. Musical prompt (unless given).
     if music_prompt is None:
         _stop_if(cancel, "before writing the musical prompt")
-        music_prompt, note, stage = _write(caption, s["writer"], s["instruction"], device=device, keep_loaded=keep)
+        music_prompt, note, stage = _write(
+            caption, s["writer"], s["instruction"], device=device, keep_loaded=keep
+        )
         timings.update(stage)
         notes.extend([note] if note else [])
     # 4. Music.
     _stop_if(cancel, "before making the music")
     clip, timings["generate_s"] = _generate(music_prompt, s)
     captioner_name = "text" if _typed_description(s["captioner"]) else str(s["captioner"])
-    clip = clip.with_extra(caption=caption, music_prompt=music_prompt, captioner=captioner_name,
-                           writer=str(s["writer"]), stage_timings={k: round(v, 4) for k, v in timings.items()},
-                           **({"notes": list(notes)} if notes else {}))
+    clip = clip.with_extra(
+        caption=caption,
+        music_prompt=music_prompt,
+        captioner=captioner_name,
+        writer=str(s["writer"]),
+        stage_timings={k: round(v, 4) for k, v in timings.items()},
+        **({"notes": list(notes)} if notes else {}),
+    )
     stored = {**s, "callback": None, "cancel": None}  # per call, not repeated by a rerun
-    return Story(caption, music_prompt, clip, captioner_name, str(s["writer"]), tuple(notes), timings,
-                 stored, picture)
+    return Story(
+        caption, music_prompt, clip, captioner_name, str(s["writer"]), tuple(notes), timings, stored, picture
+    )
 
 
 def _generate(music_prompt: str, s: dict[str, Any]) -> tuple[Clip, float]:
     from .core import generate
 
     t0 = time.perf_counter()
-    clip = generate(music_prompt, s["negative_prompt"], audio_length_in_s=s["audio_length_in_s"],
-                    num_inference_steps=s["num_inference_steps"], guidance_scale=s["guidance_scale"],
-                    seed=s["seed"], model=s["model"], scheduler=s["scheduler"], device=s["device"],
-                    callback=s["callback"], cancel=s["cancel"])
+    clip = generate(
+        music_prompt,
+        s["negative_prompt"],
+        audio_length_in_s=s["audio_length_in_s"],
+        num_inference_steps=s["num_inference_steps"],
+        guidance_scale=s["guidance_scale"],
+        seed=s["seed"],
+        model=s["model"],
+        scheduler=s["scheduler"],
+        device=s["device"],
+        callback=s["callback"],
+        cancel=s["cancel"],
+    )
     return clip, time.perf_counter() - t0
 
 
 def _stop_if(cancel: threading.Event | None, when: str) -> None:
     if cancel is not None and cancel.is_set():
         raise GenerationCancelled(f"cancelled {when}")
-

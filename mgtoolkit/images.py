@@ -85,8 +85,12 @@ def _read_bytes(image: Any, field: str) -> bytes:
     else:
         raise InvalidInputError(field, image, f"is a {type(image).__name__}, not an image", _FIX_FILE)
     if not data:
-        raise InvalidInputError(field, image if not isinstance(image, bytes) else b"",
-                                "is empty (zero bytes)", "upload the image again; " + _FIX_FILE)
+        raise InvalidInputError(
+            field,
+            image if not isinstance(image, bytes) else b"",
+            "is empty (zero bytes)",
+            "upload the image again; " + _FIX_FILE,
+        )
     return data
 
 
@@ -104,19 +108,25 @@ def _open(data: bytes, field: str, shown: str):
     except InvalidInputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidInputError(field, shown, "has too many pixels to decode safely",
-                                "resize it below 100 megapixels first") from None
+        raise InvalidInputError(
+            field, shown, "has too many pixels to decode safely", "resize it below 100 megapixels first"
+        ) from None
     except UnidentifiedImageError:
         raise InvalidInputError(field, shown, "is not an image file PIL can read", _FIX_FILE) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidInputError(field, shown, f"is corrupt or truncated ({str(exc)[:60]})",
-                                "export or download the image again") from None
+        raise InvalidInputError(
+            field, shown, f"is corrupt or truncated ({str(exc)[:60]})", "export or download the image again"
+        ) from None
     return pil
 
 
 def _refuse_bomb(field: str, width: int, height: int) -> None:
-    raise InvalidInputError(field, f"{width}x{height} image", "has too many pixels to decode safely",
-                            "resize it below 100 megapixels first")
+    raise InvalidInputError(
+        field,
+        f"{width}x{height} image",
+        "has too many pixels to decode safely",
+        "resize it below 100 megapixels first",
+    )
 
 
 def _from_array(array: np.ndarray, field: str):
@@ -126,14 +136,19 @@ def _from_array(array: np.ndarray, field: str):
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)) or min(a.shape[:2]) < 1:
-        raise InvalidInputError(field, f"array of shape {a.shape}", "is not an image array",
-                                "pass (H, W), (H, W, 3) or (H, W, 4) pixels")
+        raise InvalidInputError(
+            field,
+            f"array of shape {a.shape}",
+            "is not an image array",
+            "pass (H, W), (H, W, 3) or (H, W, 4) pixels",
+        )
     if a.shape[0] * a.shape[1] > MAX_PIXELS:
         _refuse_bomb(field, a.shape[1], a.shape[0])
     if np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
-            raise InvalidInputError(field, "float array with NaN/inf", "has non-finite pixels",
-                                    "pass finite values in [0, 1]")
+            raise InvalidInputError(
+                field, "float array with NaN/inf", "has non-finite pixels", "pass finite values in [0, 1]"
+            )
         a = np.clip(a, 0.0, 1.0) * 255.0
     elif a.dtype == np.uint16 or (np.issubdtype(a.dtype, np.integer) and a.max(initial=0) > 255):
         a = a.astype(np.float64) / max(float(a.max()), 1.0) * 255.0
@@ -168,8 +183,12 @@ def _to_rgb(pil, field: str):
     try:
         return pil.convert("RGB")
     except (ValueError, OSError) as exc:
-        raise InvalidInputError(field, f"{pil.mode} image", f"cannot be converted to RGB ({exc})",
-                                "save it as an 8-bit RGB PNG or JPEG") from None
+        raise InvalidInputError(
+            field,
+            f"{pil.mode} image",
+            f"cannot be converted to RGB ({exc})",
+            "save it as an 8-bit RGB PNG or JPEG",
+        ) from None
 
 
 def _downscale(pil, max_side: int):

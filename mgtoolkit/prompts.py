@@ -10,8 +10,14 @@ import re
 
 from .errors import InvalidInputError
 
-__all__ = ["DEFAULT_INSTRUCTION", "MAX_PROMPT_WORDS", "build_instruction", "clean_answer", "is_usable",
-           "template_prompt"]
+__all__ = [
+    "DEFAULT_INSTRUCTION",
+    "MAX_PROMPT_WORDS",
+    "build_instruction",
+    "clean_answer",
+    "is_usable",
+    "template_prompt",
+]
 
 DEFAULT_INSTRUCTION = (
     "Given the scene description in the following paragraph, please create a musical style sentence "
@@ -50,11 +56,19 @@ def build_instruction(description: str, instruction: str | None = None) -> str:
     """
     template = DEFAULT_INSTRUCTION if instruction is None else instruction
     if not isinstance(template, str) or "{description}" not in template:
-        raise InvalidInputError("instruction", instruction, "has no {description} placeholder",
-                                "write a template such as 'Write a music style for: {description}'")
+        raise InvalidInputError(
+            "instruction",
+            instruction,
+            "has no {description} placeholder",
+            "write a template such as 'Write a music style for: {description}'",
+        )
     if not isinstance(description, str) or not description.strip():
-        raise InvalidInputError("description", description, "is empty",
-                                "describe the scene, e.g. 'a crowded nightclub with neon lights'")
+        raise InvalidInputError(
+            "description",
+            description,
+            "is empty",
+            "describe the scene, e.g. 'a crowded nightclub with neon lights'",
+        )
     text = " ".join(description.split())[:MAX_DESCRIPTION_CHARS].rstrip(" .;,")
     return template.replace("{description}", text)
 
@@ -66,18 +80,25 @@ _MARKUP = re.compile(
     r"<\|im_start\|>\s*(assistant|user|system)?|<\|im_end\|>|<\|endoftext\|>|<\|assistant\|>|<\|user\|>"
     r"|</?s>|<unk>|<pad>|<sop>|<eop>|<\|tab\|>|\[gMASK\]|\[MASK\]|\[sMASK\]|\[/?INST\]"
     r"|\[Round \d+\]|###\s*(Human|Assistant)\s*:?|(?m:^\s*(Assistant|AI|Bot|答|问)\s*[:：])",
-    re.IGNORECASE)
-_ASSISTANT_TURN = re.compile(r"<\|im_start\|>\s*assistant\s*|###\s*Assistant\s*:|(?m:^\s*(Assistant|答)\s*[:：])",
-                             re.IGNORECASE)
+    re.IGNORECASE,
+)
+_ASSISTANT_TURN = re.compile(
+    r"<\|im_start\|>\s*assistant\s*|###\s*Assistant\s*:|(?m:^\s*(Assistant|答)\s*[:：])", re.IGNORECASE
+)
 _LABEL = re.compile(
     r"^(musical style( sentence)?|music(al)? (style|prompt|description)|music|style|prompt|answer|output"
-    r"|response|sentence|result)\s*[:：\-–]\s*", re.IGNORECASE)
-_OPENER = re.compile(r"^(sure|certainly|of course|okay|ok|absolutely|great|alright|yes)\b[!.,:]*\s*",
-                     re.IGNORECASE)
-_LEAD_IN = re.compile(r"^(here'?s|here is|this is|below is|i would suggest|i suggest|how about)\b[^:\n]*[:：]\s*",
-                      re.IGNORECASE)
-_CLOSER = re.compile(r"^(i hope|hope this|let me know|feel free|enjoy|this (sentence|style|music|piece)\b)",
-                     re.IGNORECASE)
+    r"|response|sentence|result)\s*[:：\-–]\s*",
+    re.IGNORECASE,
+)
+_OPENER = re.compile(
+    r"^(sure|certainly|of course|okay|ok|absolutely|great|alright|yes)\b[!.,:]*\s*", re.IGNORECASE
+)
+_LEAD_IN = re.compile(
+    r"^(here'?s|here is|this is|below is|i would suggest|i suggest|how about)\b[^:\n]*[:：]\s*", re.IGNORECASE
+)
+_CLOSER = re.compile(
+    r"^(i hope|hope this|let me know|feel free|enjoy|this (sentence|style|music|piece)\b)", re.IGNORECASE
+)
 _AI_DISCLAIMER = re.compile(r"^as an ai( language model)?\b[^.!?]*[.!?]\s*", re.IGNORECASE)
 _QUOTES = "\"'`“”‘’«»「」*_"
 
@@ -117,8 +138,9 @@ def _bound_words(text: str, max_words: int) -> str:
     return " ".join(words[:max_words]).rstrip(",;:-–") + "."
 
 
-def clean_answer(answer: str, *, instruction: str | None = None, max_sentences: int = 2,
-                 max_words: int = MAX_PROMPT_WORDS) -> str:
+def clean_answer(
+    answer: str, *, instruction: str | None = None, max_sentences: int = 2, max_words: int = MAX_PROMPT_WORDS
+) -> str:
     """Turn an LLM's raw answer into one or two plain sentences of music prompt.
 
     Strips chat markup, an echo of the instruction, preambles ("Sure! Here's a musical style
@@ -138,7 +160,7 @@ def clean_answer(answer: str, *, instruction: str | None = None, max_sentences: 
     text = answer or ""
     turns = list(_ASSISTANT_TURN.finditer(text))
     if turns:  # a transcript echoed back: keep the assistant's last turn
-        text = text[turns[-1].end():]
+        text = text[turns[-1].end() :]
     text = _MARKUP.sub("\n", text).replace("<n>", "\n")
     text = "".join(ch if ch.isprintable() or ch == "\n" else " " for ch in text)
     if instruction and instruction.strip() and instruction.strip() in text:
@@ -177,47 +199,190 @@ def is_usable(prompt: str) -> bool:
 
 # (scene name, keyword stems, style words, instruments, tempo, mood)
 _SCENES: list[tuple[str, tuple[str, ...], str, str, str, str]] = [
-    ("party", ("nightclub", "club", "danc", "disco", "party", "rave", "neon", "dj", "concert", "festival",
-               "crowd"),
-     "energetic electronic dance music", "a pounding kick drum, deep bass and bright synths",
-     "fast tempo around 128 BPM", "euphoric and lively"),
-    ("nature", ("forest", "wood", "tree", "meadow", "garden", "bird", "river", "stream", "field", "flower",
-                "moss", "leaf", "leaves", "valley", "countryside"),
-     "calm acoustic folk", "fingerpicked acoustic guitar, wooden flute and soft strings",
-     "slow tempo", "peaceful and airy"),
-    ("beach", ("beach", "ocean", "sea", "wave", "sand", "tropical", "island", "palm", "surf", "sunny"),
-     "relaxed tropical pop", "steel drums, ukulele, marimba and light percussion", "mid-tempo",
-     "sunny and carefree"),
-    ("lounge", ("lounge", "bar", "cocktail", "cafe", "café", "coffee", "restaurant", "jazz", "wine",
-                "candle", "dinner"),
-     "smooth jazz", "piano, upright bass and brushed drums", "relaxed swing tempo", "cool and intimate"),
-    ("city", ("city", "street", "urban", "traffic", "car", "skyscraper", "subway", "downtown", "building"),
-     "lo-fi hip hop", "dusty drums, mellow electric piano and vinyl crackle", "laid-back mid-tempo groove",
-     "moody and nocturnal"),
-    ("epic", ("battle", "war", "army", "soldier", "dragon", "castle", "knight", "hero", "storm", "sword",
-              "volcano", "fire"),
-     "epic orchestral film score", "soaring strings, brass, choir and thundering timpani",
-     "driving tempo", "heroic and intense"),
-    ("sacred", ("church", "cathedral", "temple", "chapel", "monastery", "wedding", "altar", "prayer"),
-     "sacred choral music", "a choir and pipe organ", "slow tempo", "reverent and uplifting"),
-    ("winter", ("snow", "winter", "ice", "frozen", "cold", "mountain", "glacier", "frost"),
-     "cinematic ambient", "soft piano, glockenspiel and airy pads", "slow tempo", "serene and crisp"),
-    ("sad", ("sad", "lonely", "alone", "empty", "funeral", "grave", "cemetery", "tear", "cry", "abandon",
-             "ruin", "grey", "gray"),
-     "melancholic piano ballad", "solo piano and a mournful cello", "slow tempo", "wistful and sad"),
-    ("playful", ("child", "kid", "playground", "toy", "cartoon", "birthday", "circus", "puppy", "kitten",
-                 "balloon", "game"),
-     "playful children's music", "xylophone, ukulele, whistling and hand claps", "bouncy upbeat tempo",
-     "cheerful and cute"),
-    ("space", ("space", "star", "galaxy", "planet", "robot", "futur", "sci-fi", "spaceship", "astronaut",
-               "cyber", "moon"),
-     "cinematic synthwave", "analog synth arpeggios, spacey pads and gated drums", "steady mid-tempo",
-     "mysterious and vast"),
-    ("sport", ("sport", "race", "running", "football", "soccer", "stadium", "gym", "match", "bike"),
-     "driving rock", "distorted electric guitars, bass and powerful drums", "fast tempo", "energetic and bold"),
+    (
+        "party",
+        ("nightclub", "club", "danc", "disco", "party", "rave", "neon", "dj", "concert", "festival", "crowd"),
+        "energetic electronic dance music",
+        "a pounding kick drum, deep bass and bright synths",
+        "fast tempo around 128 BPM",
+        "euphoric and lively",
+    ),
+    (
+        "nature",
+        (
+            "forest",
+            "wood",
+            "tree",
+            "meadow",
+            "garden",
+            "bird",
+            "river",
+            "stream",
+            "field",
+            "flower",
+            "moss",
+            "leaf",
+            "leaves",
+            "valley",
+            "countryside",
+        ),
+        "calm acoustic folk",
+        "fingerpicked acoustic guitar, wooden flute and soft strings",
+        "slow tempo",
+        "peaceful and airy",
+    ),
+    (
+        "beach",
+        ("beach", "ocean", "sea", "wave", "sand", "tropical", "island", "palm", "surf", "sunny"),
+        "relaxed tropical pop",
+        "steel drums, ukulele, marimba and light percussion",
+        "mid-tempo",
+        "sunny and carefree",
+    ),
+    (
+        "lounge",
+        (
+            "lounge",
+            "bar",
+            "cocktail",
+            "cafe",
+            "café",
+            "coffee",
+            "restaurant",
+            "jazz",
+            "wine",
+            "candle",
+            "dinner",
+        ),
+        "smooth jazz",
+        "piano, upright bass and brushed drums",
+        "relaxed swing tempo",
+        "cool and intimate",
+    ),
+    (
+        "city",
+        ("city", "street", "urban", "traffic", "car", "skyscraper", "subway", "downtown", "building"),
+        "lo-fi hip hop",
+        "dusty drums, mellow electric piano and vinyl crackle",
+        "laid-back mid-tempo groove",
+        "moody and nocturnal",
+    ),
+    (
+        "epic",
+        (
+            "battle",
+            "war",
+            "army",
+            "soldier",
+            "dragon",
+            "castle",
+            "knight",
+            "hero",
+            "storm",
+            "sword",
+            "volcano",
+            "fire",
+        ),
+        "epic orchestral film score",
+        "soaring strings, brass, choir and thundering timpani",
+        "driving tempo",
+        "heroic and intense",
+    ),
+    (
+        "sacred",
+        ("church", "cathedral", "temple", "chapel", "monastery", "wedding", "altar", "prayer"),
+        "sacred choral music",
+        "a choir and pipe organ",
+        "slow tempo",
+        "reverent and uplifting",
+    ),
+    (
+        "winter",
+        ("snow", "winter", "ice", "frozen", "cold", "mountain", "glacier", "frost"),
+        "cinematic ambient",
+        "soft piano, glockenspiel and airy pads",
+        "slow tempo",
+        "serene and crisp",
+    ),
+    (
+        "sad",
+        (
+            "sad",
+            "lonely",
+            "alone",
+            "empty",
+            "funeral",
+            "grave",
+            "cemetery",
+            "tear",
+            "cry",
+            "abandon",
+            "ruin",
+            "grey",
+            "gray",
+        ),
+        "melancholic piano ballad",
+        "solo piano and a mournful cello",
+        "slow tempo",
+        "wistful and sad",
+    ),
+    (
+        "playful",
+        (
+            "child",
+            "kid",
+            "playground",
+            "toy",
+            "cartoon",
+            "birthday",
+            "circus",
+            "puppy",
+            "kitten",
+            "balloon",
+            "game",
+        ),
+        "playful children's music",
+        "xylophone, ukulele, whistling and hand claps",
+        "bouncy upbeat tempo",
+        "cheerful and cute",
+    ),
+    (
+        "space",
+        (
+            "space",
+            "star",
+            "galaxy",
+            "planet",
+            "robot",
+            "futur",
+            "sci-fi",
+            "spaceship",
+            "astronaut",
+            "cyber",
+            "moon",
+        ),
+        "cinematic synthwave",
+        "analog synth arpeggios, spacey pads and gated drums",
+        "steady mid-tempo",
+        "mysterious and vast",
+    ),
+    (
+        "sport",
+        ("sport", "race", "running", "football", "soccer", "stadium", "gym", "match", "bike"),
+        "driving rock",
+        "distorted electric guitars, bass and powerful drums",
+        "fast tempo",
+        "energetic and bold",
+    ),
 ]
-_DEFAULT_SCENE = ("calm", (), "gentle ambient instrumental music", "soft piano and warm pads",
-                  "moderate tempo", "calm and warm")
+_DEFAULT_SCENE = (
+    "calm",
+    (),
+    "gentle ambient instrumental music",
+    "soft piano and warm pads",
+    "moderate tempo",
+    "calm and warm",
+)
 _MOOD_WORDS = {
     "energetic": ("energetic", "lively", "exciting", "excited", "vibrant", "electric", "busy", "bustling"),
     "calm": ("calm", "quiet", "peaceful", "serene", "tranquil", "still", "gentle", "relaxed", "relaxing"),
@@ -231,8 +396,9 @@ def _words(text: str) -> list[str]:
 
 
 def _matches(words: list[str], stems: tuple[str, ...]) -> int:
-    return sum(1 for w in words for s in stems if w == s or (len(s) >= 4 and w.startswith(s))
-               or w.rstrip("s") == s)
+    return sum(
+        1 for w in words for s in stems if w == s or (len(s) >= 4 and w.startswith(s)) or w.rstrip("s") == s
+    )
 
 
 def _pick_scene(words: list[str]):
@@ -244,8 +410,11 @@ def _pick_scene(words: list[str]):
 def _extra_moods(words: list[str], style_and_mood: str) -> list[str]:
     """At most one mood word the description uses itself (whole words only), if not already said."""
     present = set(words)
-    found = [name for name, stems in _MOOD_WORDS.items()
-             if present.intersection(stems) and name not in style_and_mood]
+    found = [
+        name
+        for name, stems in _MOOD_WORDS.items()
+        if present.intersection(stems) and name not in style_and_mood
+    ]
     return found[:1]
 
 

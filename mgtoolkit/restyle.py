@@ -37,10 +37,20 @@ def _describe(audio: Any) -> str:
     return str(audio)[:200]
 
 
-def restyle(audio: Any, prompt: str, *, strength: float = 0.6, negative_prompt: str | None = None,
-            num_inference_steps: int = 20, guidance_scale: float = 2.5, seed: int | None = None,
-            model: str | None = None, device: str | None = None, callback: StepCallback | None = None,
-            cancel: threading.Event | None = None) -> Clip:
+def restyle(
+    audio: Any,
+    prompt: str,
+    *,
+    strength: float = 0.6,
+    negative_prompt: str | None = None,
+    num_inference_steps: int = 20,
+    guidance_scale: float = 2.5,
+    seed: int | None = None,
+    model: str | None = None,
+    device: str | None = None,
+    callback: StepCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> Clip:
     """Turn an existing clip into music that fits ``prompt``, keeping its shape to ``strength``.
 
     The clip (any format soundfile/librosa reads, any rate, mono or stereo) is resampled to the
@@ -88,34 +98,72 @@ def restyle(audio: Any, prompt: str, *, strength: float = 0.6, negative_prompt: 
     strength = _check_strength(strength)
     spec = resolve_model(model)
     _require_audioldm(spec)
-    request = GenerationRequest(prompt, negative_prompt, 1.0, num_inference_steps, guidance_scale,
-                                secrets.randbelow(2**31) if seed is None else seed, 1, spec.name)
+    request = GenerationRequest(
+        prompt,
+        negative_prompt,
+        1.0,
+        num_inference_steps,
+        guidance_scale,
+        secrets.randbelow(2**31) if seed is None else seed,
+        1,
+        spec.name,
+    )
     request = validate_request(request, spec)
     # 2. Load the model and the user's audio at the model's rate.
     loaded = load_model(spec.source if spec.is_local else spec.name, device=device)
     wave = load_audio(audio, loaded.sample_rate, max_s=spec.max_audio_length_in_s)
     request = request.replace(audio_length_in_s=round(wave.shape[0] / loaded.sample_rate, 6))
     # 3. Noise and denoise.
-    out, timings, info = sdedit(loaded, wave, prompt=request.prompt, negative_prompt=request.negative_prompt,
-                                strength=strength, num_inference_steps=request.num_inference_steps,
-                                guidance_scale=request.guidance_scale, seed=request.seed, callback=callback,
-                                cancel=cancel)
+    out, timings, info = sdedit(
+        loaded,
+        wave,
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        strength=strength,
+        num_inference_steps=request.num_inference_steps,
+        guidance_scale=request.guidance_scale,
+        seed=request.seed,
+        callback=callback,
+        cancel=cancel,
+    )
     # 4. Wrap with provenance.
     source = {"source": _describe(audio), "strength": strength, **info}
-    return Clip(out, loaded.sample_rate, request.seed, request, loaded.info(),
-                {"load_s": loaded.load_s, **timings}, {"restyle": source})
+    return Clip(
+        out,
+        loaded.sample_rate,
+        request.seed,
+        request,
+        loaded.info(),
+        {"load_s": loaded.load_s, **timings},
+        {"restyle": source},
+    )
 
 
 def _require_audioldm(spec) -> None:
     if spec.pipeline != "AudioLDMPipeline":
-        raise InvalidInputError("model", spec.name, f"is a {spec.pipeline}; restyle works with AudioLDM models",
-                                "use e.g. model='audioldm-s-full-v2' or 'tiny'")
+        raise InvalidInputError(
+            "model",
+            spec.name,
+            f"is a {spec.pipeline}; restyle works with AudioLDM models",
+            "use e.g. model='audioldm-s-full-v2' or 'tiny'",
+        )
 
 
-def variations(clip_or_audio: Any, n: int = 4, *, prompt: str | None = None, strength: float = 0.3,
-               negative_prompt: str | None = None, num_inference_steps: int = 20, guidance_scale: float = 2.5,
-               seed: int | None = None, model: str | None = None, device: str | None = None,
-               callback: StepCallback | None = None, cancel: threading.Event | None = None) -> list[Clip]:
+def variations(
+    clip_or_audio: Any,
+    n: int = 4,
+    *,
+    prompt: str | None = None,
+    strength: float = 0.3,
+    negative_prompt: str | None = None,
+    num_inference_steps: int = 20,
+    guidance_scale: float = 2.5,
+    seed: int | None = None,
+    model: str | None = None,
+    device: str | None = None,
+    callback: StepCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> list[Clip]:
     """``n`` light restyles of a clip under its own prompt, with seeds ``seed``, ``seed + 1``, ...
 
     Parameters
@@ -145,9 +193,23 @@ def variations(clip_or_audio: Any, n: int = 4, *, prompt: str | None = None, str
         negative_prompt = negative_prompt or clip_or_audio.request.negative_prompt
         model = model or clip_or_audio.request.model
     if prompt is None:
-        raise InvalidInputError("prompt", None, "is needed when the input is not a Clip",
-                                "pass prompt='what the music is'")
+        raise InvalidInputError(
+            "prompt", None, "is needed when the input is not a Clip", "pass prompt='what the music is'"
+        )
     first = secrets.randbelow(2**31) if seed is None else seed
-    return [restyle(clip_or_audio, prompt, strength=strength, negative_prompt=negative_prompt,
-                    num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=first + k,
-                    model=model, device=device, callback=callback, cancel=cancel) for k in range(int(n))]
+    return [
+        restyle(
+            clip_or_audio,
+            prompt,
+            strength=strength,
+            negative_prompt=negative_prompt,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            seed=first + k,
+            model=model,
+            device=device,
+            callback=callback,
+            cancel=cancel,
+        )
+        for k in range(int(n))
+    ]

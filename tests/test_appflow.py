@@ -13,7 +13,7 @@ from mgtoolkit.chains import WriterFallbackWarning
 from mgtoolkit.errors import InvalidInputError
 
 # The document's example, verbatim except: the import line, and (for speed) 5 s / 20 steps -> 1 s / 2 steps.
-EXAMPLE = '''
+EXAMPLE = """
 #music generation
 from mgtoolkit.appflow import Appflow
 import paddle
@@ -46,8 +46,9 @@ prompt = "Given the scene description in the following paragraph, please create 
 task2 = Appflow(app="music_generation", models=["THUDM/chatglm-6b", "cvssp/audioldm"])
 result = task2(prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=num_inference_steps, audio_length_in_s=audio_length_in_s, generator = paddle.Generator().manual_seed(120))['result']
 scipy.io.wavfile.write(output_path, rate=16000, data=result)
-'''.replace("audio_length_in_s = 5\n", "audio_length_in_s = 1\n").replace("num_inference_steps = 20\n",
-                                                                           "num_inference_steps = 2\n")
+""".replace("audio_length_in_s = 5\n", "audio_length_in_s = 1\n").replace(
+    "num_inference_steps = 20\n", "num_inference_steps = 2\n"
+)
 FAST = {"num_inference_steps": 2, "audio_length_in_s": 1}
 PROMPT = "A classic cocktail lounge vibe with smooth jazz piano and a cool, relaxed atmosphere."
 
@@ -61,8 +62,9 @@ def text_task():
 def reference(text_task):
     import paddle
 
-    return text_task(prompt=PROMPT, negative_prompt="low quality", generator=paddle.Generator().manual_seed(120),
-                     **FAST)["result"]
+    return text_task(
+        prompt=PROMPT, negative_prompt="low quality", generator=paddle.Generator().manual_seed(120), **FAST
+    )["result"]
 
 
 def test_the_documents_example_runs_with_only_the_import_changed(tmp_path, monkeypatch):
@@ -84,7 +86,9 @@ def test_model_names_map_to_presets_or_tiny(monkeypatch):
     monkeypatch.setenv("MGTOOLKIT_MODEL", "audioldm-s-full-v2")
     task = Appflow(app="music_generation", models=["THUDM/chatglm-6b", "cvssp/audioldm"])
     assert task.stages == {"writer": "chatglm-6b", "audio": "audioldm"}
-    assert Appflow(app="music_generation", models=["miniGPT4/MiniGPT4-7B"]).stages == {"captioner": "minigpt4"}
+    assert Appflow(app="music_generation", models=["miniGPT4/MiniGPT4-7B"]).stages == {
+        "captioner": "minigpt4"
+    }
 
 
 def test_text_to_music_returns_the_waveform(reference):
@@ -95,11 +99,13 @@ def test_the_generator_seed_takes_effect(text_task, reference):
     import paddle
 
     paddle.seed(1)  # the global seed does not matter, the generator's does
-    same = text_task(prompt=PROMPT, negative_prompt="low quality",
-                     generator=paddle.Generator().manual_seed(120), **FAST)["result"]
+    same = text_task(
+        prompt=PROMPT, negative_prompt="low quality", generator=paddle.Generator().manual_seed(120), **FAST
+    )["result"]
     np.testing.assert_array_equal(same, reference)
-    other = text_task(prompt=PROMPT, negative_prompt="low quality",
-                      generator=paddle.Generator().manual_seed(121), **FAST)["result"]
+    other = text_task(
+        prompt=PROMPT, negative_prompt="low quality", generator=paddle.Generator().manual_seed(121), **FAST
+    )["result"]
     assert not np.array_equal(other, reference)
     out = text_task(prompt=PROMPT, negative_prompt="low quality", seed=120, **FAST)
     np.testing.assert_array_equal(out["result"], reference)
@@ -110,7 +116,9 @@ def test_negative_prompt_and_guidance_take_effect(text_task, reference):
     import paddle
 
     def run(**kwargs):
-        return text_task(prompt=PROMPT, generator=paddle.Generator().manual_seed(120), **FAST, **kwargs)["result"]
+        return text_task(prompt=PROMPT, generator=paddle.Generator().manual_seed(120), **FAST, **kwargs)[
+            "result"
+        ]
 
     assert not np.array_equal(run(negative_prompt="muffled noise, static"), reference)
     assert not np.array_equal(run(negative_prompt="low quality", guidance_scale=6.0), reference)
@@ -133,19 +141,24 @@ def test_chat_model_answer_is_cleaned_before_it_becomes_the_prompt(monkeypatch):
 
 
 def test_all_three_models_run_image_to_music():
-    task = Appflow(app="music_generation", models=["miniGPT4/MiniGPT4-7B", "THUDM/chatglm-6b", "cvssp/audioldm"])
+    task = Appflow(
+        app="music_generation", models=["miniGPT4/MiniGPT4-7B", "THUDM/chatglm-6b", "cvssp/audioldm"]
+    )
     with pytest.warns(WriterFallbackWarning):
         out = task(image=mg.example_image(), seed=4, **FAST)
     assert out["result"].shape == (16000,) and out["caption"] and out["prompt"]
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"app": "music_generation"}, "models"),
-    ({"app": "music_generation", "models": []}, "models"),
-    ({"app": "music_generation", "models": ["openai/whisper"]}, "models"),
-    ({"app": "music_generation", "models": ["cvssp/audioldm", "cvssp/audioldm-s-full-v2"]}, "models"),
-    ({"app": "text_to_image", "models": ["cvssp/audioldm"]}, "app"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"app": "music_generation"}, "models"),
+        ({"app": "music_generation", "models": []}, "models"),
+        ({"app": "music_generation", "models": ["openai/whisper"]}, "models"),
+        ({"app": "music_generation", "models": ["cvssp/audioldm", "cvssp/audioldm-s-full-v2"]}, "models"),
+        ({"app": "text_to_image", "models": ["cvssp/audioldm"]}, "app"),
+    ],
+)
 def test_bad_tasks_say_what_to_do(kwargs, field):
     with pytest.raises(InvalidInputError) as err:
         Appflow(**kwargs)
@@ -153,15 +166,18 @@ def test_bad_tasks_say_what_to_do(kwargs, field):
     assert "models=" in str(err.value) if field == "models" else "music_generation" in str(err.value)
 
 
-@pytest.mark.parametrize(("models", "inputs", "field"), [
-    (["cvssp/audioldm"], {"promt": "typo"}, "promt"),
-    (["cvssp/audioldm"], {}, "prompt"),
-    (["cvssp/audioldm"], {"prompt": "jazz", "generator": 120}, "generator"),
-    (["cvssp/audioldm"], {"prompt": "jazz", "audio_length_in_s": -2}, "audio_length_in_s"),
-    (["cvssp/audioldm"], {"image": "dance.png"}, "models"),
-    (["miniGPT4/MiniGPT4-7B"], {"prompt": "jazz"}, "models"),
-    (["miniGPT4/MiniGPT4-7B"], {"image": b""}, "image"),
-])
+@pytest.mark.parametrize(
+    ("models", "inputs", "field"),
+    [
+        (["cvssp/audioldm"], {"promt": "typo"}, "promt"),
+        (["cvssp/audioldm"], {}, "prompt"),
+        (["cvssp/audioldm"], {"prompt": "jazz", "generator": 120}, "generator"),
+        (["cvssp/audioldm"], {"prompt": "jazz", "audio_length_in_s": -2}, "audio_length_in_s"),
+        (["cvssp/audioldm"], {"image": "dance.png"}, "models"),
+        (["miniGPT4/MiniGPT4-7B"], {"prompt": "jazz"}, "models"),
+        (["miniGPT4/MiniGPT4-7B"], {"image": b""}, "image"),
+    ],
+)
 def test_bad_calls_name_the_input(models, inputs, field):
     task = Appflow(app="music_generation", models=models)
     with pytest.raises(InvalidInputError) as err:

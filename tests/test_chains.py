@@ -45,8 +45,14 @@ def calls():
 @pytest.fixture(scope="module")
 def story(calls):
     with pytest.warns(chains.WriterFallbackWarning):
-        result = mg.image_to_music(mg.example_image(), captioner="tiny", writer="tiny",
-                                   negative_prompt="low quality", seed=120, **FAST)
+        result = mg.image_to_music(
+            mg.example_image(),
+            captioner="tiny",
+            writer="tiny",
+            negative_prompt="low quality",
+            seed=120,
+            **FAST,
+        )
     return result
 
 
@@ -148,8 +154,9 @@ def test_rerun_refuses_unknown_arguments(story):
 
 def test_typed_description_is_a_valid_first_stage(calls):
     before = Counter(calls)
-    story = mg.image_to_music(None, captioner="text:a crowded nightclub with neon lights", writer="template",
-                              seed=3, **FAST)
+    story = mg.image_to_music(
+        None, captioner="text:a crowded nightclub with neon lights", writer="template", seed=3, **FAST
+    )
     assert calls["caption"] == before["caption"]
     assert story.caption == "a crowded nightclub with neon lights" and story.captioner == "text"
     assert story.music_prompt.startswith("Energetic electronic dance music")
@@ -170,12 +177,19 @@ def test_write_music_prompt_alone():
     assert isinstance(text, str) and text and "\n" not in text
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    ('Sure! Here\'s a musical style sentence that fits the scene: "Dark pulsing techno." Enjoy!',
-     "Dark pulsing techno."),
-    ("<|im_start|>assistant\nMusical style: Warm jazz trio, brushed drums.<|im_end|>",
-     "Warm jazz trio, brushed drums."),
-])
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (
+            'Sure! Here\'s a musical style sentence that fits the scene: "Dark pulsing techno." Enjoy!',
+            "Dark pulsing techno.",
+        ),
+        (
+            "<|im_start|>assistant\nMusical style: Warm jazz trio, brushed drums.<|im_end|>",
+            "Warm jazz trio, brushed drums.",
+        ),
+    ],
+)
 def test_the_writers_answer_is_cleaned(monkeypatch, answer, expected):
     monkeypatch.setattr(writers, "complete", lambda *a, **k: answer)
     assert mg.write_music_prompt("a club", "tiny-chatglm2") == expected
@@ -195,26 +209,30 @@ def test_models_are_released_unless_kept(calls):
     mg.image_to_music(mg.example_image(), captioner="tiny", writer="tiny-chatglm2", seed=1, **FAST)
     assert captioners._load_cached.cache_info().currsize == 0
     assert writers._load_cached.cache_info().currsize == 0
-    mg.image_to_music(mg.example_image(), captioner="tiny", writer="tiny-chatglm2", seed=1, keep_loaded=True,
-                      **FAST)
+    mg.image_to_music(
+        mg.example_image(), captioner="tiny", writer="tiny-chatglm2", seed=1, keep_loaded=True, **FAST
+    )
     assert captioners._load_cached.cache_info().currsize == 1
     assert writers._load_cached.cache_info().currsize == 1
     captioners.release_captioners()
     writers.release_writers()
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"image": b""}, "image"),
-    ({"image": b"not an image"}, "image"),
-    ({"image": None}, "image"),
-    ({"captioner": "gpt-vision"}, "captioner"),
-    ({"captioner": "text:   "}, "captioner"),
-    ({"writer": "gpt-5"}, "writer"),
-    ({"instruction": "no placeholder"}, "instruction"),
-    ({"audio_length_in_s": -1}, "audio_length_in_s"),
-    ({"num_inference_steps": 0}, "num_inference_steps"),
-    ({"seed": -3}, "seed"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"image": b""}, "image"),
+        ({"image": b"not an image"}, "image"),
+        ({"image": None}, "image"),
+        ({"captioner": "gpt-vision"}, "captioner"),
+        ({"captioner": "text:   "}, "captioner"),
+        ({"writer": "gpt-5"}, "writer"),
+        ({"instruction": "no placeholder"}, "instruction"),
+        ({"audio_length_in_s": -1}, "audio_length_in_s"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"seed": -3}, "seed"),
+    ],
+)
 def test_bad_input_fails_before_any_model_loads(calls, tmp_path, monkeypatch, kwargs, field):
     monkeypatch.chdir(tmp_path)
     before = Counter(calls)
@@ -232,11 +250,19 @@ def test_cancel_before_start_and_callback(calls):
     stop = threading.Event()
     stop.set()
     with pytest.raises(GenerationCancelled):
-        mg.image_to_music(mg.example_image(), captioner="tiny", writer="template", cancel=stop, seed=1, **FAST)
+        mg.image_to_music(
+            mg.example_image(), captioner="tiny", writer="template", cancel=stop, seed=1, **FAST
+        )
     assert calls["caption"] == before["caption"]
     steps = []
-    mg.image_to_music(None, captioner="text:a beach", writer="template", seed=1,
-                      callback=lambda i, n, lat: steps.append((i, n, lat.shape)), **FAST)
+    mg.image_to_music(
+        None,
+        captioner="text:a beach",
+        writer="template",
+        seed=1,
+        callback=lambda i, n, lat: steps.append((i, n, lat.shape)),
+        **FAST,
+    )
     assert [s[:2] for s in steps] == [(0, 2), (1, 2)]
 
 
@@ -244,8 +270,10 @@ def test_public_names_load_nothing_heavy():
     import subprocess
     import sys
 
-    code = ("import sys, mgtoolkit as mg; mg.image_to_music; mg.restyle; mg.CAPTIONERS; mg.WRITERS; "
-            "import mgtoolkit.appflow; print(sorted(m for m in ('paddle', 'paddlenlp', 'ppdiffusers', 'PIL', "
-            "'librosa') if m in sys.modules))")
+    code = (
+        "import sys, mgtoolkit as mg; mg.image_to_music; mg.restyle; mg.CAPTIONERS; mg.WRITERS; "
+        "import mgtoolkit.appflow; print(sorted(m for m in ('paddle', 'paddlenlp', 'ppdiffusers', 'PIL', "
+        "'librosa') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

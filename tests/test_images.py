@@ -34,8 +34,14 @@ def test_example_image_is_bundled_and_small():
 def test_accepted_kinds(tmp_path, rgb, kind):
     path = tmp_path / "pic.png"
     rgb.save(path)
-    given = {"path": path, "str": str(path), "bytes": path.read_bytes(), "file": io.BytesIO(path.read_bytes()),
-             "pil": rgb, "array": np.asarray(rgb)}[kind]
+    given = {
+        "path": path,
+        "str": str(path),
+        "bytes": path.read_bytes(),
+        "file": io.BytesIO(path.read_bytes()),
+        "pil": rgb,
+        "array": np.asarray(rgb),
+    }[kind]
     out = load_image(given)
     assert out.mode == "RGB" and out.size == (60, 40)
     assert np.array_equal(np.asarray(out), np.asarray(rgb))
@@ -51,7 +57,11 @@ def test_rgba_is_composited_on_white():
 @pytest.mark.parametrize("mode", ["CMYK", "P", "L", "LA", "1", "I;16", "I", "F"])
 def test_modes_become_rgb(mode):
     base = Image.new("RGB", (10, 6), (10, 200, 30))
-    img = base.convert(mode) if mode not in ("I;16", "I", "F") else Image.new(mode, (10, 6), 40000 if mode != "F" else 0.5)
+    img = (
+        base.convert(mode)
+        if mode not in ("I;16", "I", "F")
+        else Image.new(mode, (10, 6), 40000 if mode != "F" else 0.5)
+    )
     out = load_image(img)
     assert out.mode == "RGB" and out.size == (10, 6)
 
@@ -81,8 +91,15 @@ def test_huge_image_is_downscaled_keeping_aspect():
     assert out.size == (MAX_SIDE, 256)
 
 
-@pytest.mark.parametrize("array", [np.zeros((20, 30), np.uint8), np.ones((20, 30, 4), np.float32),
-                                   np.full((20, 30, 3), 4095, np.uint16), np.zeros((20, 30, 1), np.uint8)])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.zeros((20, 30), np.uint8),
+        np.ones((20, 30, 4), np.float32),
+        np.full((20, 30, 3), 4095, np.uint16),
+        np.zeros((20, 30, 1), np.uint8),
+    ],
+)
 def test_arrays(array):
     assert load_image(array).size == (30, 20)
 

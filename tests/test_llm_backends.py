@@ -32,24 +32,38 @@ def test_tiny_models_are_saved_with_self_written_tokenizers(kind):
     assert json.loads((folder / "config.json").read_text())
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("chatglm-6b", "chatglm-6b"), ("THUDM/chatglm-6b", "chatglm-6b"), ("THUDM/chatglm2-6b", "chatglm2-6b"),
-    ("Qwen/Qwen2-0.5B-Instruct", "qwen2-0.5b"), ("template", "template"), ("tiny", "tiny"),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("chatglm-6b", "chatglm-6b"),
+        ("THUDM/chatglm-6b", "chatglm-6b"),
+        ("THUDM/chatglm2-6b", "chatglm2-6b"),
+        ("Qwen/Qwen2-0.5B-Instruct", "qwen2-0.5b"),
+        ("template", "template"),
+        ("tiny", "tiny"),
+    ],
+)
 def test_writer_names(name, expected):
     assert writers.resolve_writer(name).name == expected
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("minigpt4", "minigpt4"), ("miniGPT4/MiniGPT4-7B", "minigpt4"), ("Salesforce/blip2-opt-2.7b", "blip2"),
-    ("tiny", "tiny"), ("tiny-blip2", "tiny-blip2"),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("minigpt4", "minigpt4"),
+        ("miniGPT4/MiniGPT4-7B", "minigpt4"),
+        ("Salesforce/blip2-opt-2.7b", "blip2"),
+        ("tiny", "tiny"),
+        ("tiny-blip2", "tiny-blip2"),
+    ],
+)
 def test_captioner_names(name, expected):
     assert captioners.resolve_captioner(name).name == expected
 
 
-@pytest.mark.parametrize(("resolve", "field"), [(writers.resolve_writer, "writer"),
-                                                 (captioners.resolve_captioner, "captioner")])
+@pytest.mark.parametrize(
+    ("resolve", "field"), [(writers.resolve_writer, "writer"), (captioners.resolve_captioner, "captioner")]
+)
 @pytest.mark.parametrize("bad", ["gpt-5", "", None, 3, "/no/such/folder"])
 def test_unknown_names_are_refused(resolve, field, bad):
     with pytest.raises(InvalidInputError) as err:
@@ -118,7 +132,12 @@ def test_offline_real_models_say_what_to_do(monkeypatch):
     with pytest.raises(ModelUnavailableError) as err:
         writers.load_writer(writers.resolve_writer("chatglm-6b"))
     message = str(err.value)
-    assert "chatglm-6b" in message and "13 GB" in message and "writer='/path/to" in message and "'tiny'" in message
+    assert (
+        "chatglm-6b" in message
+        and "13 GB" in message
+        and "writer='/path/to" in message
+        and "'tiny'" in message
+    )
     with pytest.raises(ModelUnavailableError) as err:
         captioners.load_captioner(captioners.resolve_captioner("minigpt4"))
     message = str(err.value)

@@ -23,8 +23,10 @@ NIGHTCLUB = (
 
 def test_default_instruction_is_the_apps_and_fills_in():
     text = build_instruction("A quiet forest at dawn.")
-    assert text == ("Given the scene description in the following paragraph, please create a musical style "
-                    "sentence that fits the scene. Description: A quiet forest at dawn.")
+    assert text == (
+        "Given the scene description in the following paragraph, please create a musical style "
+        "sentence that fits the scene. Description: A quiet forest at dawn."
+    )
     assert "{description}" in DEFAULT_INSTRUCTION
 
 
@@ -47,19 +49,37 @@ def test_empty_description_is_refused(description):
 
 
 MESSY = [
-    ('Sure! Here\'s a musical style sentence that fits the scene: "Pulsing house beats with neon synths." '
-     "I hope this helps!", "Pulsing house beats with neon synths."),
-    ("<|im_start|>assistant\nMusical style: Smooth jazz piano, relaxed.<|im_end|>", "Smooth jazz piano, relaxed."),
-    ("Here is a musical style sentence:\n\n1. **Upbeat EDM with heavy bass drops.**\n2. Calm lo-fi beats.",
-     "Upbeat EDM with heavy bass drops."),
-    ("Certainly! As an AI language model, I can help. Musical style - calm ambient pads.", "Calm ambient pads."),
-    ("答：Energetic techno with driving drums. The crowd goes wild. Lights flash. Night ends.",
-     "Energetic techno with driving drums. The crowd goes wild."),
-    ("Music prompt: 'Soft acoustic guitar and flute, slow tempo.'</s>", "Soft acoustic guitar and flute, slow tempo."),
+    (
+        'Sure! Here\'s a musical style sentence that fits the scene: "Pulsing house beats with neon synths." '
+        "I hope this helps!",
+        "Pulsing house beats with neon synths.",
+    ),
+    (
+        "<|im_start|>assistant\nMusical style: Smooth jazz piano, relaxed.<|im_end|>",
+        "Smooth jazz piano, relaxed.",
+    ),
+    (
+        "Here is a musical style sentence:\n\n1. **Upbeat EDM with heavy bass drops.**\n2. Calm lo-fi beats.",
+        "Upbeat EDM with heavy bass drops.",
+    ),
+    (
+        "Certainly! As an AI language model, I can help. Musical style - calm ambient pads.",
+        "Calm ambient pads.",
+    ),
+    (
+        "答：Energetic techno with driving drums. The crowd goes wild. Lights flash. Night ends.",
+        "Energetic techno with driving drums. The crowd goes wild.",
+    ),
+    (
+        "Music prompt: 'Soft acoustic guitar and flute, slow tempo.'</s>",
+        "Soft acoustic guitar and flute, slow tempo.",
+    ),
     ("[Round 0]\n问：write music\n答：Dark cinematic strings.", "Dark cinematic strings."),
     ("   \n  Okay. Gentle rain and piano.<eop>", "Gentle rain and piano."),
-    ("Of course!\n\nStyle: “Epic orchestral score with brass.”\n\nLet me know if you want more.",
-     "Epic orchestral score with brass."),
+    (
+        "Of course!\n\nStyle: “Epic orchestral score with brass.”\n\nLet me know if you want more.",
+        "Epic orchestral score with brass.",
+    ),
 ]
 
 
@@ -85,9 +105,18 @@ def test_clean_answer_removes_control_characters():
     assert clean_answer("Calm\x00 piano\x1f with rain.") == "Calm piano with rain."
 
 
-@pytest.mark.parametrize("answer", ["", "   ", "<|im_end|>", "Sure!", "...", "\ufffd\ufffd ab\ufffd cd",
-                                    "Given the scene description in the following paragraph, please create a "
-                                    "musical style sentence"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "",
+        "   ",
+        "<|im_end|>",
+        "Sure!",
+        "...",
+        "\ufffd\ufffd ab\ufffd cd",
+        "Given the scene description in the following paragraph, please create a musical style sentence",
+    ],
+)
 def test_unusable_answers(answer):
     assert not is_usable(clean_answer(answer))
 

@@ -32,8 +32,11 @@ def files(tmp_path_factory):
     """The same 1.2 s tone as a 44.1 kHz stereo WAV, a 22.05 kHz FLAC and an OGG."""
     folder = tmp_path_factory.mktemp("audio")
     out = {}
-    for name, sr, fmt, subtype in (("tone.wav", 44100, "WAV", "PCM_16"), ("tone.flac", 22050, "FLAC", None),
-                                   ("tone.ogg", 32000, "OGG", "VORBIS")):
+    for name, sr, fmt, subtype in (
+        ("tone.wav", 44100, "WAV", "PCM_16"),
+        ("tone.flac", 22050, "FLAC", None),
+        ("tone.ogg", 32000, "OGG", "VORBIS"),
+    ):
         mono = _tone(1.2, sr=sr)
         data = np.stack([mono, 0.5 * mono], axis=1) if name.endswith("wav") else mono
         sf.write(folder / name, data, sr, format=fmt, subtype=subtype)
@@ -103,8 +106,13 @@ def test_low_strength_stays_near_the_input_in_latent_space(model):
     distance = {}
     for strength in (0.25, 0.5, 1.0):
         seen: list[np.ndarray] = []
-        mg.restyle((wave, SR), "jazz", strength=strength, callback=lambda i, n, lat, seen=seen: seen.append(lat),
-                   **KW)
+        mg.restyle(
+            (wave, SR),
+            "jazz",
+            strength=strength,
+            callback=lambda i, n, lat, seen=seen: seen.append(lat),
+            **KW,
+        )
         distance[strength] = np.linalg.norm(seen[-1] - start) / np.linalg.norm(start)
     assert distance[0.25] < 0.3 < distance[1.0]
     assert distance[0.25] < distance[0.5] < distance[1.0]

@@ -19,8 +19,17 @@ from typing import Any
 
 from ..errors import InvalidInputError, ModelUnavailableError
 
-__all__ = ["CaptionerSpec", "CAPTIONERS", "resolve_captioner", "load_captioner", "release_captioners",
-           "caption", "LoadedCaptioner", "DEFAULT_QUESTION", "MINIGPT4_PROMPT"]
+__all__ = [
+    "CaptionerSpec",
+    "CAPTIONERS",
+    "resolve_captioner",
+    "load_captioner",
+    "release_captioners",
+    "caption",
+    "LoadedCaptioner",
+    "DEFAULT_QUESTION",
+    "MINIGPT4_PROMPT",
+]
 
 DEFAULT_QUESTION = "describe the image, "
 """What the appflow example asks MiniGPT4 (its ``minigpt4_text``)."""
@@ -53,10 +62,17 @@ class CaptionerSpec:
 CAPTIONERS: dict[str, CaptionerSpec] = {
     spec.name: spec
     for spec in [
-        CaptionerSpec("minigpt4", "miniGPT4/MiniGPT4-7B", "minigpt4", 15.0,
-                      "MiniGPT4 (Vicuna-7B), the appflow's captioner; usually a local converted folder"),
+        CaptionerSpec(
+            "minigpt4",
+            "miniGPT4/MiniGPT4-7B",
+            "minigpt4",
+            15.0,
+            "MiniGPT4 (Vicuna-7B), the appflow's captioner; usually a local converted folder",
+        ),
         CaptionerSpec("blip2", "Salesforce/blip2-opt-2.7b", "blip2", 8.0, "BLIP-2 with OPT-2.7B"),
-        CaptionerSpec("tiny", "tiny-minigpt4", "minigpt4", 0.0, "tiny random MiniGPT4: checks the setup offline"),
+        CaptionerSpec(
+            "tiny", "tiny-minigpt4", "minigpt4", 0.0, "tiny random MiniGPT4: checks the setup offline"
+        ),
         CaptionerSpec("tiny-blip2", "tiny-blip2", "blip2", 0.0, "tiny random BLIP-2"),
     ]
 }
@@ -84,9 +100,12 @@ def resolve_captioner(captioner: str | os.PathLike) -> CaptionerSpec:
         return CAPTIONERS[_ALIASES[name]]
     if isinstance(name, str) and os.path.isdir(name):
         return CaptionerSpec(name, name, _family_of_dir(name))
-    raise InvalidInputError("captioner", captioner, "is not a known captioner nor a model directory",
-                            f"use one of {', '.join(CAPTIONERS)}, a converted model folder, "
-                            "or 'text:<your own description>'")
+    raise InvalidInputError(
+        "captioner",
+        captioner,
+        "is not a known captioner nor a model directory",
+        f"use one of {', '.join(CAPTIONERS)}, a converted model folder, or 'text:<your own description>'",
+    )
 
 
 def _family_of_dir(path: str) -> str:
@@ -96,8 +115,12 @@ def _family_of_dir(path: str) -> str:
     except (OSError, ValueError):
         model_type = ""
     if model_type not in ("minigpt4", "blip-2", "blip2"):
-        raise InvalidInputError("captioner", path, f"holds no MiniGPT4/BLIP-2 model (model_type={model_type!r})",
-                                "point it at a folder written by save_pretrained")
+        raise InvalidInputError(
+            "captioner",
+            path,
+            f"holds no MiniGPT4/BLIP-2 model (model_type={model_type!r})",
+            "point it at a folder written by save_pretrained",
+        )
     return "minigpt4" if model_type == "minigpt4" else "blip2"
 
 
@@ -165,11 +188,13 @@ def _unavailable(spec: CaptionerSpec, exc: Exception) -> ModelUnavailableError:
         f"captioner={spec.name!r}: could not load {spec.source!r} (about {spec.size_gb:g} GB) locally or from "
         f"the model hubs; put the converted weights in a folder and pass captioner='/path/to/that/folder', "
         f"describe the image yourself with captioner='text:...', or use 'tiny' to check the setup offline. "
-        f"({detail})")
+        f"({detail})"
+    )
 
 
-def caption(loaded: LoadedCaptioner, image, question: str | None = None, *,
-            max_new_tokens: int | None = None) -> str:
+def caption(
+    loaded: LoadedCaptioner, image, question: str | None = None, *, max_new_tokens: int | None = None
+) -> str:
     """The model's raw description of ``image`` (an RGB PIL image), greedy so it is repeatable.
 
     ``question=None`` asks MiniGPT4 :data:`DEFAULT_QUESTION` and lets BLIP-2 caption freely (BLIP-2
@@ -187,9 +212,14 @@ def caption(loaded: LoadedCaptioner, image, question: str | None = None, *,
     else:
         inputs = processor(images=image, text=question or None, return_tensors="pd")
     with _LOCK, paddle.no_grad():
-        out = loaded.model.generate(**inputs, max_new_tokens=max_new_tokens, min_new_tokens=2,
-                                    decode_strategy="greedy_search", eos_token_id=tok.eos_token_id,
-                                    pad_token_id=tok.pad_token_id or 0)
+        out = loaded.model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=2,
+            decode_strategy="greedy_search",
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id or 0,
+        )
     ids = out[0] if isinstance(out, tuple) else out
     text = processor.batch_decode(ids.numpy(), skip_special_tokens=True)[0]
     return text.split("#")[0] if loaded.spec.family == "minigpt4" else text

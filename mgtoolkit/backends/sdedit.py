@@ -28,8 +28,16 @@ MEL_FLOOR = 1e-5
 StepCallback = Callable[[int, int, Any], None]
 
 
-def log_mel(wave: np.ndarray, sample_rate: int, *, n_mels: int = 64, hop_length: int = 160,
-            n_fft: int = 1024, fmin: float = 0.0, fmax: float = 8000.0) -> np.ndarray:
+def log_mel(
+    wave: np.ndarray,
+    sample_rate: int,
+    *,
+    n_mels: int = 64,
+    hop_length: int = 160,
+    n_fft: int = 1024,
+    fmin: float = 0.0,
+    fmax: float = 8000.0,
+) -> np.ndarray:
     """AudioLDM's log-mel spectrogram, ``(frames, n_mels)``.
 
     As AudioLDM's ``TacotronSTFT``: centred STFT with a Hann window of ``n_fft`` samples (reflect
@@ -48,10 +56,20 @@ def log_mel(wave: np.ndarray, sample_rate: int, *, n_mels: int = 64, hop_length:
     wave = np.asarray(wave, dtype=np.float32)
     wave = wave - wave.mean()
     wave = 0.5 * wave / (np.max(np.abs(wave)) + 1e-8)
-    spectrum = np.abs(librosa.stft(wave, n_fft=n_fft, hop_length=hop_length, win_length=n_fft,
-                                   window="hann", center=True, pad_mode="reflect"))
-    basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
-                                htk=False, norm="slaney")
+    spectrum = np.abs(
+        librosa.stft(
+            wave,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            win_length=n_fft,
+            window="hann",
+            center=True,
+            pad_mode="reflect",
+        )
+    )
+    basis = librosa.filters.mel(
+        sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney"
+    )
     return np.log(np.maximum(basis @ spectrum, MEL_FLOOR)).T.astype(np.float32)
 
 
@@ -80,11 +98,20 @@ def noise_schedule(scheduler, num_inference_steps: int, strength: float) -> list
     scheduler.set_timesteps(num_inference_steps)
     count = min(num_inference_steps, int(round(num_inference_steps * strength)))
     order = getattr(scheduler, "order", 1)
-    return list(scheduler.timesteps[(num_inference_steps - count) * order:]) if count else []
+    return list(scheduler.timesteps[(num_inference_steps - count) * order :]) if count else []
 
 
-def denoise(model: LoadedModel, latents, timesteps: list, scheduler, embeds, guidance_scale: float, *,
-            callback: StepCallback | None = None, cancel: threading.Event | None = None):
+def denoise(
+    model: LoadedModel,
+    latents,
+    timesteps: list,
+    scheduler,
+    embeds,
+    guidance_scale: float,
+    *,
+    callback: StepCallback | None = None,
+    cancel: threading.Event | None = None,
+):
     """The guided denoising loop over ``timesteps``; returns the final latents.
 
     ``embeds`` holds ``[negative; prompt]`` when ``guidance_scale > 1`` (classifier-free guidance),
@@ -129,9 +156,19 @@ def _embeddings(model: LoadedModel, prompt: str, negative_prompt: str | None, gu
         return paddle.concat([embeds[1:], embeds[:1]])  # the pipeline's order: unconditional first
 
 
-def sdedit(model: LoadedModel, wave: np.ndarray, *, prompt: str, negative_prompt: str | None, strength: float,
-           num_inference_steps: int, guidance_scale: float, seed: int, callback: StepCallback | None = None,
-           cancel: threading.Event | None = None) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
+def sdedit(
+    model: LoadedModel,
+    wave: np.ndarray,
+    *,
+    prompt: str,
+    negative_prompt: str | None,
+    strength: float,
+    num_inference_steps: int,
+    guidance_scale: float,
+    seed: int,
+    callback: StepCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
     """Restyle ``wave`` (mono, at the model's rate) under ``prompt``.
 
     Returns
@@ -160,14 +197,19 @@ def sdedit(model: LoadedModel, wave: np.ndarray, *, prompt: str, negative_prompt
     if not timesteps:
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled("cancelled before the first step")
-        return np.clip(wave, -1.0, 1.0).astype(np.float32), {"total_s": time.perf_counter() - t0}, \
-            {"denoising_steps": 0, "start_timestep": None}
+        return (
+            np.clip(wave, -1.0, 1.0).astype(np.float32),
+            {"total_s": time.perf_counter() - t0},
+            {"denoising_steps": 0, "start_timestep": None},
+        )
     # 1. Prompt embeddings.
     embeds = _embeddings(model, prompt, negative_prompt, guidance_scale)
     timings["text_s"] = time.perf_counter() - t0
     # 2. Starting latents: the noised input, or pure noise at strength 1.
     mark = time.perf_counter()
-    noise = paddle.to_tensor(initial_latents(latent_shape(model, duration), [seed])).cast(model.pipe.unet.dtype)
+    noise = paddle.to_tensor(initial_latents(latent_shape(model, duration), [seed])).cast(
+        model.pipe.unet.dtype
+    )
     if len(timesteps) == num_inference_steps and strength >= 1.0:
         latents = noise * scheduler.init_noise_sigma
     else:
@@ -176,8 +218,9 @@ def sdedit(model: LoadedModel, wave: np.ndarray, *, prompt: str, negative_prompt
     timings["encode_s"] = time.perf_counter() - mark
     # 3. Denoise the remaining steps under the prompt.
     mark = time.perf_counter()
-    latents = denoise(model, latents, timesteps, scheduler, embeds, guidance_scale, callback=callback,
-                      cancel=cancel)
+    latents = denoise(
+        model, latents, timesteps, scheduler, embeds, guidance_scale, callback=callback, cancel=cancel
+    )
     timings["denoise_s"] = time.perf_counter() - mark
     # 4. Back to a waveform as long as the input.
     mark = time.perf_counter()

@@ -36,12 +36,30 @@ CORPUS = [
     "Orchestral film score with strings, brass and timpani, epic and heroic.",
     "A sunny beach with waves, a city street at night, a snowy mountain, an old church.",
 ]
-_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-               image_size=32, patch_size=8)
-_QFORMER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                vocab_size=100, max_position_embeddings=64, cross_attention_frequency=1)
-_LM = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-           max_position_embeddings=512)
+_VISION = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    image_size=32,
+    patch_size=8,
+)
+_QFORMER = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    vocab_size=100,
+    max_position_embeddings=64,
+    cross_attention_frequency=1,
+)
+_LM = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=512,
+)
 
 
 def _train_spm(prefix: Path, vocab_size: int, **options) -> Path:
@@ -51,8 +69,16 @@ def _train_spm(prefix: Path, vocab_size: int, **options) -> Path:
     corpus = prefix.parent / "corpus.txt"
     corpus.write_text("\n".join(CORPUS * 10) + "\n", encoding="utf-8")
     spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size, model_type="bpe",
-        character_coverage=1.0, hard_vocab_limit=False, minloglevel=2, byte_fallback=False, **options)
+        input=str(corpus),
+        model_prefix=str(prefix),
+        vocab_size=vocab_size,
+        model_type="bpe",
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        minloglevel=2,
+        byte_fallback=False,
+        **options,
+    )
     corpus.unlink()
     return prefix.with_suffix(".model")
 
@@ -63,11 +89,21 @@ def _build_chatglm(folder: Path) -> None:
     symbols = ["<pad>", "<n>", "<|tab|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>"]
     sp = _train_spm(folder / "_src" / "ice_text", 300, user_defined_symbols=symbols)
     tok = ChatGLMTokenizer(vocab_file=str(sp), num_image_tokens=0)
-    cfg = ChatGLMConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                        inner_hidden_size=128, max_sequence_length=512, bos_token_id=tok.bos_token_id,
-                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                        mask_token_id=tok.mask_token_id, gmask_token_id=tok.gmask_token_id,
-                        num_image_tokens=0, use_cache=True)
+    cfg = ChatGLMConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        inner_hidden_size=128,
+        max_sequence_length=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        mask_token_id=tok.mask_token_id,
+        gmask_token_id=tok.gmask_token_id,
+        num_image_tokens=0,
+        use_cache=True,
+    )
     _save(folder, ChatGLMForCausalLM(cfg), tok)
 
 
@@ -76,10 +112,20 @@ def _build_chatglm2(folder: Path) -> None:
 
     sp = _train_spm(folder / "_src" / "tokenizer", 300, pad_id=0, unk_id=1, bos_id=-1, eos_id=2)
     tok = ChatGLMv2Tokenizer(vocab_file=str(sp))
-    cfg = ChatGLMv2Config(num_hidden_layers=2, vocab_size=tok.vocab_size, padded_vocab_size=tok.vocab_size,
-                          hidden_size=64, ffn_hidden_size=128, kv_channels=16, num_attention_heads=4,
-                          multi_query_group_num=2, max_sequence_length=512, seq_length=512,
-                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = ChatGLMv2Config(
+        num_hidden_layers=2,
+        vocab_size=tok.vocab_size,
+        padded_vocab_size=tok.vocab_size,
+        hidden_size=64,
+        ffn_hidden_size=128,
+        kv_channels=16,
+        num_attention_heads=4,
+        multi_query_group_num=2,
+        max_sequence_length=512,
+        seq_length=512,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     _save(folder, ChatGLMv2ForCausalLM(cfg), tok)
 
 
@@ -93,8 +139,20 @@ def _write_byte_bpe(folder: Path, specials: tuple[str, ...] = ()) -> dict[str, i
     """A byte-level BPE vocab/merges (GPT-2 format) with ``specials`` appended."""
     from paddlenlp.transformers.gpt.tokenizer import bytes_to_unicode
 
-    merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("Ġ", "a"), ("e", "r"), ("o", "n"),
-              ("Ġ", "s"), ("Ġ", "m"), ("Ġ", "p"), ("in", "g"), ("o", "u")]
+    merges = [
+        ("Ġ", "t"),
+        ("h", "e"),
+        ("Ġt", "he"),
+        ("i", "n"),
+        ("Ġ", "a"),
+        ("e", "r"),
+        ("o", "n"),
+        ("Ġ", "s"),
+        ("Ġ", "m"),
+        ("Ġ", "p"),
+        ("in", "g"),
+        ("o", "u"),
+    ]
     vocab = {symbol: i for i, symbol in enumerate(bytes_to_unicode().values())}
     for a, b in merges:
         vocab.setdefault(a + b, len(vocab))
@@ -112,14 +170,30 @@ def _build_qwen2(folder: Path) -> None:
 
     src = folder / "_src"
     _write_byte_bpe(src)
-    (src / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "Qwen2Tokenizer", "errors": "replace", "unk_token": None, "bos_token": None,
-        "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "chat_template": _QWEN_TEMPLATE}),
-        encoding="utf-8")
+    (src / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "Qwen2Tokenizer",
+                "errors": "replace",
+                "unk_token": None,
+                "bos_token": None,
+                "eos_token": "<|endoftext|>",
+                "pad_token": "<|endoftext|>",
+                "chat_template": _QWEN_TEMPLATE,
+            }
+        ),
+        encoding="utf-8",
+    )
     tok = Qwen2Tokenizer.from_pretrained(str(src))
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
-    cfg = Qwen2Config(vocab_size=len(tok), num_key_value_heads=2, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id, **_LM)
+    cfg = Qwen2Config(
+        vocab_size=len(tok),
+        num_key_value_heads=2,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.eos_token_id,
+        **_LM,
+    )
     _save(folder, Qwen2ForCausalLM(cfg), tok)
 
 
@@ -134,10 +208,17 @@ def _build_minigpt4(folder: Path) -> None:
 
     sp = _train_spm(folder / "_src" / "tokenizer", 300, unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
     tok = LlamaTokenizer(vocab_file=str(sp))
-    text_config = dict(model_type="llama", vocab_size=tok.vocab_size, bos_token_id=tok.bos_token_id,
-                       eos_token_id=tok.eos_token_id, pad_token_id=0, **_LM)
-    cfg = MiniGPT4Config(vision_config=_VISION, qformer_config=_QFORMER, text_config=text_config,
-                         num_query_tokens=4)
+    text_config = dict(
+        model_type="llama",
+        vocab_size=tok.vocab_size,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=0,
+        **_LM,
+    )
+    cfg = MiniGPT4Config(
+        vision_config=_VISION, qformer_config=_QFORMER, text_config=text_config, num_query_tokens=4
+    )
     processor = MiniGPT4Processor(MiniGPT4ImageProcessor(size={"height": 32, "width": 32}), tok)
     _save(folder, MiniGPT4ForConditionalGeneration(cfg), processor)
 
@@ -153,13 +234,27 @@ def _build_blip2(folder: Path) -> None:
 
     src = folder / "_src"
     vocab = _write_byte_bpe(src, specials=("</s>", "<pad>"))
-    tok = GPTTokenizer(str(src / "vocab.json"), str(src / "merges.txt"), eos_token="</s>", pad_token="<pad>",
-                       bos_token="</s>", unk_token="</s>")
-    text_config = dict(model_type="opt", vocab_size=len(vocab), word_embed_proj_dim=64, ffn_dim=128,
-                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                       bos_token_id=tok.bos_token_id, **_LM)
-    cfg = Blip2Config(vision_config=_VISION, qformer_config=_QFORMER, text_config=text_config,
-                      num_query_tokens=4)
+    tok = GPTTokenizer(
+        str(src / "vocab.json"),
+        str(src / "merges.txt"),
+        eos_token="</s>",
+        pad_token="<pad>",
+        bos_token="</s>",
+        unk_token="</s>",
+    )
+    text_config = dict(
+        model_type="opt",
+        vocab_size=len(vocab),
+        word_embed_proj_dim=64,
+        ffn_dim=128,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        **_LM,
+    )
+    cfg = Blip2Config(
+        vision_config=_VISION, qformer_config=_QFORMER, text_config=text_config, num_query_tokens=4
+    )
     processor = Blip2Processor(BlipImageProcessor(size={"height": 32, "width": 32}), tok)
     _save(folder, Blip2ForConditionalGeneration(cfg), processor)
 

@@ -18,8 +18,16 @@ from typing import Any
 
 from ..errors import InvalidInputError, ModelUnavailableError
 
-__all__ = ["WriterSpec", "WRITERS", "resolve_writer", "load_writer", "release_writers", "complete",
-           "LoadedWriter", "MAX_NEW_TOKENS"]
+__all__ = [
+    "WriterSpec",
+    "WRITERS",
+    "resolve_writer",
+    "load_writer",
+    "release_writers",
+    "complete",
+    "LoadedWriter",
+    "MAX_NEW_TOKENS",
+]
 
 MAX_NEW_TOKENS = 96
 _LOCK = threading.RLock()
@@ -62,9 +70,16 @@ WRITERS: dict[str, WriterSpec] = {
     for spec in [
         WriterSpec("chatglm-6b", "THUDM/chatglm-6b", "chatglm", 13.0, "ChatGLM-6B, the appflow's writer"),
         WriterSpec("chatglm2-6b", "THUDM/chatglm2-6b", "chatglm2", 12.5, "ChatGLM2-6B"),
-        WriterSpec("qwen2-0.5b", "Qwen/Qwen2-0.5B-Instruct", "qwen2", 1.0,
-                   "Qwen2-0.5B-Instruct: small enough for a CPU notebook"),
-        WriterSpec("tiny", "tiny-qwen2", "qwen2", 0.0, "tiny random Qwen2: gibberish, checks the setup offline"),
+        WriterSpec(
+            "qwen2-0.5b",
+            "Qwen/Qwen2-0.5B-Instruct",
+            "qwen2",
+            1.0,
+            "Qwen2-0.5B-Instruct: small enough for a CPU notebook",
+        ),
+        WriterSpec(
+            "tiny", "tiny-qwen2", "qwen2", 0.0, "tiny random Qwen2: gibberish, checks the setup offline"
+        ),
         WriterSpec("tiny-chatglm", "tiny-chatglm", "chatglm", 0.0, "tiny random ChatGLM"),
         WriterSpec("tiny-chatglm2", "tiny-chatglm2", "chatglm2", 0.0, "tiny random ChatGLM2"),
         WriterSpec("template", "", "template", 0.0, "no model: style, tempo and instruments from keywords"),
@@ -94,8 +109,12 @@ def resolve_writer(writer: str | os.PathLike) -> WriterSpec:
         return WRITERS[_ALIASES[name]]
     if isinstance(name, str) and os.path.isdir(name):
         return WriterSpec(name, name, _family_of_dir(name))
-    raise InvalidInputError("writer", writer, "is not a known prompt writer nor a model directory",
-                            f"use one of {', '.join(WRITERS)}, or a folder written by save_pretrained")
+    raise InvalidInputError(
+        "writer",
+        writer,
+        "is not a known prompt writer nor a model directory",
+        f"use one of {', '.join(WRITERS)}, or a folder written by save_pretrained",
+    )
 
 
 def _family_of_dir(path: str) -> str:
@@ -105,8 +124,12 @@ def _family_of_dir(path: str) -> str:
     except (OSError, ValueError):
         model_type = ""
     if model_type not in _FAMILIES:
-        raise InvalidInputError("writer", path, f"holds no ChatGLM/ChatGLM2/Qwen2 model (model_type={model_type!r})",
-                                "point it at a folder written by save_pretrained, or use 'template'")
+        raise InvalidInputError(
+            "writer",
+            path,
+            f"holds no ChatGLM/ChatGLM2/Qwen2 model (model_type={model_type!r})",
+            "point it at a folder written by save_pretrained, or use 'template'",
+        )
     return _FAMILIES[model_type]
 
 
@@ -160,7 +183,8 @@ def _unavailable(spec: WriterSpec, exc: Exception) -> ModelUnavailableError:
     return ModelUnavailableError(
         f"writer={spec.name!r}: could not load {spec.source!r} (about {spec.size_gb:g} GB) locally or from the "
         f"model hubs; download it where there is internet and pass writer='/path/to/that/folder', or use "
-        f"writer='template' (no model) or 'tiny' to check the setup offline. ({detail})")
+        f"writer='template' (no model) or 'tiny' to check the setup offline. ({detail})"
+    )
 
 
 def _chat_text(loaded: LoadedWriter, instruction: str) -> str:
@@ -169,8 +193,10 @@ def _chat_text(loaded: LoadedWriter, instruction: str) -> str:
     if loaded.spec.family == "chatglm2" and hasattr(tok, "build_prompt"):
         return tok.build_prompt(instruction, history=[])
     if loaded.spec.family == "qwen2" and getattr(tok, "chat_template", None):
-        messages = [{"role": "system", "content": "You write short music prompts."},
-                    {"role": "user", "content": instruction}]
+        messages = [
+            {"role": "system", "content": "You write short music prompts."},
+            {"role": "user", "content": instruction},
+        ]
         try:
             return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         except Exception:  # noqa: BLE001 - paddlenlp template variants; fall back to the plain format
@@ -193,13 +219,27 @@ def complete(loaded: LoadedWriter, instruction: str, *, max_new_tokens: int | No
     limit = _context_limit(model) - max_new_tokens
     text = _chat_text(loaded, instruction)
     # ChatGLM-6B builds its position ids only when the tokenizer pads; every family needs the 2-D mask.
-    inputs = tok([text], return_tensors="pd", padding=True, truncation=True, max_length=limit,
-                 truncation_side="left", return_attention_mask=True,
-                 add_special_tokens=loaded.spec.family != "qwen2")
+    inputs = tok(
+        [text],
+        return_tensors="pd",
+        padding=True,
+        truncation=True,
+        max_length=limit,
+        truncation_side="left",
+        return_attention_mask=True,
+        add_special_tokens=loaded.spec.family != "qwen2",
+    )
     kwargs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
     with _LOCK, paddle.no_grad():
-        ids, _ = model.generate(**kwargs, max_new_tokens=max_new_tokens, min_new_tokens=2, decode_strategy="greedy_search",
-                                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, use_cache=True)
+        ids, _ = model.generate(
+            **kwargs,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=2,
+            decode_strategy="greedy_search",
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            use_cache=True,
+        )
     return tok.decode(ids.numpy()[0].tolist(), skip_special_tokens=True)
 
 
