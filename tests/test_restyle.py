@@ -207,3 +207,24 @@ def test_output_is_exactly_as_long_as_the_input(samples):
     wave = np.resize(_tone(), samples)
     clip = mg.restyle((wave, SR), "jazz", strength=0.5, **KW)
     assert clip.waveform.shape == (samples,)
+
+
+def test_load_audio_layouts_and_encodings():
+    mono = _tone(1.0, sr=22050)
+    stereo_rows = np.stack([mono, mono])  # (channels, samples)
+    stereo_cols = stereo_rows.T  # (samples, channels)
+    for audio in ((stereo_rows, 22050), (stereo_cols, 22050), (22050, mono)):
+        out = load_audio(audio, SR)
+        assert out.shape == (SR,) and out.dtype == np.float32
+    pcm = (mono * 32767).astype(np.int16)
+    np.testing.assert_allclose(load_audio((pcm, 22050), 22050), mono, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"fLaC" + bytes(range(256)) * 4, b"OggS" + b"\x00" * 500, b"RIFF\x10\x00\x00\x00WAVEfmt ", b"\x00" * 10],
+)
+def test_corrupt_audio_bytes_name_audio(garbage):
+    with pytest.raises(InvalidInputError) as err:
+        load_audio(garbage, SR)
+    assert err.value.field == "audio"
