@@ -9,7 +9,7 @@ from typing import Any
 
 from .core import StepCallback, load_model, validate_request
 from .errors import InvalidInputError
-from .models import resolve_model
+from .models import ModelSpec, resolve_model
 from .types import Clip, GenerationRequest
 
 __all__ = ["restyle", "variations", "MAX_VARIATIONS"]
@@ -139,7 +139,7 @@ def restyle(
     )
 
 
-def _require_audioldm(spec) -> None:
+def _require_audioldm(spec: ModelSpec) -> None:
     if spec.pipeline != "AudioLDMPipeline":
         raise InvalidInputError(
             "model",

@@ -126,6 +126,8 @@ def _family_of_dir(path: str) -> str:
 
 @dataclass(frozen=True)
 class LoadedCaptioner:
+    """A loaded captioner: its spec, paddlenlp model and processor, and seconds spent loading."""
+
     spec: CaptionerSpec
     model: Any
     processor: Any

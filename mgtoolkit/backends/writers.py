@@ -135,6 +135,8 @@ def _family_of_dir(path: str) -> str:
 
 @dataclass(frozen=True)
 class LoadedWriter:
+    """A loaded writer: its spec, paddlenlp model and tokenizer, and seconds spent loading."""
+
     spec: WriterSpec
     model: Any
     tokenizer: Any
