@@ -338,6 +338,13 @@ class Story:
             )
         return _chain(image, caption, self.music_prompt, settings, ("caption and writer stages reused",))
 
+    def __repr__(self) -> str:
+        notes = f", notes={list(self.notes)!r}" if self.notes else ""
+        return (
+            f"Story(caption={_short(self.caption)!r}, music_prompt={_short(self.music_prompt)!r}, "
+            f"clip={self.clip!r}, captioner={self.captioner!r}, writer={self.writer!r}{notes})"
+        )
+
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>"
@@ -351,6 +358,10 @@ class Story:
             self.clip._repr_html_() if hasattr(self.clip, "_repr_html_") else html.escape(repr(self.clip))
         )
         return f"<table>{rows}</table>{clip_html}"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def image_to_music(

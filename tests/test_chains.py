@@ -277,3 +277,11 @@ def test_public_names_load_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_story_shows_itself_briefly(story):
+    text = repr(story)
+    assert text.startswith("Story(caption=") and "music_prompt=" in text and "\n" not in text
+    assert len(text) < 600
+    page = story._repr_html_()
+    assert "<table>" in page and "music prompt" in page
