@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -285,3 +287,23 @@ def test_story_shows_itself_briefly(story):
     assert len(text) < 600
     page = story._repr_html_()
     assert "<table>" in page and "music prompt" in page
+
+
+# Real weights: run only where they are on disk, e.g.
+#   MGTOOLKIT_TEST_CAPTIONER=/models/minigpt4 MGTOOLKIT_TEST_WRITER=/models/chatglm-6b pytest -m slow
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("MGTOOLKIT_TEST_WRITER"), reason="MGTOOLKIT_TEST_WRITER not set")
+def test_real_writer_answers_without_falling_back():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", chains.WriterFallbackWarning)
+        prompt = mg.write_music_prompt(
+            "The image shows a crowded nightclub with people dancing.", os.environ["MGTOOLKIT_TEST_WRITER"]
+        )
+    assert 3 <= len(prompt.split()) <= 77
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("MGTOOLKIT_TEST_CAPTIONER"), reason="MGTOOLKIT_TEST_CAPTIONER not set")
+def test_real_captioner_sees_the_example_scene():
+    caption = mg.describe_image(mg.example_image(), os.environ["MGTOOLKIT_TEST_CAPTIONER"]).lower()
+    assert any(word in caption for word in ("danc", "people", "light", "stage", "club"))
