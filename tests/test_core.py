@@ -163,3 +163,26 @@ def test_musicldm_path_keeps_each_candidates_seed(fast):
         mg.generate(PROMPT, negative_prompt="noise", seed=4, **kwargs).waveform, clips[1].waveform
     )
     assert _differs(mg.generate(PROMPT, negative_prompt="drums", seed=4, **kwargs), clips[1])
+
+
+def test_generate_leaves_the_callers_paddle_random_stream_alone(fast):
+    import paddle
+
+    paddle.seed(77)
+    expected = paddle.rand([4]).numpy()
+    paddle.seed(77)
+    tracker = paddle.Generator()
+    entries = len(tracker.states_)
+    mg.generate(PROMPT, seed=5, scheduler="euler-a", **fast)
+    assert np.array_equal(paddle.rand([4]).numpy(), expected)
+    assert len(tracker.states_) == entries  # no generator state left behind
+
+
+def test_stochastic_sampler_is_still_owned_by_the_seed(fast):
+    import paddle
+
+    a = mg.generate(PROMPT, seed=5, scheduler="euler-a", **fast)
+    paddle.seed(1)
+    paddle.randn([9])
+    b = mg.generate(PROMPT, seed=5, scheduler="euler-a", **fast)
+    assert np.array_equal(a.waveform, b.waveform)

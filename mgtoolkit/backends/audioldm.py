@@ -5,9 +5,11 @@ paddle and ppdiffusers are imported inside the functions, never at module import
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +44,8 @@ SCHEDULERS = {
     "lms": "LMSDiscreteScheduler",
     "pndm": "PNDMScheduler",
 }
-_LOCK = threading.RLock()
+PIPELINE_LOCK = threading.RLock()
+"""Held while a pipeline's modules run, so two threads never drive one UNet at once."""
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -84,13 +87,13 @@ class LoadedModel:
 
 def load(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
     """Load (once per process) the pipeline of ``spec`` on ``device`` in ``dtype``."""
-    with _LOCK:
+    with PIPELINE_LOCK:
         return _load_cached(spec, device, dtype)
 
 
 def unload() -> None:
     """Forget every loaded pipeline and give the memory back."""
-    with _LOCK:
+    with PIPELINE_LOCK:
         _load_cached.cache_clear()
     gc.collect()
     import sys
@@ -173,6 +176,31 @@ def _from_pretrained(cls, spec: ModelSpec, source: str, dtype: str):
         f"download it where there is internet and pass model='/path/to/that/folder', "
         f"or use model='tiny' to check the setup offline. ({errors[-1]})"
     )
+
+
+@contextlib.contextmanager
+def seeded_generator(paddle):
+    """Yield ``make(seed)`` giving ppdiffusers generators; leave paddle's global RNG as it was.
+
+    With ppdiffusers imported, ``paddle.Generator()`` is a state tracker whose ``manual_seed``
+    reseeds paddle's global CPU generator and keeps a named entry for ever. Here the caller's
+    random stream is restored afterwards and the entries are removed. (Only stochastic samplers
+    draw from it; the starting noise comes from numpy.)
+    """
+    tracker = paddle.Generator()
+    state = paddle.get_rng_state()
+    names: list[str] = []
+
+    def make(seed: int) -> str:
+        names.append(tracker.manual_seed(seed, generator_name=f"mgtoolkit-{uuid.uuid4().hex}"))
+        return names[-1]
+
+    try:
+        yield make
+    finally:
+        for name in names:
+            tracker.remove(name)
+        paddle.set_rng_state(state)
 
 
 def make_scheduler(pipe, name: str | None):
@@ -302,7 +330,7 @@ def run(
         else [list(range(len(seeds)))]
     )
     audios = []
-    with _LOCK:
+    with PIPELINE_LOCK, seeded_generator(paddle) as seed_generator:
         for group in groups:
             out = call_pipe(
                 audio_length_in_s=audio_length_in_s,
@@ -310,7 +338,7 @@ def run(
                 guidance_scale=guidance_scale,
                 num_waveforms_per_prompt=len(group),
                 latents=latents[group[0] : group[-1] + 1],
-                generator=paddle.Generator().manual_seed(int(seeds[group[0]])),
+                generator=seed_generator(int(seeds[group[0]])),
                 callback=on_step,
                 callback_steps=1,
                 output_type="np",

@@ -18,7 +18,14 @@ import numpy as np
 
 from ..errors import GenerationCancelled
 from ..runtime import import_paddle
-from .audioldm import LoadedModel, encode_prompts, initial_latents, latent_shape, make_scheduler
+from .audioldm import (
+    PIPELINE_LOCK,
+    LoadedModel,
+    encode_prompts,
+    initial_latents,
+    latent_shape,
+    make_scheduler,
+)
 
 __all__ = ["MEL_FLOOR", "log_mel", "encode_audio", "noise_schedule", "denoise", "decode", "sdedit"]
 
@@ -187,6 +194,34 @@ def sdedit(
     has no influence. Between, the encoded input is noised to the matching timestep with noise
     drawn by numpy from ``seed``; DDIM then runs deterministically.
     """
+    with PIPELINE_LOCK:  # the cached pipeline is shared with text-to-music
+        return _sdedit(
+            model,
+            wave,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            strength=strength,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            seed=seed,
+            callback=callback,
+            cancel=cancel,
+        )
+
+
+def _sdedit(
+    model: LoadedModel,
+    wave: np.ndarray,
+    *,
+    prompt: str,
+    negative_prompt: str | None,
+    strength: float,
+    num_inference_steps: int,
+    guidance_scale: float,
+    seed: int,
+    callback: StepCallback | None,
+    cancel: threading.Event | None,
+):
     paddle = import_paddle()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
