@@ -701,7 +701,9 @@ class HistoryGallery(widgets.VBox):
         if id(clip) not in self._rows:
             saved = widgets.HTML()
             save = widgets.Button(description="Save", icon="download")
-            reuse = widgets.Button(description="Use these settings", icon="redo")
+            reuse = widgets.Button(
+                description="Use these settings", icon="redo", layout=widgets.Layout(width="auto")
+            )
             save.on_click(lambda _b: self._save(clip, saved))
             reuse.on_click(lambda _b: self.on_reuse(clip) if self.on_reuse else None)
             params = widgets.HTML(f"<small>{html.escape(_params_line(clip))}</small>")
