@@ -9,7 +9,6 @@ built offline by :mod:`mgtoolkit.backends.tiny_llm`. On the CPU everything runs 
 from __future__ import annotations
 
 import gc
-import json
 import os
 import threading
 import time
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..errors import InvalidInputError, ModelUnavailableError
+from .stages import StageSpec, prepare_paddle, resolve_stage, unavailable, weights_source
 
 __all__ = [
     "CaptionerSpec",
@@ -44,20 +43,8 @@ MAX_NEW_TOKENS = 96
 _LOCK = threading.RLock()
 
 
-@dataclass(frozen=True)
-class CaptionerSpec:
-    """Where a captioner comes from: ``family`` is ``"minigpt4"`` or ``"blip2"``."""
-
-    name: str
-    source: str
-    family: str
-    size_gb: float = 0.0
-    description: str = ""
-
-    @property
-    def is_tiny(self) -> bool:
-        return self.source.startswith("tiny-")
-
+CaptionerSpec = StageSpec
+"""A captioner's spec: ``family`` is ``"minigpt4"`` or ``"blip2"``."""
 
 CAPTIONERS: dict[str, CaptionerSpec] = {
     spec.name: spec
@@ -78,6 +65,7 @@ CAPTIONERS: dict[str, CaptionerSpec] = {
 }
 _ALIASES = {spec.source: name for name, spec in CAPTIONERS.items() if "/" in spec.source}
 _ALIASES["miniGPT4/MiniGPT4-13B"] = "minigpt4"
+_FAMILIES = {"minigpt4": "minigpt4", "blip-2": "blip2", "blip2": "blip2"}
 
 
 def resolve_captioner(captioner: str | os.PathLike) -> CaptionerSpec:
@@ -93,35 +81,8 @@ def resolve_captioner(captioner: str | os.PathLike) -> CaptionerSpec:
     >>> resolve_captioner("miniGPT4/MiniGPT4-7B").name
     'minigpt4'
     """
-    name = os.fspath(captioner).strip() if isinstance(captioner, (str, os.PathLike)) else captioner
-    if isinstance(name, str) and name in CAPTIONERS:
-        return CAPTIONERS[name]
-    if isinstance(name, str) and name in _ALIASES:
-        return CAPTIONERS[_ALIASES[name]]
-    if isinstance(name, str) and os.path.isdir(name):
-        return CaptionerSpec(name, name, _family_of_dir(name))
-    raise InvalidInputError(
-        "captioner",
-        captioner,
-        "is not a known captioner nor a model directory",
-        f"use one of {', '.join(CAPTIONERS)}, a converted model folder, or 'text:<your own description>'",
-    )
-
-
-def _family_of_dir(path: str) -> str:
-    try:
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
-            model_type = json.load(fh).get("model_type", "")
-    except (OSError, ValueError):
-        model_type = ""
-    if model_type not in ("minigpt4", "blip-2", "blip2"):
-        raise InvalidInputError(
-            "captioner",
-            path,
-            f"holds no MiniGPT4/BLIP-2 model (model_type={model_type!r})",
-            "point it at a folder written by save_pretrained",
-        )
-    return "minigpt4" if model_type == "minigpt4" else "blip2"
+    fix = f"use one of {', '.join(CAPTIONERS)}, a converted model folder, or 'text:<your own description>'"
+    return resolve_stage("captioner", captioner, CAPTIONERS, _ALIASES, _FAMILIES, fix)
 
 
 @dataclass(frozen=True)
@@ -149,22 +110,15 @@ def release_captioners() -> None:
 
 @lru_cache(maxsize=1)
 def _load_cached(spec: CaptionerSpec, device: str) -> LoadedCaptioner:
-    from ..runtime import import_paddle, pick_dtype, quiet_model_logs
-
     t0 = time.perf_counter()
-    paddle = import_paddle()
-    paddle.set_device(device)
-    quiet_model_logs()
-    source = spec.source
-    if spec.is_tiny:
-        from .tiny_llm import tiny_dir
-
-        source = str(tiny_dir(spec.source.removeprefix("tiny-")))
-    dtype = pick_dtype(device)
+    dtype = prepare_paddle(device)
     try:
-        model, processor = (_load_minigpt4 if spec.family == "minigpt4" else _load_blip2)(source, dtype)
+        loader = _load_minigpt4 if spec.family == "minigpt4" else _load_blip2
+        model, processor = loader(weights_source(spec), dtype)
     except (OSError, ValueError, KeyError, ConnectionError, RuntimeError) as exc:
-        raise _unavailable(spec, exc) from None
+        raise unavailable(
+            "captioner", spec, exc, "describe the image yourself with captioner='text:...'"
+        ) from None
     model.eval()
     return LoadedCaptioner(spec, model, processor, time.perf_counter() - t0)
 
@@ -182,16 +136,6 @@ def _load_blip2(source: str, dtype: str):
 
     model = Blip2ForConditionalGeneration.from_pretrained(source, dtype=dtype)
     return model, Blip2Processor.from_pretrained(source)
-
-
-def _unavailable(spec: CaptionerSpec, exc: Exception) -> ModelUnavailableError:
-    detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-    return ModelUnavailableError(
-        f"captioner={spec.name!r}: could not load {spec.source!r} (about {spec.size_gb:g} GB) locally or from "
-        f"the model hubs; put the converted weights in a folder and pass captioner='/path/to/that/folder', "
-        f"describe the image yourself with captioner='text:...', or use 'tiny' to check the setup offline. "
-        f"({detail})"
-    )
 
 
 def caption(

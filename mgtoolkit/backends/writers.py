@@ -8,7 +8,6 @@ by :mod:`mgtoolkit.backends.tiny_llm`. paddle and paddlenlp are imported inside 
 from __future__ import annotations
 
 import gc
-import json
 import os
 import threading
 import time
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..errors import InvalidInputError, ModelUnavailableError
+from .stages import StageSpec, prepare_paddle, resolve_stage, unavailable, weights_source
 
 __all__ = [
     "WriterSpec",
@@ -33,37 +32,8 @@ MAX_NEW_TOKENS = 96
 _LOCK = threading.RLock()
 
 
-@dataclass(frozen=True)
-class WriterSpec:
-    """Where a prompt writer comes from.
-
-    Attributes
-    ----------
-    name : str
-        The name the user gave (or the preset's).
-    source : str
-        Hub id or directory ``from_pretrained`` reads; ``tiny-<kind>`` for a tiny model; ``""`` for
-        the template writer.
-    family : str
-        ``"chatglm"``, ``"chatglm2"``, ``"qwen2"`` or ``"template"``: decides the chat format.
-    size_gb : float
-        Approximate download size, for the offline message.
-    """
-
-    name: str
-    source: str
-    family: str
-    size_gb: float = 0.0
-    description: str = ""
-
-    @property
-    def is_tiny(self) -> bool:
-        return self.source.startswith("tiny-")
-
-    @property
-    def needs_model(self) -> bool:
-        return self.family != "template"
-
+WriterSpec = StageSpec
+"""A writer's spec: ``family`` is ``"chatglm"``, ``"chatglm2"``, ``"qwen2"`` or ``"template"``."""
 
 WRITERS: dict[str, WriterSpec] = {
     spec.name: spec
@@ -102,35 +72,8 @@ def resolve_writer(writer: str | os.PathLike) -> WriterSpec:
     >>> resolve_writer("THUDM/chatglm-6b").name
     'chatglm-6b'
     """
-    name = os.fspath(writer).strip() if isinstance(writer, (str, os.PathLike)) else writer
-    if isinstance(name, str) and name in WRITERS:
-        return WRITERS[name]
-    if isinstance(name, str) and name in _ALIASES:
-        return WRITERS[_ALIASES[name]]
-    if isinstance(name, str) and os.path.isdir(name):
-        return WriterSpec(name, name, _family_of_dir(name))
-    raise InvalidInputError(
-        "writer",
-        writer,
-        "is not a known prompt writer nor a model directory",
-        f"use one of {', '.join(WRITERS)}, or a folder written by save_pretrained",
-    )
-
-
-def _family_of_dir(path: str) -> str:
-    try:
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
-            model_type = json.load(fh).get("model_type", "")
-    except (OSError, ValueError):
-        model_type = ""
-    if model_type not in _FAMILIES:
-        raise InvalidInputError(
-            "writer",
-            path,
-            f"holds no ChatGLM/ChatGLM2/Qwen2 model (model_type={model_type!r})",
-            "point it at a folder written by save_pretrained, or use 'template'",
-        )
-    return _FAMILIES[model_type]
+    fix = f"use one of {', '.join(WRITERS)}, or a folder written by save_pretrained"
+    return resolve_stage("writer", writer, WRITERS, _ALIASES, _FAMILIES, fix)
 
 
 @dataclass(frozen=True)
@@ -158,35 +101,18 @@ def release_writers() -> None:
 
 @lru_cache(maxsize=1)
 def _load_cached(spec: WriterSpec, device: str) -> LoadedWriter:
-    from ..runtime import import_paddle, pick_dtype, quiet_model_logs
-
     t0 = time.perf_counter()
-    paddle = import_paddle()
-    paddle.set_device(device)
-    quiet_model_logs()
+    dtype = prepare_paddle(device)
     from paddlenlp.transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = spec.source
-    if spec.is_tiny:
-        from .tiny_llm import tiny_dir
-
-        source = str(tiny_dir(spec.source.removeprefix("tiny-")))
+    source = weights_source(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=pick_dtype(device))
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except (OSError, ValueError, KeyError, ConnectionError, RuntimeError) as exc:
-        raise _unavailable(spec, exc) from None
+        raise unavailable("writer", spec, exc, "writer='template' (no model)") from None
     model.eval()
     return LoadedWriter(spec, model, tokenizer, time.perf_counter() - t0)
-
-
-def _unavailable(spec: WriterSpec, exc: Exception) -> ModelUnavailableError:
-    detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-    return ModelUnavailableError(
-        f"writer={spec.name!r}: could not load {spec.source!r} (about {spec.size_gb:g} GB) locally or from the "
-        f"model hubs; download it where there is internet and pass writer='/path/to/that/folder', or use "
-        f"writer='template' (no model) or 'tiny' to check the setup offline. ({detail})"
-    )
 
 
 def _chat_text(loaded: LoadedWriter, instruction: str) -> str:

@@ -1,0 +1,117 @@
+"""What captioners and prompt writers share: a spec, resolving a name, where weights come from.
+
+paddle and paddlenlp are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..errors import InvalidInputError, ModelUnavailableError
+
+__all__ = ["StageSpec", "resolve_stage", "weights_source", "prepare_paddle", "unavailable"]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Where the model of one chain stage (captioner or writer) comes from.
+
+    Attributes
+    ----------
+    name : str
+        The name the user gave (or the preset's).
+    source : str
+        Hub id or directory ``from_pretrained`` reads; ``tiny-<kind>`` for a tiny model; ``""`` for
+        a stage with no model (the template writer).
+    family : str
+        The model family (``"minigpt4"``, ``"blip2"``, ``"chatglm"``, ``"chatglm2"``, ``"qwen2"``,
+        ``"template"``): decides how it is loaded and prompted.
+    size_gb : float
+        Approximate download size, for the offline message.
+    description : str
+        One line for listings.
+    """
+
+    name: str
+    source: str
+    family: str
+    size_gb: float = 0.0
+    description: str = ""
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.source.startswith("tiny-")
+
+    @property
+    def needs_model(self) -> bool:
+        return self.family != "template"
+
+
+def resolve_stage(
+    field: str,
+    value: str | os.PathLike,
+    presets: Mapping[str, StageSpec],
+    aliases: Mapping[str, str],
+    families: Mapping[str, str],
+    fix: str,
+) -> StageSpec:
+    """The spec for a preset name, a hub alias or a local folder (family read from its config.json).
+
+    ``families`` maps a ``config.json`` ``model_type`` to a family; ``field`` and ``fix`` make the
+    error if ``value`` is none of those.
+    """
+    name = os.fspath(value).strip() if isinstance(value, (str, os.PathLike)) else value
+    if isinstance(name, str) and name in presets:
+        return presets[name]
+    if isinstance(name, str) and name in aliases:
+        return presets[aliases[name]]
+    if isinstance(name, str) and os.path.isdir(name):
+        model_type = _model_type(name)
+        if model_type not in families:
+            raise InvalidInputError(
+                field,
+                name,
+                f"holds no {'/'.join(sorted(set(families.values())))} model (model_type={model_type!r})",
+                "point it at a folder written by save_pretrained",
+            )
+        return StageSpec(name, name, families[model_type])
+    raise InvalidInputError(field, value, "is not a known name nor a model directory", fix)
+
+
+def _model_type(path: str) -> str:
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
+            return str(json.load(fh).get("model_type", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def weights_source(spec: StageSpec) -> str:
+    """What ``from_pretrained`` reads: the spec's source, or the folder of a tiny model (built once)."""
+    if not spec.is_tiny:
+        return spec.source
+    from .tiny_llm import tiny_dir
+
+    return str(tiny_dir(spec.source.removeprefix("tiny-")))
+
+
+def prepare_paddle(device: str) -> str:
+    """Import paddle on ``device`` with quiet logs; return the dtype to load weights in."""
+    from ..runtime import import_paddle, pick_dtype, quiet_model_logs
+
+    import_paddle().set_device(device)
+    quiet_model_logs()
+    return pick_dtype(device)
+
+
+def unavailable(field: str, spec: StageSpec, exc: Exception, instead: str) -> ModelUnavailableError:
+    """The one-line error for weights that could not be had; ``instead`` says what else to pass."""
+    detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    return ModelUnavailableError(
+        f"{field}={spec.name!r}: could not load {spec.source!r} (about {spec.size_gb:g} GB) locally or from "
+        f"the model hubs; download it where there is internet and pass {field}='/path/to/that/folder', "
+        f"{instead}, or use 'tiny' to check the setup offline. ({detail})"
+    )
