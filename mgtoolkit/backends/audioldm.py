@@ -6,6 +6,7 @@ paddle and ppdiffusers are imported inside the functions, never at module import
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import threading
 import time
@@ -176,6 +177,17 @@ def _from_pretrained(cls, spec: ModelSpec, source: str, dtype: str):
         f"download it where there is internet and pass model='/path/to/that/folder', "
         f"or use model='tiny' to check the setup offline. ({errors[-1]})"
     )
+
+
+def holding_pipeline_lock(fn: Callable) -> Callable:
+    """Decorate ``fn`` to run under :data:`PIPELINE_LOCK` (it drives a cached pipeline's modules)."""
+
+    @functools.wraps(fn)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with PIPELINE_LOCK:
+            return fn(*args, **kwargs)
+
+    return locked
 
 
 @contextlib.contextmanager

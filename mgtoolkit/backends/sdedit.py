@@ -19,9 +19,9 @@ import numpy as np
 from ..errors import GenerationCancelled
 from ..runtime import import_paddle
 from .audioldm import (
-    PIPELINE_LOCK,
     LoadedModel,
     encode_prompts,
+    holding_pipeline_lock,
     initial_latents,
     latent_shape,
     make_scheduler,
@@ -163,6 +163,7 @@ def _embeddings(model: LoadedModel, prompt: str, negative_prompt: str | None, gu
         return paddle.concat([embeds[1:], embeds[:1]])  # the pipeline's order: unconditional first
 
 
+@holding_pipeline_lock
 def sdedit(
     model: LoadedModel,
     wave: np.ndarray,
@@ -194,34 +195,6 @@ def sdedit(
     has no influence. Between, the encoded input is noised to the matching timestep with noise
     drawn by numpy from ``seed``; DDIM then runs deterministically.
     """
-    with PIPELINE_LOCK:  # the cached pipeline is shared with text-to-music
-        return _sdedit(
-            model,
-            wave,
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            strength=strength,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            seed=seed,
-            callback=callback,
-            cancel=cancel,
-        )
-
-
-def _sdedit(
-    model: LoadedModel,
-    wave: np.ndarray,
-    *,
-    prompt: str,
-    negative_prompt: str | None,
-    strength: float,
-    num_inference_steps: int,
-    guidance_scale: float,
-    seed: int,
-    callback: StepCallback | None,
-    cancel: threading.Event | None,
-):
     paddle = import_paddle()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
