@@ -23,7 +23,7 @@ demo: install
 
 # Every test, notebooks included, on the tiny models (no download).
 test: install
-	MGTOOLKIT_MODEL=tiny $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=600 tests notebooks
+	MGTOOLKIT_MODEL=tiny $(BIN)/python -m pytest --doctest-modules --nbval-lax --nbval-cell-timeout=600 mgtoolkit tests notebooks
 
 test-fast: install
 	MGTOOLKIT_MODEL=tiny $(BIN)/python -m pytest -m "not slow and not browser" tests
