@@ -282,6 +282,18 @@ def test_image_stages_fill_editable_text_and_generate_uses_the_edits(history):
     assert _html(panel).count("<audio") == 1 and history.clips == [clip]
 
 
+def test_image_request_equals_the_widget_values(history):
+    panel = _image_panel(history)
+    panel.music_prompt.value = "slow koto and rain"
+    panel.negative_prompt.value = "drums"
+    panel.settings.guidance.value = 3.5
+    panel.settings.random_seed.value = False
+    panel.settings.seed.value = 8
+    assert panel.request == mg.GenerationRequest("slow koto and rain", "drums", 1.0, 3, 3.5, 8, 1, "tiny")
+    panel.image.path.value = "lake.png"
+    assert panel.image.value() == "lake.png"
+
+
 def test_image_generate_runs_the_empty_stages(history):
     panel = _image_panel(history)
     panel.image.upload.value = (
