@@ -63,7 +63,18 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "__version__", "generate", "load_model", "unload", "validate_request", "Clip", "GenerationRequest",
-    "PRESETS", "resolve_model", "MgtoolkitError", "InvalidInputError", "ModelUnavailableError",
-    "GenerationCancelled", *_LAZY,
+    "__version__",
+    "generate",
+    "load_model",
+    "unload",
+    "validate_request",
+    "Clip",
+    "GenerationRequest",
+    "PRESETS",
+    "resolve_model",
+    "MgtoolkitError",
+    "InvalidInputError",
+    "ModelUnavailableError",
+    "GenerationCancelled",
+    *_LAZY,
 ]
