@@ -50,16 +50,23 @@ _LAZY = {
 }
 
 
+# submodules reachable as attributes (mg.plots.waveshow, ...) without importing them up front
+_SUBMODULES = {"appflow", "audio", "display", "images", "plots", "prompts", "teaching", "widgets"}
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mgtoolkit' has no attribute {name!r}")
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"mgtoolkit.{name}")
+    else:
+        raise AttributeError(f"module 'mgtoolkit' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
 
 
 __all__ = [

@@ -36,3 +36,10 @@ def test_unknown_attribute_is_an_attribute_error():
         assert "no_such_thing" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("expected AttributeError")
+
+
+def test_submodules_are_attributes_on_first_use():
+    import mgtoolkit as mg
+
+    assert mg.plots.waveshow is mg.waveshow
+    assert "plots" in dir(mg) and callable(mg.prompts.template_prompt)
