@@ -153,6 +153,10 @@ def _load_cached(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
         module = getattr(pipe, part, None)
         if module is not None and hasattr(module, "eval"):
             module.eval()
+    from . import fast
+
+    if fast.enabled():  # CPU speed-ups that keep every output; MGTOOLKIT_OPTIMIZE=0 turns them off
+        fast.optimize(pipe, device)
     return LoadedModel(spec, pipe, device, dtype, time.perf_counter() - t0)
 
 
@@ -163,7 +167,8 @@ def _from_pretrained(cls, spec: ModelSpec, source: str, dtype: str):
     paddle = import_paddle()
     kwargs = {"paddle_dtype": getattr(paddle, dtype)}
     if os.path.isdir(source):
-        return cls.from_pretrained(source, **kwargs)
+        # Build the modules empty and fill them from the files: no second copy of the weights at load.
+        return cls.from_pretrained(source, low_cpu_mem_usage=True, **kwargs)
     errors = []
     # PaddleNLP's model store first (paddle weights), then the Hugging Face hub (diffusers weights).
     for extra in ({}, {"from_hf_hub": True, "from_diffusers": True}):
