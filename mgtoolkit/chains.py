@@ -24,6 +24,7 @@ from .backends.captioners import CAPTIONERS
 from .backends.writers import WRITERS
 from .core import StepCallback
 from .errors import GenerationCancelled, InvalidInputError
+from .history import record
 from .types import Clip
 
 __all__ = [
@@ -531,6 +532,7 @@ def _chain(
         stage_timings={k: round(v, 4) for k, v in timings.items()},
         **({"notes": list(notes)} if notes else {}),
     )
+    record(clip)
     stored = {**s, "callback": None, "cancel": None}  # per call, not repeated by a rerun
     return Story(
         caption, music_prompt, clip, captioner_name, str(s["writer"]), tuple(notes), timings, stored, picture
@@ -538,23 +540,24 @@ def _chain(
 
 
 def _generate(music_prompt: str, s: dict[str, Any]) -> tuple[Clip, float]:
-    from .core import generate
+    from .core import generate_clips
+    from .types import GenerationRequest
 
     t0 = time.perf_counter()
-    clip = generate(
+    request = GenerationRequest(
         music_prompt,
         s["negative_prompt"],
-        audio_length_in_s=s["audio_length_in_s"],
-        num_inference_steps=s["num_inference_steps"],
-        guidance_scale=s["guidance_scale"],
-        seed=s["seed"],
-        model=s["model"],
-        scheduler=s["scheduler"],
-        device=s["device"],
-        callback=s["callback"],
-        cancel=s["cancel"],
+        s["audio_length_in_s"],
+        s["num_inference_steps"],
+        s["guidance_scale"],
+        s["seed"],
+        1,
+        s["model"],
+        s["scheduler"],
     )
-    return clip, time.perf_counter() - t0
+    # generate_clips, not generate: the history records the finished clip, with its story.
+    clips = generate_clips(request, device=s["device"], callback=s["callback"], cancel=s["cancel"])
+    return clips[0], time.perf_counter() - t0
 
 
 def _stop_if(cancel: threading.Event | None, when: str) -> None:

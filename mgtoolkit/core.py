@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .errors import GenerationCancelled, InvalidInputError
+from .history import record
 from .models import ModelSpec, resolve_model
 from .types import Clip, GenerationRequest
 
@@ -225,6 +226,7 @@ def generate(
             scheduler,
         )
     clips = generate_clips(request, device=device, callback=callback, cancel=cancel)
+    record(clips)
     return clips[0] if len(clips) == 1 else clips
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from .core import StepCallback, load_model, validate_request
 from .errors import InvalidInputError
+from .history import record
 from .models import ModelSpec, resolve_model
 from .types import Clip, GenerationRequest
 
@@ -128,7 +129,7 @@ def restyle(
     )
     # 4. Wrap with provenance.
     source = {"source": _describe(audio), "strength": strength, **info}
-    return Clip(
+    clip = Clip(
         out,
         loaded.sample_rate,
         request.seed,
@@ -137,6 +138,8 @@ def restyle(
         {"load_s": loaded.load_s, **timings},
         {"restyle": source},
     )
+    record(clip)
+    return clip
 
 
 def _require_audioldm(spec: ModelSpec) -> None:

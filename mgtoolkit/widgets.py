@@ -37,6 +37,7 @@ import ipywidgets as widgets
 
 from .display import audio_data_uri, clip_html, clips_html
 from .errors import GenerationCancelled, MgtoolkitError
+from .history import HISTORY, History  # the gallery's model; re-exported
 from .models import PRESETS, default_model
 from .types import Clip, GenerationRequest
 
@@ -86,40 +87,6 @@ def _as_clips(result: Any) -> list[Clip]:
     if hasattr(result, "clip") and isinstance(result.clip, Clip):  # a Story
         return [result.clip]
     return list(result)
-
-
-# --- model: the history of one kernel ---------------------------------------------------------------
-
-
-class History:
-    """Every clip the panels made, oldest first, and who wants to hear of new ones. No widgets."""
-
-    def __init__(self) -> None:
-        self.clips: list[Clip] = []
-        self._listeners: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
-
-    def add(self, clips: list[Clip]) -> None:
-        with self._lock:
-            self.clips.extend(clips)
-        for listener in list(self._listeners):
-            listener()
-
-    def subscribe(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
-
-    def clear(self) -> None:
-        with self._lock:
-            self.clips.clear()
-        for listener in list(self._listeners):
-            listener()
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-
-HISTORY = History()
-"""What the panels made since the kernel started (shared by every panel unless given another)."""
 
 
 # --- controls shared by the panels -------------------------------------------------------------------

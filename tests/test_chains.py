@@ -40,7 +40,7 @@ def calls():
         mp.setattr(captioners, "load_captioner", counting("load_captioner", captioners.load_captioner))
         mp.setattr(writers, "complete", counting("write", writers.complete))
         mp.setattr(writers, "load_writer", counting("load_writer", writers.load_writer))
-        mp.setattr(core, "generate", counting("generate", core.generate))
+        mp.setattr(core, "generate_clips", counting("generate", core.generate_clips))
         yield counts
 
 
@@ -307,3 +307,20 @@ def test_real_writer_answers_without_falling_back():
 def test_real_captioner_sees_the_example_scene():
     caption = mg.describe_image(mg.example_image(), os.environ["MGTOOLKIT_TEST_CAPTIONER"]).lower()
     assert any(word in caption for word in ("danc", "people", "light", "stage", "club"))
+
+
+def test_the_history_holds_the_finished_clip_of_a_story():
+    from mgtoolkit.history import HISTORY
+
+    HISTORY.clear()
+    story = mg.image_to_music(
+        None,
+        captioner="text:a sunny beach",
+        writer="template",
+        audio_length_in_s=0.5,
+        num_inference_steps=2,
+        seed=1,
+        model="tiny",
+    )
+    assert HISTORY.clips[-1] is story.clip and HISTORY.clips[-1].extra["caption"] == "a sunny beach"
+    assert len(HISTORY) == 1  # not also the clip before the story's provenance was added

@@ -186,3 +186,13 @@ def test_stochastic_sampler_is_still_owned_by_the_seed(fast):
     paddle.randn([9])
     b = mg.generate(PROMPT, seed=5, scheduler="euler-a", **fast)
     assert np.array_equal(a.waveform, b.waveform)
+
+
+def test_generate_records_its_clips_in_the_history(fast):
+    from mgtoolkit.history import HISTORY
+
+    HISTORY.clear()
+    clips = mg.generate(PROMPT, seed=8, num_waveforms_per_prompt=2, **fast)
+    assert HISTORY.clips == clips
+    HISTORY.add(clips)  # the same clips again (a panel recording them too) are not duplicated
+    assert len(HISTORY) == 2

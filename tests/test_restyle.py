@@ -228,3 +228,11 @@ def test_corrupt_audio_bytes_name_audio(garbage):
     with pytest.raises(InvalidInputError) as err:
         load_audio(garbage, SR)
     assert err.value.field == "audio"
+
+
+def test_restyle_records_its_clip_in_the_history():
+    from mgtoolkit.history import HISTORY
+
+    hum = (np.sin(np.linspace(0, 600, 16000)).astype(np.float32) * 0.5, 16000)
+    clip = mg.restyle(hum, "piano", strength=0.5, num_inference_steps=2, seed=2, model="tiny")
+    assert HISTORY.clips[-1] is clip
