@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -108,18 +109,27 @@ class StageTimer:
     def __init__(self, pipe: Any) -> None:
         self.times: dict[str, list[float]] = {k: [] for k in self.STAGES}
         self._start: dict[str, float] = {}
+        self._active: dict[str, int] = dict.fromkeys(self.STAGES, 0)
+        self._lock = threading.Lock()
         for stage, (first, last) in self.STAGES.items():
             _module(pipe, first).register_forward_pre_hook(self._pre(stage))
             _module(pipe, last).register_forward_post_hook(self._post(stage))
 
+    # Pieces of one stage may run side by side on worker threads: time from the first start to the last end.
     def _pre(self, stage: str):
         def hook(layer, inputs):
-            self._start[stage] = time.perf_counter()
+            with self._lock:
+                if self._active[stage] == 0:
+                    self._start[stage] = time.perf_counter()
+                self._active[stage] += 1
         return hook
 
     def _post(self, stage: str):
         def hook(layer, inputs, outputs):
-            self.times[stage].append(time.perf_counter() - self._start.pop(stage))
+            with self._lock:
+                self._active[stage] -= 1
+                if self._active[stage] == 0:
+                    self.times[stage].append(time.perf_counter() - self._start.pop(stage))
         return hook
 
     def take(self) -> dict[str, Any]:

@@ -146,8 +146,16 @@ def test_optimize_leaves_gpu_alone_and_runs_once(plain):
     assert fast.optimize(Stub(), "gpu:0", workers=2)["applied"] == []
     stub = Stub()
     stub.unet = plain.unet
-    first = fast.optimize(stub, "cpu", workers=1)  # one thread: nothing to split
-    assert first["applied"] == []
+    assert fast.optimize(stub, "cpu", workers=1)["applied"] == []  # one thread: nothing to split
+
+
+def test_optimize_patches_once(optimised):
+    from mgtoolkit.backends import fast
+
+    forward = optimised.unet.forward
+    again = fast.optimize(optimised, "cpu", workers=2)
+    assert again is optimised._mgtoolkit_optimizations and len(again["applied"]) == 3
+    assert optimised.unet.forward is forward
 
 
 @pytest.mark.parametrize(("value", "on"), [(None, True), ("1", True), ("0", False), ("off", False),

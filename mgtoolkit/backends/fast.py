@@ -66,9 +66,12 @@ def optimize(pipe: Any, device: str, *, workers: int | None = None) -> dict[str,
     dict
         ``{"device", "workers", "applied": [...]}``, also stored as ``pipe._mgtoolkit_optimizations``.
     """
+    done = getattr(pipe, "_mgtoolkit_optimizations", None)
+    if done:  # once per pipeline: patching twice would split work that is already split
+        return done
     workers = usable_cores() if workers is None else workers
     report: dict[str, Any] = {"device": device, "workers": workers, "applied": []}
-    if device == "cpu" and workers > 1 and not getattr(pipe, "_mgtoolkit_optimizations", None):
+    if device == "cpu" and workers > 1:
         for name, patch in (("unet", _patch_unet), ("vae", _patch_vae), ("vocoder", _patch_vocoder)):
             module = getattr(pipe, name, None)
             if module is not None and patch(module, workers):
