@@ -1,7 +1,8 @@
 """CPU speed-ups applied once to a loaded AudioLDM pipeline, none of which changes what it makes.
 
 Paddle's CPU kernels are mostly single-threaded: only the BLAS matrix multiplies inside them use
-every core, so on a 2-core machine a second thread gains paddle 1.3× where it gains torch 1.9×.
+every core, so on a 2-core machine a second thread gains paddle only 1.3-1.4× per stage (UNet step
+1.8 → 1.3 s, VAE 5.9 → 4.2 s, vocoder 9.1 → 7.1 s in the project's PERF_NOTES).
 :func:`optimize` gets the cores back with data parallelism over Python threads (paddle releases the
 GIL inside its kernels), each thread running its share with one BLAS thread:
 
