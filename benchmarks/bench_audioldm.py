@@ -53,15 +53,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--prompt", default=PROMPT)
     ap.add_argument("--negative-prompt", default=NEGATIVE)
-    ap.add_argument("--path", choices=["optimised", "plain"], default="optimised",
-                    help="optimised: mgtoolkit.generate; plain: the ppdiffusers pipeline as it comes "
-                         "(prompts padded to 512, no mgtoolkit optimisations), same latents")
-    ap.add_argument("--no-env-tuning", action="store_true",
-                    help="leave paddle's thread/MKL defaults (sets MGTOOLKIT_NO_THREAD_TUNING=1)")
-    ap.add_argument("--check", action="store_true",
-                    help="also run the plain path once in a child process and compare waveforms")
-    ap.add_argument("--scaling", action="store_true",
-                    help="run 5/10/20 s (1 candidate) and 1/2/4 candidates (5 s) in child processes")
+    ap.add_argument(
+        "--path",
+        choices=["optimised", "plain"],
+        default="optimised",
+        help="optimised: mgtoolkit.generate; plain: the ppdiffusers pipeline as it comes "
+        "(prompts padded to 512, no mgtoolkit optimisations), same latents",
+    )
+    ap.add_argument(
+        "--no-env-tuning",
+        action="store_true",
+        help="leave paddle's thread/MKL defaults (sets MGTOOLKIT_NO_THREAD_TUNING=1)",
+    )
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="also run the plain path once in a child process and compare waveforms",
+    )
+    ap.add_argument(
+        "--scaling",
+        action="store_true",
+        help="run 5/10/20 s (1 candidate) and 1/2/4 candidates (5 s) in child processes",
+    )
     ap.add_argument("--save-wave", default=None, help="write the last waveforms here (.npy)")
     ap.add_argument("--model-dir", default=None, help="use this saved pipeline instead of building one")
     return ap.parse_args(argv)
@@ -82,8 +95,11 @@ def cpu_snapshot() -> tuple[float, int, int]:
 def cpu_delta(a: tuple, b: tuple) -> dict[str, float]:
     """Wall seconds, cores this process used and cores everybody else used between two snapshots."""
     ticks = (b[0] - a[0]) * CLK_TCK
-    return {"wall_s": b[0] - a[0], "self_cores": (b[2] - a[2]) / ticks,
-            "others_cores": max(0.0, (b[1] - a[1]) - (b[2] - a[2])) / ticks}
+    return {
+        "wall_s": b[0] - a[0],
+        "self_cores": (b[2] - a[2]) / ticks,
+        "others_cores": max(0.0, (b[1] - a[1]) - (b[2] - a[2])) / ticks,
+    }
 
 
 def loadavg() -> list[float]:
@@ -103,8 +119,12 @@ def peak_rss_mb() -> float:
 class StageTimer:
     """Records how long each component's forward takes, call by call."""
 
-    STAGES = {"text_encoder": ("text_encoder", "text_encoder"), "unet": ("unet", "unet"),
-              "vae_decode": ("vae.post_quant_conv", "vae.decoder"), "vocoder": ("vocoder", "vocoder")}
+    STAGES = {
+        "text_encoder": ("text_encoder", "text_encoder"),
+        "unet": ("unet", "unet"),
+        "vae_decode": ("vae.post_quant_conv", "vae.decoder"),
+        "vocoder": ("vocoder", "vocoder"),
+    }
 
     def __init__(self, pipe: Any) -> None:
         self.times: dict[str, list[float]] = {k: [] for k in self.STAGES}
@@ -122,6 +142,7 @@ class StageTimer:
                 if self._active[stage] == 0:
                     self._start[stage] = time.perf_counter()
                 self._active[stage] += 1
+
         return hook
 
     def _post(self, stage: str):
@@ -130,15 +151,21 @@ class StageTimer:
                 self._active[stage] -= 1
                 if self._active[stage] == 0:
                     self.times[stage].append(time.perf_counter() - self._start.pop(stage))
+
         return hook
 
     def take(self) -> dict[str, Any]:
         """Stage times since the last call, then start afresh."""
         t, self.times = self.times, {k: [] for k in self.STAGES}
         unet = t["unet"]
-        return {"text_s": sum(t["text_encoder"]), "unet_steps": len(unet), "unet_total_s": sum(unet),
-                "unet_step_s": statistics.median(unet) if unet else 0.0,
-                "vae_decode_s": sum(t["vae_decode"]), "vocoder_s": sum(t["vocoder"])}
+        return {
+            "text_s": sum(t["text_encoder"]),
+            "unet_steps": len(unet),
+            "unet_total_s": sum(unet),
+            "unet_step_s": statistics.median(unet) if unet else 0.0,
+            "vae_decode_s": sum(t["vae_decode"]),
+            "vocoder_s": sum(t["vocoder"]),
+        }
 
 
 def _module(pipe: Any, dotted: str) -> Any:
@@ -157,9 +184,17 @@ def call_optimised(args: argparse.Namespace, model_dir: Path):
 
     import mgtoolkit as mg
 
-    clips = mg.generate(args.prompt, args.negative_prompt, audio_length_in_s=args.seconds,
-                        num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
-                        num_waveforms_per_prompt=args.candidates, model=str(model_dir), device="cpu")
+    clips = mg.generate(
+        args.prompt,
+        args.negative_prompt,
+        audio_length_in_s=args.seconds,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        seed=args.seed,
+        num_waveforms_per_prompt=args.candidates,
+        model=str(model_dir),
+        device="cpu",
+    )
     clips = clips if isinstance(clips, list) else [clips]
     return np.stack([c.waveform for c in clips])
 
@@ -177,10 +212,16 @@ def call_plain(args: argparse.Namespace, model_dir: Path):
     seeds = [args.seed + k for k in range(args.candidates)]
     latents = paddle.to_tensor(initial_latents(latent_shape(loaded, args.seconds), seeds))
     with paddle.no_grad():
-        out = loaded.pipe(prompt=args.prompt, negative_prompt=args.negative_prompt,
-                          audio_length_in_s=args.seconds, num_inference_steps=args.steps,
-                          guidance_scale=args.guidance, num_waveforms_per_prompt=args.candidates,
-                          latents=latents, output_type="np")
+        out = loaded.pipe(
+            prompt=args.prompt,
+            negative_prompt=args.negative_prompt,
+            audio_length_in_s=args.seconds,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            num_waveforms_per_prompt=args.candidates,
+            latents=latents,
+            output_type="np",
+        )
     waves = np.asarray(out.audios, dtype=np.float32).reshape(len(seeds), -1)
     return np.clip(np.nan_to_num(waves), -1.0, 1.0)  # as mgtoolkit tidies its clips
 
@@ -204,8 +245,10 @@ def time_calls(args: argparse.Namespace, model_dir: Path) -> tuple[dict[str, Any
         waves = call(args, model_dir)
         run = {**cpu_delta(a, cpu_snapshot()), **timer.take()}
         runs.append(run)
-        log(f"  run {i + 1}: {run['wall_s']:.2f} s  others_cores {run['others_cores']:.2f}  "
-            f"unet_step {run['unet_step_s']:.3f}  vae {run['vae_decode_s']:.2f}  vocoder {run['vocoder_s']:.2f}")
+        log(
+            f"  run {i + 1}: {run['wall_s']:.2f} s  others_cores {run['others_cores']:.2f}  "
+            f"unet_step {run['unet_step_s']:.3f}  vae {run['vae_decode_s']:.2f}  vocoder {run['vocoder_s']:.2f}"
+        )
     return {"load_s": load_s, "runs": runs, "optimizations": _optimizations(loaded.pipe)}, waves
 
 
@@ -216,11 +259,16 @@ def _optimizations(pipe: Any) -> Any:
 def summarise(runs: list[dict[str, Any]], seconds: float, candidates: int) -> dict[str, Any]:
     """Medians over the timed runs."""
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], float)}
-    return {"whole_s": med["wall_s"],
-            "rtf": med["wall_s"] / seconds,
-            "rtf_per_audio_second": med["wall_s"] / (seconds * candidates),
-            "stages_s": {k: med[k] for k in ("text_s", "unet_step_s", "unet_total_s", "vae_decode_s", "vocoder_s")},
-            "others_cores_median": med["others_cores"], "others_cores_max": max(r["others_cores"] for r in runs)}
+    return {
+        "whole_s": med["wall_s"],
+        "rtf": med["wall_s"] / seconds,
+        "rtf_per_audio_second": med["wall_s"] / (seconds * candidates),
+        "stages_s": {
+            k: med[k] for k in ("text_s", "unet_step_s", "unet_total_s", "vae_decode_s", "vocoder_s")
+        },
+        "others_cores_median": med["others_cores"],
+        "others_cores_max": max(r["others_cores"] for r in runs),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,8 +300,14 @@ def machine() -> dict[str, Any]:
 
 def env_facts() -> dict[str, Any]:
     """Thread and library settings in effect (after mgtoolkit's own tuning)."""
-    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "MGTOOLKIT_NO_THREAD_TUNING",
-            "MGTOOLKIT_OPTIMIZE", "FLAGS_use_mkldnn")
+    keys = (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "MKL_DEBUG_CPU_TYPE",
+        "MGTOOLKIT_NO_THREAD_TUNING",
+        "MGTOOLKIT_OPTIMIZE",
+        "FLAGS_use_mkldnn",
+    )
     facts: dict[str, Any] = {k: os.environ.get(k) for k in keys}
     try:
         import paddle
@@ -271,8 +325,10 @@ def ensure_model(args: argparse.Namespace) -> Path:
     """The saved random-weight model, built in a child process (so its memory is not counted here)."""
     if args.model_dir:
         return Path(args.model_dir)
-    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import fullsize; "
-            f"print(fullsize.fullsize_dir({args.preset!r}))")
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import fullsize; "
+        f"print(fullsize.fullsize_dir({args.preset!r}))"
+    )
     log(f"model: building or finding the random-weight {args.preset} (first time: a few minutes, 1.7 GB)")
     out = subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
@@ -280,13 +336,35 @@ def ensure_model(args: argparse.Namespace) -> Path:
 
 def child(args: argparse.Namespace, model_dir: Path, extra: list[str]) -> dict[str, Any]:
     """Run this script again with changed options; return its JSON."""
-    base = ["--preset", args.preset, "--seconds", str(args.seconds), "--steps", str(args.steps),
-            "--guidance", str(args.guidance), "--candidates", str(args.candidates), "--seed", str(args.seed),
-            "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--prompt", args.prompt,
-            "--negative-prompt", args.negative_prompt, "--model-dir", str(model_dir)]
+    base = [
+        "--preset",
+        args.preset,
+        "--seconds",
+        str(args.seconds),
+        "--steps",
+        str(args.steps),
+        "--guidance",
+        str(args.guidance),
+        "--candidates",
+        str(args.candidates),
+        "--seed",
+        str(args.seed),
+        "--repeats",
+        str(args.repeats),
+        "--warmup",
+        str(args.warmup),
+        "--prompt",
+        args.prompt,
+        "--negative-prompt",
+        args.negative_prompt,
+        "--model-dir",
+        str(model_dir),
+    ]
     if args.no_env_tuning:
         base.append("--no-env-tuning")
-    out = subprocess.run([sys.executable, __file__, *base, *extra], check=True, stdout=subprocess.PIPE, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, *base, *extra], check=True, stdout=subprocess.PIPE, text=True
+    )
     return json.loads(out.stdout)
 
 
@@ -301,9 +379,14 @@ def equivalence(args: argparse.Namespace, model_dir: Path, waves: Any) -> dict[s
         plain = np.load(path)
     diff = np.abs(plain.astype(np.float64) - waves.astype(np.float64))
     scale = float(np.abs(plain).max()) or 1.0
-    return {"max_abs_diff": float(diff.max()), "max_abs_plain": scale, "max_rel_diff": float(diff.max()) / scale,
-            "rms_diff": float(np.sqrt((diff**2).mean())), "allclose_rtol1e-3_atol1e-4":
-            bool(np.allclose(waves, plain, rtol=1e-3, atol=1e-4 * scale)), "samples": int(plain.size)}
+    return {
+        "max_abs_diff": float(diff.max()),
+        "max_abs_plain": scale,
+        "max_rel_diff": float(diff.max()) / scale,
+        "rms_diff": float(np.sqrt((diff**2).mean())),
+        "allclose_rtol1e-3_atol1e-4": bool(np.allclose(waves, plain, rtol=1e-3, atol=1e-4 * scale)),
+        "samples": int(plain.size),
+    }
 
 
 def scaling(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
@@ -313,11 +396,25 @@ def scaling(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
         log(f"scaling: {seconds} s x {candidates} candidate(s)")
         sub = argparse.Namespace(**{**vars(args), "seconds": float(seconds), "candidates": candidates})
         res = child(sub, model_dir, ["--path", args.path])
-        rows.append({"seconds": seconds, "candidates": candidates, "whole_s": res["whole_s"],
-                     "stages_s": res["stages_s"], "others_cores_max": res["others_cores_max"],
-                     "peak_rss_mb": res["peak_rss_mb"]})
-    return {"scaling": rows, "path": args.path, "steps": args.steps, "guidance": args.guidance,
-            "loadavg_end": loadavg(), "machine": machine(), "versions": versions()}
+        rows.append(
+            {
+                "seconds": seconds,
+                "candidates": candidates,
+                "whole_s": res["whole_s"],
+                "stages_s": res["stages_s"],
+                "others_cores_max": res["others_cores_max"],
+                "peak_rss_mb": res["peak_rss_mb"],
+            }
+        )
+    return {
+        "scaling": rows,
+        "path": args.path,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "loadavg_end": loadavg(),
+        "machine": machine(),
+        "versions": versions(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,14 +430,28 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(scaling(args, model_dir), indent=1))
         return
     load_start = loadavg()
-    log(f"timing the {args.path} path: {args.seconds:g} s, {args.steps} steps, guidance {args.guidance:g}, "
-        f"{args.candidates} candidate(s), loadavg {load_start}")
+    log(
+        f"timing the {args.path} path: {args.seconds:g} s, {args.steps} steps, guidance {args.guidance:g}, "
+        f"{args.candidates} candidate(s), loadavg {load_start}"
+    )
     timed, waves = time_calls(args, model_dir)
-    result = {"preset": args.preset, "model_dir": str(model_dir), "path": args.path, "args": vars(args),
-              **summarise(timed["runs"], args.seconds, args.candidates), "peak_rss_mb": peak_rss_mb(),
-              "load_s": timed["load_s"], "runs": timed["runs"], "optimizations": timed["optimizations"],
-              "audio_samples": int(waves.shape[-1]), "env": env_facts(), "versions": versions(),
-              "machine": machine(), "loadavg_start": load_start, "loadavg_end": loadavg()}
+    result = {
+        "preset": args.preset,
+        "model_dir": str(model_dir),
+        "path": args.path,
+        "args": vars(args),
+        **summarise(timed["runs"], args.seconds, args.candidates),
+        "peak_rss_mb": peak_rss_mb(),
+        "load_s": timed["load_s"],
+        "runs": timed["runs"],
+        "optimizations": timed["optimizations"],
+        "audio_samples": int(waves.shape[-1]),
+        "env": env_facts(),
+        "versions": versions(),
+        "machine": machine(),
+        "loadavg_start": load_start,
+        "loadavg_end": loadavg(),
+    }
     if args.save_wave:
         import numpy as np
 

@@ -39,16 +39,39 @@ def run_torch(args: argparse.Namespace) -> dict:
     """The torch reference's JSON (``--skip-components``: whole calls only)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "torch.json"
-        subprocess.run([args.torch_python, args.torch_script, "--steps", str(args.steps), "--seconds",
-                        str(args.seconds), "--runs", str(args.repeats), "--skip-components", "--json-out", str(out)],
-                       check=True, stdout=sys.stderr)
+        subprocess.run(
+            [
+                args.torch_python,
+                args.torch_script,
+                "--steps",
+                str(args.steps),
+                "--seconds",
+                str(args.seconds),
+                "--runs",
+                str(args.repeats),
+                "--skip-components",
+                "--json-out",
+                str(out),
+            ],
+            check=True,
+            stdout=sys.stderr,
+        )
         return json.loads(out.read_text())
 
 
 def run_ours(args: argparse.Namespace, *extra: str) -> dict:
     """``bench_audioldm.py`` with the same clip, steps and repeats."""
-    cmd = [sys.executable, str(HERE / "bench_audioldm.py"), "--seconds", str(args.seconds), "--steps",
-           str(args.steps), "--repeats", str(args.repeats), *extra]
+    cmd = [
+        sys.executable,
+        str(HERE / "bench_audioldm.py"),
+        "--seconds",
+        str(args.seconds),
+        "--steps",
+        str(args.steps),
+        "--repeats",
+        str(args.repeats),
+        *extra,
+    ]
     return json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout)
 
 
@@ -61,8 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     ours = run_ours(args, "--check")
     print("plain ppdiffusers path ...", file=sys.stderr, flush=True)
     plain = run_ours(args, "--path", "plain")
-    result = {"torch": torch, "mgtoolkit": ours, "plain_ppdiffusers": plain,
-              "ratio_mgtoolkit_to_torch": ours["whole_s"] / torch["pipeline"]["median_s"]}
+    result = {
+        "torch": torch,
+        "mgtoolkit": ours,
+        "plain_ppdiffusers": plain,
+        "ratio_mgtoolkit_to_torch": ours["whole_s"] / torch["pipeline"]["median_s"],
+    }
     if args.with_defaults:
         print("plain ppdiffusers, paddle defaults ...", file=sys.stderr, flush=True)
         result["plain_paddle_defaults"] = run_ours(args, "--path", "plain", "--no-env-tuning")

@@ -32,27 +32,66 @@ __all__ = ["ARCHITECTURES", "BUILD_VERSION", "architecture", "build", "fullsize_
 BUILD_VERSION = 1
 
 _S_UNET = dict(
-    sample_size=128, in_channels=8, out_channels=8, layers_per_block=2,
+    sample_size=128,
+    in_channels=8,
+    out_channels=8,
+    layers_per_block=2,
     block_out_channels=(128, 256, 384, 640),
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    cross_attention_dim=(128, 256, 384, 640), attention_head_dim=8, class_embed_type="simple_projection",
-    projection_class_embeddings_input_dim=512, class_embeddings_concat=True)
+    cross_attention_dim=(128, 256, 384, 640),
+    attention_head_dim=8,
+    class_embed_type="simple_projection",
+    projection_class_embeddings_input_dim=512,
+    class_embeddings_concat=True,
+)
 _S_VAE = dict(
-    sample_size=512, in_channels=1, out_channels=1, latent_channels=8, layers_per_block=2,
-    block_out_channels=(128, 256, 512), down_block_types=("DownEncoderBlock2D",) * 3,
-    up_block_types=("UpDecoderBlock2D",) * 3, scaling_factor=0.18215)
+    sample_size=512,
+    in_channels=1,
+    out_channels=1,
+    latent_channels=8,
+    layers_per_block=2,
+    block_out_channels=(128, 256, 512),
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3,
+    scaling_factor=0.18215,
+)
 _TEXT = dict(
-    vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-    hidden_act="gelu", max_position_embeddings=514, type_vocab_size=1, projection_dim=512,
-    projection_hidden_act="relu", pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)
+    vocab_size=50265,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    hidden_act="gelu",
+    max_position_embeddings=514,
+    type_vocab_size=1,
+    projection_dim=512,
+    projection_hidden_act="relu",
+    pad_token_id=1,
+    bos_token_id=0,
+    eos_token_id=2,
+    layer_norm_eps=1e-5,
+)
 _VOCODER = dict(
-    model_in_dim=64, sampling_rate=16000, upsample_initial_channel=1024, upsample_rates=[5, 4, 2, 2, 2],
-    upsample_kernel_sizes=[16, 16, 8, 4, 4], resblock_kernel_sizes=[3, 7, 11],
-    resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5], [1, 3, 5]], normalize_before=False)
+    model_in_dim=64,
+    sampling_rate=16000,
+    upsample_initial_channel=1024,
+    upsample_rates=[5, 4, 2, 2, 2],
+    upsample_kernel_sizes=[16, 16, 8, 4, 4],
+    resblock_kernel_sizes=[3, 7, 11],
+    resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+    normalize_before=False,
+)
 _SCHEDULER = dict(
-    num_train_timesteps=1000, beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear",
-    steps_offset=1, clip_sample=False, set_alpha_to_one=False, prediction_type="epsilon")
+    num_train_timesteps=1000,
+    beta_start=0.0015,
+    beta_end=0.0195,
+    beta_schedule="scaled_linear",
+    steps_offset=1,
+    clip_sample=False,
+    set_alpha_to_one=False,
+    prediction_type="epsilon",
+)
 _S = {"unet": _S_UNET, "vae": _S_VAE, "text": _TEXT, "vocoder": _VOCODER, "scheduler": _SCHEDULER}
 
 # The AudioLDM 1 "small" checkpoints share one architecture.
@@ -68,8 +107,9 @@ def architecture(preset: str) -> dict[str, dict]:
         If no offline config is recorded for ``preset``.
     """
     if preset not in ARCHITECTURES:
-        raise ValueError(f"preset={preset!r} has no recorded full-size config; use one of "
-                         f"{', '.join(ARCHITECTURES)}")
+        raise ValueError(
+            f"preset={preset!r} has no recorded full-size config; use one of {', '.join(ARCHITECTURES)}"
+        )
     return ARCHITECTURES[preset]
 
 
@@ -92,12 +132,17 @@ def build(preset: str, folder: Path, seed: int = 0) -> None:
     paddle.seed(seed)
     tok_dir = folder / "_tok_src"
     write_bpe_tokenizer_files(tok_dir)
-    tokenizer = RobertaTokenizer(vocab_file=str(tok_dir / "vocab.json"), merges_file=str(tok_dir / "merges.txt"),
-                                 model_max_length=512)
+    tokenizer = RobertaTokenizer(
+        vocab_file=str(tok_dir / "vocab.json"), merges_file=str(tok_dir / "merges.txt"), model_max_length=512
+    )
     pipe = AudioLDMPipeline(
-        vae=AutoencoderKL(**cfg["vae"]), text_encoder=ClapTextModelWithProjection(ClapTextConfig(**cfg["text"])),
-        tokenizer=tokenizer, unet=UNet2DConditionModel(**cfg["unet"]), scheduler=DDIMScheduler(**cfg["scheduler"]),
-        vocoder=SpeechT5HifiGan(SpeechT5HifiGanConfig(**cfg["vocoder"])))
+        vae=AutoencoderKL(**cfg["vae"]),
+        text_encoder=ClapTextModelWithProjection(ClapTextConfig(**cfg["text"])),
+        tokenizer=tokenizer,
+        unet=UNet2DConditionModel(**cfg["unet"]),
+        scheduler=DDIMScheduler(**cfg["scheduler"]),
+        vocoder=SpeechT5HifiGan(SpeechT5HifiGanConfig(**cfg["vocoder"])),
+    )
     pipe.save_pretrained(str(folder))
     shutil.rmtree(tok_dir)
 

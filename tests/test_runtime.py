@@ -56,12 +56,23 @@ def test_too_late_once_paddle_is_imported(monkeypatch):
 
 def _env_after_import(extra: dict[str, str]) -> dict[str, str | None]:
     """OMP/MKL settings seen after ``import_paddle`` in a fresh interpreter."""
-    code = ("import json, os; from mgtoolkit.runtime import import_paddle; import_paddle(); "
-            "print(json.dumps({k: os.environ.get(k) for k in ('OMP_NUM_THREADS', 'MKL_DEBUG_CPU_TYPE')}))")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "MGTOOLKIT_NO_THREAD_TUNING")}
-    out = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, check=True,
-                         stdout=subprocess.PIPE, text=True, timeout=300)
+    code = (
+        "import json, os; from mgtoolkit.runtime import import_paddle; import_paddle(); "
+        "print(json.dumps({k: os.environ.get(k) for k in ('OMP_NUM_THREADS', 'MKL_DEBUG_CPU_TYPE')}))"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "MGTOOLKIT_NO_THREAD_TUNING")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, **extra},
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=300,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -59,9 +59,16 @@ def _latents(pipe, seconds: float, seeds: list[int]):
 
 def _waves(paddle, pipe, seconds: float, seeds: list[int], guidance: float = 2.5) -> np.ndarray:
     with paddle.no_grad():
-        out = pipe(prompt=PROMPT, negative_prompt=NEGATIVE, audio_length_in_s=seconds, num_inference_steps=3,
-                   guidance_scale=guidance, num_waveforms_per_prompt=len(seeds),
-                   latents=paddle.to_tensor(_latents(pipe, seconds, seeds)), output_type="np")
+        out = pipe(
+            prompt=PROMPT,
+            negative_prompt=NEGATIVE,
+            audio_length_in_s=seconds,
+            num_inference_steps=3,
+            guidance_scale=guidance,
+            num_waveforms_per_prompt=len(seeds),
+            latents=paddle.to_tensor(_latents(pipe, seconds, seeds)),
+            output_type="np",
+        )
     return np.asarray(out.audios, dtype=np.float32).reshape(len(seeds), -1)
 
 
@@ -72,11 +79,14 @@ def _assert_close(got: np.ndarray, want: np.ndarray) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * scale)
 
 
-@pytest.mark.parametrize(("seconds", "seeds"), [
-    (1.0, [3]),          # UNet guidance pair split; vocoder too short to split
-    (1.0, [3, 4, 5]),    # candidates: UNet, VAE and vocoder batches split unevenly
-    (3.0, [7]),          # one long spectrogram: the vocoder splits it along time
-])
+@pytest.mark.parametrize(
+    ("seconds", "seeds"),
+    [
+        (1.0, [3]),  # UNet guidance pair split; vocoder too short to split
+        (1.0, [3, 4, 5]),  # candidates: UNet, VAE and vocoder batches split unevenly
+        (3.0, [7]),  # one long spectrogram: the vocoder splits it along time
+    ],
+)
 def test_optimised_pipeline_equals_plain(paddle, plain, optimised, seconds, seeds):
     _assert_close(_waves(paddle, optimised, seconds, seeds), _waves(paddle, plain, seconds, seeds))
 
@@ -84,8 +94,17 @@ def test_optimised_pipeline_equals_plain(paddle, plain, optimised, seconds, seed
 def test_generate_equals_plain_ppdiffusers_call(paddle, plain, tiny_model):
     import mgtoolkit as mg
 
-    clips = mg.generate(PROMPT, NEGATIVE, audio_length_in_s=3.0, num_inference_steps=3, guidance_scale=2.5,
-                        seed=11, num_waveforms_per_prompt=2, model="tiny", device="cpu")
+    clips = mg.generate(
+        PROMPT,
+        NEGATIVE,
+        audio_length_in_s=3.0,
+        num_inference_steps=3,
+        guidance_scale=2.5,
+        seed=11,
+        num_waveforms_per_prompt=2,
+        model="tiny",
+        device="cpu",
+    )
     got = np.stack([c.waveform for c in clips])
     want = np.clip(_waves(paddle, plain, 3.0, [11, 12]), -1.0, 1.0)  # clips are tidied into [-1, 1]
     _assert_close(got, want)
@@ -127,7 +146,9 @@ def test_guidance_off_runs_the_unet_on_one_branch(tiny_model, fast):
     import mgtoolkit as mg
 
     batches = []
-    handle = tiny_model.pipe.unet.register_forward_pre_hook(lambda layer, args: batches.append(args[0].shape[0]))
+    handle = tiny_model.pipe.unet.register_forward_pre_hook(
+        lambda layer, args: batches.append(args[0].shape[0])
+    )
     try:
         mg.generate(PROMPT, NEGATIVE, **{**fast, "guidance_scale": 1.0}, seed=1)
         mg.generate(PROMPT, NEGATIVE, **{**fast, "guidance_scale": 2.5}, seed=1)
@@ -158,8 +179,9 @@ def test_optimize_patches_once(optimised):
     assert optimised.unet.forward is forward
 
 
-@pytest.mark.parametrize(("value", "on"), [(None, True), ("1", True), ("0", False), ("off", False),
-                                           ("False", False)])
+@pytest.mark.parametrize(
+    ("value", "on"), [(None, True), ("1", True), ("0", False), ("off", False), ("False", False)]
+)
 def test_optimize_switch(value, on):
     from mgtoolkit.backends.fast import enabled
 

@@ -149,12 +149,19 @@ def _patch_unet(unet: Any, workers: int) -> bool:
     def make(forward: Callable[..., Any]) -> Callable[..., Any]:
         def split_forward(sample, timestep, *args, **kwargs):
             batch = int(sample.shape[0])
-            if args or batch < 2 or not _only_known(kwargs, _UNET_BATCHED + ("return_dict", "cross_attention_kwargs")):
+            if (
+                args
+                or batch < 2
+                or not _only_known(kwargs, _UNET_BATCHED + ("return_dict", "cross_attention_kwargs"))
+            ):
                 return forward(sample, timestep, *args, **kwargs)
             return_dict = kwargs.pop("return_dict", True)
-            tasks = [_unet_task(forward, sample, timestep, kwargs, batch, lo, hi)
-                     for lo, hi in _chunks(batch, workers)]
+            tasks = [
+                _unet_task(forward, sample, timestep, kwargs, batch, lo, hi)
+                for lo, hi in _chunks(batch, workers)
+            ]
             return _join_unet(_side_by_side(tasks, workers), return_dict)
+
         return split_forward
 
     _replace_forward(unet, make)
@@ -194,7 +201,9 @@ def _patch_vae(vae: Any, workers: int) -> bool:
             return original(z, return_dict, *args, **kwargs)
         import paddle
 
-        tasks = [(lambda lo=lo, hi=hi: original(z[lo:hi], return_dict=True)) for lo, hi in _chunks(batch, workers)]
+        tasks = [
+            (lambda lo=lo, hi=hi: original(z[lo:hi], return_dict=True)) for lo, hi in _chunks(batch, workers)
+        ]
         outputs = _side_by_side(tasks, workers)
         sample = paddle.concat([out.sample for out in outputs], axis=0)
         return type(outputs[0])(sample=sample) if return_dict else (sample,)
@@ -219,7 +228,9 @@ def vocoder_receptive_frames(config: Any) -> int:
     for up, up_kernel in zip(config.upsample_rates, config.upsample_kernel_sizes, strict=True):
         reach += up_kernel / rate  # transposed conv: at most its kernel, in input samples
         rate *= up
-        block = max(sum((k - 1) // 2 * (d + 1) for d in dil) for k, dil in zip(kernels, dilations, strict=True))
+        block = max(
+            sum((k - 1) // 2 * (d + 1) for d in dil) for k, dil in zip(kernels, dilations, strict=True)
+        )
         reach += block / rate
     reach += (7 - 1) / 2 / rate  # conv_post
     return int(math.ceil(reach)) + 4
@@ -243,6 +254,7 @@ def _patch_vocoder(vocoder: Any, workers: int) -> bool:
             if frames >= 4 * margin * workers:
                 return _vocode_time(forward, spectrogram, workers, margin, hop)
             return forward(spectrogram)
+
         return split_forward
 
     _replace_forward(vocoder, make)
@@ -252,7 +264,10 @@ def _patch_vocoder(vocoder: Any, workers: int) -> bool:
 def _vocode_batch(forward, spectrogram, workers: int):
     import paddle
 
-    tasks = [(lambda lo=lo, hi=hi: forward(spectrogram[lo:hi])) for lo, hi in _chunks(int(spectrogram.shape[0]), workers)]
+    tasks = [
+        (lambda lo=lo, hi=hi: forward(spectrogram[lo:hi]))
+        for lo, hi in _chunks(int(spectrogram.shape[0]), workers)
+    ]
     return paddle.concat(_side_by_side(tasks, workers), axis=0)
 
 
