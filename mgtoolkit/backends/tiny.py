@@ -44,11 +44,12 @@ def write_bpe_tokenizer_files(
     folder: Path,
     specials: tuple[str, ...] = ("<s>", "<pad>", "</s>", "<unk>"),
     merges: list[tuple[str, str]] | None = None,
+    trailing: tuple[str, ...] = ("<mask>",),
 ) -> dict[str, int]:
     """Write a byte-level BPE ``vocab.json`` and ``merges.txt`` (RoBERTa/GPT-2 format).
 
-    Every one of the 256 byte symbols is in the vocabulary, so any text encodes without ``<unk>``.
-    Returns the vocabulary.
+    The vocabulary is ``specials``, the 256 byte symbols (so any text encodes without ``<unk>``),
+    the merged pairs, then ``trailing``. Returns the vocabulary.
     """
     from ppdiffusers.transformers.roberta.tokenizer import bytes_to_unicode
 
@@ -58,7 +59,8 @@ def write_bpe_tokenizer_files(
         vocab.setdefault(symbol, len(vocab))
     for a, b in merges:
         vocab.setdefault(a + b, len(vocab))
-    vocab.setdefault("<mask>", len(vocab))
+    for token in trailing:
+        vocab.setdefault(token, len(vocab))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]

@@ -135,34 +135,27 @@ _QWEN_TEMPLATE = (
 )
 
 
+_LLM_MERGES = [
+    ("Ġ", "t"),
+    ("h", "e"),
+    ("Ġt", "he"),
+    ("i", "n"),
+    ("Ġ", "a"),
+    ("e", "r"),
+    ("o", "n"),
+    ("Ġ", "s"),
+    ("Ġ", "m"),
+    ("Ġ", "p"),
+    ("in", "g"),
+    ("o", "u"),
+]
+
+
 def _write_byte_bpe(folder: Path, specials: tuple[str, ...] = ()) -> dict[str, int]:
     """A byte-level BPE vocab/merges (GPT-2 format) with ``specials`` appended."""
-    from paddlenlp.transformers.gpt.tokenizer import bytes_to_unicode
+    from .tiny import write_bpe_tokenizer_files
 
-    merges = [
-        ("Ġ", "t"),
-        ("h", "e"),
-        ("Ġt", "he"),
-        ("i", "n"),
-        ("Ġ", "a"),
-        ("e", "r"),
-        ("o", "n"),
-        ("Ġ", "s"),
-        ("Ġ", "m"),
-        ("Ġ", "p"),
-        ("in", "g"),
-        ("o", "u"),
-    ]
-    vocab = {symbol: i for i, symbol in enumerate(bytes_to_unicode().values())}
-    for a, b in merges:
-        vocab.setdefault(a + b, len(vocab))
-    for token in specials:
-        vocab.setdefault(token, len(vocab))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
-    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return vocab
+    return write_bpe_tokenizer_files(folder, specials=(), merges=_LLM_MERGES, trailing=specials)
 
 
 def _build_qwen2(folder: Path) -> None:
