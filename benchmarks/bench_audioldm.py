@@ -114,7 +114,8 @@ def peak_rss_mb() -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Stage times from forward hooks on the components (the same for both paths).
+# Stage times from forward hooks on the components, and a wrapper round ``vae.decode`` (the
+# compiled path runs the decoder as one predictor, without its sub-layers' hooks).
 # ---------------------------------------------------------------------------------------------
 class StageTimer:
     """Records how long each component's forward takes, call by call."""
@@ -122,7 +123,7 @@ class StageTimer:
     STAGES = {
         "text_encoder": ("text_encoder", "text_encoder"),
         "unet": ("unet", "unet"),
-        "vae_decode": ("vae.post_quant_conv", "vae.decoder"),
+        "vae_decode": None,
         "vocoder": ("vocoder", "vocoder"),
     }
 
@@ -131,9 +132,20 @@ class StageTimer:
         self._start: dict[str, float] = {}
         self._active: dict[str, int] = dict.fromkeys(self.STAGES, 0)
         self._lock = threading.Lock()
-        for stage, (first, last) in self.STAGES.items():
-            _module(pipe, first).register_forward_pre_hook(self._pre(stage))
-            _module(pipe, last).register_forward_post_hook(self._post(stage))
+        for stage, ends in self.STAGES.items():
+            if ends:
+                _module(pipe, ends[0]).register_forward_pre_hook(self._pre(stage))
+                _module(pipe, ends[1]).register_forward_post_hook(self._post(stage))
+        decode, start, stop = pipe.vae.decode, self._pre("vae_decode"), self._post("vae_decode")
+
+        def timed_decode(*args, **kwargs):
+            start(None, None)
+            try:
+                return decode(*args, **kwargs)
+            finally:
+                stop(None, None, None)
+
+        pipe.vae.decode = timed_decode
 
     # Pieces of one stage may run side by side on worker threads: time from the first start to the last end.
     def _pre(self, stage: str):

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["optimize", "enabled", "usable_cores", "vocoder_receptive_frames"]
+__all__ = ["optimize", "enabled", "usable_cores", "vocoder_receptive_frames", "time_windows", "stitch"]
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOL_LOCK = threading.Lock()
@@ -78,12 +78,16 @@ def optimize(pipe: Any, device: str, *, workers: int | None = None) -> dict[str,
             if module is not None and patch(module, workers):
                 report["applied"].append(f"{name}: batch/time split over {workers} threads")
     if device == "cpu":
-        _give_back_free_memory()
+        from .compiled import compile_pipeline
+
+        for name in compile_pipeline(pipe, device):  # wraps the patches above, kept as the fallback
+            report["applied"].append(f"{name}: oneDNN inference predictor, verified on first use")
+        give_back_free_memory()
     pipe._mgtoolkit_optimizations = report
     return report
 
 
-def _give_back_free_memory() -> None:
+def give_back_free_memory() -> None:
     """Return the heap pages freed while loading to the system (glibc only; else nothing)."""
     import ctypes
     import ctypes.util
@@ -273,15 +277,23 @@ def _vocode_batch(forward, spectrogram, workers: int):
 
 def _vocode_time(forward, spectrogram, workers: int, margin: int, hop: int):
     """Vocode overlapping time pieces side by side and keep each piece's own samples."""
+    windows = time_windows(int(spectrogram.shape[1]), workers, margin)
+    tasks = [(lambda a=a, b=b: forward(spectrogram[:, a:b])) for _, _, a, b in windows]
+    return stitch(_side_by_side(tasks, workers), windows, hop)
+
+
+def time_windows(frames: int, parts: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """``(lo, hi, a, b)`` per piece: frames ``lo:hi`` are its own, ``a:b`` what it is given."""
+    return [(lo, hi, max(0, lo - margin), min(frames, hi + margin)) for lo, hi in _chunks(frames, parts)]
+
+
+def stitch(waves: list, windows: list[tuple[int, int, int, int]], hop: int):
+    """Join the vocoded windows, keeping from each only the samples of its own frames."""
     import paddle
 
-    frames = int(spectrogram.shape[1])
-    pieces = _chunks(frames, workers)
-    windows = [(max(0, lo - margin), min(frames, hi + margin)) for lo, hi in pieces]
-    tasks = [(lambda a=a, b=b: forward(spectrogram[:, a:b])) for a, b in windows]
-    outputs = _side_by_side(tasks, workers)
+    frames = windows[-1][1]
     kept = []
-    for (lo, hi), (a, _), wave in zip(pieces, windows, outputs, strict=True):
+    for (lo, hi, a, _), wave in zip(windows, waves, strict=True):
         start = (lo - a) * hop
         stop = None if hi == frames else (hi - a) * hop  # the last piece keeps the tail past the frames
         kept.append(wave[:, start:stop])

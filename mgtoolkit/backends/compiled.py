@@ -1,0 +1,618 @@
+"""Run the UNet, the VAE decoder and the vocoder through Paddle Inference with oneDNN (CPU only).
+
+Paddle's dygraph kernels leave much of a CPU unused; its inference predictor runs the same layers
+as oneDNN primitives with the bias, residual and activation fused in. On the full-size AudioLDM-S
+(2 cores) a 5 s clip's VAE decode goes from 3.5 to about 1.9 s, the vocoder from 5.1 to about 3 s
+and a UNet step from 0.75 to about 0.65 s (``benchmarks/README.md``).
+
+Per module, on its first call:
+
+1. the module is exported (``paddle.jit.to_static`` + ``paddle.jit.save``) with a dynamic batch
+   and clip length into ``<cache>/compiled/<fingerprint>/``;
+2. a predictor is built from those files and run on the call's own inputs beside the dygraph
+   module; it is used only if the two agree within float tolerance (:data:`TOLERANCE`), and the
+   verdict is written next to the files (a mismatch leaves the module in dygraph for good);
+3. the dygraph weights of what the predictor now runs are released (it holds its own copy), which
+   is what keeps the peak memory down.
+
+Later loads of the same weights find the verified files (the fingerprint covers paddle's version,
+the config and a sample of every weight) and release the dygraph weights before building the
+predictor. Three export details are deliberate:
+
+- the UNet's sinusoidal timestep embedding is computed outside the graph: oneDNN's predictor got it
+  wrong (0.36 max error on the UNet output, measured), and it is a few hundred numbers;
+- nearest-neighbour upsampling is exported as index gathers: the oneDNN predictor rejects the
+  interpolate op's scale attribute (``ConvertPirAttribute2RuntimeAttribute``);
+- the UNet forward is restated in :func:`_unet_forward` for the configurations AudioLDM and MusicLDM
+  use, without ppdiffusers' Python-side shape test that a dynamic length cannot pass.
+
+``MGTOOLKIT_COMPILE``: ``auto`` (default: models whose UNet has at least :data:`AUTO_MIN_PARAMS`
+weights, where the one-off export of about half a minute pays), ``1`` (always), ``0`` (never).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Engine", "compile_mode", "compile_pipeline", "fingerprint", "memory_limit_bytes"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # bump when what is exported changes: old cache folders are then ignored
+TOLERANCE = 1e-4  # largest |predictor - dygraph| accepted, relative to the reference's peak
+AUTO_MIN_PARAMS = 20_000_000
+AUTO_MIN_MEMORY = 8 * 1024**3
+MODULES = ("unet", "vae", "vocoder")
+VOCODER_PIECE_FRAMES = 512  # longer spectrograms are vocoded in overlapping pieces (bounds memory)
+DEFAULT_MODULES = ("vae", "vocoder")  # the UNet gains ~2% in a whole call for ~0.8 GB more: opt-in
+_EXPORT_LOCK = threading.Lock()  # exports patch two paddle functions for their duration
+
+
+def compile_mode(environ: dict | None = None) -> tuple[str, ...]:
+    """The modules to compile, from ``MGTOOLKIT_COMPILE``, or ``("auto",)``.
+
+    ``auto`` (default), ``on``/``1`` (VAE decoder and vocoder, whatever the model or machine),
+    ``off``/``0``, or a comma-separated choice of ``unet``, ``vae``, ``vocoder``.
+    """
+    value = (environ if environ is not None else os.environ).get("MGTOOLKIT_COMPILE", "auto")
+    value = value.strip().lower()
+    if value in ("0", "false", "no", "off", "none"):
+        return ()
+    if value in ("1", "true", "yes", "on"):
+        return DEFAULT_MODULES
+    chosen = tuple(part.strip() for part in value.split(",") if part.strip() in MODULES)
+    return chosen or ("auto",)
+
+
+def memory_limit_bytes() -> int | None:
+    """The memory this process may use: the machine's, or its cgroup's limit when lower."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limits.append(int(text))
+    return min(limits) if limits else None
+
+
+def _auto_modules(unet: Any) -> tuple[str, ...]:
+    memory = memory_limit_bytes()
+    if _count(unet) < AUTO_MIN_PARAMS or (memory is not None and memory < AUTO_MIN_MEMORY):
+        return ()
+    return DEFAULT_MODULES
+
+
+def compile_pipeline(
+    pipe: Any, device: str, *, modules: tuple[str, ...] | None = None, cache: Path | None = None
+) -> list[str]:
+    """Route ``pipe``'s UNet, VAE decode and vocoder through verified oneDNN predictors.
+
+    Parameters
+    ----------
+    pipe : AudioLDMPipeline or MusicLDMPipeline
+        A loaded pipeline; its modules are patched in place.
+    device : str
+        Nothing is done off the CPU.
+    modules : tuple of str, optional
+        Any of ``"unet"``, ``"vae"``, ``"vocoder"``, or ``("auto",)``; default :func:`compile_mode`.
+    cache : Path, optional
+        Where exports go; default ``<mgtoolkit cache>/compiled``.
+
+    Returns
+    -------
+    list of str
+        The modules routed (``"unet"``, ``"vae"``, ``"vocoder"``); each still falls back to dygraph
+        if its export does not verify.
+    """
+    done = getattr(pipe, "_mgtoolkit_engines", None)
+    if done is not None:
+        return sorted(done)
+    unet = getattr(pipe, "unet", None)
+    if device != "cpu" or unet is None:
+        return []
+    modules = compile_mode() if modules is None else tuple(modules)
+    if modules == ("auto",):
+        modules = _auto_modules(unet)
+    if not modules:
+        return []
+    if cache is None:
+        from .tiny import cache_root
+
+        cache = cache_root() / "compiled"
+    engines: dict[str, Engine] = {}
+    for name, install in (("unet", _install_unet), ("vae", _install_vae), ("vocoder", _install_vocoder)):
+        module = getattr(pipe, name, None)
+        if module is not None and name in modules:
+            engine = install(module, cache)
+            if engine is not None:
+                engines[name] = engine
+    pipe._mgtoolkit_engines = engines
+    return sorted(engines)
+
+
+def _count(module: Any) -> int:
+    return sum(int(p.numel()) for p in module.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# The fingerprint of a module's weights.
+# ---------------------------------------------------------------------------------------------
+def fingerprint(kind: str, module: Any, extra: str = "") -> str:
+    """A short hash naming ``module``'s export: versions, class, config and sampled weights.
+
+    Every tensor contributes its name, shape, dtype and about 1,024 evenly spaced values, so other
+    weights (a fine-tune, a merged LoRA) give another name without hashing every byte.
+    """
+    import paddle
+    import ppdiffusers
+
+    h = hashlib.sha256()
+    config = getattr(module, "config", None)
+    config = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+    config_json = json.dumps(config, sort_keys=True, default=str)
+    for part in (
+        str(FORMAT),
+        paddle.__version__,
+        ppdiffusers.__version__,
+        type(module).__name__,
+        config_json,
+        extra,
+    ):
+        h.update(part.encode())
+    with paddle.no_grad():
+        for name, tensor in sorted(module.state_dict().items()):
+            h.update(f"{name}{list(tensor.shape)}{tensor.dtype}".encode())
+            flat = tensor.reshape([-1])
+            step = max(1, int(flat.shape[0]) // 1024)
+            h.update(flat[::step].numpy().tobytes())
+    return f"{kind}-{h.hexdigest()[:20]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# One exported module.
+# ---------------------------------------------------------------------------------------------
+class Engine:
+    """A module's oneDNN predictor: exported, verified and built on first use, cached on disk.
+
+    Parameters
+    ----------
+    folder : Path
+        ``<cache>/<fingerprint>``: ``model.json``/``model.pdiparams`` and ``verdict.json``.
+    export : callable
+        ``export(prefix)`` writes ``prefix.json`` and ``prefix.pdiparams``.
+    release : callable
+        Frees the dygraph weights the predictor replaces.
+    """
+
+    def __init__(self, folder: Path, export: Callable[[str], None], release: Callable[[], None]):
+        self.folder = folder
+        self._export = export
+        self._release = release
+        self._predictor = None
+        self.state = "pending"  # then "ready", or "failed" (the dygraph module keeps running)
+        self.detail: dict[str, Any] = {}
+        verdict = self._verdict()
+        if verdict.get("ok") and (folder / "model.pdiparams").exists():
+            self.detail = verdict
+            self._release()  # verified before: the dygraph weights are not needed again
+            self.state = "ready"
+        elif verdict and not verdict.get("ok"):
+            self.detail = verdict
+            self.state = "failed"
+
+    # -- public ---------------------------------------------------------------------------
+    def run(self, arrays: list, reference: Callable[[], Any]):
+        """The predictor's output for ``arrays`` (numpy), or ``None`` to say: use dygraph.
+
+        ``reference()`` computes the dygraph output (numpy); it is called once, on the first call
+        of a module not verified yet, to check the export.
+        """
+        if self.state == "failed":
+            return None
+        if self.state == "pending":
+            return self._first(arrays, reference)
+        return self._infer(arrays)
+
+    # -- internals -------------------------------------------------------------------------
+    def _verdict(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.folder / "verdict.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _first(self, arrays: list, reference: Callable[[], Any]):
+        import numpy as np
+
+        expected = np.asarray(reference())
+        try:
+            if not (self.folder / "model.pdiparams").exists():
+                self._export_atomically()
+            got = self._infer(arrays)
+        except Exception as exc:  # an op this paddle cannot export or run: stay in dygraph
+            self._fail({"ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"})
+            return expected
+        peak = float(np.abs(expected).max()) or 1.0
+        diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+        verdict = {"ok": diff <= TOLERANCE * peak, "max_abs_diff": diff, "reference_peak": peak}
+        verdict["checked_shapes"] = [list(a.shape) for a in arrays]
+        if not verdict["ok"]:
+            self._fail(verdict)
+            return expected
+        _write_json(self.folder / "verdict.json", verdict)
+        self.detail = verdict
+        self.state = "ready"
+        self._release()
+        return got
+
+    def _fail(self, verdict: dict[str, Any]) -> None:
+        log.warning(
+            "mgtoolkit: %s stays in dygraph: its oneDNN export did not verify (%s)", self.folder.name, verdict
+        )
+        self._predictor = None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _write_json(self.folder / "verdict.json", verdict)
+        self.detail = verdict
+        self.state = "failed"
+
+    def _export_atomically(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=self.folder))
+        try:
+            self._export(str(tmp / "model"))
+            for suffix in (".json", ".pdiparams"):  # the weights last: their presence means complete
+                os.replace(tmp / f"model{suffix}", self.folder / f"model{suffix}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _infer(self, arrays: list):
+        if self._predictor is None:
+            self._predictor = _make_predictor(self.folder / "model")
+        predictor = self._predictor
+        for name, array in zip(predictor.get_input_names(), arrays, strict=True):
+            handle = predictor.get_input_handle(name)
+            handle.reshape(list(array.shape))
+            handle.copy_from_cpu(array)
+        predictor.run()
+        out = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+        predictor.clear_intermediate_tensor()  # no activations kept between calls
+        return out
+
+
+def _make_predictor(prefix: Path):
+    from paddle import inference
+
+    from .fast import usable_cores
+
+    config = inference.Config(f"{prefix}.json", f"{prefix}.pdiparams")
+    config.disable_gpu()
+    config.disable_glog_info()
+    config.set_cpu_math_library_num_threads(usable_cores())
+    config.enable_onednn()
+    config.set_onednn_cache_capacity(1)  # primitives for one input shape: -0.7 GB peak, same speed
+    return inference.create_predictor(config)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _release(*modules: Any) -> Callable[[], None]:
+    def release() -> None:
+        for module in modules:
+            for parameter in module.parameters():
+                parameter._clear_data()
+            for buffer in module.buffers():
+                buffer._clear_data()
+        from .fast import give_back_free_memory
+
+        give_back_free_memory()
+
+    return release
+
+
+# ---------------------------------------------------------------------------------------------
+# Exporting.
+# ---------------------------------------------------------------------------------------------
+def _save(layer: Any, prefix: str, specs: list) -> None:
+    """``paddle.jit.save`` with the two export patches in place (see the module docstring)."""
+    import warnings
+
+    import paddle
+
+    with _EXPORT_LOCK, _export_patches(paddle), paddle.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        static = paddle.jit.to_static(layer, input_spec=specs, full_graph=True)
+        paddle.jit.save(static, prefix)
+
+
+@contextlib.contextmanager
+def _export_patches(paddle):
+    functional = paddle.nn.functional
+    original = functional.interpolate
+    functional.interpolate = _nearest_as_gathers(original, paddle)
+    try:
+        yield
+    finally:
+        functional.interpolate = original
+
+
+def _nearest_as_gathers(original: Callable, paddle) -> Callable:
+    """``interpolate`` that writes nearest-neighbour NCHW resizing as repeats and index gathers.
+
+    Paddle's nearest rule (``align_corners=False``) takes source index ``floor(i * n_in / n_out)``;
+    for the sizes a UNet meets (``n_out`` is ``2 n_in`` or ``2 n_in - 1``) integer division gives
+    exactly that. Other modes go to the original.
+    """
+
+    @paddle.jit.not_to_static
+    def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=False, align_mode=0,
+                    data_format="NCHW", name=None):  # fmt: skip
+        factors = scale_factor if isinstance(scale_factor, (list, tuple)) else (scale_factor, scale_factor)
+        plain = mode != "nearest" or data_format != "NCHW" or align_corners
+        if plain or (size is None and any(f is None or float(f) != 2.0 for f in factors)):
+            return original(x, size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners,
+                            align_mode=align_mode, data_format=data_format, name=name)  # fmt: skip
+        if size is None:
+            return paddle.repeat_interleave(paddle.repeat_interleave(x, 2, axis=2), 2, axis=3)
+        shape = paddle.shape(x)
+        for axis in (2, 3):
+            n_in, n_out = shape[axis].astype("int64"), size[axis - 2]
+            n_out = paddle.full([], n_out, "int64") if isinstance(n_out, int) else n_out.astype("int64")
+            x = paddle.index_select(x, (paddle.arange(n_out, dtype="int64") * n_in) // n_out, axis=axis)
+        return x
+
+    return interpolate
+
+
+def _spec(shape: list, dtype: str = "float32"):
+    from paddle.static import InputSpec
+
+    return InputSpec(shape, dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# UNet.
+# ---------------------------------------------------------------------------------------------
+def _unet_supported(unet: Any) -> bool:
+    c = unet.config
+    return (
+        getattr(unet, "class_embedding", None) is not None
+        and c.get("class_embed_type") in ("simple_projection", "projection")
+        and c.get("addition_embed_type") is None
+        and c.get("encoder_hid_dim_type") is None
+        and c.get("time_cond_proj_dim") is None
+        and not c.get("center_input_sample")
+        and c.get("time_embedding_type", "positional") == "positional"
+        and getattr(unet, "data_format", "NCHW") == "NCHW"
+        and unet.mid_block is not None
+    )
+
+
+def _unet_forward(unet: Any, sample: Any, t_emb: Any, class_labels: Any) -> Any:
+    """UNet2DConditionModel's forward for a class-conditioned UNet without cross-attention input."""
+    import paddle
+
+    emb = unet.time_embedding(t_emb.cast(sample.dtype), None)
+    class_emb = unet.class_embedding(class_labels.cast(sample.dtype)).cast(sample.dtype)
+    emb = paddle.concat([emb, class_emb], axis=-1) if unet.config.class_embeddings_concat else emb + class_emb
+    sample = unet.conv_in(sample)
+    skips = (sample,)
+    for block in unet.down_blocks:
+        if getattr(block, "has_cross_attention", False):
+            sample, more = block(hidden_states=sample, temb=emb, encoder_hidden_states=None)
+        else:
+            sample, more = block(hidden_states=sample, temb=emb)
+        skips += more
+    if getattr(unet.mid_block, "has_cross_attention", False):
+        sample = unet.mid_block(sample, emb, encoder_hidden_states=None)
+    else:
+        sample = unet.mid_block(sample, emb)
+    last = len(unet.up_blocks) - 1
+    for i, block in enumerate(unet.up_blocks):
+        taken, skips = skips[-len(block.resnets) :], skips[: -len(block.resnets)]
+        size = paddle.shape(skips[-1])[2:] if i < last else None  # always force the skip's size
+        if getattr(block, "has_cross_attention", False):
+            sample = block(hidden_states=sample, temb=emb, res_hidden_states_tuple=taken,
+                           encoder_hidden_states=None, upsample_size=size)  # fmt: skip
+        else:
+            sample = block(hidden_states=sample, temb=emb, res_hidden_states_tuple=taken, upsample_size=size)
+    if unet.conv_norm_out is not None:
+        sample = unet.conv_act(unet.conv_norm_out(sample))
+    return unet.conv_out(sample)
+
+
+def _install_unet(unet: Any, cache: Path) -> Engine | None:
+    if not _unet_supported(unet):
+        return None
+    import paddle
+
+    class Exported(paddle.nn.Layer):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, sample, t_emb, class_labels):
+            return _unet_forward(self.inner, sample, t_emb, class_labels)
+
+    c = unet.config
+    t_dim = (
+        int(unet.time_proj.num_channels)
+        if hasattr(unet.time_proj, "num_channels")
+        else int(c.block_out_channels[0])
+    )
+    class_dim = int(c.projection_class_embeddings_input_dim)
+    specs = [_spec([None, int(c.in_channels), None, None]), _spec([None, t_dim]), _spec([None, class_dim])]
+
+    def export(prefix: str) -> None:
+        _save(Exported(unet), prefix, specs)
+
+    engine = Engine(cache / fingerprint("unet", unet), export, _release(unet))
+    original = unet.forward
+
+    def forward(sample, timestep, encoder_hidden_states=None, class_labels=None, *args, **kwargs):
+        extra = {
+            k: v
+            for k, v in kwargs.items()
+            if v is not None and k not in ("return_dict", "cross_attention_kwargs")
+        }
+        if (
+            args
+            or extra
+            or encoder_hidden_states is not None
+            or class_labels is None
+            or kwargs.get("cross_attention_kwargs")
+        ):
+            return _dygraph_or_explain(engine, "unet", original, sample, timestep, *args,
+                                       encoder_hidden_states=encoder_hidden_states, class_labels=class_labels,
+                                       **kwargs)  # fmt: skip
+        batch = int(sample.shape[0])
+        steps = timestep if paddle.is_tensor(timestep) else paddle.to_tensor([timestep], dtype="int64")
+        steps = steps.reshape([-1]).expand([batch])
+        t_emb = unet.time_proj(steps).cast("float32")
+        arrays = [sample.numpy(), t_emb.numpy(), class_labels.cast("float32").numpy()]
+
+        def reference():
+            return original(
+                sample, timestep, encoder_hidden_states=None, class_labels=class_labels
+            ).sample.numpy()
+
+        out = engine.run(arrays, reference)
+        if out is None:
+            return original(sample, timestep, encoder_hidden_states=None, class_labels=class_labels, **kwargs)
+        out = paddle.to_tensor(out, dtype=sample.dtype)
+        return _unet_output(out) if kwargs.get("return_dict", True) else (out,)
+
+    unet.forward = forward
+    return engine
+
+
+def _unet_output(sample: Any):
+    from ppdiffusers.models.unet_2d_condition import UNet2DConditionOutput
+
+    return UNet2DConditionOutput(sample=sample)
+
+
+def _dygraph_or_explain(engine: Engine, name: str, original: Callable, *args: Any, **kwargs: Any) -> Any:
+    if engine.state == "ready":  # its dygraph weights were released
+        raise RuntimeError(
+            f"the {name} runs as a compiled predictor, which takes only the pipeline's own arguments; "
+            "set MGTOOLKIT_COMPILE=0 before loading the model to call it in other ways"
+        )
+    return original(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# VAE decoder.
+# ---------------------------------------------------------------------------------------------
+def _install_vae(vae: Any, cache: Path) -> Engine | None:
+    if getattr(vae, "post_quant_conv", None) is None or getattr(vae, "decoder", None) is None:
+        return None
+    import paddle
+
+    class Exported(paddle.nn.Layer):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, z):
+            return self.inner.decoder(self.inner.post_quant_conv(z))
+
+    channels = int(vae.config.latent_channels)
+    specs = [_spec([None, channels, None, None])]
+
+    def export(prefix: str) -> None:
+        _save(Exported(vae), prefix, specs)
+
+    parts = (vae.decoder, vae.post_quant_conv)
+    engine = Engine(cache / fingerprint("vae-decoder", vae), export, _release(*parts))
+    original = vae.decode
+
+    def decode(z, return_dict: bool = True, *args, **kwargs):
+        if args or kwargs:
+            return _dygraph_or_explain(engine, "VAE decoder", original, z, return_dict, *args, **kwargs)
+        out = engine.run([z.cast("float32").numpy()], lambda: original(z).sample.numpy())
+        if out is None:
+            return original(z, return_dict)
+        out = paddle.to_tensor(out, dtype=z.dtype)
+        return _decoder_output(out) if return_dict else (out,)
+
+    vae.decode = decode
+    return engine
+
+
+def _decoder_output(sample: Any):
+    from ppdiffusers.models.vae import DecoderOutput
+
+    return DecoderOutput(sample=sample)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vocoder.
+# ---------------------------------------------------------------------------------------------
+def _install_vocoder(vocoder: Any, cache: Path) -> Engine | None:
+    config = getattr(vocoder, "config", None)
+    if config is None or not hasattr(config, "model_in_dim"):
+        return None
+    import paddle
+
+    cls_forward = type(vocoder).forward
+
+    class Exported(paddle.nn.Layer):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, spectrogram):
+            return cls_forward(self.inner, spectrogram)
+
+    specs = [_spec([None, None, int(config.model_in_dim)])]
+
+    def export(prefix: str) -> None:
+        _save(Exported(vocoder), prefix, specs)
+
+    engine = Engine(cache / fingerprint("vocoder", vocoder), export, _release(vocoder))
+    original = vocoder.forward
+
+    from .fast import stitch, time_windows, vocoder_receptive_frames
+
+    hop = int(math.prod(config.upsample_rates))
+    margin = vocoder_receptive_frames(config)
+
+    def run(spectrogram):
+        out = engine.run([spectrogram.cast("float32").numpy()], lambda: original(spectrogram).numpy())
+        return original(spectrogram) if out is None else paddle.to_tensor(out, dtype=spectrogram.dtype)
+
+    def forward(spectrogram):
+        if spectrogram.ndim != 3:
+            return _dygraph_or_explain(engine, "vocoder", original, spectrogram)
+        frames = int(spectrogram.shape[1])
+        if frames <= VOCODER_PIECE_FRAMES:
+            return run(spectrogram)
+        # The predictor keeps every activation of a run: long clips go in pieces, one at a time.
+        windows = time_windows(frames, math.ceil(frames / VOCODER_PIECE_FRAMES), margin)
+        return stitch([run(spectrogram[:, a:b]) for _, _, a, b in windows], windows, hop)
+
+    vocoder.forward = forward
+    return engine

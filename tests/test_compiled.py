@@ -1,0 +1,233 @@
+"""The oneDNN predictors make what dygraph makes, verify themselves, and fall back when they cannot.
+
+Tiny models with every module compiled (``auto`` leaves models this small in dygraph). No timings here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_speed_equivalence import _assert_close, _plain_pipe, _waves
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+ALL = ("unet", "vae", "vocoder")
+
+
+@pytest.fixture(scope="module")
+def paddle():
+    from mgtoolkit.runtime import import_paddle
+
+    return import_paddle()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("compiled")
+
+
+@pytest.fixture(scope="module")
+def plain():
+    return _plain_pipe()
+
+
+@pytest.fixture(scope="module")
+def compiled(cache):
+    from mgtoolkit.backends.compiled import compile_pipeline
+
+    pipe = _plain_pipe()
+    assert compile_pipeline(pipe, "cpu", modules=ALL, cache=cache) == list(ALL)
+    return pipe
+
+
+def _engines(pipe):
+    return pipe._mgtoolkit_engines
+
+
+def _released(module) -> bool:
+    return all(not p._is_initialized() for p in module.parameters())
+
+
+@pytest.mark.parametrize(
+    ("seconds", "seeds"),
+    [
+        (1.0, [3]),  # the first call exports and verifies
+        (1.0, [3, 4, 5]),  # another batch size through the same predictors
+        (3.0, [7]),  # another length: the exports have a dynamic length
+        (2.5, [1, 2]),  # a latent length the UNet's downsampling does not divide (forced skip sizes)
+        (6.0, [9]),  # 600 mel frames: the vocoder predictor runs in two overlapping pieces
+    ],
+)
+def test_compiled_pipeline_equals_plain(paddle, plain, compiled, seconds, seeds):
+    _assert_close(_waves(paddle, compiled, seconds, seeds), _waves(paddle, plain, seconds, seeds))
+
+
+def test_first_call_verifies_writes_a_verdict_and_releases_dygraph_weights(paddle, compiled, cache):
+    _waves(paddle, compiled, 1.0, [3])
+    for name, engine in _engines(compiled).items():
+        assert engine.state == "ready", name
+        verdict = json.loads((engine.folder / "verdict.json").read_text())
+        assert verdict["ok"] is True
+        assert verdict["max_abs_diff"] <= 1e-4 * verdict["reference_peak"]
+        assert (engine.folder / "model.json").exists() and (engine.folder / "model.pdiparams").exists()
+        assert engine.folder.parent == cache
+    assert _released(compiled.unet) and _released(compiled.vocoder)
+    assert _released(compiled.vae.decoder) and _released(compiled.vae.post_quant_conv)
+    assert not _released(compiled.vae.encoder)  # restyling still encodes in dygraph
+
+
+def test_same_weights_load_the_verified_export_without_a_reference(paddle, plain, compiled, cache):
+    from mgtoolkit.backends.compiled import compile_pipeline
+
+    _waves(paddle, compiled, 1.0, [3])  # make sure the exports exist
+    again = _plain_pipe()
+    compile_pipeline(again, "cpu", modules=ALL, cache=cache)
+    assert {e.state for e in _engines(again).values()} == {"ready"}
+    assert _released(again.unet)  # released at once: the verdict on disk says the export is good
+    _assert_close(_waves(paddle, again, 2.0, [5]), _waves(paddle, plain, 2.0, [5]))
+
+
+def test_musicldm_compiles_and_matches(paddle, cache):
+    from mgtoolkit.backends.audioldm import import_ppdiffusers
+    from mgtoolkit.backends.compiled import compile_pipeline
+    from mgtoolkit.backends.tiny import tiny_dir
+
+    def load():
+        cls = import_ppdiffusers().MusicLDMPipeline
+        pipe = cls.from_pretrained(str(tiny_dir("tiny-musicldm")))
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    plain, compiled = load(), load()
+    assert compile_pipeline(compiled, "cpu", modules=ALL, cache=cache) == list(ALL)
+
+    def wave(pipe):
+        with paddle.no_grad():
+            latents = paddle.to_tensor(
+                np.random.default_rng(2).standard_normal((1, 8, 50, 16)).astype("float32")
+            )
+            out = pipe(
+                prompt="a waltz",
+                audio_length_in_s=2.0,
+                num_inference_steps=2,
+                latents=latents,
+                output_type="np",
+            )
+        return np.asarray(out.audios, dtype=np.float32)
+
+    _assert_close(wave(compiled), wave(plain))
+    assert {e.state for e in _engines(compiled).values()} == {"ready"}
+
+
+def test_an_export_that_does_not_verify_stays_in_dygraph(paddle, plain, tmp_path, monkeypatch):
+    from mgtoolkit.backends import compiled as mod
+
+    monkeypatch.setattr(mod, "TOLERANCE", -1.0)  # nothing can pass
+    pipe = _plain_pipe()
+    mod.compile_pipeline(pipe, "cpu", modules=ALL, cache=tmp_path)
+    _assert_close(_waves(paddle, pipe, 1.0, [3]), _waves(paddle, plain, 1.0, [3]))
+    for engine in _engines(pipe).values():
+        assert engine.state == "failed"
+        assert json.loads((engine.folder / "verdict.json").read_text())["ok"] is False
+    assert not _released(pipe.unet)
+    # The verdict is remembered: the next load does not try again and keeps its weights.
+    monkeypatch.setattr(mod, "TOLERANCE", 1e-4)
+    again = _plain_pipe()
+    mod.compile_pipeline(again, "cpu", modules=ALL, cache=tmp_path)
+    assert {e.state for e in _engines(again).values()} == {"failed"}
+    assert not _released(again.unet)
+
+
+def test_an_export_error_falls_back_with_the_reason(paddle, plain, tmp_path, monkeypatch):
+    from mgtoolkit.backends import compiled as mod
+
+    def broken(*args, **kwargs):
+        raise NotImplementedError("this op cannot be exported")
+
+    monkeypatch.setattr(mod, "_save", broken)
+    pipe = _plain_pipe()
+    mod.compile_pipeline(pipe, "cpu", modules=ALL, cache=tmp_path)
+    _assert_close(_waves(paddle, pipe, 1.0, [4]), _waves(paddle, plain, 1.0, [4]))
+    engine = _engines(pipe)["unet"]
+    assert engine.state == "failed"
+    assert engine.detail["error"] == "NotImplementedError: this op cannot be exported"
+
+
+def test_calls_the_export_cannot_take_say_how_to_get_dygraph_back(paddle, compiled):
+    _waves(paddle, compiled, 1.0, [3])
+    sample = paddle.zeros([1, 8, 25, 16])
+    hidden = paddle.zeros([1, 4, 32])
+    with pytest.raises(RuntimeError, match="MGTOOLKIT_COMPILE=0"):
+        compiled.unet(sample, 10, encoder_hidden_states=hidden, class_labels=paddle.zeros([1, 32]))
+
+
+def test_auto_leaves_small_models_small_machines_and_gpus_alone(tmp_path, monkeypatch):
+    from mgtoolkit.backends import compiled as mod
+
+    pipe = _plain_pipe()
+    assert sum(int(p.numel()) for p in pipe.unet.parameters()) < mod.AUTO_MIN_PARAMS
+    assert mod.compile_pipeline(pipe, "cpu", modules=("auto",), cache=tmp_path) == []
+    monkeypatch.setattr(mod, "AUTO_MIN_PARAMS", 0)
+    monkeypatch.setattr(mod, "memory_limit_bytes", lambda: 4 * 1024**3)  # a 4 GB Binder-like box
+    assert mod.compile_pipeline(pipe, "cpu", modules=("auto",), cache=tmp_path) == []
+    assert mod.compile_pipeline(pipe, "gpu:0", modules=ALL, cache=tmp_path) == []
+    assert mod.compile_pipeline(pipe, "cpu", modules=(), cache=tmp_path) == []
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(mod, "memory_limit_bytes", lambda: 64 * 1024**3)
+    assert mod.compile_pipeline(pipe, "cpu", modules=("auto",), cache=tmp_path) == ["vae", "vocoder"]
+
+
+@pytest.mark.parametrize(
+    ("value", "modules"),
+    [
+        (None, ("auto",)),
+        ("auto", ("auto",)),
+        ("0", ()),
+        ("off", ()),
+        ("Yes", ("vae", "vocoder")),
+        ("1", ("vae", "vocoder")),
+        ("unet, vocoder", ("unet", "vocoder")),
+    ],
+)
+def test_compile_mode_reads_the_environment(value, modules):
+    from mgtoolkit.backends.compiled import compile_mode
+
+    assert compile_mode({} if value is None else {"MGTOOLKIT_COMPILE": value}) == modules
+
+
+def test_memory_limit_is_read_on_linux():
+    from mgtoolkit.backends.compiled import memory_limit_bytes
+
+    limit = memory_limit_bytes()
+    assert limit is None or limit > 256 * 1024**2
+
+
+def test_fingerprint_follows_the_weights(paddle):
+    from mgtoolkit.backends.compiled import fingerprint
+
+    a, b = _plain_pipe(), _plain_pipe()
+    assert fingerprint("vocoder", a.vocoder) == fingerprint("vocoder", b.vocoder)
+    weight = b.vocoder.conv_post.weight
+    weight.set_value(weight + 1e-3)
+    assert fingerprint("vocoder", a.vocoder) != fingerprint("vocoder", b.vocoder)
+
+
+@pytest.mark.parametrize(
+    ("shape", "size", "scale"),
+    [
+        ((2, 3, 32, 4), (63, 8), None),  # 2n - 1: the UNet's odd lengths
+        ((2, 3, 16, 2), (32, 4), None),
+        ((1, 2, 63, 8), (125, 16), None),
+        ((1, 2, 7, 3), None, 2.0),  # the VAE's plain doubling
+    ],
+)
+def test_nearest_as_gathers_equals_interpolate(paddle, shape, size, scale):
+    from mgtoolkit.backends.compiled import _nearest_as_gathers
+
+    functional = paddle.nn.functional
+    x = paddle.to_tensor(np.random.default_rng(0).standard_normal(shape).astype("float32"))
+    kwargs = {"size": list(size)} if size else {"scale_factor": scale}
+    want = functional.interpolate(x, mode="nearest", **kwargs).numpy()
+    got = _nearest_as_gathers(functional.interpolate, paddle)(x, mode="nearest", **kwargs).numpy()
+    np.testing.assert_array_equal(got, want)
