@@ -1,33 +1,42 @@
-"""Run the UNet, the VAE decoder and the vocoder through Paddle Inference with oneDNN (CPU only).
+"""Run the VAE decoder and the vocoder (and, on request, the UNet) through Paddle Inference with oneDNN.
 
-Paddle's dygraph kernels leave much of a CPU unused; its inference predictor runs the same layers
-as oneDNN primitives with the bias, residual and activation fused in. On the full-size AudioLDM-S
-(2 cores) a 5 s clip's VAE decode goes from 3.5 to about 1.9 s, the vocoder from 5.1 to about 3 s
-and a UNet step from 0.75 to about 0.65 s (``benchmarks/README.md``).
+CPU only. Paddle's dygraph kernels leave much of a CPU unused; its inference predictor runs the
+same layers as oneDNN primitives with bias, residual and activation fused in. On the full-size
+AudioLDM-S (2 cores, 5 s clip) the VAE decode goes from 3.5 to about 2.0 s and the vocoder from
+5.1 to about 3.1 s. The UNet gains little in a whole call (a step 0.75 → 0.72 s) for about
+0.8 GB more, so it is compiled only when asked for. Figures: ``benchmarks/README.md``.
 
 Per module, on its first call:
 
 1. the module is exported (``paddle.jit.to_static`` + ``paddle.jit.save``) with a dynamic batch
    and clip length into ``<cache>/compiled/<fingerprint>/``;
 2. a predictor is built from those files and run on the call's own inputs beside the dygraph
-   module; it is used only if the two agree within float tolerance (:data:`TOLERANCE`), and the
-   verdict is written next to the files (a mismatch leaves the module in dygraph for good);
-3. the dygraph weights of what the predictor now runs are released (it holds its own copy), which
-   is what keeps the peak memory down.
+   module; it is used only if the two agree within :data:`TOLERANCE` of the output's peak, and the
+   verdict is written next to the files (a mismatch or an export error leaves the module in dygraph,
+   for good: delete the folder to try again);
+3. the dygraph weights the predictor replaces are released.
 
 Later loads of the same weights find the verified files (the fingerprint covers paddle's version,
-the config and a sample of every weight) and release the dygraph weights before building the
-predictor. Three export details are deliberate:
+the config and a sample of every weight) and release the dygraph weights at once.
 
-- the UNet's sinusoidal timestep embedding is computed outside the graph: oneDNN's predictor got it
-  wrong (0.36 max error on the UNet output, measured), and it is a few hundred numbers;
+The cost is memory: with oneDNN on, the predictor holds memory in proportion to all of a run's
+activations (dygraph frees each after its last use; the same predictor without oneDNN does too),
+about 0.7 GB for the VAE and 1.7 GB for the vocoder at 5 s. Spectrograms longer than :data:`VOCODER_PIECE_FRAMES` are therefore vocoded in overlapping
+pieces (the receptive-field margin of :mod:`.fast`), and ``auto`` compiles only on machines with
+at least :data:`AUTO_MIN_MEMORY` (a cgroup limit counts).
+
+Three export details are deliberate:
+
+- the UNet's sinusoidal timestep embedding is computed outside the graph: the oneDNN predictor got
+  it wrong (0.36 max error on the UNet output, measured), and it is a few hundred numbers;
 - nearest-neighbour upsampling is exported as index gathers: the oneDNN predictor rejects the
   interpolate op's scale attribute (``ConvertPirAttribute2RuntimeAttribute``);
 - the UNet forward is restated in :func:`_unet_forward` for the configurations AudioLDM and MusicLDM
   use, without ppdiffusers' Python-side shape test that a dynamic length cannot pass.
 
-``MGTOOLKIT_COMPILE``: ``auto`` (default: models whose UNet has at least :data:`AUTO_MIN_PARAMS`
-weights, where the one-off export of about half a minute pays), ``1`` (always), ``0`` (never).
+``MGTOOLKIT_COMPILE``: ``auto`` (default: full-size models, that is a UNet of at least
+:data:`AUTO_MIN_PARAMS` weights, on machines with room), ``1`` (VAE and vocoder, always), ``0``
+(never), or a list such as ``unet,vae,vocoder``. ``MGTOOLKIT_OPTIMIZE=0`` turns this off too.
 """
 
 from __future__ import annotations
@@ -52,7 +61,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1  # bump when what is exported changes: old cache folders are then ignored
 TOLERANCE = 1e-4  # largest |predictor - dygraph| accepted, relative to the reference's peak
 AUTO_MIN_PARAMS = 20_000_000
-AUTO_MIN_MEMORY = 8 * 1024**3
+AUTO_MIN_MEMORY = 12 * 1024**3  # the predictors keep their activations: ~1.6 GB more at 5 s, ~2 GB at 10 s
 MODULES = ("unet", "vae", "vocoder")
 VOCODER_PIECE_FRAMES = 512  # longer spectrograms are vocoded in overlapping pieces (bounds memory)
 DEFAULT_MODULES = ("vae", "vocoder")  # the UNet gains ~2% in a whole call for ~0.8 GB more: opt-in
