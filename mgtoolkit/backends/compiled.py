@@ -303,7 +303,7 @@ class Engine:
             handle.copy_from_cpu(array)
         predictor.run()
         out = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
-        predictor.clear_intermediate_tensor()  # no activations kept between calls
+        predictor.clear_intermediate_tensor()  # frees the run's tensors (oneDNN's own memory stays: see above)
         return out
 
 
