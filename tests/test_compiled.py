@@ -154,6 +154,20 @@ def test_an_export_error_falls_back_with_the_reason(paddle, plain, tmp_path, mon
     assert engine.detail["error"] == "NotImplementedError: this op cannot be exported"
 
 
+def test_an_unwritable_cache_falls_back_to_dygraph(paddle, plain, tmp_path):
+    from mgtoolkit.backends.compiled import compile_pipeline
+
+    cache = tmp_path / "not-a-folder"
+    cache.write_text("a file where the cache folder should be")
+    pipe = _plain_pipe()
+    compile_pipeline(pipe, "cpu", modules=("vocoder",), cache=cache)
+    _assert_close(_waves(paddle, pipe, 1.0, [4]), _waves(paddle, plain, 1.0, [4]))
+    engine = _engines(pipe)["vocoder"]
+    assert engine.state == "failed"
+    assert engine.detail["error"].startswith(("NotADirectoryError", "FileExistsError"))
+    assert cache.read_text() == "a file where the cache folder should be"  # nothing overwritten
+
+
 def test_calls_the_export_cannot_take_say_how_to_get_dygraph_back(paddle, compiled):
     _waves(paddle, compiled, 1.0, [3])
     sample = paddle.zeros([1, 8, 25, 16])

@@ -278,8 +278,11 @@ class Engine:
             "mgtoolkit: %s stays in dygraph: its oneDNN export did not verify (%s)", self.folder.name, verdict
         )
         self._predictor = None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        _write_json(self.folder / "verdict.json", verdict)
+        try:  # remembered, so that later loads do not try again
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _write_json(self.folder / "verdict.json", verdict)
+        except OSError:  # a read-only or odd cache: this process still falls back
+            pass
         self.detail = verdict
         self.state = "failed"
 
