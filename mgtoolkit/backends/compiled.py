@@ -359,6 +359,30 @@ def _save(layer: Any, prefix: str, specs: list) -> None:
         paddle.jit.save(static, prefix)
 
 
+def _exporter(inner: Any, compute: Callable[..., Any], specs: list) -> Callable[[str], None]:
+    """``export(prefix)``: save ``compute(inner, *inputs)`` for up to three inputs shaped like ``specs``."""
+
+    def export(prefix: str) -> None:
+        import paddle
+
+        class Exported(paddle.nn.Layer):
+            def __init__(self):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x0, x1=None, x2=None):  # paddle.jit needs named inputs, not *inputs
+                return compute(self.inner, *(x0, x1, x2)[: len(specs)])
+
+        _save(Exported(), prefix, specs)
+
+    return export
+
+
+def _vae_decode(vae: Any, z: Any) -> Any:
+    """What ``AutoencoderKL.decode`` computes, as the exported graph."""
+    return vae.decoder(vae.post_quant_conv(z))
+
+
 @contextlib.contextmanager
 def _export_patches(paddle):
     functional = paddle.nn.functional
@@ -460,14 +484,6 @@ def _install_unet(unet: Any, cache: Path) -> Engine | None:
         return None
     import paddle
 
-    class Exported(paddle.nn.Layer):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, sample, t_emb, class_labels):
-            return _unet_forward(self.inner, sample, t_emb, class_labels)
-
     c = unet.config
     t_dim = (
         int(unet.time_proj.num_channels)
@@ -477,10 +493,7 @@ def _install_unet(unet: Any, cache: Path) -> Engine | None:
     class_dim = int(c.projection_class_embeddings_input_dim)
     specs = [_spec([None, int(c.in_channels), None, None]), _spec([None, t_dim]), _spec([None, class_dim])]
 
-    def export(prefix: str) -> None:
-        _save(Exported(unet), prefix, specs)
-
-    engine = Engine(cache / fingerprint("unet", unet), export, _release(unet))
+    engine = Engine(cache / fingerprint("unet", unet), _exporter(unet, _unet_forward, specs), _release(unet))
     original = unet.forward
 
     def forward(sample, timestep, encoder_hidden_states=None, class_labels=None, *args, **kwargs):
@@ -543,22 +556,13 @@ def _install_vae(vae: Any, cache: Path) -> Engine | None:
         return None
     import paddle
 
-    class Exported(paddle.nn.Layer):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, z):
-            return self.inner.decoder(self.inner.post_quant_conv(z))
-
     channels = int(vae.config.latent_channels)
     specs = [_spec([None, channels, None, None])]
 
-    def export(prefix: str) -> None:
-        _save(Exported(vae), prefix, specs)
-
     parts = (vae.decoder, vae.post_quant_conv)
-    engine = Engine(cache / fingerprint("vae-decoder", vae), export, _release(*parts))
+    engine = Engine(
+        cache / fingerprint("vae-decoder", vae), _exporter(vae, _vae_decode, specs), _release(*parts)
+    )
     original = vae.decode
 
     def decode(z, return_dict: bool = True, *args, **kwargs):
@@ -589,21 +593,9 @@ def _install_vocoder(vocoder: Any, cache: Path) -> Engine | None:
         return None
     import paddle
 
-    cls_forward = type(vocoder).forward
-
-    class Exported(paddle.nn.Layer):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, spectrogram):
-            return cls_forward(self.inner, spectrogram)
-
     specs = [_spec([None, None, int(config.model_in_dim)])]
 
-    def export(prefix: str) -> None:
-        _save(Exported(vocoder), prefix, specs)
-
+    export = _exporter(vocoder, type(vocoder).forward, specs)  # the class's forward: not the patched one
     engine = Engine(cache / fingerprint("vocoder", vocoder), export, _release(vocoder))
     original = vocoder.forward
 
