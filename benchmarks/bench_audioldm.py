@@ -216,7 +216,7 @@ def call_plain(args: argparse.Namespace, model_dir: Path):
     import numpy as np
 
     import mgtoolkit as mg
-    from mgtoolkit.backends.audioldm import initial_latents, latent_shape
+    from mgtoolkit.models.audioldm import initial_latents, latent_shape
     from mgtoolkit.runtime import import_paddle
 
     paddle = import_paddle()

@@ -14,7 +14,7 @@ times exactly like the released one. Where each number comes from:
 - Vocoder: AudioLDM's HiFi-GAN (``cvssp/audioldm-s-full-v2/vocoder/config.json``): 64 mels, 16 kHz,
   upsample rates [5, 4, 2, 2, 2], kernels [16, 16, 8, 4, 4], 1024 initial channels, resblock
   kernels [3, 7, 11] with dilations [1, 3, 5].
-- Tokenizer: a small byte-level BPE written by :func:`mgtoolkit.backends.tiny.write_bpe_tokenizer_files`
+- Tokenizer: a small byte-level BPE written by :func:`mgtoolkit.testing.tiny.write_bpe_tokenizer_files`
   (``model_max_length`` 512 as in the real tokenizer); token ids stay below the real vocabulary size.
 
 The same numbers are in ``/work/shared/peer/torch_audioldm_bench.py``, which builds the torch twin.
@@ -115,7 +115,7 @@ def architecture(preset: str) -> dict[str, dict]:
 
 def build(preset: str, folder: Path, seed: int = 0) -> None:
     """Build ``preset`` with random weights and ``save_pretrained`` it into ``folder``."""
-    from mgtoolkit.backends.tiny import write_bpe_tokenizer_files
+    from mgtoolkit.testing.tiny import write_bpe_tokenizer_files
     from mgtoolkit.runtime import import_paddle
 
     paddle = import_paddle()
@@ -149,7 +149,7 @@ def build(preset: str, folder: Path, seed: int = 0) -> None:
 
 def fullsize_dir(preset: str, root: Path | None = None) -> Path:
     """Folder of the saved random-weight ``preset``, building it (about 1.7 GB, once) if missing."""
-    from mgtoolkit.backends.tiny import cache_root
+    from mgtoolkit.testing.tiny import cache_root
 
     architecture(preset)
     target = (root or cache_root()) / f"bench-{preset}-random-v{BUILD_VERSION}"

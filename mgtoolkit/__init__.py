@@ -14,51 +14,70 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from .core import generate, load_model, unload, validate_request  # noqa: E402
 from .errors import GenerationCancelled, InvalidInputError, MgtoolkitError, ModelUnavailableError  # noqa: E402
-from .models import PRESETS, resolve_model  # noqa: E402
+from .models.registry import PRESETS, resolve_model  # noqa: E402
+from .tasks.text import load_model, unload, validate_request  # noqa: E402
 from .types import Clip, GenerationRequest  # noqa: E402
 
 # name -> module; imported on first attribute access so that ipywidgets, matplotlib and the
-# model code load only when used.
+# model code load only when used. The flow reads top to bottom: request -> model -> waveform -> display.
 _LAZY = {
-    "SCHEDULERS": "mgtoolkit.backends.audioldm",
-    "PromptTruncatedWarning": "mgtoolkit.backends.audioldm",
-    # notebook studio (issue 4): plots, display, teaching, widgets
-    "show": "mgtoolkit.display",
-    "show_denoising": "mgtoolkit.display",
-    "about": "mgtoolkit.display",
-    "waveshow": "mgtoolkit.plots",
-    "melshow": "mgtoolkit.plots",
-    "clip_figure": "mgtoolkit.plots",
-    "denoising_snapshots": "mgtoolkit.teaching",
-    "studio": "mgtoolkit.widgets",
-    "TextPanel": "mgtoolkit.widgets",
-    "ImagePanel": "mgtoolkit.widgets",
-    "AudioPanel": "mgtoolkit.widgets",
-    # image -> music, audio -> music (issue 3)
-    "image_to_music": "mgtoolkit.chains",
-    "describe_image": "mgtoolkit.chains",
-    "write_music_prompt": "mgtoolkit.chains",
-    "Story": "mgtoolkit.chains",
-    "CAPTIONERS": "mgtoolkit.chains",
-    "WRITERS": "mgtoolkit.chains",
-    "WriterFallbackWarning": "mgtoolkit.chains",
-    "restyle": "mgtoolkit.restyle",
-    "variations": "mgtoolkit.restyle",
-    "example_image": "mgtoolkit.images",
+    # the tasks (recorded in the studio's history)
+    "generate": "mgtoolkit.api",
+    "image_to_music": "mgtoolkit.api",
+    "restyle": "mgtoolkit.api",
+    "variations": "mgtoolkit.api",
+    "describe_image": "mgtoolkit.tasks.image",
+    "write_music_prompt": "mgtoolkit.tasks.image",
+    "Story": "mgtoolkit.tasks.image",
+    "CAPTIONERS": "mgtoolkit.tasks.image",
+    "WRITERS": "mgtoolkit.tasks.image",
+    "WriterFallbackWarning": "mgtoolkit.tasks.image",
+    # the models
+    "SCHEDULERS": "mgtoolkit.models.audioldm",
+    "PromptTruncatedWarning": "mgtoolkit.models.audioldm",
+    # speed-ups
+    "optimize": "mgtoolkit.accel",
+    # files
+    "example_image": "mgtoolkit.io.images",
+    # the notebook: plots, display, teaching, widgets
+    "show": "mgtoolkit.notebook.display",
+    "show_denoising": "mgtoolkit.notebook.display",
+    "about": "mgtoolkit.notebook.display",
+    "waveshow": "mgtoolkit.notebook.plots",
+    "melshow": "mgtoolkit.notebook.plots",
+    "clip_figure": "mgtoolkit.notebook.plots",
+    "denoising_snapshots": "mgtoolkit.notebook.teaching",
+    "studio": "mgtoolkit.notebook.widgets",
+    "TextPanel": "mgtoolkit.notebook.widgets",
+    "ImagePanel": "mgtoolkit.notebook.widgets",
+    "AudioPanel": "mgtoolkit.notebook.widgets",
 }
 
 
 # submodules reachable as attributes (mg.plots.waveshow, ...) without importing them up front
-_SUBMODULES = {"appflow", "audio", "display", "images", "plots", "prompts", "teaching", "widgets"}
+_SUBMODULES = {
+    "appflow": "mgtoolkit.appflow",
+    "accel": "mgtoolkit.accel",
+    "config": "mgtoolkit.config",
+    "tasks": "mgtoolkit.tasks",
+    "models": "mgtoolkit.models",
+    "audio": "mgtoolkit.io.audio",
+    "images": "mgtoolkit.io.images",
+    "prompts": "mgtoolkit.prompts",
+    "display": "mgtoolkit.notebook.display",
+    "plots": "mgtoolkit.notebook.plots",
+    "teaching": "mgtoolkit.notebook.teaching",
+    "widgets": "mgtoolkit.notebook.widgets",
+    "history": "mgtoolkit.notebook.history",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
     elif name in _SUBMODULES:
-        value = importlib.import_module(f"mgtoolkit.{name}")
+        value = importlib.import_module(_SUBMODULES[name])
     else:
         raise AttributeError(f"module 'mgtoolkit' has no attribute {name!r}")
     globals()[name] = value
@@ -66,12 +85,11 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
 __all__ = [
     "__version__",
-    "generate",
     "load_model",
     "unload",
     "validate_request",

@@ -43,9 +43,9 @@ _CALL_KEYS = {
 
 def _classify(name: Any) -> tuple[str, str]:
     """``("captioner" | "writer" | "audio", resolved name)`` for one entry of ``models``."""
-    from .backends.captioners import resolve_captioner
-    from .backends.writers import resolve_writer
-    from .models import PRESETS, resolve_model
+    from .models.captioners import resolve_captioner
+    from .models.registry import PRESETS, resolve_model
+    from .models.writers import resolve_writer
 
     if not isinstance(name, (str, os.PathLike)) or not os.fspath(name).strip():
         raise InvalidInputError(
@@ -158,7 +158,7 @@ class Appflow:
 
     @property
     def _tiny(self) -> bool:
-        from .models import default_model
+        from .models.registry import default_model
 
         return default_model() == "tiny"
 
@@ -212,14 +212,14 @@ class Appflow:
         return {**args, "seed": seed, "model": self._require("audio", "making music")}
 
     def _music(self, prompt: str, inputs: dict[str, Any], seed: int | None, **extra: Any) -> dict[str, Any]:
-        from .core import generate
+        from .tasks.text import generate
 
         clip = generate(prompt, **self._generation_args(inputs, seed))
         clip = clip.with_extra(**extra) if extra else clip
         return {"result": clip.waveform, "clip": clip, "prompt": prompt}
 
     def _from_image(self, inputs: dict[str, Any], seed: int | None) -> dict[str, Any]:
-        from .chains import describe_image, image_to_music
+        from .tasks.image import describe_image, image_to_music
 
         captioner = self._require("captioner", "describing an image")
         question = inputs.get("minigpt4_text")
@@ -243,9 +243,9 @@ class Appflow:
     def _from_instruction(self, inputs: dict[str, Any], seed: int | None) -> dict[str, Any]:
         """Chat model answers the (already filled-in) instruction; its cleaned answer becomes the prompt."""
         from . import prompts
-        from .backends import writers
-        from .chains import WriterFallbackWarning
+        from .models import writers
         from .runtime import pick_device
+        from .tasks.image import WriterFallbackWarning
 
         instruction = inputs.pop("prompt")
         spec = writers.resolve_writer(self.stages["writer"])

@@ -14,10 +14,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TextIO
 
-from .audio import ensure_writable_dir, safe_stem
-from .core import generate_clips, validate_request
 from .errors import InvalidInputError, MgtoolkitError
-from .models import PRESETS, default_model, resolve_model
+from .io.audio import ensure_writable_dir, safe_stem
+from .models.registry import PRESETS, default_model, resolve_model
+from .tasks.text import generate_clips, validate_request
 from .types import GenerationRequest
 
 __all__ = ["main", "read_batch"]
@@ -74,15 +74,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _base_request(args: argparse.Namespace, prompt: str) -> GenerationRequest:
     return GenerationRequest(
-        prompt,
-        args.negative_prompt,
-        args.seconds,
-        args.steps,
-        args.guidance,
-        args.seed,
-        args.n,
-        args.model,
-        args.scheduler,
+        prompt=prompt,
+        negative_prompt=args.negative_prompt,
+        audio_length_in_s=args.seconds,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        seed=args.seed,
+        num_waveforms_per_prompt=args.n,
+        model=args.model,
+        scheduler=args.scheduler,
     )
 
 

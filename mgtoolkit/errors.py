@@ -9,11 +9,16 @@ __all__ = [
     "InvalidInputError",
     "ModelUnavailableError",
     "GenerationCancelled",
+    "MgtoolkitWarning",
 ]
 
 
 class MgtoolkitError(Exception):
     """Base class of every error mgtoolkit raises on purpose."""
+
+
+class MgtoolkitWarning(UserWarning):
+    """Base class of mgtoolkit's notes to the user (a prompt cut short, a writer replaced, ...)."""
 
 
 class InvalidInputError(MgtoolkitError, ValueError):
@@ -50,3 +55,15 @@ class ModelUnavailableError(MgtoolkitError, OSError):
 
 class GenerationCancelled(MgtoolkitError):
     """Raised inside a generation when the caller asked it to stop."""
+
+    @classmethod
+    def raise_if_set(cls, cancel: Any, when: str) -> None:
+        """Raise ``GenerationCancelled("cancelled <when>")`` if the event ``cancel`` is set.
+
+        Examples
+        --------
+        >>> import threading
+        >>> GenerationCancelled.raise_if_set(threading.Event(), "before the first step")
+        """
+        if cancel is not None and cancel.is_set():
+            raise cls(f"cancelled {when}")

@@ -6,6 +6,7 @@ import os
 import sys
 from functools import cache
 
+from .config import flag, setting
 from .errors import InvalidInputError
 
 __all__ = ["configure_cpu_env", "import_paddle", "quiet_model_logs", "pick_device", "pick_dtype"]
@@ -31,7 +32,7 @@ def configure_cpu_env(environ: dict | None = None) -> dict[str, str]:
     kept. Returns what it set. Setting ``MGTOOLKIT_NO_THREAD_TUNING=1`` turns it off.
     """
     env = os.environ if environ is None else environ
-    if env.get("MGTOOLKIT_NO_THREAD_TUNING") or "paddle" in sys.modules:
+    if flag("MGTOOLKIT_NO_THREAD_TUNING", environ=env) or "paddle" in sys.modules:
         return {}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     wanted = {"OMP_NUM_THREADS": str(cores)}
@@ -68,7 +69,7 @@ def import_paddle():
 
 def quiet_model_logs() -> None:
     """Keep paddlenlp's and ppdiffusers' INFO chatter out of notebooks (``MGTOOLKIT_VERBOSE=1`` keeps it)."""
-    if os.environ.get("MGTOOLKIT_VERBOSE"):
+    if flag("MGTOOLKIT_VERBOSE"):
         return
     try:
         from paddlenlp.utils.log import logger
@@ -95,7 +96,7 @@ def pick_device(device: str | None = None) -> str:
 
     ``$MGTOOLKIT_DEVICE`` overrides the automatic choice.
     """
-    wanted = (device or os.environ.get("MGTOOLKIT_DEVICE") or "auto").strip().lower()
+    wanted = (device or setting("MGTOOLKIT_DEVICE")).strip().lower()
     if wanted == "auto":
         return "gpu" if _gpu_available() else "cpu"
     if wanted in ("cpu",):

@@ -1,19 +1,28 @@
-"""Requests and results: plain frozen dataclasses, no hidden state."""
+"""Requests and results: plain keyword-only frozen dataclasses, no hidden state. The bottom layer.
+
+Only :mod:`mgtoolkit.errors` and :mod:`mgtoolkit.io.audio` (for ``Clip.save`` and the inline
+player) are imported.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["GenerationRequest", "Clip"]
+from .io import audio as audio_io
+
+__all__ = ["GenerationRequest", "Clip", "StepCallback"]
+
+StepCallback = Callable[[int, int, Any], None]
+"""``callback(step, num_inference_steps, latents)`` after each denoising step (``step`` from 0)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GenerationRequest:
     """Everything that decides what a text-to-music call makes.
 
@@ -60,7 +69,7 @@ class GenerationRequest:
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Clip:
     """One generated waveform and everything needed to make it again.
 
@@ -136,18 +145,28 @@ class Clip:
         Path
             The WAV written; the sidecar is the same path with ``.json``.
         """
-        from .audio import save_clip
-
-        return save_clip(self, out_dir, name=name)
+        return audio_io.save_clip(self, out_dir, name=name)
 
     def with_extra(self, **extra: Any) -> Clip:
         """A copy with more provenance in ``extra``."""
         return dataclasses.replace(self, extra={**self.extra, **extra})
 
-    def _repr_html_(self) -> str:
-        from .display import clip_html
+    def summary(self) -> str:
+        """One line: seed, length, steps, guidance and model."""
+        model = self.model_info.get("name") or self.request.model or ""
+        return " · ".join(
+            [
+                f"seed {self.seed}",
+                f"{self.duration:.2f} s",
+                f"{self.request.num_inference_steps} steps",
+                f"guidance {self.request.guidance_scale:g}",
+                f"model {model}",
+            ]
+        )
 
-        return clip_html(self)
+    def _repr_html_(self) -> str:
+        """A clip as a cell's last expression plays inline (a player and a caption)."""
+        return audio_io.player_html(self.waveform, self.sample_rate, f"{self.prompt} · {self.summary()}")
 
     def __repr__(self) -> str:
         return (

@@ -9,8 +9,8 @@ import pytest
 
 import mgtoolkit as mg
 from mgtoolkit.appflow import Appflow
-from mgtoolkit.chains import WriterFallbackWarning
 from mgtoolkit.errors import InvalidInputError
+from mgtoolkit.tasks.image import WriterFallbackWarning
 
 # The document's example, verbatim except: the import line, and (for speed) 5 s / 20 steps -> 1 s / 2 steps.
 EXAMPLE = """
@@ -131,7 +131,7 @@ def test_image_to_caption_returns_text():
 
 
 def test_chat_model_answer_is_cleaned_before_it_becomes_the_prompt(monkeypatch):
-    from mgtoolkit.backends import writers
+    from mgtoolkit.models import writers
 
     monkeypatch.setattr(writers, "complete", lambda *a, **k: 'Sure! Musical style: "Dark pulsing techno."')
     task = Appflow(app="music_generation", models=["THUDM/chatglm-6b", "cvssp/audioldm"])

@@ -9,16 +9,27 @@ import pytest
 import soundfile as sf
 
 import mgtoolkit as mg
-from mgtoolkit import audio
+from mgtoolkit.io import audio
 from mgtoolkit.types import Clip, GenerationRequest
 
 
 def make_clip(prompt="Smooth jazz / piano", seed=7, sr=16000, seconds=0.5) -> Clip:
     t = np.arange(int(sr * seconds)) / sr
     wave = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-    req = GenerationRequest(prompt, "noise", seconds, 3, 2.5, seed, 1, "tiny")
+    req = GenerationRequest(
+        prompt=prompt,
+        negative_prompt="noise",
+        audio_length_in_s=seconds,
+        num_inference_steps=3,
+        guidance_scale=2.5,
+        seed=seed,
+        num_waveforms_per_prompt=1,
+        model="tiny",
+    )
     info = {"name": "tiny", "license": "random weights", "device": "cpu", "dtype": "float32"}
-    return Clip(wave, sr, seed, req, info, {"total_s": 1.25})
+    return Clip(
+        waveform=wave, sample_rate=sr, seed=seed, request=req, model_info=info, timings={"total_s": 1.25}
+    )
 
 
 @pytest.mark.parametrize(
@@ -56,7 +67,7 @@ def test_save_writes_pcm16_wav_and_sidecar(tmp_path):
 def test_save_never_overwrites(tmp_path):
     first = make_clip().save(tmp_path)
     before = first.read_bytes()
-    louder = Clip(make_clip().waveform * 1.5, 16000, 7, make_clip().request)
+    louder = Clip(waveform=make_clip().waveform * 1.5, sample_rate=16000, seed=7, request=make_clip().request)
     second = louder.save(tmp_path)
     third = make_clip().save(tmp_path)
     assert [p.name for p in (first, second, third)] == [

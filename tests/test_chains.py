@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import mgtoolkit as mg
-from mgtoolkit import chains
-from mgtoolkit.backends import captioners, writers
-from mgtoolkit.backends.tiny_llm import tiny_dir
 from mgtoolkit.errors import GenerationCancelled, InvalidInputError
+from mgtoolkit.models import captioners, writers
 from mgtoolkit.prompts import template_prompt
+from mgtoolkit.tasks import image as chains
+from mgtoolkit.testing.tiny_llm import tiny_dir
 
 FAST = {"audio_length_in_s": 1.0, "num_inference_steps": 2, "model": "tiny"}
 
@@ -24,7 +24,7 @@ FAST = {"audio_length_in_s": 1.0, "num_inference_steps": 2, "model": "tiny"}
 @pytest.fixture(scope="module")
 def calls():
     """Count every captioner, writer and music call made in this module."""
-    import mgtoolkit.core as core
+    import mgtoolkit.tasks.text as core
 
     counts: Counter = Counter()
 
@@ -310,7 +310,7 @@ def test_real_captioner_sees_the_example_scene():
 
 
 def test_the_history_holds_the_finished_clip_of_a_story():
-    from mgtoolkit.history import HISTORY
+    from mgtoolkit.notebook.history import HISTORY
 
     HISTORY.clear()
     story = mg.image_to_music(

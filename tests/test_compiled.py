@@ -34,7 +34,7 @@ def plain():
 
 @pytest.fixture(scope="module")
 def compiled(cache):
-    from mgtoolkit.backends.compiled import compile_pipeline
+    from mgtoolkit.accel.onednn import compile_pipeline
 
     pipe = _plain_pipe()
     assert compile_pipeline(pipe, "cpu", modules=ALL, cache=cache) == list(ALL)
@@ -78,7 +78,7 @@ def test_first_call_verifies_writes_a_verdict_and_releases_dygraph_weights(paddl
 
 
 def test_same_weights_load_the_verified_export_without_a_reference(paddle, plain, compiled, cache):
-    from mgtoolkit.backends.compiled import compile_pipeline
+    from mgtoolkit.accel.onednn import compile_pipeline
 
     _waves(paddle, compiled, 1.0, [3])  # make sure the exports exist
     again = _plain_pipe()
@@ -89,9 +89,9 @@ def test_same_weights_load_the_verified_export_without_a_reference(paddle, plain
 
 
 def test_musicldm_compiles_and_matches(paddle, cache):
-    from mgtoolkit.backends.audioldm import import_ppdiffusers
-    from mgtoolkit.backends.compiled import compile_pipeline
-    from mgtoolkit.backends.tiny import tiny_dir
+    from mgtoolkit.accel.onednn import compile_pipeline
+    from mgtoolkit.models.audioldm import import_ppdiffusers
+    from mgtoolkit.testing.tiny import tiny_dir
 
     def load():
         cls = import_ppdiffusers().MusicLDMPipeline
@@ -121,7 +121,7 @@ def test_musicldm_compiles_and_matches(paddle, cache):
 
 
 def test_an_export_that_does_not_verify_stays_in_dygraph(paddle, plain, tmp_path, monkeypatch):
-    from mgtoolkit.backends import compiled as mod
+    from mgtoolkit.accel import onednn as mod
 
     monkeypatch.setattr(mod, "TOLERANCE", -1.0)  # nothing can pass
     pipe = _plain_pipe()
@@ -140,7 +140,7 @@ def test_an_export_that_does_not_verify_stays_in_dygraph(paddle, plain, tmp_path
 
 
 def test_an_export_error_falls_back_with_the_reason(paddle, plain, tmp_path, monkeypatch):
-    from mgtoolkit.backends import compiled as mod
+    from mgtoolkit.accel import onednn as mod
 
     def broken(*args, **kwargs):
         raise NotImplementedError("this op cannot be exported")
@@ -155,7 +155,7 @@ def test_an_export_error_falls_back_with_the_reason(paddle, plain, tmp_path, mon
 
 
 def test_an_unwritable_cache_falls_back_to_dygraph(paddle, plain, tmp_path):
-    from mgtoolkit.backends.compiled import compile_pipeline
+    from mgtoolkit.accel.onednn import compile_pipeline
 
     cache = tmp_path / "not-a-folder"
     cache.write_text("a file where the cache folder should be")
@@ -177,7 +177,7 @@ def test_calls_the_export_cannot_take_say_how_to_get_dygraph_back(paddle, compil
 
 
 def test_auto_leaves_small_models_small_machines_and_gpus_alone(tmp_path, monkeypatch):
-    from mgtoolkit.backends import compiled as mod
+    from mgtoolkit.accel import onednn as mod
 
     pipe = _plain_pipe()
     assert sum(int(p.numel()) for p in pipe.unet.parameters()) < mod.AUTO_MIN_PARAMS
@@ -205,20 +205,20 @@ def test_auto_leaves_small_models_small_machines_and_gpus_alone(tmp_path, monkey
     ],
 )
 def test_compile_mode_reads_the_environment(value, modules):
-    from mgtoolkit.backends.compiled import compile_mode
+    from mgtoolkit.accel.onednn import compile_mode
 
     assert compile_mode({} if value is None else {"MGTOOLKIT_COMPILE": value}) == modules
 
 
 def test_memory_limit_is_read_on_linux():
-    from mgtoolkit.backends.compiled import memory_limit_bytes
+    from mgtoolkit.accel.onednn import memory_limit_bytes
 
     limit = memory_limit_bytes()
     assert limit is None or limit > 256 * 1024**2
 
 
 def test_fingerprint_follows_the_weights(paddle):
-    from mgtoolkit.backends.compiled import fingerprint
+    from mgtoolkit.accel.onednn import fingerprint
 
     a, b = _plain_pipe(), _plain_pipe()
     assert fingerprint("vocoder", a.vocoder) == fingerprint("vocoder", b.vocoder)
@@ -237,7 +237,7 @@ def test_fingerprint_follows_the_weights(paddle):
     ],
 )
 def test_nearest_as_gathers_equals_interpolate(paddle, shape, size, scale):
-    from mgtoolkit.backends.compiled import _nearest_as_gathers
+    from mgtoolkit.accel.onednn import _nearest_as_gathers
 
     functional = paddle.nn.functional
     x = paddle.to_tensor(np.random.default_rng(0).standard_normal(shape).astype("float32"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import mgtoolkit as mg
-from mgtoolkit.backends import audioldm
+from mgtoolkit.models import audioldm
 
 PROMPT = "smooth jazz piano, relaxed lounge"
 
@@ -97,9 +97,13 @@ def test_matches_the_plain_ppdiffusers_pipeline_call(tiny_model, fast):
     import paddle
 
     clip = mg.generate(PROMPT, negative_prompt="noise", seed=7, **fast)
-    shape = audioldm.latent_shape(tiny_model, fast["audio_length_in_s"])
+    plain_model = mg.load_model("tiny", optimize=False)  # not the optimised pipeline that made the clip
+    assert plain_model.pipe is not tiny_model.pipe and not hasattr(
+        plain_model.pipe, "_mgtoolkit_optimizations"
+    )
+    shape = audioldm.latent_shape(plain_model, fast["audio_length_in_s"])
     latents = paddle.to_tensor(audioldm.initial_latents(shape, [7]))
-    plain = tiny_model.pipe(
+    plain = plain_model.pipe(
         prompt=PROMPT,
         negative_prompt="noise",
         latents=latents,
@@ -144,7 +148,12 @@ def test_save_pretrained_round_trip_gives_the_same_waveform(tiny_model, tmp_path
 
 def test_a_request_object_is_accepted(base, fast):
     request = mg.GenerationRequest(
-        PROMPT, "low quality, noise", seed=120, audio_length_in_s=1.0, num_inference_steps=3, model="tiny"
+        prompt=PROMPT,
+        negative_prompt="low quality, noise",
+        seed=120,
+        audio_length_in_s=1.0,
+        num_inference_steps=3,
+        model="tiny",
     )
     assert np.array_equal(mg.generate(request).waveform, base.waveform)
 
@@ -189,10 +198,49 @@ def test_stochastic_sampler_is_still_owned_by_the_seed(fast):
 
 
 def test_generate_records_its_clips_in_the_history(fast):
-    from mgtoolkit.history import HISTORY
+    from mgtoolkit.notebook.history import HISTORY
 
     HISTORY.clear()
     clips = mg.generate(PROMPT, seed=8, num_waveforms_per_prompt=2, **fast)
     assert HISTORY.clips == clips
     HISTORY.add(clips)  # the same clips again (a panel recording them too) are not duplicated
     assert len(HISTORY) == 2
+
+
+def test_the_task_itself_records_nothing(fast):
+    """The history is fed by the shells (mg.generate, the panels), not by the task."""
+    from mgtoolkit.notebook.history import HISTORY
+    from mgtoolkit.tasks import text
+
+    HISTORY.clear()
+    clip = text.generate(PROMPT, seed=8, **fast)
+    assert len(HISTORY) == 0
+    assert mg.generate(PROMPT, seed=8, **fast).waveform.tolist() == clip.waveform.tolist()
+    assert len(HISTORY) == 1
+
+
+@pytest.mark.parametrize("seconds", [2.9999999999999996, 1.0000000000000002, 0.9999999])
+def test_a_sliders_float_error_gives_whole_seconds(seconds, fast):
+    """Browser sliders send 2.9999999999999996: the clip is round(seconds x rate) samples and says so."""
+    clip = mg.generate(PROMPT, seed=3, **{**fast, "audio_length_in_s": seconds})
+    assert clip.waveform.shape == (round(seconds * 16000),)
+    assert clip.request.audio_length_in_s == round(seconds * 16000) / 16000
+
+
+def test_below_one_latent_frame_is_our_error_not_ppdiffusers(fast):
+    with pytest.raises(mg.InvalidInputError, match=r"^audio_length_in_s=0.02: must be at least 0.04 s"):
+        mg.generate(PROMPT, seed=3, **{**fast, "audio_length_in_s": 0.02})
+
+
+def test_cancel_does_not_copy_latents_without_a_callback(fast, monkeypatch):
+    """The panels always pass cancel; with no callback, no step copies the latents to the host."""
+    import paddle
+
+    copies = []
+    original = paddle.Tensor.numpy
+    monkeypatch.setattr(
+        paddle.Tensor, "numpy", lambda self, *a, **k: copies.append(self.shape) or original(self, *a, **k)
+    )
+    mg.generate(PROMPT, seed=3, cancel=threading.Event(), **fast)
+    latent_copies = [s for s in copies if len(s) == 4 and s[1] == 8]
+    assert latent_copies == []

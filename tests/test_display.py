@@ -1,4 +1,4 @@
-"""mgtoolkit.display and mgtoolkit.teaching: players, cards, side-by-side clips, denoising snapshots."""
+"""mgtoolkit.notebook.display and mgtoolkit.notebook.teaching: players, cards, side-by-side clips, denoising snapshots."""
 
 from __future__ import annotations
 
@@ -11,15 +11,24 @@ import pytest
 import soundfile as sf
 
 import mgtoolkit as mg
-from mgtoolkit import display, teaching
+from mgtoolkit.notebook import display, teaching
 
 SR = 16000
 
 
 def _clip(seed: int = 3, prompt: str = "calm <piano> & rain", n: int = 12000) -> mg.Clip:
     wave = np.random.default_rng(seed).uniform(-0.5, 0.5, n).astype(np.float32)
-    request = mg.GenerationRequest(prompt, "noise", 0.75, 4, 3.0, seed, 1, "tiny")
-    return mg.Clip(wave, SR, seed, request, {"name": "tiny"})
+    request = mg.GenerationRequest(
+        prompt=prompt,
+        negative_prompt="noise",
+        audio_length_in_s=0.75,
+        num_inference_steps=4,
+        guidance_scale=3.0,
+        seed=seed,
+        num_waveforms_per_prompt=1,
+        model="tiny",
+    )
+    return mg.Clip(waveform=wave, sample_rate=SR, seed=seed, request=request, model_info={"name": "tiny"})
 
 
 def _wav_uris(markup: str) -> list[bytes]:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from mgtoolkit.history import History
+from mgtoolkit.notebook.history import History
 from mgtoolkit.types import Clip, GenerationRequest
 
 
 def _clip(seed: int) -> Clip:
-    return Clip(np.zeros(4, np.float32), 16000, seed, GenerationRequest("x", seed=seed))
+    return Clip(
+        waveform=np.zeros(4, np.float32),
+        sample_rate=16000,
+        seed=seed,
+        request=GenerationRequest(prompt="x", seed=seed),
+    )
 
 
 def test_keeps_order_skips_duplicates_and_tells_listeners():

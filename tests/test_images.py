@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mgtoolkit.errors import InvalidInputError
-from mgtoolkit.images import MAX_SIDE, example_image, load_image
+from mgtoolkit.io.images import MAX_SIDE, example_image, load_image
 
 
 def _png(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:

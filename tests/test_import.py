@@ -22,7 +22,7 @@ def test_import_does_not_load_heavy_packages():
 
 def test_validating_a_request_stays_light():
     loaded = _modules_after(
-        "import mgtoolkit as mg\nmg.validate_request(mg.GenerationRequest('calm piano', model='tiny'))"
+        "import mgtoolkit as mg\nmg.validate_request(mg.GenerationRequest(prompt='calm piano', model='tiny'))"
     )
     assert not [m for m in HEAVY if m in loaded]
 

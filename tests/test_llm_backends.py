@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from mgtoolkit.backends import captioners, tiny_llm, writers
 from mgtoolkit.errors import InvalidInputError, ModelUnavailableError
+from mgtoolkit.models import captioners, writers
+from mgtoolkit.testing import tiny_llm
 
 SCENE = "The image shows a crowded nightclub with people dancing on the dance floor."
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mgtoolkit.models import DEFAULT_MODEL, PRESETS, default_model, resolve_model
+from mgtoolkit.models.registry import DEFAULT_MODEL, PRESETS, default_model, resolve_model
 
 
 def test_presets_cover_the_model_variants():

@@ -1,4 +1,4 @@
-"""mgtoolkit.plots: librosa.display-style drawing on any waveform; axes in seconds and Hz."""
+"""mgtoolkit.notebook.plots: librosa.display-style drawing on any waveform; axes in seconds and Hz."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from mgtoolkit import plots  # noqa: E402
+from mgtoolkit.notebook import plots  # noqa: E402
 
 SR = 16000
 
@@ -109,7 +109,13 @@ def test_melshow_never_shows(tone, ax, monkeypatch):
 def test_clip_figure_is_a_figure_outside_pyplot(tone):
     import mgtoolkit as mg
 
-    clip = mg.Clip(tone, SR, 7, mg.GenerationRequest("a sine", seed=7, model="tiny"), {"name": "tiny"})
+    clip = mg.Clip(
+        waveform=tone,
+        sample_rate=SR,
+        seed=7,
+        request=mg.GenerationRequest(prompt="a sine", seed=7, model="tiny"),
+        model_info={"name": "tiny"},
+    )
     before = plt.get_fignums()
     fig = plots.clip_figure(clip)
     assert isinstance(fig, Figure) and plt.get_fignums() == before

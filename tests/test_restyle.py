@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 
 import mgtoolkit as mg
-from mgtoolkit.audio_input import load_audio
-from mgtoolkit.backends import sdedit
 from mgtoolkit.errors import GenerationCancelled, InvalidInputError
+from mgtoolkit.io.audio import load_audio
+from mgtoolkit.models import sdedit
 
 SR = 16000
 KW = {"num_inference_steps": 4, "seed": 5, "model": "tiny", "negative_prompt": "noise"}
@@ -231,7 +231,7 @@ def test_corrupt_audio_bytes_name_audio(garbage):
 
 
 def test_restyle_records_its_clip_in_the_history():
-    from mgtoolkit.history import HISTORY
+    from mgtoolkit.notebook.history import HISTORY
 
     hum = (np.sin(np.linspace(0, 600, 16000)).astype(np.float32) * 0.5, 16000)
     clip = mg.restyle(hum, "piano", strength=0.5, num_inference_steps=2, seed=2, model="tiny")

@@ -83,7 +83,7 @@ def test_import_paddle_uses_every_core_unless_told():
 
 
 def test_optimiser_respects_the_thread_setting(monkeypatch):
-    from mgtoolkit.backends import fast
+    from mgtoolkit.accel import pieces as fast
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert fast.usable_cores() == 1

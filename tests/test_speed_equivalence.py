@@ -21,8 +21,8 @@ def paddle():
 
 def _plain_pipe():
     """The tiny pipeline straight from ppdiffusers: no mgtoolkit optimisation."""
-    from mgtoolkit.backends.audioldm import import_ppdiffusers
-    from mgtoolkit.backends.tiny import tiny_audioldm_dir
+    from mgtoolkit.models.audioldm import import_ppdiffusers
+    from mgtoolkit.testing.tiny import tiny_audioldm_dir
 
     pipe = import_ppdiffusers().AudioLDMPipeline.from_pretrained(str(tiny_audioldm_dir()))
     pipe.set_progress_bar_config(disable=True)
@@ -39,16 +39,16 @@ def plain():
 @pytest.fixture(scope="module")
 def optimised():
     """A second copy with the speed-ups forced on two threads, whatever the machine has."""
-    from mgtoolkit.backends import fast
+    from mgtoolkit import accel
 
     pipe = _plain_pipe()
-    report = fast.optimize(pipe, "cpu", workers=2)
+    report = accel.optimize(pipe, "cpu", threads=2, onednn=())  # not the user's MGTOOLKIT_COMPILE
     assert len(report["applied"]) == 3
     return pipe
 
 
 def _latents(pipe, seconds: float, seeds: list[int]):
-    from mgtoolkit.backends.audioldm import initial_latents
+    from mgtoolkit.models.audioldm import initial_latents
 
     hop = int(np.prod(pipe.vocoder.config.upsample_rates))
     scale = pipe.vae_scale_factor
@@ -112,7 +112,7 @@ def test_generate_equals_plain_ppdiffusers_call(paddle, plain, tiny_model):
 
 def test_vocoder_time_split_covers_the_receptive_field(paddle, plain):
     """Changing one mel frame moves no output sample farther away than the margin says."""
-    from mgtoolkit.backends.fast import vocoder_receptive_frames
+    from mgtoolkit.accel.pieces import vocoder_receptive_frames
 
     vocoder = plain.vocoder
     margin = vocoder_receptive_frames(vocoder.config)
@@ -132,7 +132,7 @@ def test_vocoder_time_split_covers_the_receptive_field(paddle, plain):
 
 
 def test_prompts_padded_to_longest_equal_512_padded(paddle, plain, tiny_model):
-    from mgtoolkit.backends.audioldm import encode_prompts
+    from mgtoolkit.models.audioldm import encode_prompts
 
     assert tiny_model.max_prompt_tokens == 512
     ours = encode_prompts(tiny_model, [PROMPT, NEGATIVE]).numpy()
@@ -159,22 +159,22 @@ def test_guidance_off_runs_the_unet_on_one_branch(tiny_model, fast):
 
 
 def test_optimize_leaves_gpu_alone_and_runs_once(plain):
-    from mgtoolkit.backends import fast
+    from mgtoolkit import accel
 
     class Stub:
         unet = vae = vocoder = None
 
-    assert fast.optimize(Stub(), "gpu:0", workers=2)["applied"] == []
+    assert accel.optimize(Stub(), "gpu:0", threads=2)["applied"] == []
     stub = Stub()
     stub.unet = plain.unet
-    assert fast.optimize(stub, "cpu", workers=1)["applied"] == []  # one thread: nothing to split
+    assert accel.optimize(stub, "cpu", threads=1, onednn=())["applied"] == []  # one thread: nothing to split
 
 
 def test_optimize_patches_once(optimised):
-    from mgtoolkit.backends import fast
+    from mgtoolkit import accel
 
     forward = optimised.unet.forward
-    again = fast.optimize(optimised, "cpu", workers=2)
+    again = accel.optimize(optimised, "cpu", threads=2, onednn=())
     assert again is optimised._mgtoolkit_optimizations and len(again["applied"]) == 3
     assert optimised.unet.forward is forward
 
@@ -183,6 +183,6 @@ def test_optimize_patches_once(optimised):
     ("value", "on"), [(None, True), ("1", True), ("0", False), ("off", False), ("False", False)]
 )
 def test_optimize_switch(value, on):
-    from mgtoolkit.backends.fast import enabled
+    from mgtoolkit.config import flag
 
-    assert enabled({} if value is None else {"MGTOOLKIT_OPTIMIZE": value}) is on
+    assert flag("MGTOOLKIT_OPTIMIZE", environ={} if value is None else {"MGTOOLKIT_OPTIMIZE": value}) is on

@@ -7,7 +7,7 @@ import math
 import pytest
 
 import mgtoolkit as mg
-from mgtoolkit.models import resolve_model
+from mgtoolkit.models.registry import resolve_model
 
 GOOD = {
     "prompt": "calm piano",
@@ -23,8 +23,8 @@ BAD = [
     ("prompt", None, "is not text"),
     ("prompt", 42, "is not text"),
     ("negative_prompt", 3.5, "is not text"),
-    ("audio_length_in_s", 0, "must be above 0"),
-    ("audio_length_in_s", -2.0, "must be above 0"),
+    ("audio_length_in_s", 0, "must be at least 0.04 s"),
+    ("audio_length_in_s", -2.0, "must be at least 0.04 s"),
     ("audio_length_in_s", math.nan, "is not a finite number"),
     ("audio_length_in_s", math.inf, "is not a finite number"),
     ("audio_length_in_s", 600.0, "at most 60 s for tiny"),
@@ -70,7 +70,7 @@ def test_whole_float_steps_are_accepted():
 
 
 def test_validation_happens_before_any_model_is_loaded(monkeypatch):
-    from mgtoolkit.backends import audioldm
+    from mgtoolkit.models import audioldm
 
     monkeypatch.setattr(audioldm, "load", lambda *a, **k: pytest.fail("loaded a model for a bad request"))
     with pytest.raises(mg.InvalidInputError, match="^num_inference_steps="):
@@ -102,7 +102,7 @@ def test_offline_hub_gives_one_clear_message(monkeypatch):
     """What a user without internet sees for a real preset (every hub call is made to fail)."""
     import ppdiffusers
 
-    from mgtoolkit.backends import audioldm
+    from mgtoolkit.models import audioldm
 
     tried = []
 

@@ -16,7 +16,7 @@ import pytest
 
 import mgtoolkit as mg
 from mgtoolkit.errors import GenerationCancelled
-from mgtoolkit.widgets import AudioPanel, History, ImagePanel, Studio, TextPanel
+from mgtoolkit.notebook.widgets import AudioPanel, History, ImagePanel, Studio, TextPanel
 
 SR = 16000
 _EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
@@ -38,11 +38,11 @@ def fake_generate(request, *, callback=None, cancel=None, on_step=None):
     t = np.arange(int(req.audio_length_in_s * SR)) / SR
     return [
         mg.Clip(
-            (0.3 * np.sin(2 * np.pi * 220 * (k + 1) * t)).astype(np.float32),
-            SR,
-            req.seed + k,
-            req,
-            {"name": req.model},
+            waveform=(0.3 * np.sin(2 * np.pi * 220 * (k + 1) * t)).astype(np.float32),
+            sample_rate=SR,
+            seed=req.seed + k,
+            request=req,
+            model_info={"name": req.model},
         )
         for k in range(req.num_waveforms_per_prompt)
     ]
@@ -61,7 +61,7 @@ def fake_write(description):
 def fake_restyle(audio, prompt, *, strength, callback=None, cancel=None, **kwargs):
     if audio is None:
         raise mg.InvalidInputError("audio", None, "is missing", "upload a clip")
-    request = mg.GenerationRequest(prompt, audio_length_in_s=1.0, **kwargs)
+    request = mg.GenerationRequest(prompt=prompt, audio_length_in_s=1.0, **kwargs)
     clip = fake_generate(request, callback=callback, cancel=cancel)[0]
     return clip.with_extra(restyle={"strength": strength})
 
@@ -109,7 +109,16 @@ def test_text_request_equals_the_widget_values(history):
     panel.settings.random_seed.value = False
     panel.settings.seed.value = 42
     panel.settings.candidates.value = 3
-    assert panel.request == mg.GenerationRequest("  smooth jazz piano ", "noise", 2.5, 7, 4.0, 42, 3, "tiny")
+    assert panel.request == mg.GenerationRequest(
+        prompt="  smooth jazz piano ",
+        negative_prompt="noise",
+        audio_length_in_s=2.5,
+        num_inference_steps=7,
+        guidance_scale=4.0,
+        seed=42,
+        num_waveforms_per_prompt=3,
+        model="tiny",
+    )
     panel.settings.random_seed.value = True
     panel.negative_prompt.value = ""
     assert panel.request.seed is None and panel.request.negative_prompt is None
@@ -244,9 +253,29 @@ def test_text_reroll_draws_a_fixed_seed_and_generates(history):
 
 def test_text_load_restores_a_clips_settings(history):
     panel = TextPanel(fake_generate, synchronous=True, history=history)
-    clip = fake_generate(mg.GenerationRequest("old tune", "hiss", 2.0, 9, 3.5, 77, 1, "tiny"))[0]
+    clip = fake_generate(
+        mg.GenerationRequest(
+            prompt="old tune",
+            negative_prompt="hiss",
+            audio_length_in_s=2.0,
+            num_inference_steps=9,
+            guidance_scale=3.5,
+            seed=77,
+            num_waveforms_per_prompt=1,
+            model="tiny",
+        )
+    )[0]
     panel.load(clip)
-    assert panel.request == mg.GenerationRequest("old tune", "hiss", 2.0, 9, 3.5, 77, 1, "tiny")
+    assert panel.request == mg.GenerationRequest(
+        prompt="old tune",
+        negative_prompt="hiss",
+        audio_length_in_s=2.0,
+        num_inference_steps=9,
+        guidance_scale=3.5,
+        seed=77,
+        num_waveforms_per_prompt=1,
+        model="tiny",
+    )
 
 
 # --- image panel -----------------------------------------------------------------------------------------
@@ -289,7 +318,16 @@ def test_image_request_equals_the_widget_values(history):
     panel.settings.guidance.value = 3.5
     panel.settings.random_seed.value = False
     panel.settings.seed.value = 8
-    assert panel.request == mg.GenerationRequest("slow koto and rain", "drums", 1.0, 3, 3.5, 8, 1, "tiny")
+    assert panel.request == mg.GenerationRequest(
+        prompt="slow koto and rain",
+        negative_prompt="drums",
+        audio_length_in_s=1.0,
+        num_inference_steps=3,
+        guidance_scale=3.5,
+        seed=8,
+        num_waveforms_per_prompt=1,
+        model="tiny",
+    )
     panel.image.path.value = "lake.png"
     assert panel.image.value() == "lake.png"
 
@@ -341,7 +379,7 @@ def test_image_cancel_during_music(history):
 
 
 def test_image_panel_with_the_real_chain(history):
-    chains = pytest.importorskip("mgtoolkit.chains")
+    chains = pytest.importorskip("mgtoolkit.tasks.image")
     from pathlib import Path
 
     example = Path(mg.__file__).parent / "assets" / "example_scene.png"
@@ -417,7 +455,7 @@ def test_audio_cancel(history):
 
 
 def test_audio_panel_with_the_real_restyle(history):
-    restyle = pytest.importorskip("mgtoolkit.restyle").restyle
+    restyle = pytest.importorskip("mgtoolkit.tasks.audio").restyle
     panel = _audio_panel(history, restyle=restyle)
     panel.settings.steps.value = 2
     panel.strength.value = 1.0
@@ -436,7 +474,7 @@ def test_audio_panel_with_the_real_restyle(history):
 
 
 def _wav_bytes() -> bytes:
-    from mgtoolkit.audio import wav_bytes
+    from mgtoolkit.io.audio import wav_bytes
 
     return wav_bytes((0.3 * np.sin(np.arange(SR) / 3.0)).astype(np.float32), SR)
 
@@ -493,7 +531,7 @@ def test_studio_save_error_shows_in_the_row(history, in_tmp):
 
 
 def test_panels_share_the_kernel_history_by_default():
-    from mgtoolkit import widgets
+    from mgtoolkit.notebook import widgets
 
     assert TextPanel().history is widgets.HISTORY and mg.studio().history is widgets.HISTORY
 
@@ -513,7 +551,8 @@ def test_warnings_become_a_note_in_the_status_line(history, recwarn):
     import warnings
 
     def noisy(request, **kwargs):
-        warnings.warn("prompt is 90 tokens; only the first 77 are used", UserWarning, stacklevel=1)
+        warnings.warn(mg.PromptTruncatedWarning("prompt is 90 tokens; only the first 77 are used"), stacklevel=1)
+        warnings.warn("third-party deprecation \x1b[93mnoise\x1b[0m", DeprecationWarning, stacklevel=1)
         return fake_generate(request, **kwargs)
 
     panel = TextPanel(noisy, synchronous=True, history=history)
@@ -523,3 +562,40 @@ def test_warnings_become_a_note_in_the_status_line(history, recwarn):
         "Note: prompt is 90 tokens; only the first 77 are used"
     )
     assert len(recwarn) == 0  # nothing escaped to stderr
+
+
+def test_a_panel_does_not_swallow_other_threads_warnings(history):
+    """The panel's note capture is per thread: a warning raised elsewhere meanwhile still shows."""
+    import warnings
+
+    inside, outside = threading.Event(), []
+
+    def slow(request, **kwargs):
+        inside.set()
+        time.sleep(0.3)
+        warnings.warn(mg.PromptTruncatedWarning("only this panel's note"), stacklevel=1)
+        return fake_generate(request, **kwargs)
+
+    panel = TextPanel(slow, history=history)
+    _fill_text(panel)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        panel.generate_button.click()
+        assert inside.wait(10)
+        warnings.warn("another cell's warning", UserWarning, stacklevel=1)
+        panel.wait(30)
+        outside = [str(w.message) for w in caught]
+    assert outside == ["another cell's warning"]
+    assert panel.status.value.endswith("Note: only this panel's note")
+
+
+def test_the_gallery_lets_go_of_clips_the_history_forgot():
+    from mgtoolkit.notebook.widgets import HistoryGallery
+
+    small = History(max_clips=2)
+    gallery = HistoryGallery(small)
+    clips = [fake_generate(mg.GenerationRequest(prompt=f"tune {i}", seed=i, model="tiny"))[0] for i in range(5)]
+    for clip in clips:
+        small.add([clip])
+    assert set(gallery._rows) == {id(c) for c in clips[-2:]}
+    assert len(gallery.items.children) == 2

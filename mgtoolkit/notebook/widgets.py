@@ -26,20 +26,20 @@ import base64
 import html
 import importlib
 import os
-import secrets
 import threading
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 
+from ..config import draw_seed
+from ..errors import GenerationCancelled, MgtoolkitError
+from ..models.registry import PRESETS, default_model
+from ..types import Clip, GenerationRequest
 from .display import audio_data_uri, clip_html, clips_html
-from .errors import GenerationCancelled, MgtoolkitError
 from .history import HISTORY, History  # the gallery's model; re-exported
-from .models import PRESETS, default_model
-from .types import Clip, GenerationRequest
+from .notes import capture_notes
 
 __all__ = [
     "History",
@@ -54,23 +54,19 @@ __all__ = [
 ]
 
 _WIDE = widgets.Layout(width="98%")
-_SEED_RANGE = 2**31 - 1
 
 
-_HOMES = {
-    "generate": "mgtoolkit.core",
-    "restyle": "mgtoolkit.restyle",
-    "describe_image": "mgtoolkit.chains",
-    "write_music_prompt": "mgtoolkit.chains",
+_HOMES = {  # the pure tasks: a panel records what it makes in its own history
+    "generate": "mgtoolkit.tasks.text",
+    "restyle": "mgtoolkit.tasks.audio",
+    "describe_image": "mgtoolkit.tasks.image",
+    "write_music_prompt": "mgtoolkit.tasks.image",
 }
 
 
 def _backend(name: str) -> Callable[..., Any]:
-    """The public mgtoolkit function ``name``, looked up when first needed."""
-    try:
-        return getattr(importlib.import_module("mgtoolkit"), name)
-    except AttributeError:
-        return getattr(importlib.import_module(_HOMES[name]), name)
+    """The task function ``name``, looked up when first needed."""
+    return getattr(importlib.import_module(_HOMES[name]), name)
 
 
 def one_line(exc: BaseException) -> str:
@@ -156,7 +152,7 @@ class Settings(widgets.VBox):
     def new_seed(self) -> int:
         """Switch to a fixed, freshly drawn seed and return it."""
         self.random_seed.value = False
-        self.seed.value = secrets.randbelow(_SEED_RANGE)
+        self.seed.value = draw_seed()
         return self.seed.value
 
     def load(self, request: GenerationRequest, seed: int) -> None:
@@ -244,13 +240,11 @@ class _Panel(widgets.VBox):
 
     def _work(self, job: Callable[[], Any], done: Callable[[Any], None]) -> None:
         try:
-            with warnings.catch_warnings(record=True) as caught:  # notes go to the panel, not stderr
-                warnings.simplefilter("always")
+            with capture_notes() as notes:  # this thread's notes go to the panel, not stderr
                 result = job()
             done(result)
-            if caught:
-                notes = "; ".join(dict.fromkeys(str(w.message).strip().split("\n")[0] for w in caught))
-                self.status.value = f"{self.status.value} Note: {notes}"
+            if notes:
+                self.status.value = f"{self.status.value} Note: {'; '.join(notes)}"
         except GenerationCancelled:
             self._say("Cancelled: stopped at the next step; nothing was kept.", "warning")
         except Exception as exc:  # noqa: BLE001 - the one place errors are caught and shown
@@ -657,8 +651,11 @@ class HistoryGallery(widgets.VBox):
         self.refresh()
 
     def refresh(self) -> None:
-        """Rebuild the list from the history (rows already built are reused)."""
+        """Rebuild the list from the history (rows already built are reused, forgotten ones dropped)."""
         clips = list(self.history.clips)
+        alive = {id(c) for c in clips}
+        for key in [k for k in self._rows if k not in alive]:
+            _close_tree(self._rows.pop(key))  # the clip, its player and its WAV data go with it
         self.title.value = (
             f"<h4>History: {len(clips)} clip{'' if len(clips) == 1 else 's'} made in this kernel</h4>"
         )
@@ -691,6 +688,13 @@ class HistoryGallery(widgets.VBox):
             f'<a download="{html.escape(path.name)}" href="{audio_data_uri(clip.waveform, clip.sample_rate)}">'
             "download</a>"
         )
+
+
+def _close_tree(widget: widgets.Widget) -> None:
+    """Close ``widget`` and everything inside it (ipywidgets keeps every open widget alive)."""
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
 
 
 def _params_line(clip: Clip) -> str:

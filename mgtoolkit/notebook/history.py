@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .types import Clip
+    from ..types import Clip
 
 __all__ = ["History", "HISTORY", "record"]
 
@@ -56,6 +56,6 @@ HISTORY = History()
 
 def record(clips: Clip | Iterable[Clip]) -> None:
     """Add a clip or clips to :data:`HISTORY`."""
-    from .types import Clip
+    from ..types import Clip
 
     HISTORY.add([clips] if isinstance(clips, Clip) else clips)

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, ModelUnavailableError
-from ..models import ModelSpec
+from ..errors import GenerationCancelled, InvalidInputError, MgtoolkitWarning, ModelUnavailableError
 from ..runtime import import_paddle, quiet_model_logs
+from .registry import ModelSpec
 
 __all__ = [
     "SCHEDULERS",
@@ -49,7 +49,7 @@ PIPELINE_LOCK = threading.RLock()
 """Held while a pipeline's modules run, so two threads never drive one UNet at once."""
 
 
-class PromptTruncatedWarning(UserWarning):
+class PromptTruncatedWarning(MgtoolkitWarning):
     """The prompt was longer than the text encoder takes and its end was dropped."""
 
 
@@ -72,6 +72,23 @@ class LoadedModel:
         return int(np.prod(self.pipe.vocoder.config.upsample_rates))
 
     @property
+    def min_audio_length_in_s(self) -> float:
+        """One latent frame: the shortest clip the pipeline accepts (0.04 s for AudioLDM)."""
+        return self.hop_length * int(self.pipe.vae_scale_factor) / self.sample_rate
+
+    def snap_seconds(self, seconds: float) -> float:
+        """``seconds`` rounded to a whole number of samples (``3.0`` for ``2.9999999999999996``)."""
+        return round(seconds * self.sample_rate) / self.sample_rate
+
+    def pipeline_seconds(self, seconds: float) -> float:
+        """What to pass ppdiffusers so that it keeps exactly ``round(seconds * rate)`` samples.
+
+        The pipelines cut to ``int(audio_length_in_s * rate)``; half a sample more makes that cut
+        land on the rounded count whatever the float error.
+        """
+        return (round(seconds * self.sample_rate) + 0.5) / self.sample_rate
+
+    @property
     def max_prompt_tokens(self) -> int:
         return int(self.pipe.tokenizer.model_max_length)
 
@@ -86,10 +103,16 @@ class LoadedModel:
         }
 
 
-def load(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
-    """Load (once per process) the pipeline of ``spec`` on ``device`` in ``dtype``."""
+def load(
+    spec: ModelSpec, device: str, dtype: str, *, prepare: Callable[[Any, str], Any] | None = None
+) -> LoadedModel:
+    """Load (once per process and ``prepare``) the pipeline of ``spec`` on ``device`` in ``dtype``.
+
+    ``prepare(pipe, device)`` runs once on a newly loaded pipeline (the tasks pass
+    :func:`mgtoolkit.accel.optimize`); pipelines loaded with another ``prepare`` are cached apart.
+    """
     with PIPELINE_LOCK:
-        return _load_cached(spec, device, dtype)
+        return _load_cached(spec, device, dtype, prepare)
 
 
 def unload() -> None:
@@ -128,7 +151,7 @@ def import_paddle_or_explain():
 
 
 @lru_cache(maxsize=2)
-def _load_cached(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
+def _load_cached(spec: ModelSpec, device: str, dtype: str, prepare) -> LoadedModel:
     t0 = time.perf_counter()
     paddle = import_paddle()
     paddle.set_device(device)
@@ -136,7 +159,7 @@ def _load_cached(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
     cls = getattr(ppdiffusers, spec.pipeline)
     source = spec.source
     if spec.is_tiny:
-        from .tiny import tiny_dir
+        from ..testing.tiny import tiny_dir
 
         source = str(tiny_dir(spec.source))
     from ppdiffusers.utils import logging as pp_logging
@@ -153,10 +176,8 @@ def _load_cached(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
         module = getattr(pipe, part, None)
         if module is not None and hasattr(module, "eval"):
             module.eval()
-    from . import fast
-
-    if fast.enabled():  # CPU speed-ups that keep every output; MGTOOLKIT_OPTIMIZE=0 turns them off
-        fast.optimize(pipe, device)
+    if prepare is not None:
+        prepare(pipe, device)
     return LoadedModel(spec, pipe, device, dtype, time.perf_counter() - t0)
 
 
@@ -307,13 +328,21 @@ def run(
     seeds: list[int],
     scheduler: str | None = None,
     callback: Callable[[int, int, Any], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """One pipeline call making ``len(seeds)`` waveforms; returns (waveforms [n, samples], timings)."""
+    """One pipeline call making ``len(seeds)`` waveforms; returns (waveforms [n, samples], timings).
+
+    ``callback(step, num_inference_steps, latents)`` gets the latents as numpy (copied from the
+    device only when there is a callback); a set ``cancel`` stops at the next step with
+    :class:`~mgtoolkit.errors.GenerationCancelled`.
+    """
+    GenerationCancelled.raise_if_set(cancel, "before the first step")
     paddle = import_paddle()
     pipe = model.pipe
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     # 1. Starting noise from the seeds (numpy), so the seed owns the result.
+    audio_length_in_s = model.pipeline_seconds(audio_length_in_s)
     shape = latent_shape(model, audio_length_in_s)
     latents = paddle.to_tensor(initial_latents(shape, seeds)).cast(pipe.unet.dtype)
     # 2. A per-call copy of the pipeline with its own scheduler (the cached one stays untouched).
@@ -336,6 +365,7 @@ def run(
     def on_step(step: int, timestep: int, lat) -> None:
         marks.setdefault("first", time.perf_counter())
         marks["last"] = time.perf_counter()
+        GenerationCancelled.raise_if_set(cancel, f"after step {step + 1} of {num_inference_steps}")
         if callback is not None:
             callback(step, num_inference_steps, lat.numpy())
 

@@ -12,7 +12,6 @@ The first stage can always be the user's own words: ``captioner="text:a foggy ha
 from __future__ import annotations
 
 import html
-import os
 import threading
 import time
 import warnings
@@ -20,12 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends.captioners import CAPTIONERS
-from .backends.writers import WRITERS
-from .core import StepCallback
-from .errors import GenerationCancelled, InvalidInputError
-from .history import record
-from .types import Clip
+from ..config import draw_seed, setting
+from ..errors import GenerationCancelled, InvalidInputError, MgtoolkitWarning
+from ..models.captioners import CAPTIONERS
+from ..models.writers import WRITERS
+from ..types import Clip, StepCallback
 
 __all__ = [
     "Story",
@@ -45,7 +43,7 @@ TEXT_PREFIX = "text:"
 # CAPTIONERS and WRITERS (imported above): name -> spec (source, family, size_gb, description).
 
 
-class WriterFallbackWarning(UserWarning):
+class WriterFallbackWarning(MgtoolkitWarning):
     """The prompt writer's answer was empty or unusable; the template writer was used instead."""
 
 
@@ -54,7 +52,7 @@ class WriterFallbackWarning(UserWarning):
 
 
 def _tiny_setup(model: str | None = None) -> bool:
-    from .models import resolve_model
+    from ..models.registry import resolve_model
 
     try:
         return resolve_model(model).is_tiny
@@ -64,12 +62,12 @@ def _tiny_setup(model: str | None = None) -> bool:
 
 def default_captioner(model: str | None = None) -> str:
     """``$MGTOOLKIT_CAPTIONER``, else ``"tiny"`` when the music model is tiny, else ``"minigpt4"``."""
-    return os.environ.get("MGTOOLKIT_CAPTIONER", "").strip() or ("tiny" if _tiny_setup(model) else "minigpt4")
+    return setting("MGTOOLKIT_CAPTIONER") or ("tiny" if _tiny_setup(model) else "minigpt4")
 
 
 def default_writer(model: str | None = None) -> str:
     """``$MGTOOLKIT_WRITER``, else ``"tiny"`` when the music model is tiny, else ``"chatglm-6b"``."""
-    return os.environ.get("MGTOOLKIT_WRITER", "").strip() or ("tiny" if _tiny_setup(model) else "chatglm-6b")
+    return setting("MGTOOLKIT_WRITER") or ("tiny" if _tiny_setup(model) else "chatglm-6b")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -90,30 +88,46 @@ def _typed_description(captioner: Any) -> str | None:
     return None
 
 
-def _free_music_models(needed) -> None:
-    """Release cached AudioLDM pipelines before a real (multi-GB) captioner or writer loads."""
-    if not needed.is_tiny:
-        from .core import unload
+def _free_music_models(needed, notes: list[str] | None) -> None:
+    """In a chain, release cached AudioLDM pipelines before a real (multi-GB) captioner or writer loads.
 
-        unload()
+    Only the chain does this (``notes`` is its list, where it says so); a stage called on its own
+    leaves the user's loaded music model alone.
+    """
+    if notes is None or needed.is_tiny:
+        return
+    from .text import unload
+
+    unload()
+    if "the music model was unloaded" not in " ".join(notes):
+        notes.append(
+            f"the music model was unloaded to make room for {needed.name!r} and loaded again "
+            "(keep_loaded=True keeps every model in memory)"
+        )
 
 
 def _describe(
-    image: Any, captioner: str, question: str | None, *, device: str | None, keep_loaded: bool
+    image: Any,
+    captioner: str,
+    question: str | None,
+    *,
+    device: str | None,
+    keep_loaded: bool,
+    notes: list[str] | None = None,
 ) -> tuple[str, dict[str, float]]:
     """Caption ``image``; returns the caption and the stage's timings."""
     typed = _typed_description(captioner)
     if typed is not None:
         return typed, {"caption_s": 0.0}
-    from .backends import captioners
-    from .images import load_image
-    from .runtime import pick_device
+    from ..io.images import load_image
+    from ..models import captioners
+    from ..runtime import pick_device
 
     spec = captioners.resolve_captioner(captioner)
     picture = load_image(image)
     t0 = time.perf_counter()
     if not keep_loaded:
-        _free_music_models(spec)
+        _free_music_models(spec, notes)
     loaded = captioners.load_captioner(spec, pick_device(device))
     try:
         text = _tidy(captioners.caption(loaded, picture, question))
@@ -173,21 +187,27 @@ def describe_image(
 
 
 def _write(
-    description: str, writer: str, instruction: str | None, *, device: str | None, keep_loaded: bool
+    description: str,
+    writer: str,
+    instruction: str | None,
+    *,
+    device: str | None,
+    keep_loaded: bool,
+    notes: list[str] | None = None,
 ) -> tuple[str, str | None, dict[str, float]]:
     """The cleaned prompt, a note if the template had to stand in, and the stage's timings."""
-    from . import prompts
-    from .backends import writers
+    from .. import prompts
+    from ..models import writers
 
     spec = writers.resolve_writer(writer)
     question = prompts.build_instruction(description, instruction)
     t0 = time.perf_counter()
     if not spec.needs_model:
         return prompts.template_prompt(description), None, {"write_s": time.perf_counter() - t0}
-    from .runtime import pick_device
+    from ..runtime import pick_device
 
     if not keep_loaded:
-        _free_music_models(spec)
+        _free_music_models(spec, notes)
     loaded = writers.load_writer(spec, pick_device(device))
     try:
         answer = writers.complete(loaded, question)
@@ -453,13 +473,11 @@ def _check(
     Returns the settings with defaults resolved, and the image prepared for the captioner (or
     ``image`` as given when no caption is to be made).
     """
-    import secrets
-
-    from . import prompts
-    from .backends.captioners import resolve_captioner
-    from .backends.writers import resolve_writer
-    from .core import validate_request
-    from .types import GenerationRequest
+    from .. import prompts
+    from ..models.captioners import resolve_captioner
+    from ..models.writers import resolve_writer
+    from ..types import GenerationRequest
+    from .text import validate_request
 
     s = {
         **s,
@@ -467,17 +485,16 @@ def _check(
         "writer": default_writer(s["model"]) if s["writer"] is None else s["writer"],
     }
     if s["seed"] is None:
-        s["seed"] = secrets.randbelow(2**31)
+        s["seed"] = draw_seed()
     request = GenerationRequest(
-        music_prompt or "placeholder",
-        s["negative_prompt"],
-        s["audio_length_in_s"],
-        s["num_inference_steps"],
-        s["guidance_scale"],
-        s["seed"],
-        1,
-        s["model"],
-        s["scheduler"],
+        prompt=music_prompt or "placeholder",
+        negative_prompt=s["negative_prompt"],
+        audio_length_in_s=s["audio_length_in_s"],
+        num_inference_steps=s["num_inference_steps"],
+        guidance_scale=s["guidance_scale"],
+        seed=s["seed"],
+        model=s["model"],
+        scheduler=s["scheduler"],
     )
     validate_request(request)
     if music_prompt is None:
@@ -485,7 +502,7 @@ def _check(
         prompts.build_instruction(caption or "scene", s["instruction"])
     if caption is None and _typed_description(s["captioner"]) is None:
         resolve_captioner(s["captioner"])
-        from .images import load_image
+        from ..io.images import load_image
 
         return s, load_image(image)
     return s, image
@@ -506,22 +523,24 @@ def _chain(
     notes = list(notes)
     # 2. Caption (unless given).
     if caption is None:
-        _stop_if(cancel, "before describing the image")
-        caption, stage = _describe(picture, s["captioner"], s["question"], device=device, keep_loaded=keep)
+        GenerationCancelled.raise_if_set(cancel, "before describing the image")
+        caption, stage = _describe(
+            picture, s["captioner"], s["question"], device=device, keep_loaded=keep, notes=notes
+        )
         timings.update(stage)
         if not caption:
             notes.append(f"captioner {s['captioner']!r} said nothing; the scene was described as 'an image'")
             caption = "an image"
     # 3. Musical prompt (unless given).
     if music_prompt is None:
-        _stop_if(cancel, "before writing the musical prompt")
+        GenerationCancelled.raise_if_set(cancel, "before writing the musical prompt")
         music_prompt, note, stage = _write(
-            caption, s["writer"], s["instruction"], device=device, keep_loaded=keep
+            caption, s["writer"], s["instruction"], device=device, keep_loaded=keep, notes=notes
         )
         timings.update(stage)
         notes.extend([note] if note else [])
     # 4. Music.
-    _stop_if(cancel, "before making the music")
+    GenerationCancelled.raise_if_set(cancel, "before making the music")
     clip, timings["generate_s"] = _generate(music_prompt, s)
     captioner_name = "text" if _typed_description(s["captioner"]) else str(s["captioner"])
     clip = clip.with_extra(
@@ -532,7 +551,6 @@ def _chain(
         stage_timings={k: round(v, 4) for k, v in timings.items()},
         **({"notes": list(notes)} if notes else {}),
     )
-    record(clip)
     stored = {**s, "callback": None, "cancel": None}  # per call, not repeated by a rerun
     return Story(
         caption, music_prompt, clip, captioner_name, str(s["writer"]), tuple(notes), timings, stored, picture
@@ -540,26 +558,19 @@ def _chain(
 
 
 def _generate(music_prompt: str, s: dict[str, Any]) -> tuple[Clip, float]:
-    from .core import generate_clips
-    from .types import GenerationRequest
+    from ..types import GenerationRequest
+    from .text import generate_clips
 
     t0 = time.perf_counter()
     request = GenerationRequest(
-        music_prompt,
-        s["negative_prompt"],
-        s["audio_length_in_s"],
-        s["num_inference_steps"],
-        s["guidance_scale"],
-        s["seed"],
-        1,
-        s["model"],
-        s["scheduler"],
+        prompt=music_prompt,
+        negative_prompt=s["negative_prompt"],
+        audio_length_in_s=s["audio_length_in_s"],
+        num_inference_steps=s["num_inference_steps"],
+        guidance_scale=s["guidance_scale"],
+        seed=s["seed"],
+        model=s["model"],
+        scheduler=s["scheduler"],
     )
-    # generate_clips, not generate: the history records the finished clip, with its story.
     clips = generate_clips(request, device=s["device"], callback=s["callback"], cancel=s["cancel"])
     return clips[0], time.perf_counter() - t0
-
-
-def _stop_if(cancel: threading.Event | None, when: str) -> None:
-    if cancel is not None and cancel.is_set():
-        raise GenerationCancelled(f"cancelled {when}")

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInputError
-from .types import Clip
+from ..errors import InvalidInputError
+from ..types import Clip
 
 __all__ = ["Denoising", "denoise_with_snapshots", "denoising_snapshots", "decode_mel"]
 
@@ -50,7 +50,7 @@ def decode_mel(loaded: Any, latents: np.ndarray) -> np.ndarray:
 
     ``loaded`` is what :func:`mgtoolkit.load_model` returns.
     """
-    from .runtime import import_paddle
+    from ..runtime import import_paddle
 
     paddle = import_paddle()
     pipe = loaded.pipe
@@ -99,7 +99,7 @@ def denoise_with_snapshots(
     >>> [step for step, _ in run.snapshots], run.snapshots[0][1].shape
     ([0, 3], (64, 100))
     """
-    from .core import generate, load_model
+    from ..tasks.text import generate, load_model
 
     steps = _check_steps(steps_to_show, num_inference_steps)
     generate_kwargs.pop("num_waveforms_per_prompt", None)

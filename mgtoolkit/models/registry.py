@@ -9,11 +9,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidInputError
+from ..config import DEFAULTS, setting
+from ..errors import InvalidInputError
 
 __all__ = ["ModelSpec", "PRESETS", "DEFAULT_MODEL", "default_model", "resolve_model"]
 
-DEFAULT_MODEL = "audioldm-s-full-v2"
+DEFAULT_MODEL = DEFAULTS["MGTOOLKIT_MODEL"]
 _NC_LICENSE = "CC-BY-NC-SA-4.0 (non-commercial; see the model card)"
 
 
@@ -35,6 +36,9 @@ class ModelSpec:
         Approximate download size, for the offline message.
     max_audio_length_in_s : float
         The longest clip this model is asked for.
+    min_audio_length_in_s : float
+        The shortest: one latent frame (hop × VAE scale / rate; 0.04 s for every preset). The
+        loaded model's own value is checked again before it runs.
     """
 
     name: str
@@ -43,6 +47,7 @@ class ModelSpec:
     license: str = "unknown (see the model card)"
     size_gb: float | None = None
     max_audio_length_in_s: float = 60.0
+    min_audio_length_in_s: float = 0.04
     description: str = ""
 
     @property
@@ -131,7 +136,7 @@ _ALIASES = {spec.source: name for name, spec in PRESETS.items() if not spec.is_t
 
 def default_model() -> str:
     """The model used when ``model=None``: ``$MGTOOLKIT_MODEL`` or ``audioldm-s-full-v2``."""
-    return os.environ.get("MGTOOLKIT_MODEL", "").strip() or DEFAULT_MODEL
+    return setting("MGTOOLKIT_MODEL")
 
 
 def resolve_model(model: str | os.PathLike | None = None) -> ModelSpec:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 __all__ = ["load_image", "example_image", "MAX_SIDE", "MAX_PIXELS"]
 
@@ -210,4 +210,4 @@ def example_image() -> Path:
     >>> example_image().name
     'example_scene.png'
     """
-    return Path(__file__).with_name("assets") / "example_scene.png"
+    return Path(__file__).parent.parent / "assets" / "example_scene.png"

@@ -22,7 +22,7 @@ the config and a sample of every weight) and release the dygraph weights at once
 The cost is memory: with oneDNN on, the predictor holds memory in proportion to all of a run's
 activations (dygraph frees each after its last use; the same predictor without oneDNN does too),
 about 0.7 GB for the VAE and 1.7 GB for the vocoder at 5 s. Spectrograms longer than :data:`VOCODER_PIECE_FRAMES` are therefore vocoded in overlapping
-pieces (the receptive-field margin of :mod:`.fast`), and ``auto`` compiles only on machines with
+pieces (the receptive-field margin of :mod:`.pieces`), and ``auto`` compiles only on machines with
 at least :data:`AUTO_MIN_MEMORY` (a cgroup limit counts).
 
 Three export details are deliberate:
@@ -36,7 +36,7 @@ Three export details are deliberate:
 
 ``MGTOOLKIT_COMPILE``: ``auto`` (default: full-size models, that is a UNet of at least
 :data:`AUTO_MIN_PARAMS` weights, on machines with room), ``1`` (VAE and vocoder, always), ``0``
-(never), or a list such as ``unet,vae,vocoder``. ``MGTOOLKIT_OPTIMIZE=0`` turns this off too.
+(never), or a list such as ``unet,vae,vocoder``: the default of :func:`mgtoolkit.accel.optimize`'s ``onednn``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ..config import setting
 
 __all__ = ["Engine", "compile_mode", "compile_pipeline", "fingerprint", "memory_limit_bytes"]
 
@@ -74,8 +76,7 @@ def compile_mode(environ: dict | None = None) -> tuple[str, ...]:
     ``auto`` (default), ``on``/``1`` (VAE decoder and vocoder, whatever the model or machine),
     ``off``/``0``, or a comma-separated choice of ``unet``, ``vae``, ``vocoder``.
     """
-    value = (environ if environ is not None else os.environ).get("MGTOOLKIT_COMPILE", "auto")
-    value = value.strip().lower()
+    value = setting("MGTOOLKIT_COMPILE", environ=environ).lower()
     if value in ("0", "false", "no", "off", "none"):
         return ()
     if value in ("1", "true", "yes", "on"):
@@ -145,7 +146,7 @@ def compile_pipeline(
     if not modules:
         return []
     if cache is None:
-        from .tiny import cache_root
+        from ..config import cache_root
 
         cache = cache_root() / "compiled"
     engines: dict[str, Engine] = {}
@@ -313,7 +314,7 @@ class Engine:
 def _make_predictor(prefix: Path):
     from paddle import inference
 
-    from .fast import usable_cores
+    from .pieces import usable_cores
 
     config = inference.Config(f"{prefix}.json", f"{prefix}.pdiparams")
     config.disable_gpu()
@@ -337,7 +338,7 @@ def _release(*modules: Any) -> Callable[[], None]:
                 parameter._clear_data()
             for buffer in module.buffers():
                 buffer._clear_data()
-        from .fast import give_back_free_memory
+        from .pieces import give_back_free_memory
 
         give_back_free_memory()
 
@@ -599,7 +600,7 @@ def _install_vocoder(vocoder: Any, cache: Path) -> Engine | None:
     engine = Engine(cache / fingerprint("vocoder", vocoder), export, _release(vocoder))
     original = vocoder.forward
 
-    from .fast import stitch, time_windows, vocoder_receptive_frames
+    from .pieces import stitch, time_windows, vocoder_receptive_frames
 
     hop = int(math.prod(config.upsample_rates))
     margin = vocoder_receptive_frames(config)

@@ -1,40 +1,35 @@
-"""The pure core: check a request, turn it into clips. No widgets, no plots, no files."""
+"""Text to music: check a request, load the model, turn it into clips. No widgets, plots or files."""
 
 from __future__ import annotations
 
 import math
 import numbers
-import secrets
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .errors import GenerationCancelled, InvalidInputError
-from .history import record
-from .models import ModelSpec, resolve_model
-from .types import Clip, GenerationRequest
+from .. import accel
+from ..config import SEED_MAX, draw_seed
+from ..errors import InvalidInputError
+from ..models.registry import ModelSpec, resolve_model
+from ..types import Clip, GenerationRequest, StepCallback
 
 __all__ = [
     "generate",
     "validate_request",
     "load_model",
     "unload",
-    "StepCallback",
+    "check_length",
+    "exact_length",
     "MAX_CANDIDATES",
     "MAX_STEPS",
     "MAX_GUIDANCE",
-    "SEED_MAX",
 ]
-
-StepCallback = Callable[[int, int, Any], None]
-"""``callback(step, num_inference_steps, latents)`` after each denoising step (``step`` from 0)."""
 
 MAX_CANDIDATES = 16
 MAX_STEPS = 1000
 MAX_GUIDANCE = 30.0
-SEED_MAX = 2**32 - 1
 
 
 def _require_number(field: str, value: Any, fix: str) -> float:
@@ -76,21 +71,15 @@ def validate_request(request: GenerationRequest, spec: ModelSpec | None = None) 
 
     Examples
     --------
-    >>> validate_request(GenerationRequest("  calm   piano ", seed=3, model="tiny")).prompt
+    >>> validate_request(GenerationRequest(prompt="  calm   piano ", seed=3, model="tiny")).prompt
     'calm piano'
     """
     spec = spec or resolve_model(request.model)
     prompt = _require_text("prompt", request.prompt, allow_empty=False)
     negative = _require_text("negative_prompt", request.negative_prompt, allow_empty=True)
-    limit = spec.max_audio_length_in_s
-    length = _require_number("audio_length_in_s", request.audio_length_in_s, "pass seconds, e.g. 5.0")
-    if not 0 < length <= limit:
-        raise InvalidInputError(
-            "audio_length_in_s",
-            request.audio_length_in_s,
-            f"must be above 0 and at most {limit:g} s for {spec.name}",
-            "pass seconds, e.g. 5.0",
-        )
+    length = check_length(
+        request.audio_length_in_s, spec.min_audio_length_in_s, spec.max_audio_length_in_s, spec.name
+    )
     steps = _require_int("num_inference_steps", request.num_inference_steps, 1, MAX_STEPS, "pass e.g. 20")
     guidance = _require_number("guidance_scale", request.guidance_scale, "pass e.g. 2.5")
     if not 0 <= guidance <= MAX_GUIDANCE:
@@ -103,12 +92,10 @@ def validate_request(request: GenerationRequest, spec: ModelSpec | None = None) 
     count = _require_int(
         "num_waveforms_per_prompt", request.num_waveforms_per_prompt, 1, MAX_CANDIDATES, "pass e.g. 1 to 4"
     )
-    seed = request.seed
-    if seed is None:
-        seed = secrets.randbelow(2**31)
+    seed = draw_seed(count) if request.seed is None else request.seed
     seed = _require_int("seed", seed, 0, SEED_MAX - count + 1, "pass a whole number such as 120, or None")
     if request.scheduler is not None:
-        from .backends.audioldm import SCHEDULERS
+        from ..models.audioldm import SCHEDULERS
 
         if request.scheduler not in SCHEDULERS:
             raise InvalidInputError(
@@ -129,7 +116,36 @@ def validate_request(request: GenerationRequest, spec: ModelSpec | None = None) 
     )
 
 
-def load_model(model: str | None = None, *, device: str | None = None, dtype: str | None = None):
+def check_length(value: Any, low: float, high: float, model: str) -> float:
+    """``audio_length_in_s`` as a float within ``[low, high]`` seconds, or a one-line error.
+
+    ``low`` is one latent frame of the model (0.04 s for AudioLDM): ppdiffusers refuses less.
+
+    Examples
+    --------
+    >>> check_length(0.01, 0.04, 60.0, "tiny")
+    Traceback (most recent call last):
+    ...
+    mgtoolkit.errors.InvalidInputError: audio_length_in_s=0.01: must be at least 0.04 s and at most 60 s for tiny; pass seconds, e.g. 5.0.
+    """
+    length = _require_number("audio_length_in_s", value, "pass seconds, e.g. 5.0")
+    if not low <= length <= high:
+        raise InvalidInputError(
+            "audio_length_in_s",
+            value,
+            f"must be at least {low:g} s and at most {high:g} s for {model}",
+            "pass seconds, e.g. 5.0",
+        )
+    return length
+
+
+def load_model(
+    model: str | None = None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    optimize: bool | None = None,
+):
     """Load a text-to-audio model (cached per process) and return it.
 
     Parameters
@@ -140,18 +156,22 @@ def load_model(model: str | None = None, *, device: str | None = None, dtype: st
         ``None`` means ``$MGTOOLKIT_DEVICE`` or automatic (GPU if paddle sees one).
     dtype : {"float32", "float16"}, optional
         ``None`` means float16 on GPU, float32 on CPU.
+    optimize : bool, optional
+        Apply :func:`mgtoolkit.accel.optimize` (CPU speed-ups that keep every output); ``None``
+        means yes unless ``MGTOOLKIT_OPTIMIZE=0``. Optimised and plain pipelines are cached apart.
     """
-    from .backends import audioldm
-    from .runtime import pick_device, pick_dtype
+    from ..models import audioldm
+    from ..runtime import pick_device, pick_dtype
 
     spec = resolve_model(model)
     dev = pick_device(device)
-    return audioldm.load(spec, dev, pick_dtype(dev, dtype))
+    wanted = accel.enabled() if optimize is None else bool(optimize)
+    return audioldm.load(spec, dev, pick_dtype(dev, dtype), prepare=accel.optimize if wanted else None)
 
 
 def unload() -> None:
     """Release every cached model (and the GPU memory it held)."""
-    from .backends import audioldm
+    from ..models import audioldm
 
     audioldm.unload()
 
@@ -215,18 +235,17 @@ def generate(
         request = prompt
     else:
         request = GenerationRequest(
-            prompt,
-            negative_prompt,
-            audio_length_in_s,
-            num_inference_steps,
-            guidance_scale,
-            seed,
-            num_waveforms_per_prompt,
-            model,
-            scheduler,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            audio_length_in_s=audio_length_in_s,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            seed=seed,
+            num_waveforms_per_prompt=num_waveforms_per_prompt,
+            model=model,
+            scheduler=scheduler,
         )
     clips = generate_clips(request, device=device, callback=callback, cancel=cancel)
-    record(clips)
     return clips[0] if len(clips) == 1 else clips
 
 
@@ -238,13 +257,18 @@ def generate_clips(
     cancel: threading.Event | None = None,
 ) -> list[Clip]:
     """Like :func:`generate` for a ready request, always returning a list."""
-    from .backends import audioldm
+    from ..models import audioldm
 
     # 1. Check the request before touching any model.
     spec = resolve_model(request.model)
     request = validate_request(request, spec)
-    # 2. Load (cached) the model.
+    # 2. Load (cached) the model; its own shortest clip decides (the spec's is a default).
     loaded = load_model(spec.source if spec.is_local else spec.name, device=device)
+    check_length(
+        request.audio_length_in_s, loaded.min_audio_length_in_s, spec.max_audio_length_in_s, spec.name
+    )
+    # A whole number of samples, so a slider's 2.9999999999999996 s is 3 s in the clip and its record.
+    request = request.replace(audio_length_in_s=loaded.snap_seconds(request.audio_length_in_s))
     # 3. Run the pipeline, stopping at the next step if asked to.
     seeds = [request.seed + k for k in range(request.num_waveforms_per_prompt)]
     waves, timings = audioldm.run(
@@ -256,32 +280,42 @@ def generate_clips(
         guidance_scale=request.guidance_scale,
         seeds=seeds,
         scheduler=request.scheduler,
-        callback=_with_cancel(callback, cancel),
+        callback=callback,
+        cancel=cancel,
     )
     # 4. Wrap each waveform with its provenance.
     timings = {"load_s": loaded.load_s, **timings}
     return [
-        Clip(_tidy(w), loaded.sample_rate, s, request, loaded.info(), timings)
+        Clip(
+            waveform=_tidy(w, loaded.sample_rate, request.audio_length_in_s),
+            sample_rate=loaded.sample_rate,
+            seed=s,
+            request=request,
+            model_info=loaded.info(),
+            timings=timings,
+        )
         for w, s in zip(waves, seeds, strict=True)
     ]
 
 
-def _with_cancel(callback: StepCallback | None, cancel: threading.Event | None) -> StepCallback | None:
-    if cancel is None:
-        return callback
+def exact_length(wave: np.ndarray, sample_rate: int, seconds: float) -> np.ndarray:
+    """``wave`` cut or zero-padded to exactly ``round(seconds * sample_rate)`` samples.
 
-    def step(i: int, n: int, latents: Any) -> None:
-        if cancel.is_set():
-            raise GenerationCancelled(f"cancelled after step {i + 1} of {n}")
-        if callback is not None:
-            callback(i, n, latents)
+    ppdiffusers cuts to ``int(seconds * rate)``, one sample short when a slider sends
+    ``2.9999999999999996``; here a 3 s clip is 48,000 samples at 16 kHz, always.
 
-    if cancel.is_set():
-        raise GenerationCancelled("cancelled before the first step")
-    return step
+    Examples
+    --------
+    >>> exact_length(np.ones(47_999, np.float32), 16_000, 2.9999999999999996).shape
+    (48000,)
+    """
+    n = int(round(seconds * sample_rate))
+    if wave.shape[-1] >= n:
+        return wave[..., :n]
+    return np.concatenate([wave, np.zeros(wave.shape[:-1] + (n - wave.shape[-1],), wave.dtype)], axis=-1)
 
 
-def _tidy(wave: np.ndarray) -> np.ndarray:
-    """Mono float32 in [-1, 1], contiguous."""
+def _tidy(wave: np.ndarray, sample_rate: int, seconds: float) -> np.ndarray:
+    """Mono float32 in [-1, 1], contiguous, exactly ``round(seconds * sample_rate)`` samples."""
     wave = np.nan_to_num(np.asarray(wave, dtype=np.float32).reshape(-1))
-    return np.ascontiguousarray(np.clip(wave, -1.0, 1.0))
+    return np.ascontiguousarray(np.clip(exact_length(wave, sample_rate, seconds), -1.0, 1.0))

@@ -15,13 +15,13 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .audio import wav_bytes
-from .models import PRESETS, default_model, resolve_model
+from ..io.audio import audio_data_uri
+from ..models.registry import PRESETS, default_model, resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from .types import Clip
+    from ..types import Clip
 
 __all__ = [
     "show",
@@ -57,11 +57,6 @@ def _html(markup: str) -> Any:
     return HTML(markup)
 
 
-def audio_data_uri(waveform, sample_rate: int) -> str:
-    """A ``data:audio/wav;base64,...`` URI holding a 16-bit WAV of ``waveform``."""
-    return "data:audio/wav;base64," + base64.b64encode(wav_bytes(waveform, sample_rate)).decode("ascii")
-
-
 def figure_png(fig: Figure, *, dpi: int = 80) -> bytes:
     """PNG bytes of a matplotlib figure."""
     buf = io.BytesIO()
@@ -69,28 +64,9 @@ def figure_png(fig: Figure, *, dpi: int = 80) -> bytes:
     return buf.getvalue()
 
 
-def _meta_line(clip: Clip) -> str:
-    model = clip.model_info.get("name") or clip.request.model or ""
-    parts = [
-        f"seed {clip.seed}",
-        f"{clip.duration:.2f} s",
-        f"{clip.request.num_inference_steps} steps",
-        f"guidance {clip.request.guidance_scale:g}",
-        f"model {model}",
-    ]
-    return " · ".join(parts)
-
-
 def clip_html(clip: Clip) -> str:
-    """An ``<audio>`` player and a one-line caption for ``clip`` (no IPython, no matplotlib).
-
-    Used by ``Clip._repr_html_``, so a clip as a cell's last expression plays inline.
-    """
-    caption = html.escape(f"{clip.prompt} · {_meta_line(clip)}")
-    return (
-        f'<figure class="mgtoolkit-clip"><audio controls src="{audio_data_uri(clip.waveform, clip.sample_rate)}">'
-        f"</audio><figcaption>{caption}</figcaption></figure>"
-    )
+    """An ``<audio>`` player and a one-line caption for ``clip`` (what ``Clip._repr_html_`` shows)."""
+    return clip._repr_html_()
 
 
 def clip_card_html(clip: Clip, *, plots: bool = True, title: str | None = None) -> str:
@@ -110,7 +86,7 @@ def clip_card_html(clip: Clip, *, plots: bool = True, title: str | None = None) 
     meta = f"<b>prompt</b> {html.escape(clip.prompt)}"
     if clip.request.negative_prompt:
         meta += f"<br><b>negative</b> {html.escape(clip.request.negative_prompt)}"
-    meta += f"<br>{html.escape(_meta_line(clip))}"
+    meta += f"<br>{html.escape(clip.summary())}"
     parts.append(f'<div class="mg-meta">{meta}</div></div>')
     return "".join(parts)
 

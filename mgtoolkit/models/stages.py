@@ -93,7 +93,7 @@ def weights_source(spec: StageSpec) -> str:
     """What ``from_pretrained`` reads: the spec's source, or the folder of a tiny model (built once)."""
     if not spec.is_tiny:
         return spec.source
-    from .tiny_llm import tiny_dir
+    from ..testing.tiny_llm import tiny_dir
 
     return str(tiny_dir(spec.source.removeprefix("tiny-")))
 

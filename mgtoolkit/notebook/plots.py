@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    from .types import Clip
+    from ..types import Clip
 
 __all__ = ["mel_db", "waveshow", "melshow", "clip_figure", "denoising_figure"]
 

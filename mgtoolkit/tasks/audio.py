@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import numbers
-import secrets
 import threading
 from typing import Any
 
-from .core import StepCallback, load_model, validate_request
-from .errors import InvalidInputError
-from .history import record
-from .models import ModelSpec, resolve_model
-from .types import Clip, GenerationRequest
+from ..config import draw_seed
+from ..errors import InvalidInputError
+from ..models.registry import ModelSpec, resolve_model
+from ..types import Clip, GenerationRequest, StepCallback
+from .text import load_model, validate_request
 
 __all__ = ["restyle", "variations", "MAX_VARIATIONS"]
 
@@ -92,22 +91,21 @@ def restyle(
     >>> clip.duration
     1.0
     """
-    from .audio_input import load_audio
-    from .backends.sdedit import sdedit
+    from ..io.audio import load_audio
+    from ..models.sdedit import sdedit
 
     # 1. Check everything that needs no model.
     strength = _check_strength(strength)
     spec = resolve_model(model)
     _require_audioldm(spec)
     request = GenerationRequest(
-        prompt,
-        negative_prompt,
-        1.0,
-        num_inference_steps,
-        guidance_scale,
-        secrets.randbelow(2**31) if seed is None else seed,
-        1,
-        spec.name,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        audio_length_in_s=1.0,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        seed=draw_seed() if seed is None else seed,
+        model=spec.name,
     )
     request = validate_request(request, spec)
     # 2. Load the model and the user's audio at the model's rate.
@@ -129,17 +127,15 @@ def restyle(
     )
     # 4. Wrap with provenance.
     source = {"source": _describe(audio), "strength": strength, **info}
-    clip = Clip(
-        out,
-        loaded.sample_rate,
-        request.seed,
-        request,
-        loaded.info(),
-        {"load_s": loaded.load_s, **timings},
-        {"restyle": source},
+    return Clip(
+        waveform=out,
+        sample_rate=loaded.sample_rate,
+        seed=request.seed,
+        request=request,
+        model_info=loaded.info(),
+        timings={"load_s": loaded.load_s, **timings},
+        extra={"restyle": source},
     )
-    record(clip)
-    return clip
 
 
 def _require_audioldm(spec: ModelSpec) -> None:
@@ -199,7 +195,7 @@ def variations(
         raise InvalidInputError(
             "prompt", None, "is needed when the input is not a Clip", "pass prompt='what the music is'"
         )
-    first = secrets.randbelow(2**31) if seed is None else seed
+    first = draw_seed(int(n) if isinstance(n, int) and n > 0 else 1) if seed is None else seed
     return [
         restyle(
             clip_or_audio,

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..errors import GenerationCancelled
 from ..runtime import import_paddle
+from ..types import StepCallback
 from .audioldm import (
     LoadedModel,
     encode_prompts,
@@ -31,8 +31,6 @@ __all__ = ["MEL_FLOOR", "log_mel", "encode_audio", "noise_schedule", "denoise", 
 
 MEL_FLOOR = 1e-5
 """AudioLDM's clamp before the log (``log(1e-5)`` is its silence level)."""
-
-StepCallback = Callable[[int, int, Any], None]
 
 
 def log_mel(
@@ -130,8 +128,7 @@ def denoise(
     guided = guidance_scale > 1.0
     total = len(timesteps)
     for i, t in enumerate(timesteps):
-        if cancel is not None and cancel.is_set():
-            raise GenerationCancelled(f"cancelled after step {i} of {total}")
+        GenerationCancelled.raise_if_set(cancel, f"after step {i} of {total}")
         model_input = paddle.concat([latents] * 2) if guided else latents
         model_input = scheduler.scale_model_input(model_input, t)
         with paddle.no_grad():
@@ -203,8 +200,7 @@ def sdedit(
     scheduler = make_scheduler(model.pipe, None)
     timesteps = noise_schedule(scheduler, num_inference_steps, strength)
     if not timesteps:
-        if cancel is not None and cancel.is_set():
-            raise GenerationCancelled("cancelled before the first step")
+        GenerationCancelled.raise_if_set(cancel, "before the first step")
         return (
             np.clip(wave, -1.0, 1.0).astype(np.float32),
             {"total_s": time.perf_counter() - t0},

@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..config import cache_root
+
 __all__ = ["TINY_VERSION", "cache_root", "tiny_dir", "tiny_audioldm_dir", "write_bpe_tokenizer_files"]
 
 TINY_VERSION = 2
@@ -32,12 +34,6 @@ _CORPUS_MERGES = [
     ("a", "n"),
     ("o", "r"),
 ]
-
-
-def cache_root() -> Path:
-    """``$MGTOOLKIT_CACHE`` or ``~/.cache/mgtoolkit``."""
-    root = os.environ.get("MGTOOLKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mgtoolkit")
-    return Path(root)
 
 
 def write_bpe_tokenizer_files(

@@ -1,0 +1,33 @@
+"""The calls a notebook user makes: each task, with what it made added to the history.
+
+The tasks (:mod:`mgtoolkit.tasks`) are pure: they turn arguments into clips and remember
+nothing. These thin shells add each result to :data:`mgtoolkit.notebook.history.HISTORY`, the
+list the studio's gallery shows, and are what ``mgtoolkit.generate`` & co. are.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from .notebook.history import record
+from .tasks import audio, image, text
+
+__all__ = ["generate", "restyle", "variations", "image_to_music"]
+
+
+def _recorded(task: Callable[..., Any], clips_of: Callable[[Any], Any] = lambda result: result):
+    @functools.wraps(task)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        result = task(*args, **kwargs)
+        record(clips_of(result))
+        return result
+
+    return call
+
+
+generate = _recorded(text.generate)
+restyle = _recorded(audio.restyle)
+variations = _recorded(audio.variations)
+image_to_music = _recorded(image.image_to_music, lambda story: story.clip)

@@ -1,1 +1,0 @@
-"""Model backends. Each module imports paddle and friends inside its functions only."""

@@ -1,0 +1,1 @@
+"""The models: presets and how a name resolves, weights, AudioLDM and its maths, captioners and writers."""
