@@ -12,8 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
+from .config import VERSION as __version__  # noqa: E402
 from .errors import GenerationCancelled, InvalidInputError, MgtoolkitError, ModelUnavailableError  # noqa: E402
 from .models.registry import PRESETS, resolve_model  # noqa: E402
 from .tasks.text import load_model, unload, validate_request  # noqa: E402

@@ -31,7 +31,10 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["DEFAULTS", "setting", "flag", "cache_root", "draw_seed", "SEED_MAX"]
+VERSION = "0.1.0"
+"""mgtoolkit's version (``mgtoolkit.__version__``), written into every sidecar."""
+
+__all__ = ["VERSION", "DEFAULTS", "setting", "flag", "cache_root", "draw_seed", "SEED_MAX"]
 
 DEFAULTS: dict[str, str] = {
     "MGTOOLKIT_MODEL": "audioldm-s-full-v2",

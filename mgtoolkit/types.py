@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import VERSION
 from .io import audio as audio_io
 
 __all__ = ["GenerationRequest", "Clip", "StepCallback"]
@@ -111,8 +112,6 @@ class Clip:
 
     def metadata(self) -> dict[str, Any]:
         """The provenance written to the JSON sidecar."""
-        from . import __version__
-
         params = self.request.to_dict()
         params["seed"] = self.seed
         return {
@@ -125,7 +124,7 @@ class Clip:
             "num_samples": int(self.waveform.shape[-1]),
             "duration_s": round(self.duration, 6),
             "timings_s": {k: round(float(v), 4) for k, v in self.timings.items()},
-            "mgtoolkit_version": __version__,
+            "mgtoolkit_version": VERSION,
             **({"extra": dict(self.extra)} if self.extra else {}),
         }
 
