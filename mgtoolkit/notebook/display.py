@@ -11,12 +11,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..io.audio import audio_data_uri
-from ..models.registry import PRESETS, default_model, resolve_model
+from ..models.registry import DEFAULT_MODEL, PRESETS, default_model, resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -195,7 +194,7 @@ def about(model: str | None = None) -> ModelNote:
     Live model: tiny ...
     """
     name = model or default_model()
-    origin = "set by MGTOOLKIT_MODEL" if model is None and os.environ.get("MGTOOLKIT_MODEL") else "default"
+    origin = "set by MGTOOLKIT_MODEL" if model is None and name != DEFAULT_MODEL else "default"
     if model is not None:
         origin = "chosen here"
     spec = resolve_model(name)
