@@ -212,14 +212,15 @@ class Appflow:
         return {**args, "seed": seed, "model": self._require("audio", "making music")}
 
     def _music(self, prompt: str, inputs: dict[str, Any], seed: int | None, **extra: Any) -> dict[str, Any]:
-        from .tasks.text import generate
+        from .api import generate
 
         clip = generate(prompt, **self._generation_args(inputs, seed))
         clip = clip.with_extra(**extra) if extra else clip
         return {"result": clip.waveform, "clip": clip, "prompt": prompt}
 
     def _from_image(self, inputs: dict[str, Any], seed: int | None) -> dict[str, Any]:
-        from .tasks.image import describe_image, image_to_music
+        from .api import image_to_music
+        from .tasks.image import describe_image
 
         captioner = self._require("captioner", "describing an image")
         question = inputs.get("minigpt4_text")
