@@ -1,0 +1,470 @@
+"""The reference side of the parity tests: torch + diffusers + transformers, never paddle.
+
+Run in its own venv (``make parity`` builds it from ``tests/parity/requirements.txt``)::
+
+    build/parity-venv/bin/python tests/parity/reference.py --out WORKDIR
+
+For each pipeline (AudioLDM, MusicLDM, AudioLDM2) it builds a small random-weight pipeline with the
+structure of the published one, saves it with ``save_pretrained`` in diffusers format twice
+(``WORKDIR/<name>``: safetensors; ``WORKDIR/<name>-bin``: ``.bin`` files, like older hub repos),
+reloads the safetensors folder with diffusers and runs it on numpy starting latents drawn from the
+seed exactly as mgtoolkit draws them. ``WORKDIR/<name>.npz`` keeps the waveform, the latents and
+the call's arguments; ``WORKDIR/manifest.json`` lists what was made and the library versions.
+
+No file is downloaded: tokenizers are written here (byte-level BPE; a sentencepiece model for T5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+for _name in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
+    os.environ.setdefault(_name, "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch  # noqa: E402
+
+PROMPT = "Techno music with a strong, upbeat tempo and high melodic riffs"
+NEGATIVE_PROMPT = "low quality, average quality, noise"
+CALL = {"audio_length_in_s": 2.0, "num_inference_steps": 10, "guidance_scale": 2.5, "seed": 1234}
+# A random HiFi-GAN at the default initializer_range (0.01) peaks near 1e-7; this makes it audible.
+VOCODER_INIT = 0.1
+CORPUS = [
+    PROMPT,
+    NEGATIVE_PROMPT,
+    "A calm piano melody with soft strings in a quiet concert hall",
+    "Electronic dance music with a heavy bass line and drums",
+    "A classic cocktail lounge vibe with smooth jazz piano",
+]
+BPE_MERGES = [("Ġ", "a"), ("Ġ", "s"), ("Ġ", "p"), ("Ġ", "m"), ("i", "n"), ("e", "r"), ("in", "g")]
+
+
+def log(*parts) -> None:
+    print("[reference]", *parts, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer files, written here.
+# ---------------------------------------------------------------------------------------------
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    keep += list(range(ord("®"), ord("ÿ") + 1))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def bpe_vocab() -> dict[str, int]:
+    """RoBERTa specials, the 256 byte symbols, the merges, ``<mask>``."""
+    vocab = {tok: i for i, tok in enumerate(("<s>", "<pad>", "</s>", "<unk>"))}
+    for symbol in bytes_to_unicode().values():
+        vocab.setdefault(symbol, len(vocab))
+    for a, b in BPE_MERGES:
+        vocab.setdefault(a + b, len(vocab))
+    vocab.setdefault("<mask>", len(vocab))
+    return vocab
+
+
+def roberta_tokenizer(max_length: int):
+    """transformers 5 ignores ``vocab_file=``/``merges_file=``: pass the vocabulary itself."""
+    from transformers import RobertaTokenizer
+
+    return RobertaTokenizer(vocab=bpe_vocab(), merges=list(BPE_MERGES), model_max_length=max_length)
+
+
+def write_bpe_files(folder: Path) -> None:
+    """The hub repos ship ``vocab.json`` and ``merges.txt`` beside ``tokenizer.json``."""
+    (folder / "vocab.json").write_text(json.dumps(bpe_vocab(), ensure_ascii=False), encoding="utf-8")
+    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in BPE_MERGES]
+    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def sentencepiece_model(workdir: Path) -> Path:
+    """A tiny unigram ``spiece.model`` (T5's tokenizer file), trained on the corpus."""
+    import sentencepiece as spm
+
+    prefix = workdir / "spiece"
+    text = workdir / "corpus.txt"
+    text.write_text("\n".join(CORPUS * 4) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(text),
+        model_prefix=str(prefix),
+        vocab_size=56,
+        hard_vocab_limit=False,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        pad_piece="<pad>",
+        eos_piece="</s>",
+        unk_piece="<unk>",
+        character_coverage=1.0,
+        minloglevel=2,
+    )
+    return prefix.with_suffix(".model")
+
+
+# ---------------------------------------------------------------------------------------------
+# Components shared by the three pipelines (AudioLDM's real geometry: 64 mel bins, hop 160,
+# 16 kHz, VAE scale 4; small widths).
+# ---------------------------------------------------------------------------------------------
+def vocoder():
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    return SpeechT5HifiGan(
+        SpeechT5HifiGanConfig(
+            model_in_dim=64,
+            sampling_rate=16000,
+            upsample_initial_channel=64,
+            upsample_rates=[5, 4, 2, 2, 2],
+            upsample_kernel_sizes=[16, 16, 8, 4, 4],
+            resblock_kernel_sizes=[3],
+            resblock_dilation_sizes=[[1, 3, 5]],
+            normalize_before=False,
+            initializer_range=VOCODER_INIT,
+        )
+    )
+
+
+def vae(latent_channels: int):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        latent_channels=latent_channels,
+        block_out_channels=(16, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=256,
+        scaling_factor=1.0,
+    )
+
+
+def ddim():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.0015,
+        beta_end=0.0195,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
+def clap_text_config(projection_dim: int | None = 32):
+    from transformers import ClapTextConfig
+
+    extra = {} if projection_dim is None else {"projection_dim": projection_dim}
+    return ClapTextConfig(
+        vocab_size=len(bpe_vocab()),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=514,
+        bos_token_id=0,
+        pad_token_id=1,
+        eos_token_id=2,
+        layer_norm_eps=1e-5,
+        **extra,
+    )
+
+
+def clap_model():
+    """CLAP with text and audio towers (MusicLDM's and AudioLDM2's ``text_encoder``)."""
+    from transformers import ClapAudioConfig, ClapConfig, ClapModel
+
+    audio = ClapAudioConfig(
+        spec_size=64,
+        window_size=4,
+        num_mel_bins=64,
+        intermediate_size=37,
+        depths=[2, 2],
+        num_attention_heads=[2, 2],
+        num_hidden_layers=2,
+        hidden_size=32,
+        patch_size=2,
+        patch_stride=2,
+        patch_embed_input_channels=4,
+        layer_norm_eps=1e-5,
+    )
+    config = ClapConfig(
+        text_config=clap_text_config(None).to_dict(), audio_config=audio.to_dict(), projection_dim=32
+    )
+    return ClapModel(config)
+
+
+def clap_feature_extractor():
+    from transformers import ClapFeatureExtractor
+
+    return ClapFeatureExtractor(feature_size=64, sampling_rate=16000, frequency_max=8000)
+
+
+def unet_audioldm():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=32,
+        in_channels=8,
+        out_channels=8,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=(32, 64),
+        attention_head_dim=8,
+        norm_num_groups=16,
+        class_embed_type="simple_projection",
+        projection_class_embeddings_input_dim=32,
+        class_embeddings_concat=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The three pipelines.
+# ---------------------------------------------------------------------------------------------
+def build_audioldm(workdir: Path):
+    from diffusers import AudioLDMPipeline
+    from transformers import ClapTextModelWithProjection
+
+    return AudioLDMPipeline(
+        vae=vae(8),
+        text_encoder=ClapTextModelWithProjection(clap_text_config(32)),
+        tokenizer=roberta_tokenizer(512),
+        unet=unet_audioldm(),
+        scheduler=ddim(),
+        vocoder=vocoder(),
+    )
+
+
+def build_musicldm(workdir: Path):
+    from diffusers import MusicLDMPipeline
+
+    return MusicLDMPipeline(
+        vae=vae(8),
+        text_encoder=clap_model(),
+        tokenizer=roberta_tokenizer(512),
+        feature_extractor=clap_feature_extractor(),
+        unet=unet_audioldm(),
+        scheduler=ddim(),
+        vocoder=vocoder(),
+    )
+
+
+GPT2_DIM, T5_DIM = 32, 48
+
+
+def build_audioldm2(workdir: Path):
+    from diffusers import AudioLDM2Pipeline, AudioLDM2ProjectionModel, AudioLDM2UNet2DConditionModel
+    from transformers import GPT2Config, GPT2Model, T5Config, T5EncoderModel, T5TokenizerFast
+
+    spiece = sentencepiece_model(workdir)
+    tokenizer_2 = T5TokenizerFast(vocab_file=str(spiece), extra_ids=0, model_max_length=128)
+    text_encoder_2 = T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer_2),
+            d_model=T5_DIM,
+            d_ff=64,
+            d_kv=12,
+            num_heads=4,
+            num_layers=2,
+            relative_attention_num_buckets=8,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
+    )
+    language_model = GPT2Model(
+        GPT2Config(n_embd=GPT2_DIM, n_head=4, n_layer=2, vocab_size=50, n_positions=64, max_new_tokens=8)
+    )
+    unet = AudioLDM2UNet2DConditionModel(
+        sample_size=32,
+        in_channels=8,
+        out_channels=8,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=([None, GPT2_DIM, T5_DIM],) * 2,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+    return AudioLDM2Pipeline(
+        vae=vae(8),
+        text_encoder=clap_model(),
+        text_encoder_2=text_encoder_2,
+        projection_model=AudioLDM2ProjectionModel(
+            text_encoder_dim=32, text_encoder_1_dim=T5_DIM, langauge_model_dim=GPT2_DIM
+        ),
+        language_model=language_model,
+        tokenizer=roberta_tokenizer(512),
+        tokenizer_2=tokenizer_2,
+        feature_extractor=clap_feature_extractor(),
+        unet=unet,
+        scheduler=ddim(),
+        vocoder=vocoder(),
+    )
+
+
+BUILDERS = {"audioldm": build_audioldm, "musicldm": build_musicldm, "audioldm2": build_audioldm2}
+
+
+# ---------------------------------------------------------------------------------------------
+# Shims: diffusers 0.42.1's deprecated pipelines against transformers 5 (run-time only; the
+# saved files are untouched).
+# ---------------------------------------------------------------------------------------------
+def apply_shims(pipe) -> None:
+    name = type(pipe).__name__
+    if name == "MusicLDMPipeline":
+        encoder = pipe.text_encoder
+        original = encoder.get_text_features
+
+        def text_features(*args, **kwargs):  # transformers 5 returns an output object
+            out = original(*args, **kwargs)
+            return getattr(out, "pooler_output", out)
+
+        encoder.get_text_features = text_features
+    if name == "AudioLDM2Pipeline" and not hasattr(
+        pipe.language_model, "_update_model_kwargs_for_generation"
+    ):
+        pipe.generate_language_model = lambda *a, **k: generate_without_cache(pipe, *a, **k)
+
+
+def generate_without_cache(pipe, inputs_embeds, max_new_tokens=None, attention_mask=None, **_):
+    """AudioLDM2's GPT-2 loop with no KV cache (GPT2Model lost its generation helpers)."""
+    if max_new_tokens is None:
+        max_new_tokens = pipe.language_model.config.max_new_tokens
+    for _ in range(max_new_tokens):
+        out = pipe.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            output_hidden_states=True,
+            return_dict=True,
+        )
+        inputs_embeds = torch.cat([inputs_embeds, out.hidden_states[-1][:, -1:, :]], dim=1)
+        if attention_mask is not None:
+            attention_mask = torch.cat(
+                [attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], 1
+            )
+    return inputs_embeds[:, -max_new_tokens:, :]
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving and running.
+# ---------------------------------------------------------------------------------------------
+def save_both(pipe, folder: Path) -> None:
+    """``folder`` with safetensors, ``folder-bin`` with ``.bin`` files; tokenizer files as on the hub."""
+    for target, safe in ((folder, True), (folder.with_name(folder.name + "-bin"), False)):
+        if target.exists():
+            shutil.rmtree(target)
+        pipe.save_pretrained(str(target), safe_serialization=safe)
+        if not safe:
+            bin_instead_of_safetensors(target)
+        write_bpe_files(target / "tokenizer")
+        if (target / "tokenizer_2").is_dir():
+            shutil.copy(folder.parent / "spiece.model", target / "tokenizer_2" / "spiece.model")
+
+
+def bin_instead_of_safetensors(folder: Path) -> None:
+    """transformers 5 writes safetensors whatever it is asked: write ``pytorch_model.bin`` instead."""
+    from safetensors.torch import load_file
+
+    for weights in folder.glob("*/model.safetensors"):
+        torch.save(load_file(str(weights)), weights.with_name("pytorch_model.bin"))
+        weights.unlink()
+
+
+def starting_latents(pipe, audio_length_in_s: float, seed: int) -> np.ndarray:
+    """What ``mgtoolkit.models.audioldm.initial_latents(latent_shape(...), [seed])`` gives."""
+    rate = pipe.vocoder.config.sampling_rate
+    hop = int(np.prod(pipe.vocoder.config.upsample_rates))
+    scale = pipe.vae_scale_factor
+    height = int(audio_length_in_s * rate / hop)
+    height = int(np.ceil(height / scale)) * scale
+    shape = (pipe.unet.config.in_channels, height // scale, pipe.vocoder.config.model_in_dim // scale)
+    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)[None]
+
+
+def run_reference(name: str, folder: Path) -> dict:
+    """Load ``folder`` with diffusers and make one waveform; returns the arrays to keep."""
+    from diffusers import DiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(str(folder))
+    apply_shims(pipe)
+    pipe.set_progress_bar_config(disable=True)
+    rate = pipe.vocoder.config.sampling_rate
+    # mgtoolkit asks for half a sample more so that the cut lands on round(seconds * rate).
+    seconds = (round(CALL["audio_length_in_s"] * rate) + 0.5) / rate
+    latents = starting_latents(pipe, seconds, CALL["seed"])
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = pipe(
+            prompt=PROMPT,
+            negative_prompt=NEGATIVE_PROMPT,
+            audio_length_in_s=seconds,
+            num_inference_steps=CALL["num_inference_steps"],
+            guidance_scale=CALL["guidance_scale"],
+            num_waveforms_per_prompt=1,
+            latents=torch.from_numpy(latents),
+            output_type="np",
+        )
+    wave = np.asarray(out.audios, dtype=np.float32).reshape(-1)
+    log(f"{name}: {wave.size} samples, peak {np.abs(wave).max():.3g}, {time.perf_counter() - t0:.1f} s")
+    return {"waveform": wave, "latents": latents, "sample_rate": np.int64(rate)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path, help="work folder (created)")
+    parser.add_argument("--only", default=",".join(BUILDERS), help="comma-separated pipelines")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    manifest = {"call": {"prompt": PROMPT, "negative_prompt": NEGATIVE_PROMPT, **CALL}, "pipelines": {}}
+    for index, name in enumerate(args.only.split(",")):
+        t0 = time.perf_counter()
+        torch.manual_seed(index)
+        pipe = BUILDERS[name](args.out)
+        folder = args.out / name
+        save_both(pipe, folder)
+        arrays = run_reference(name, folder)
+        np.savez(args.out / f"{name}.npz", **arrays)
+        manifest["pipelines"][name] = {
+            "pipeline": type(pipe).__name__,
+            "folders": [name, f"{name}-bin"],
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+    import diffusers
+    import transformers
+
+    manifest["versions"] = {
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+    }
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
