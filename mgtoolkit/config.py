@@ -15,6 +15,7 @@ paddle.
 | ``MGTOOLKIT_WRITER`` | the image chain's prompt writer | ``chatglm-6b`` (``tiny`` with the tiny model) |
 | ``MGTOOLKIT_VERBOSE`` | ``1`` keeps paddlenlp's and ppdiffusers' log chatter | off |
 | ``MGTOOLKIT_NO_THREAD_TUNING`` | ``1`` leaves ``OMP_NUM_THREADS`` and MKL settings alone | off |
+| ``MGTOOLKIT_ALLOW_UNSAFE_PICKLE`` | ``1`` reads ``.bin``/``.pdparams`` pickles with the full unpickler (code in them runs) | off |
 
 Examples
 --------
@@ -46,6 +47,7 @@ DEFAULTS: dict[str, str] = {
     "MGTOOLKIT_WRITER": "",
     "MGTOOLKIT_VERBOSE": "",
     "MGTOOLKIT_NO_THREAD_TUNING": "",
+    "MGTOOLKIT_ALLOW_UNSAFE_PICKLE": "",
 }
 """Every variable mgtoolkit reads, with its default (``""``: decided by the code that asks)."""
 
