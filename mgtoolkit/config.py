@@ -35,7 +35,7 @@ from pathlib import Path
 VERSION = "0.1.0"
 """mgtoolkit's version (``mgtoolkit.__version__``), written into every sidecar."""
 
-__all__ = ["VERSION", "DEFAULTS", "setting", "flag", "cache_root", "draw_seed", "SEED_MAX"]
+__all__ = ["VERSION", "DEFAULTS", "setting", "flag", "cache_root", "private_dir", "draw_seed", "SEED_MAX"]
 
 DEFAULTS: dict[str, str] = {
     "MGTOOLKIT_MODEL": "audioldm-s-full-v2",
@@ -73,6 +73,36 @@ def flag(name: str, *, environ: Mapping[str, str] | None = None) -> bool:
 def cache_root(*, environ: Mapping[str, str] | None = None) -> Path:
     """``$MGTOOLKIT_CACHE`` or ``~/.cache/mgtoolkit`` (not created here)."""
     return Path(setting("MGTOOLKIT_CACHE", environ=environ) or Path.home() / ".cache" / "mgtoolkit")
+
+
+def private_dir(path: str | Path) -> Path:
+    """Create the folder ``path`` and its missing parents readable by their owner only (0700).
+
+    Every folder of the cache is made through this: weights, converted copies and predictors in it
+    are read back as trusted, so nobody else may write, or read, there. Folders that already exist
+    are left as they are (``MGTOOLKIT_CACHE`` may point into a shared place).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> oct(private_dir(Path(tempfile.mkdtemp()) / "a" / "b").stat().st_mode & 0o777)
+    '0o700'
+    """
+    path = Path(path)
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another process: not ours to change
+            continue
+        os.chmod(folder, 0o700)  # mkdir's mode passes through the umask; make it exact
+    path = missing[0] if missing else path
+    if not path.is_dir():
+        raise NotADirectoryError(f"{path} is not a folder; set MGTOOLKIT_CACHE to a folder")
+    return path
 
 
 def draw_seed(count: int = 1) -> int:

@@ -54,7 +54,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..config import setting
+from ..config import private_dir, setting
 
 __all__ = ["Engine", "compile_mode", "compile_pipeline", "fingerprint", "memory_limit_bytes"]
 
@@ -280,7 +280,7 @@ class Engine:
         )
         self._predictor = None
         try:  # remembered, so that later loads do not try again
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private_dir(self.folder)
             _write_json(self.folder / "verdict.json", verdict)
         except OSError:  # a read-only or odd cache: this process still falls back
             pass
@@ -288,7 +288,7 @@ class Engine:
         self.state = "failed"
 
     def _export_atomically(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)
         tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=self.folder))
         try:
             self._export(str(tmp / "model"))

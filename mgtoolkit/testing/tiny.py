@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..config import cache_root
+from ..config import cache_root, private_dir
 
 __all__ = ["TINY_VERSION", "cache_root", "tiny_dir", "tiny_audioldm_dir", "write_bpe_tokenizer_files"]
 
@@ -239,8 +239,8 @@ def tiny_dir(name: str = "tiny", root: Path | None = None) -> Path:
     target = (root or cache_root()) / f"{folder_name}-v{TINY_VERSION}"
     if (target / "model_index.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
+    private_dir(target.parent)
+    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))  # 0700, like the cache
     try:
         _BUILDERS[name](staging)
         try:

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import cache_root
+from ..config import cache_root, private_dir
 
 __all__ = ["TINY_LLM_VERSION", "TINY_KINDS", "tiny_dir", "CORPUS"]
 
@@ -277,8 +277,8 @@ def tiny_dir(kind: str, root: Path | None = None) -> Path:
     if (target / "config.json").is_file():
         return target
     build = TINY_KINDS[kind]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tiny-{kind}-", dir=target.parent))
+    private_dir(target.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".tiny-{kind}-", dir=target.parent))  # 0700
     try:
         _build_seeded(build, staging)
         try:
