@@ -27,7 +27,8 @@ def test_tiny_models_are_saved_with_self_written_tokenizers(kind):
     folder = tiny_llm.tiny_dir(kind)
     assert folder == tiny_llm.tiny_dir(kind)  # built once, then reused
     names = {p.name for p in folder.iterdir()}
-    assert {"config.json", "model_state.pdparams"} <= names
+    assert {"config.json", "model.safetensors"} <= names
+    assert not names & {"model_state.pdparams", "pytorch_model.bin"}  # never a pickle (issue 15)
     assert names & {"vocab.json", "tokenizer.model", "ice_text.model", "sentencepiece.bpe.model"}
     assert not any(n.startswith("_") for n in names)  # build scratch removed
     assert json.loads((folder / "config.json").read_text())

@@ -20,7 +20,7 @@ from ..config import cache_root, private_dir
 
 __all__ = ["TINY_LLM_VERSION", "TINY_KINDS", "tiny_dir", "CORPUS"]
 
-TINY_LLM_VERSION = 1
+TINY_LLM_VERSION = 2  # 2: weights saved as safetensors, not model_state.pdparams
 
 CORPUS = [
     "The image shows a crowded nightclub with people dancing on the dance floor.",
@@ -254,7 +254,7 @@ def _build_blip2(folder: Path) -> None:
 
 def _save(folder: Path, model, tokenizer_or_processor) -> None:
     model.eval()
-    model.save_pretrained(str(folder))
+    model.save_pretrained(str(folder), safe_serialization=True)  # never a pickle
     tokenizer_or_processor.save_pretrained(str(folder))
     shutil.rmtree(folder / "_src", ignore_errors=True)
 
