@@ -155,7 +155,10 @@ def _storage_record(array: np.ndarray, bfloat16: bool) -> tuple[str, bytes]:
 
 
 def _tensor_graph(
-    state: dict[str, np.ndarray | TensorView], bfloat16: tuple[str, ...], legacy: bool
+    state: dict[str, np.ndarray | TensorView],
+    bfloat16: tuple[str, ...] = (),
+    parameters: tuple[str, ...] = (),
+    legacy: bool = False,
 ) -> tuple[dict, list[tuple[str, bytes, int]]]:
     """The object ``torch.save`` would pickle, and the storages (name, bytes, numel) by key order."""
     keys: dict[int, str] = {}
@@ -176,6 +179,8 @@ def _tensor_graph(
         args = (_PersistentId(pid), view.offset, tuple(view.shape), tuple(view.stride), False)
         hooks = _Call(_Global("collections", "OrderedDict"), ())
         graph[name] = _Call(_Global("torch._utils", "_rebuild_tensor_v2"), (*args, hooks))
+        if name in parameters:  # an nn.Parameter, as a module's state_dict(keep_vars=True) holds
+            graph[name] = _Call(_Global("torch._utils", "_rebuild_parameter"), (graph[name], True, hooks))
     return graph, storages
 
 
@@ -198,6 +203,7 @@ def write_torch_bin(
     state: dict[str, np.ndarray | TensorView],
     *,
     bfloat16: tuple[str, ...] = (),
+    parameters: tuple[str, ...] = (),
     extra: dict | None = None,
 ) -> None:
     """Write ``state`` as ``torch.save(state_dict, path)`` would (zip layout, PyTorch >= 1.6).
@@ -210,12 +216,14 @@ def write_torch_bin(
         Name to array (its own storage) or :class:`TensorView` (views of one base share a storage).
     bfloat16 : tuple of str
         Names of float32 arrays to store as bfloat16 (truncated to the top 16 bits).
+    parameters : tuple of str
+        Names pickled as ``torch.nn.Parameter`` (through ``torch._utils._rebuild_parameter``).
     extra : dict, optional
         More ``name: object`` items pickled after the tensors (for crafted files; see
         :func:`write_malicious_pickle`).
     """
     path = Path(path)
-    graph, storages = _tensor_graph(state, bfloat16, legacy=False)
+    graph, storages = _tensor_graph(state, bfloat16, parameters)
     prefix = path.stem or "archive"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr(f"{prefix}/data.pkl", _dumps_state(graph, extra))  # first, as torch writes it
@@ -227,7 +235,7 @@ def write_torch_bin(
 
 def write_torch_legacy(path: str | Path, state: dict[str, np.ndarray | TensorView]) -> None:
     """Write ``state`` in the non-zip layout of ``torch.save`` before PyTorch 1.6."""
-    graph, storages = _tensor_graph(state, (), legacy=True)
+    graph, storages = _tensor_graph(state, legacy=True)
     sys_info = {
         "protocol_version": 1001,
         "little_endian": True,
@@ -322,13 +330,24 @@ def write_malicious_pickle(
     kind: Literal["bin", "pdparams"] = "bin",
     *,
     how: Literal["exec", "system", "eval"] = "exec",
+    call: tuple[str, str] | None = None,
 ) -> None:
     """Write a weights file whose unpickling creates ``marker`` (and would run any other code).
 
     The file is otherwise well-formed: a ``weight`` tensor, then one entry whose ``__reduce__`` calls
     ``exec`` (``how="exec"``), ``os.system("touch ...")`` or ``eval`` on code creating ``marker``.
+    ``call=(module, name)`` instead makes that entry a call, without arguments, of ``module.name``
+    (for checking what the readers refuse; ``marker`` is then unused).
     """
     marker, weight = Path(marker), np.arange(6, dtype=np.float32).reshape(2, 3)
+    if call is not None:
+        raw = _Raw(_dumps2(_Call(_Global(*call), ()))[2:-1])
+        if kind == "pdparams":
+            data = pickle.dumps({"weight": weight}, protocol=2)  # dict opcodes end with SETITEMS
+            Path(path).write_bytes(data[:-1] + _dumps2("config")[2:-1] + raw + b"s.")
+        else:
+            write_torch_bin(path, {"weight": weight}, extra={"config": raw})
+        return
     if kind == "pdparams":
         write_pdparams(path, {"weight": weight}, extra={"config": _Payload(how, marker)})
         return
