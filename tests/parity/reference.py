@@ -44,6 +44,10 @@ CORPUS = [
     "Electronic dance music with a heavy bass line and drums",
     "A classic cocktail lounge vibe with smooth jazz piano",
 ]
+# CLAP's joint embedding width. diffusers' AudioLDM/MusicLDM pad the negative prompt to
+# ``prompt_embeds.shape[1]`` tokens, which for CLAP is this width (512 in the real models): it must
+# exceed the negative prompt's token count (35 here) or diffusers silently truncates it.
+CLAP_DIM = 64
 BPE_MERGES = [("Ġ", "a"), ("Ġ", "s"), ("Ġ", "p"), ("Ġ", "m"), ("i", "n"), ("e", "r"), ("in", "g")]
 
 
@@ -119,6 +123,16 @@ def sentencepiece_model(workdir: Path) -> Path:
     return prefix.with_suffix(".model")
 
 
+def t5_tokenizer(spiece: Path):
+    """T5's tokenizer from ``spiece.model``; transformers 5 ignores ``vocab_file=``, so pass the pieces."""
+    import sentencepiece as spm
+    from transformers import T5Tokenizer
+
+    model = spm.SentencePieceProcessor(model_file=str(spiece))
+    pieces = [(model.id_to_piece(i), model.get_score(i)) for i in range(model.get_piece_size())]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=128)
+
+
 # ---------------------------------------------------------------------------------------------
 # Components shared by the three pipelines (AudioLDM's real geometry: 64 mel bins, hop 160,
 # 16 kHz, VAE scale 4; small widths).
@@ -172,7 +186,7 @@ def ddim():
     )
 
 
-def clap_text_config(projection_dim: int | None = 32):
+def clap_text_config(projection_dim: int | None = None):
     from transformers import ClapTextConfig
 
     extra = {} if projection_dim is None else {"projection_dim": projection_dim}
@@ -210,7 +224,7 @@ def clap_model():
         layer_norm_eps=1e-5,
     )
     config = ClapConfig(
-        text_config=clap_text_config(None).to_dict(), audio_config=audio.to_dict(), projection_dim=32
+        text_config=clap_text_config(None).to_dict(), audio_config=audio.to_dict(), projection_dim=CLAP_DIM
     )
     return ClapModel(config)
 
@@ -236,7 +250,7 @@ def unet_audioldm():
         attention_head_dim=8,
         norm_num_groups=16,
         class_embed_type="simple_projection",
-        projection_class_embeddings_input_dim=32,
+        projection_class_embeddings_input_dim=CLAP_DIM,
         class_embeddings_concat=True,
     )
 
@@ -250,7 +264,7 @@ def build_audioldm(workdir: Path):
 
     return AudioLDMPipeline(
         vae=vae(8),
-        text_encoder=ClapTextModelWithProjection(clap_text_config(32)),
+        text_encoder=ClapTextModelWithProjection(clap_text_config(CLAP_DIM)),
         tokenizer=roberta_tokenizer(512),
         unet=unet_audioldm(),
         scheduler=ddim(),
@@ -277,10 +291,9 @@ GPT2_DIM, T5_DIM = 32, 48
 
 def build_audioldm2(workdir: Path):
     from diffusers import AudioLDM2Pipeline, AudioLDM2ProjectionModel, AudioLDM2UNet2DConditionModel
-    from transformers import GPT2Config, GPT2Model, T5Config, T5EncoderModel, T5TokenizerFast
+    from transformers import GPT2Config, GPT2Model, T5Config, T5EncoderModel
 
-    spiece = sentencepiece_model(workdir)
-    tokenizer_2 = T5TokenizerFast(vocab_file=str(spiece), extra_ids=0, model_max_length=128)
+    tokenizer_2 = t5_tokenizer(sentencepiece_model(workdir))
     text_encoder_2 = T5EncoderModel(
         T5Config(
             vocab_size=len(tokenizer_2),
@@ -314,7 +327,7 @@ def build_audioldm2(workdir: Path):
         text_encoder=clap_model(),
         text_encoder_2=text_encoder_2,
         projection_model=AudioLDM2ProjectionModel(
-            text_encoder_dim=32, text_encoder_1_dim=T5_DIM, langauge_model_dim=GPT2_DIM
+            text_encoder_dim=CLAP_DIM, text_encoder_1_dim=T5_DIM, langauge_model_dim=GPT2_DIM
         ),
         language_model=language_model,
         tokenizer=roberta_tokenizer(512),
