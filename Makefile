@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
 PROMPT ?= A classic cocktail lounge vibe with smooth jazz piano and a cool, relaxed atmosphere.
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast lint format bench clean parity parity-venv
 
 install: $(STAMP)
 
@@ -35,6 +35,23 @@ lint: install
 format: install
 	$(BIN)/ruff format mgtoolkit tests benchmarks
 	$(BIN)/ruff check --fix mgtoolkit tests benchmarks
+
+# Parity with torch + diffusers (issue 9): torch gets a venv of its own (never the paddle one),
+# pinned by tests/parity/requirements.txt; a missing torch venv then fails instead of skipping.
+PARITY_VENV  ?= build/parity-venv
+PARITY_STAMP := $(PARITY_VENV)/.installed-$(shell cat tests/parity/requirements.txt | cksum | cut -d' ' -f1)
+
+parity-venv: $(PARITY_STAMP)
+
+$(PARITY_STAMP): tests/parity/requirements.txt
+	$(PYTHON) -m venv $(PARITY_VENV)
+	$(PARITY_VENV)/bin/python -m pip install --quiet -r tests/parity/requirements.txt
+	rm -f $(PARITY_VENV)/.installed-*
+	touch $@
+
+parity: install parity-venv
+	MGTOOLKIT_MODEL=tiny MGTOOLKIT_PARITY_REQUIRED=1 MGTOOLKIT_PARITY_PYTHON=$(abspath $(PARITY_VENV))/bin/python \
+	  $(BIN)/python -m pytest -m parity -rA tests/test_parity.py
 
 bench: install
 	$(BIN)/python benchmarks/bench_audioldm.py --preset audioldm-s-full-v2 --seconds 5 --steps 20
