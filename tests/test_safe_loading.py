@@ -285,3 +285,108 @@ def test_a_fresh_cache_is_private_and_holds_no_pickles(tmp_path, monkeypatch):
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert (folder / "model.safetensors").is_file()
     assert not [p for p in folder.rglob("*") if p.suffix in (".bin", ".pdparams", ".pkl", ".pt")]
+
+
+# --- whole model folders, in the three layouts of the issue --------------------------------------
+
+
+def test_pickled_copies_of_a_model_folder(tmp_path):
+    from safetensors.numpy import load_file
+
+    from mgtoolkit.testing.tiny import tiny_dir
+    from mgtoolkit.testing.torch_files import pickled_copy
+
+    source = tiny_dir("tiny")
+    clean = pickled_copy(source, tmp_path / "paddle")
+    for weights in source.rglob("*.safetensors"):
+        pickle_file = clean / weights.parent.relative_to(source) / "model_state.pdparams"
+        _assert_same(read_pdparams(pickle_file), load_file(str(weights)))
+    assert not list(clean.rglob("*.safetensors"))
+    marker = tmp_path / "marker"
+    crafted = pickled_copy(source, tmp_path / "diffusers", kind="bin", marker=marker)
+    names = sorted(p.relative_to(crafted).as_posix() for p in crafted.rglob("*.bin"))
+    assert "unet/diffusion_pytorch_model.bin" in names and "text_encoder/pytorch_model.bin" in names
+    for path in crafted.rglob("*.bin"):
+        with pytest.raises(UnsafePickleError):
+            read_torch_bin(path)
+    assert not marker.exists()
+
+
+def test_hf_cache_layout(tmp_path):
+    from mgtoolkit.testing.torch_files import hf_cache_repo
+
+    folder = tmp_path / "repo"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "model_index.json").write_text("{}")
+    (folder / "unet" / "config.json").write_text('{"a": 1}')
+    snapshot = hf_cache_repo(tmp_path / "hub", "someone/audioldm-finetune", folder)
+    repo = tmp_path / "hub" / "models--someone--audioldm-finetune"
+    assert snapshot.parent == repo / "snapshots"
+    assert (repo / "refs" / "main").read_text() == snapshot.name
+    assert (snapshot / "unet" / "config.json").read_text() == '{"a": 1}'
+    assert len(list((repo / "blobs").iterdir())) == 2
+
+
+_LOAD_SCRIPT = """
+import json, sys
+import mgtoolkit as mg
+results = {}
+for layout, model, marker in json.loads(sys.argv[1]):
+    try:
+        mg.load_model(model)
+        error = ""
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    results[layout] = {"error": error, "ran": __import__("os").path.exists(marker)}
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def crafted_loads(tmp_path_factory):
+    """``mg.load_model`` on crafted models in a fresh interpreter (ppdiffusers reads HF_HOME at import)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from mgtoolkit.testing.tiny import tiny_dir
+    from mgtoolkit.testing.torch_files import hf_cache_repo, pickled_copy
+
+    root, source = tmp_path_factory.mktemp("crafted"), tiny_dir("tiny")
+    cases = [
+        (
+            "diffusers",
+            str(pickled_copy(source, root / "diffusers", kind="bin", marker=root / "m1")),
+            root / "m1",
+        ),
+        ("paddle", str(pickled_copy(source, root / "paddle", marker=root / "m2")), root / "m2"),
+    ]
+    hub_repo = pickled_copy(source, root / "hub-src", kind="bin", marker=root / "m3")
+    hf_cache_repo(root / "hf" / "hub", "someone/audioldm-finetune", hub_repo)
+    cases.append(("hf_cache", "someone/audioldm-finetune", root / "m3"))
+    env = {
+        **os.environ,
+        "HF_HOME": str(root / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "MGTOOLKIT_CACHE": str(root / "cache"),
+    }
+    env.pop("MGTOOLKIT_ALLOW_UNSAFE_PICKLE", None)
+    args = json.dumps([(layout, model, str(marker)) for layout, model, marker in cases])
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_SCRIPT, args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 15: load_model still reads pickles with paddle.load / ppdiffusers' torch_load until "
+    "models/weights.py routes them through safe_pickle (remove this mark then)",
+)
+@pytest.mark.parametrize("layout", ["diffusers", "paddle", "hf_cache"])
+def test_load_model_refuses_crafted_models_and_runs_nothing(crafted_loads, layout):
+    result = crafted_loads[layout]
+    assert not result["ran"], f"the crafted pickle ran: {result['error'][:200]}"
+    assert "UnsafePickleError" in result["error"] and "no code from the file ran" in result["error"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import pickle
 import shlex
+import shutil
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ __all__ = [
     "write_pdparams",
     "write_malicious_pickle",
     "marker_code",
+    "pickled_copy",
+    "hf_cache_repo",
 ]
 
 _STORAGE_NAMES = {
@@ -331,26 +334,109 @@ def write_malicious_pickle(
     *,
     how: Literal["exec", "system", "eval"] = "exec",
     call: tuple[str, str] | None = None,
+    state: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Write a weights file whose unpickling creates ``marker`` (and would run any other code).
 
-    The file is otherwise well-formed: a ``weight`` tensor, then one entry whose ``__reduce__`` calls
+    The file is otherwise well-formed: the tensors of ``state`` (default: one ``weight``), then one
+    entry, ``config``, whose ``__reduce__`` calls
     ``exec`` (``how="exec"``), ``os.system("touch ...")`` or ``eval`` on code creating ``marker``.
     ``call=(module, name)`` instead makes that entry a call, without arguments, of ``module.name``
     (for checking what the readers refuse; ``marker`` is then unused).
     """
-    marker, weight = Path(marker), np.arange(6, dtype=np.float32).reshape(2, 3)
+    marker = Path(marker)
+    state = {"weight": np.arange(6, dtype=np.float32).reshape(2, 3)} if state is None else state
     if call is not None:
         raw = _Raw(_dumps2(_Call(_Global(*call), ()))[2:-1])
         if kind == "pdparams":
-            data = pickle.dumps({"weight": weight}, protocol=2)  # dict opcodes end with SETITEMS
+            data = pickle.dumps(dict(state), protocol=2)  # ends with the dict on the stack, then STOP
             Path(path).write_bytes(data[:-1] + _dumps2("config")[2:-1] + raw + b"s.")
         else:
-            write_torch_bin(path, {"weight": weight}, extra={"config": raw})
+            write_torch_bin(path, state, extra={"config": raw})
         return
     if kind == "pdparams":
-        write_pdparams(path, {"weight": weight}, extra={"config": _Payload(how, marker)})
+        write_pdparams(path, state, extra={"config": _Payload(how, marker)})
         return
     buffer = io.BytesIO()
     pickle.Pickler(buffer, protocol=2).dump(_Payload(how, marker))
-    write_torch_bin(path, {"weight": weight}, extra={"config": _Raw(buffer.getvalue()[2:-1])})
+    write_torch_bin(path, state, extra={"config": _Raw(buffer.getvalue()[2:-1])})
+
+
+# --- Whole model folders ------------------------------------------------------------------------
+
+_PICKLE_NAMES = {
+    "pdparams": {
+        "diffusion_paddle_model": "model_state.pdparams",  # ppdiffusers names its pickles so
+        "model": "model_state.pdparams",
+    },
+    "bin": {"diffusion_paddle_model": "diffusion_pytorch_model.bin", "model": "pytorch_model.bin"},
+}
+
+
+def pickled_copy(
+    source: str | Path,
+    target: str | Path,
+    *,
+    kind: Literal["pdparams", "bin"] = "pdparams",
+    marker: str | Path | None = None,
+) -> Path:
+    """Copy a saved model folder, each ``*.safetensors`` replaced by a pickle of the same tensors.
+
+    ``kind="pdparams"`` gives the paddle-format folder ``save_pretrained`` wrote before safetensors
+    (``model_state.pdparams`` in every component): a clean copy loads to the same
+    weights. ``kind="bin"`` gives the file names of a diffusers/transformers torch folder
+    (``diffusion_pytorch_model.bin``, ``pytorch_model.bin``) but keeps paddle's tensor layout, so it
+    must be crafted (``marker`` given): loading it should stop before any tensor is used. With
+    ``marker``, every pickle also holds an entry whose unpickling creates ``marker``.
+
+    Returns ``target``.
+    """
+    from safetensors.numpy import load_file
+
+    if kind == "bin" and marker is None:
+        raise ValueError("a clean kind='bin' copy would hold paddle-layout tensors; give a marker")
+    source, target = Path(source), Path(target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.safetensors"))
+    for weights in sorted(source.rglob("*.safetensors")):
+        name = _PICKLE_NAMES[kind].get(
+            weights.stem, weights.stem + (".pdparams" if kind == "pdparams" else ".bin")
+        )
+        out = target / weights.relative_to(source).parent / name
+        state = load_file(str(weights))
+        if marker is None:
+            write_pdparams(out, state)
+        else:
+            write_malicious_pickle(out, marker, kind, state=state)
+    return target
+
+
+def hf_cache_repo(hub_cache: str | Path, repo_id: str, folder: str | Path) -> Path:
+    """Lay ``folder`` out in the Hugging Face hub cache layout as ``repo_id``; return the snapshot.
+
+    As ``huggingface_hub`` does it: ``models--owner--name/blobs/<sha256>`` holds the files,
+    ``snapshots/<commit>/<path>`` links to them (copies where links cannot be made) and
+    ``refs/main`` names the commit. To have ``from_pretrained(repo_id)`` find it offline, make
+    ``hub_cache`` ``<home>/hub`` and set ``HF_HOME=<home>`` and ``HF_HUB_OFFLINE=1`` before
+    ppdiffusers is imported (ppdiffusers 0.29 reads the cache folder once, at import, and does not
+    look at ``HF_HUB_CACHE``).
+    """
+    import hashlib
+    import os
+
+    folder, repo = Path(folder), Path(hub_cache) / f"models--{repo_id.replace('/', '--')}"
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    commit = hashlib.sha1(b"".join(p.relative_to(folder).as_posix().encode() for p in files)).hexdigest()
+    snapshot = repo / "snapshots" / commit
+    for file in files:
+        blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, blob)
+        link = snapshot / file.relative_to(folder)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            link.symlink_to(os.path.relpath(blob, link.parent))
+        except OSError:
+            shutil.copyfile(blob, link)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
