@@ -114,3 +114,40 @@ def test_starting_latents_are_mgtoolkits(reference):
     for name in PIPELINES:
         latents = np.load(workdir / f"{name}.npz")["latents"]
         np.testing.assert_array_equal(latents, initial_latents(latents.shape[1:], [manifest["call"]["seed"]]))
+
+
+@pytest.fixture
+def writer(reference, request):
+    """The Qwen2 writer loaded through mgtoolkit's road from the folder in ``request.param``."""
+    from mgtoolkit.models.writers import load_writer, release_writers, resolve_writer
+
+    workdir, manifest = reference
+    loaded = load_writer(resolve_writer(str(workdir / f"qwen2{request.param}")))
+    yield loaded, manifest["writers"]["qwen2"], np.load(workdir / "qwen2.npz")
+    release_writers()
+
+
+@pytest.mark.parametrize("writer", FORMS, ids=["safetensors", "bin"], indirect=True)
+def test_writer_logits_equal_transformers(writer):
+    """Qwen2 (tied embeddings, grouped KV heads, rope_theta 1e6) gives transformers' logits."""
+    import paddle
+
+    loaded, _, want = writer
+    with paddle.no_grad():
+        ids = paddle.to_tensor(want["input_ids"][None])
+        logits = loaded.model(input_ids=ids, return_dict=True).logits[0].numpy()
+    error = relative_l2(logits, want["logits"])
+    sys.stderr.write(f"\nparity: qwen2 {loaded.spec.name[-12:]}: logits relative L2 {error:.2e}\n")
+    assert error <= TOLERANCE
+
+
+@pytest.mark.parametrize("writer", FORMS[:1], ids=["safetensors"], indirect=True)
+def test_writer_answer_equals_transformers(writer):
+    """The writer's road: the same chat text, the same tokens, the same greedy answer."""
+    from mgtoolkit.models.writers import _chat_text, complete
+
+    loaded, facts, want = writer
+    assert _chat_text(loaded, facts["instruction"]) == facts["chat_text"]
+    ids = loaded.tokenizer(facts["chat_text"], add_special_tokens=False)["input_ids"]
+    assert ids == want["input_ids"].tolist()
+    assert complete(loaded, facts["instruction"], max_new_tokens=facts["max_new_tokens"]) == facts["answer"]

@@ -343,6 +343,149 @@ BUILDERS = {"audioldm": build_audioldm, "musicldm": build_musicldm, "audioldm2":
 
 
 # ---------------------------------------------------------------------------------------------
+# A writer: Qwen2 (causal LM) in transformers format, as Qwen/Qwen2-0.5B-Instruct is published.
+# ---------------------------------------------------------------------------------------------
+WRITER_INSTRUCTION = (
+    "Given the scene description in the following paragraph, please create a musical style sentence "
+    "that fits the scene. Description: The image shows a crowded nightclub with people dancing."
+)
+WRITER_SYSTEM = "You write short music prompts."  # what mgtoolkit.models.writers sends
+# Qwen2-Instruct's chat template, as its tokenizer_config.json on the hub carries it.
+QWEN2_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+QWEN2_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+WRITER_NEW_TOKENS = 16
+
+
+def qwen2_vocab() -> dict[str, int]:
+    """Byte symbols, the merges, then Qwen2's special tokens (as in its vocab.json + added tokens)."""
+    vocab: dict[str, int] = {}
+    for symbol in bytes_to_unicode().values():
+        vocab.setdefault(symbol, len(vocab))
+    for a, b in BPE_MERGES:
+        vocab.setdefault(a + b, len(vocab))
+    return vocab
+
+
+def write_qwen2_tokenizer(folder: Path) -> None:
+    """vocab.json, merges.txt and a hub-style tokenizer_config.json (template inside, added tokens)."""
+    vocab = qwen2_vocab()
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in BPE_MERGES]
+    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    added = {
+        str(len(vocab) + i): {
+            "content": tok,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for i, tok in enumerate(QWEN2_SPECIALS)
+    }
+    config = {
+        "add_prefix_space": False,
+        "added_tokens_decoder": added,
+        "additional_special_tokens": list(QWEN2_SPECIALS[1:]),
+        "bos_token": None,
+        "chat_template": QWEN2_TEMPLATE,
+        "clean_up_tokenization_spaces": False,
+        "eos_token": "<|im_end|>",
+        "errors": "replace",
+        "model_max_length": 32768,
+        "pad_token": "<|endoftext|>",
+        "split_special_tokens": False,
+        "tokenizer_class": "Qwen2Tokenizer",
+        "unk_token": None,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+
+
+def build_qwen2(folder: Path):
+    """A small random Qwen2ForCausalLM (tied embeddings, grouped KV heads) and its tokenizer."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_qwen2_tokenizer(folder)
+    tokenizer = Qwen2Tokenizer.from_pretrained(str(folder))
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},  # Qwen2's real theta
+        initializer_range=0.2,  # sharper logits than the default 0.02: greedy picks far from ties
+    )
+    return Qwen2ForCausalLM(config).eval(), tokenizer
+
+
+def make_writer(workdir: Path) -> dict:
+    """Save the writer (safetensors; a ``.bin`` copy) and record diffusers-side facts to compare."""
+    model, _ = build_qwen2(workdir / "qwen2")
+    for target, bin_copy in ((workdir / "qwen2", False), (workdir / "qwen2-bin", True)):
+        model.save_pretrained(str(target))
+        hub_style_config(target / "config.json")
+        write_qwen2_tokenizer(target)
+        (target / "tokenizer.json").unlink(missing_ok=True)  # as written by transformers 5: stale
+        if bin_copy:
+            bin_instead_of_safetensors(target, pattern="model.safetensors")
+    return run_writer(workdir / "qwen2")
+
+
+def hub_style_config(path: Path) -> None:
+    """The hub's Qwen2 config.json (written by transformers 4) has ``rope_theta``, not ``rope_parameters``."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["rope_theta"] = config.pop("rope_parameters")["rope_theta"]
+    config.pop("layer_types", None)
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def run_writer(folder: Path) -> dict:
+    """Reload ``folder`` with transformers: chat text, its ids, logits, greedy answer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+    messages = [{"role": "system", "content": WRITER_SYSTEM}, {"role": "user", "content": WRITER_INSTRUCTION}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+    with torch.no_grad():
+        logits = model(ids).logits[0].numpy()
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=WRITER_NEW_TOKENS,
+            min_new_tokens=2,
+            do_sample=False,
+            eos_token_id=model.config.eos_token_id,
+            pad_token_id=model.config.pad_token_id,
+        )
+    new = out[0, ids.shape[1] :].numpy()
+    answer = tokenizer.decode(new.tolist(), skip_special_tokens=True)
+    log(f"qwen2: {ids.shape[1]} prompt tokens, answer {new.tolist()}")
+    return {
+        "chat_text": text,
+        "input_ids": ids[0].numpy(),
+        "logits": logits,
+        "new_ids": new,
+        "answer": answer,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
 # Shims: diffusers 0.42.1's deprecated pipelines against transformers 5 (run-time only; the
 # saved files are untouched).
 # ---------------------------------------------------------------------------------------------
@@ -398,11 +541,11 @@ def save_both(pipe, folder: Path) -> None:
             shutil.copy(folder.parent / "spiece.model", target / "tokenizer_2" / "spiece.model")
 
 
-def bin_instead_of_safetensors(folder: Path) -> None:
+def bin_instead_of_safetensors(folder: Path, pattern: str = "*/model.safetensors") -> None:
     """transformers 5 writes safetensors whatever it is asked: write ``pytorch_model.bin`` instead."""
     from safetensors.torch import load_file
 
-    for weights in folder.glob("*/model.safetensors"):
+    for weights in folder.glob(pattern):
         torch.save(load_file(str(weights)), weights.with_name("pytorch_model.bin"))
         weights.unlink()
 
@@ -449,7 +592,7 @@ def run_reference(name: str, folder: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="work folder (created)")
-    parser.add_argument("--only", default=",".join(BUILDERS), help="comma-separated pipelines")
+    parser.add_argument("--only", default=",".join([*BUILDERS, "qwen2"]), help="comma-separated models")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -457,6 +600,20 @@ def main(argv: list[str] | None = None) -> int:
     for index, name in enumerate(args.only.split(",")):
         t0 = time.perf_counter()
         torch.manual_seed(index)
+        if name == "qwen2":
+            facts = make_writer(args.out)
+            text = {k: facts.pop(k) for k in ("chat_text", "answer")}
+            np.savez(args.out / "qwen2.npz", **facts)
+            manifest["writers"] = {
+                "qwen2": {
+                    **text,
+                    "instruction": WRITER_INSTRUCTION,
+                    "max_new_tokens": WRITER_NEW_TOKENS,
+                    "folders": ["qwen2", "qwen2-bin"],
+                    "seconds": round(time.perf_counter() - t0, 2),
+                }
+            }
+            continue
         pipe = BUILDERS[name](args.out)
         folder = args.out / name
         save_both(pipe, folder)
