@@ -1,0 +1,133 @@
+"""Write a saved paddle pipeline (or one model) in the layouts the hubs publish, for tests.
+
+The inverse of :mod:`mgtoolkit.models.weights`' conversion: each component's weights in torch
+layout (``nn.Linear`` weights transposed, batch-norm statistics under torch's names) and torch's file
+names, as diffusers and transformers save them:
+
+- :func:`write_diffusers_folder`: ``diffusion_pytorch_model.safetensors`` / ``model.safetensors``
+  with ``{"format": "pt"}`` metadata (written with ``safetensors.numpy``), or with ``bin=True``
+  only ``.bin`` pickles as ``torch.save`` writes them (older repos such as ``cvssp/audioldm``);
+  ``model_index.json`` names the libraries ``diffusers``/``transformers`` as on the hub.
+- :func:`write_hf_cache`: that folder as the Hugging Face cache holds it
+  (``models--owner--name/blobs``, ``snapshots/<rev>`` of symlinks, ``refs/main``).
+
+No torch, no download: the tests use these to load every published form through ``model=``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["write_diffusers_folder", "write_hf_cache", "to_torch_layout"]
+
+_LIBRARIES = {"ppdiffusers": "diffusers", "ppdiffusers.transformers": "transformers", "paddlenlp.transformers": "transformers"}  # fmt: skip
+
+
+def to_torch_layout(module, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``state`` (paddle names and layouts) in torch's: transpose ``nn.Linear`` weights, rename
+    batch-norm statistics (``_mean``/``_variance`` to ``running_mean``/``running_var``)."""
+    import paddle
+
+    linear = {
+        f"{name}.weight"
+        for name, sub in module.named_sublayers(include_self=True)
+        if isinstance(sub, paddle.nn.Linear)
+    }
+    linear |= {key.removeprefix(".") for key in linear}
+    out = {}
+    for key, value in state.items():
+        if key in linear and value.ndim == 2:
+            value = value.T
+        key = key.replace("._mean", ".running_mean").replace("._variance", ".running_var")
+        out[key] = np.ascontiguousarray(value)
+    return out
+
+
+def _paddle_state(folder: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    for name in ("diffusion_paddle_model.safetensors", "model.safetensors"):
+        if (folder / name).is_file():
+            return load_file(str(folder / name))
+    raise FileNotFoundError(f"no paddle safetensors in {folder}")
+
+
+def _write_component(src: Path, dst: Path, cls, *, bin: bool) -> None:
+    from mgtoolkit.models.weights import _is_diffusers_model, _skeleton
+
+    skeleton = _skeleton(cls, src)
+    state = to_torch_layout(skeleton, _paddle_state(src))
+    stem = "diffusion_pytorch_model" if _is_diffusers_model(cls) else ("pytorch_model" if bin else "model")
+    if bin:
+        from .torch_files import write_torch_bin
+
+        write_torch_bin(dst / f"{stem}.bin", state)
+    else:
+        from safetensors.numpy import save_file
+
+        save_file(state, str(dst / f"{stem}.safetensors"), metadata={"format": "pt"})
+
+
+def write_diffusers_folder(src: str | Path, dst: str | Path, *, bin: bool = False) -> Path:
+    """Write the paddle pipeline saved in ``src`` into ``dst`` as the hub ships it (torch layout).
+
+    Parameters
+    ----------
+    src : str or Path
+        A pipeline folder written by ppdiffusers' ``save_pretrained`` (e.g. ``tiny_dir("tiny")``).
+    dst : str or Path
+        The folder to create.
+    bin : bool
+        Write only ``.bin`` pickles (no safetensors), as older hub repos hold.
+
+    Returns
+    -------
+    Path
+        ``dst``.
+    """
+    from mgtoolkit.models.weights import _components, component_class
+
+    src, dst = Path(src), Path(dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.safetensors", "*.pdparams"))
+    index = json.loads((src / "model_index.json").read_text(encoding="utf-8"))
+    for part, (library, class_name) in _components(src).items():
+        if (src / part).is_dir() and any(
+            p.suffix in (".safetensors", ".pdparams") for p in (src / part).iterdir()
+        ):
+            _write_component(src / part, dst / part, component_class(library, class_name), bin=bin)
+        index[part] = [_LIBRARIES.get(library, library), class_name]
+    index.pop("_ppdiffusers_version", None)
+    index["_diffusers_version"] = "0.29.0"
+    (dst / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+    return dst
+
+
+def write_hf_cache(folder: str | Path, cache: str | Path, repo_id: str, revision: str | None = None) -> Path:
+    """Lay ``folder`` out as the Hugging Face cache holds ``repo_id``; return the snapshot folder.
+
+    Files become content-named blobs; ``snapshots/<revision>`` holds relative symlinks to them and
+    ``refs/main`` names the revision, as ``huggingface_hub.snapshot_download`` leaves it.
+    """
+    folder, cache = Path(folder), Path(cache)
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    revision = revision or hashlib.sha1(repo_id.encode()).hexdigest()
+    snapshot = repo / "snapshots" / revision
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+        if not blob.exists():
+            shutil.copyfile(path, blob)
+        link = snapshot / path.relative_to(folder)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(revision, encoding="utf-8")
+    return snapshot
