@@ -91,6 +91,9 @@ class Clip:
         Seconds spent per stage.
     extra : mapping
         Anything a chain adds (the caption and prompt of an image, the source of a restyle).
+    score : float or None
+        CLAP text-audio similarity with the prompt (``-1`` to ``1``) when the candidates were
+        ranked; ``None`` otherwise.
     """
 
     waveform: np.ndarray
@@ -100,6 +103,7 @@ class Clip:
     model_info: Mapping[str, Any] = field(default_factory=dict)
     timings: Mapping[str, float] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    score: float | None = None
 
     @property
     def prompt(self) -> str:
@@ -125,11 +129,20 @@ class Clip:
             "duration_s": round(self.duration, 6),
             "timings_s": {k: round(float(v), 4) for k, v in self.timings.items()},
             "mgtoolkit_version": VERSION,
+            **({"score": self.score} if self.score is not None else {}),
             **({"extra": dict(self.extra)} if self.extra else {}),
         }
 
-    def save(self, out_dir: str | Path = "outputs", *, name: str | None = None) -> Path:
-        """Write a 16-bit PCM WAV and a JSON sidecar; never overwrite.
+    def save(
+        self,
+        out_dir: str | Path = "outputs",
+        *,
+        name: str | None = None,
+        format: str = "wav",
+        sample_rate: int | None = None,
+        loudness: float | None = None,
+    ) -> Path:
+        """Write an audio file and a JSON sidecar; never overwrite.
 
         Parameters
         ----------
@@ -138,13 +151,25 @@ class Clip:
         name : str, optional
             File stem; defaults to one derived from the prompt and seed. If a file of that name
             exists, ``-1``, ``-2``, ... is appended.
+        format : {"wav", "flac", "ogg", "mp3"}
+            File format. The default with no other option is a 16-bit WAV at the model's rate.
+        sample_rate : int, optional
+            Resample (soxr) to this rate, e.g. 44100 or 48000 for a DAW session.
+        loudness : float, optional
+            Normalise to this integrated loudness in LUFS (e.g. -14), never above -1 dBTP.
 
         Returns
         -------
         Path
-            The WAV written; the sidecar is the same path with ``.json``.
+            The audio file written; the sidecar is the same path with ``.json``.
         """
-        return audio_io.save_clip(self, out_dir, name=name)
+        if format == "wav" and sample_rate is None and loudness is None:
+            return audio_io.save_clip(self, out_dir, name=name)
+        from .io import export
+
+        return export.export_clip(
+            self, out_dir, name=name, format=format, sample_rate=sample_rate, loudness=loudness
+        )
 
     def with_extra(self, **extra: Any) -> Clip:
         """A copy with more provenance in ``extra``."""
@@ -160,6 +185,7 @@ class Clip:
                 f"{self.request.num_inference_steps} steps",
                 f"guidance {self.request.guidance_scale:g}",
                 f"model {model}",
+                *([f"score {self.score:.3f}"] if self.score is not None else []),
             ]
         )
 

@@ -1,0 +1,259 @@
+"""CLAP (contrastive language-audio pretraining): how well a text fits a sound.
+
+One small interface over two sources of a CLAP model: the one inside a MusicLDM or AudioLDM 2
+pipeline (its ``text_encoder`` is a full ``ClapModel`` with an audio tower), and
+``laion/clap-htsat-unfused`` loaded through paddlenlp's ``ClapModel`` for AudioLDM, whose pipeline
+keeps only the text tower. ``tiny`` is a random CLAP built offline
+(:mod:`mgtoolkit.testing.tiny_clap`). paddle and paddlenlp are imported inside functions only.
+
+Scores are cosine similarities of L2-normalised embeddings, in ``[-1, 1]``: the same order as the
+pipelines' own ``score_waveforms`` (which sorts by ``logits_per_text``, the cosine times a positive
+scale), but comparable across prompts and models.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInputError, ModelUnavailableError
+
+__all__ = [
+    "CLAP_MODELS",
+    "DEFAULT_CLAP",
+    "LoadedClap",
+    "resolve_clap",
+    "load_clap",
+    "release_clap",
+    "pipeline_clap",
+    "text_embeddings",
+    "audio_embeddings",
+    "similarity",
+]
+
+CLAP_MODELS = {
+    "clap-htsat-unfused": "laion/clap-htsat-unfused",
+    "tiny": "tiny-clap",
+}
+"""Named CLAP models: name -> hub id (``tiny-clap`` is built locally)."""
+
+DEFAULT_CLAP = "clap-htsat-unfused"
+_SIZE_GB = 0.6
+_LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class LoadedClap:
+    """A CLAP model with its tokenizer and feature extractor.
+
+    Attributes
+    ----------
+    name : str
+        Where it came from: a name in :data:`CLAP_MODELS`, a folder, or ``"pipeline"`` (the
+        generating pipeline's own CLAP).
+    model : paddlenlp.transformers.ClapModel
+    tokenizer : tokenizer
+    feature_extractor : paddlenlp.transformers.ClapFeatureExtractor
+    load_s : float
+        Seconds spent loading (0 for a pipeline's own).
+    """
+
+    name: str
+    model: Any
+    tokenizer: Any
+    feature_extractor: Any
+    load_s: float = 0.0
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate the audio tower takes (48 kHz for laion's CLAP)."""
+        return int(self.feature_extractor.sampling_rate)
+
+    @property
+    def window_samples(self) -> int:
+        """Samples per window the audio tower sees at once (10 s for laion's CLAP)."""
+        return int(self.feature_extractor.nb_max_samples)
+
+
+def resolve_clap(clap: str | os.PathLike | None = None, *, tiny: bool = False) -> tuple[str, str]:
+    """``(name, source)`` for a CLAP name, hub id or folder; ``None`` is the default (``tiny`` if asked).
+
+    Examples
+    --------
+    >>> resolve_clap(None)
+    ('clap-htsat-unfused', 'laion/clap-htsat-unfused')
+    >>> resolve_clap(None, tiny=True)
+    ('tiny', 'tiny-clap')
+    """
+    if clap is None:
+        clap = "tiny" if tiny else DEFAULT_CLAP
+    name = os.fspath(clap).strip() if isinstance(clap, (str, os.PathLike)) else clap
+    if isinstance(name, str) and name in CLAP_MODELS:
+        return name, CLAP_MODELS[name]
+    if isinstance(name, str) and (os.path.isdir(name) or name.count("/") == 1):
+        return name, name
+    raise InvalidInputError(
+        "clap",
+        clap,
+        "is not a known CLAP model, hub id nor folder",
+        f"use one of {', '.join(CLAP_MODELS)}, or a folder written by save_pretrained",
+    )
+
+
+def load_clap(clap: str | os.PathLike | None = None, *, tiny: bool = False, device: str | None = None):
+    """Load (cached until :func:`release_clap`) a CLAP model; see :func:`resolve_clap`."""
+    from ..runtime import pick_device
+
+    name, source = resolve_clap(clap, tiny=tiny)
+    with _LOCK:
+        return _load_cached(name, source, pick_device(device))
+
+
+def release_clap() -> None:
+    """Forget the loaded CLAP model and give its memory back."""
+    with _LOCK:
+        _load_cached.cache_clear()
+    gc.collect()
+
+
+@lru_cache(maxsize=1)
+def _load_cached(name: str, source: str, device: str) -> LoadedClap:
+    t0 = time.perf_counter()
+    from ..runtime import import_paddle, quiet_model_logs
+
+    import_paddle().set_device(device)
+    quiet_model_logs()
+    if source == "tiny-clap":
+        from ..testing.tiny_clap import tiny_clap_dir
+
+        source = str(tiny_clap_dir())
+    model, tokenizer, extractor = _from_pretrained(name, source)
+    model.eval()
+    return LoadedClap(name, model, tokenizer, extractor, time.perf_counter() - t0)
+
+
+def _from_pretrained(name: str, source: str):
+    """Model, tokenizer and feature extractor from a folder, paddlenlp's store or the HF hub."""
+    from .audioldm import import_ppdiffusers
+
+    import_ppdiffusers()  # its RobertaTokenizer reads the hub's vocab.json + merges.txt, as AudioLDM's
+    from ppdiffusers.transformers import ClapFeatureExtractor, ClapModel, RobertaTokenizer
+
+    tries = [{}] if os.path.isdir(source) else [{}, {"from_hf_hub": True}]
+    errors = []
+    for extra in tries:
+        try:
+            return (
+                ClapModel.from_pretrained(source, **extra),
+                RobertaTokenizer.from_pretrained(source, **extra),
+                ClapFeatureExtractor.from_pretrained(source, **extra),
+            )
+        except (OSError, ValueError, KeyError, ConnectionError, RuntimeError) as exc:
+            errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+    raise ModelUnavailableError(
+        f"clap={name!r}: could not load {source!r} (about {_SIZE_GB:g} GB) locally or from the model "
+        "hubs; download it where there is internet and pass clap='/path/to/that/folder', or rank=False "
+        f"to keep the candidates in seed order. ({errors[-1]})"
+    )
+
+
+def pipeline_clap(pipe: Any) -> LoadedClap | None:
+    """The CLAP inside a MusicLDM / AudioLDM 2 pipeline, or ``None`` if it has no audio tower."""
+    model = getattr(pipe, "text_encoder", None)
+    extractor = getattr(pipe, "feature_extractor", None)
+    if model is None or extractor is None or not hasattr(model, "get_audio_features"):
+        return None
+    return LoadedClap("pipeline", model, pipe.tokenizer, extractor)
+
+
+def text_embeddings(clap: LoadedClap, texts: Sequence[str]) -> np.ndarray:
+    """L2-normalised text embeddings, ``[len(texts), dim]`` float32."""
+    from ..runtime import import_paddle
+
+    paddle = import_paddle()
+    inputs = clap.tokenizer(
+        list(texts), padding=True, truncation=True, return_attention_mask=True, return_tensors="pd"
+    )
+    with _LOCK, paddle.no_grad():
+        out = clap.model.get_text_features(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        )
+    return _normalise(out.cast("float32").numpy())
+
+
+def audio_embeddings(clap: LoadedClap, waveforms: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
+    """L2-normalised audio embeddings, ``[len(waveforms), dim]`` float32.
+
+    Each waveform is resampled to the model's rate and cut into windows the tower sees whole (no
+    random crop, so the same audio always gives the same embedding); the windows' embeddings are
+    averaged. The caller's numpy random stream is left as it was.
+    """
+    from ..runtime import import_paddle
+
+    paddle = import_paddle()
+    rows = []
+    for wave in waveforms:
+        windows = _windows(_resample(np.asarray(wave, np.float32), sample_rate, clap.sample_rate), clap)
+        features = _features(clap, windows)
+        dtype = clap.model.audio_projection.linear1.weight.dtype
+        with _LOCK, paddle.no_grad():
+            out = clap.model.get_audio_features(
+                input_features=paddle.to_tensor(features["input_features"]).cast(dtype),
+                is_longer=paddle.to_tensor(features["is_longer"]),
+            )
+        rows.append(_normalise(out.cast("float32").numpy()).mean(axis=0))
+    return _normalise(np.stack(rows))
+
+
+def similarity(
+    clap: LoadedClap, texts: Sequence[str], waveforms: Sequence[np.ndarray], sample_rate: int
+) -> np.ndarray:
+    """Cosine similarity of every waveform with every text, ``[len(waveforms), len(texts)]``."""
+    return audio_embeddings(clap, waveforms, sample_rate) @ text_embeddings(clap, texts).T
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
+    if rate == target:
+        return wave
+    import soxr
+
+    return soxr.resample(wave, rate, target, quality="HQ").astype(np.float32)
+
+
+def _windows(wave: np.ndarray, clap: LoadedClap) -> list[np.ndarray]:
+    """Whole windows of the tower's length; the last one keeps at least half a window."""
+    size = clap.window_samples
+    starts = list(range(0, max(1, wave.shape[0] - size // 2), size))
+    return [wave[s : s + size] for s in starts] or [wave]
+
+
+def _features(clap: LoadedClap, windows: list[np.ndarray]) -> dict:
+    """The feature extractor's output, with numpy's global random state untouched.
+
+    ``"fusion"`` extractors draw random crops (and a random ``is_longer``) from numpy's global
+    generator: it is seeded here for the same answer each time, and restored afterwards.
+    """
+    state = np.random.get_state()  # noqa: NPY002 - the global stream the extractor draws from
+    try:
+        np.random.seed(0)  # noqa: NPY002
+        out = clap.feature_extractor(
+            [w.astype(np.float64) for w in windows], sampling_rate=clap.sample_rate, return_tensors="np"
+        )
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+    return {
+        "input_features": np.asarray(out["input_features"], np.float32),
+        "is_longer": np.asarray(out["is_longer"]),
+    }
