@@ -33,6 +33,8 @@ __all__ = [
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _HOP = 256
 _MIN_BEATS = 4
+_MIN_PULSE_DB = 1.0  # onset strength is a mean rise of log-mel bands in dB
+_MIN_PULSE_RATIO = 1.5
 _OVERSAMPLE = 4
 
 # Krumhansl & Kessler (1982) probe-tone ratings, tonic first.
@@ -50,17 +52,26 @@ def estimate_tempo(y: np.ndarray, sr: int) -> tuple[float | None, np.ndarray]:
     Returns
     -------
     (float or None, numpy.ndarray)
-        ``None`` for the tempo when fewer than 4 beats were found.
+        ``(None, [])`` when there is no clear pulse: fewer than 4 beats, or beats that stand out
+        too little from the onsets between them (a held chord, steady noise).
     """
     import librosa
 
     envelope = librosa.onset.onset_strength(y=y, sr=sr, hop_length=_HOP)
-    _, beats = librosa.beat.beat_track(onset_envelope=envelope, sr=sr, hop_length=_HOP, units="time")
-    beats = np.asarray(beats, dtype=np.float64)
-    if beats.size < _MIN_BEATS:
-        return None, beats
+    _, frames = librosa.beat.beat_track(onset_envelope=envelope, sr=sr, hop_length=_HOP)
+    frames = np.asarray(frames, dtype=int)
+    frames = frames[frames < envelope.shape[0]]
+    if frames.size < _MIN_BEATS or not _clear_pulse(envelope, frames):
+        return None, np.zeros(0)
+    beats = librosa.frames_to_time(frames, sr=sr, hop_length=_HOP)
     slope = np.polyfit(np.arange(beats.size), beats, 1)[0]
     return (float(60.0 / slope) if slope > 0 else None), beats
+
+
+def _clear_pulse(envelope: np.ndarray, frames: np.ndarray) -> bool:
+    """Beats whose onsets average at least 1 dB of rise and 1.5 times the clip's mean onset."""
+    at_beats = float(envelope[frames].mean())
+    return at_beats >= _MIN_PULSE_DB and at_beats >= _MIN_PULSE_RATIO * float(envelope.mean())
 
 
 def estimate_key(y: np.ndarray, sr: int) -> tuple[str | None, str | None, float]:
