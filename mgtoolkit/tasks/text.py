@@ -17,6 +17,8 @@ from ..types import Clip, GenerationRequest, StepCallback
 
 __all__ = [
     "generate",
+    "generate_clips",
+    "rank_candidates",
     "validate_request",
     "load_model",
     "unload",
@@ -190,6 +192,7 @@ def generate(
     device: str | None = None,
     callback: StepCallback | None = None,
     cancel: threading.Event | None = None,
+    rank: bool = True,
 ) -> Clip | list[Clip]:
     """Make music from a text prompt with AudioLDM.
 
@@ -219,6 +222,9 @@ def generate(
         ``callback(step, num_inference_steps, latents)`` after every denoising step.
     cancel : threading.Event, optional
         Set it (from another thread) to stop at the next step with :class:`GenerationCancelled`.
+    rank : bool
+        With several candidates, return them best first, each with ``clip.score`` (CLAP
+        similarity to the prompt; see :func:`rank_candidates`). ``False`` keeps seed order.
 
     Returns
     -------
@@ -245,7 +251,7 @@ def generate(
             model=model,
             scheduler=scheduler,
         )
-    clips = generate_clips(request, device=device, callback=callback, cancel=cancel)
+    clips = generate_clips(request, device=device, callback=callback, cancel=cancel, rank=rank)
     return clips[0] if len(clips) == 1 else clips
 
 
@@ -255,6 +261,7 @@ def generate_clips(
     device: str | None = None,
     callback: StepCallback | None = None,
     cancel: threading.Event | None = None,
+    rank: bool = True,
 ) -> list[Clip]:
     """Like :func:`generate` for a ready request, always returning a list."""
     from ..models import audioldm
@@ -285,7 +292,7 @@ def generate_clips(
     )
     # 4. Wrap each waveform with its provenance.
     timings = {"load_s": loaded.load_s, **timings}
-    return [
+    clips = [
         Clip(
             waveform=_tidy(w, loaded.sample_rate, request.audio_length_in_s),
             sample_rate=loaded.sample_rate,
@@ -296,6 +303,24 @@ def generate_clips(
         )
         for w, s in zip(waves, seeds, strict=True)
     ]
+    # 5. Several candidates: best first by CLAP score (each keeps its own seed).
+    return rank_candidates(clips, loaded, device=device) if rank and len(clips) > 1 else clips
+
+
+def rank_candidates(clips: list[Clip], loaded, *, device: str | None = None) -> list[Clip]:
+    """``clips`` best first by CLAP text-audio similarity, each with ``score`` set.
+
+    The scorer is the pipeline's own CLAP when it has an audio tower (MusicLDM, AudioLDM 2: the
+    model their ``score_waveforms`` uses), else ``laion/clap-htsat-unfused`` loaded for the purpose
+    (AudioLDM keeps only CLAP's text tower); the tiny models use the tiny CLAP. Ties keep seed order.
+    """
+    from ..analysis.clap import rank_clips
+    from ..models import clap
+
+    own = None if loaded.spec.is_tiny else clap.pipeline_clap(loaded.pipe)
+    scorer = own or clap.load_clap(tiny=loaded.spec.is_tiny, device=device)
+    name = f"{loaded.spec.name} (its own CLAP)" if own else scorer.name
+    return rank_clips(clips, scorer, scored_by=name)
 
 
 def exact_length(wave: np.ndarray, sample_rate: int, seconds: float) -> np.ndarray:
