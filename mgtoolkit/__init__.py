@@ -26,6 +26,8 @@ _LAZY = {
     "image_to_music": "mgtoolkit.api",
     "restyle": "mgtoolkit.api",
     "variations": "mgtoolkit.api",
+    # many prompts to files, here or on a Ray cluster (not recorded: it writes files)
+    "batch": "mgtoolkit.batch",
     "describe_image": "mgtoolkit.tasks.image",
     "write_music_prompt": "mgtoolkit.tasks.image",
     "Story": "mgtoolkit.tasks.image",
