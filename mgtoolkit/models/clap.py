@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -67,9 +67,9 @@ class LoadedClap:
     """
 
     name: str
-    model: Any
-    tokenizer: Any
-    feature_extractor: Any
+    model: Any = field(repr=False)
+    tokenizer: Any = field(repr=False)
+    feature_extractor: Any = field(repr=False)
     load_s: float = 0.0
 
     @property

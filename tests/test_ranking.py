@@ -1,0 +1,136 @@
+"""Ranking candidates with CLAP, and CLAP's zero-shot tags, on the tiny models (random weights)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import mgtoolkit as mg
+from mgtoolkit.analysis import clap as clap_tags
+from mgtoolkit.errors import InvalidInputError
+from mgtoolkit.models import clap as clap_model
+
+PROMPT = "smooth jazz piano, relaxed lounge"
+SEED = 40  # the tiny CLAP's order for seeds 40, 41, 42 is not seed order (checked below)
+
+
+@pytest.fixture(scope="module")
+def tiny_clap():
+    return clap_model.load_clap("tiny", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def unranked(tiny_model, fast):
+    return mg.generate(PROMPT, seed=SEED, num_waveforms_per_prompt=3, rank=False, **fast)
+
+
+@pytest.fixture(scope="module")
+def ranked(tiny_model, fast):
+    return mg.generate(PROMPT, seed=SEED, num_waveforms_per_prompt=3, **fast)
+
+
+def test_rank_false_keeps_seed_order_and_scores_nothing(unranked):
+    assert [c.seed for c in unranked] == [SEED, SEED + 1, SEED + 2]
+    assert all(c.score is None and "score" not in c.metadata() for c in unranked)
+
+
+def test_ranking_reorders_by_the_clap_score(ranked, unranked, tiny_clap):
+    expected = clap_model.similarity(tiny_clap, [PROMPT], [c.waveform for c in unranked], 16000)[:, 0]
+    best_first = [unranked[i].seed for i in np.argsort(-expected, kind="stable")]
+    assert best_first != [c.seed for c in unranked]  # this seed makes a real reordering
+    assert [c.seed for c in ranked] == best_first
+    scores = [c.score for c in ranked]
+    assert scores == sorted(scores, reverse=True)
+    np.testing.assert_allclose(scores, np.sort(expected)[::-1], atol=1e-5)
+    assert [c.extra["rank"] for c in ranked] == [1, 2, 3] and ranked[0].extra["scored_by"] == "tiny"
+
+
+def test_each_ranked_clip_keeps_its_own_seed(ranked, unranked):
+    by_seed = {c.seed: c.waveform for c in unranked}
+    for clip in ranked:
+        np.testing.assert_array_equal(clip.waveform, by_seed[clip.seed])
+
+
+def test_scores_are_recorded_in_the_sidecar_and_history(ranked, tmp_path):
+    from mgtoolkit.notebook.history import HISTORY
+
+    best = ranked[0]
+    sidecar = json.loads(best.save(tmp_path).with_suffix(".json").read_text())
+    assert sidecar["score"] == pytest.approx(best.score) and sidecar["extra"]["rank"] == 1
+    assert f"score {best.score:.3f}" in best.summary()
+    assert all(any(c is h for h in HISTORY.clips) for c in ranked)  # mg.generate recorded them
+
+
+def test_a_single_clip_is_not_scored(tiny_model, fast):
+    assert mg.generate(PROMPT, seed=SEED, **fast).score is None
+
+
+def test_pipeline_with_an_audio_tower_scores_with_its_own_clap(tiny_clap, unranked):
+    """MusicLDM / AudioLDM 2 carry a full ClapModel: that one is used, nothing else is loaded."""
+    from mgtoolkit.tasks.text import rank_candidates
+
+    pipe = SimpleNamespace(
+        text_encoder=tiny_clap.model,
+        tokenizer=tiny_clap.tokenizer,
+        feature_extractor=tiny_clap.feature_extractor,
+    )
+    loaded = SimpleNamespace(spec=SimpleNamespace(is_tiny=False, name="musicldm"), pipe=pipe)
+    clap_model.release_clap()  # a load would now have to build it again; the pipeline's must be used
+    clips = rank_candidates(list(unranked), loaded)
+    assert clips[0].extra["scored_by"] == "musicldm (its own CLAP)"
+    assert clap_model._load_cached.cache_info().currsize == 0
+    assert [c.score for c in clips] == sorted((c.score for c in clips), reverse=True)
+
+
+def test_audioldm_without_audio_tower_has_no_pipeline_clap(tiny_model):
+    assert clap_model.pipeline_clap(tiny_model.pipe) is None
+
+
+def test_audio_embedding_is_deterministic_and_leaves_numpy_random_alone(tiny_clap):
+    wave = np.random.default_rng(0).standard_normal(5 * 16000).astype(np.float32) * 0.1
+    np.random.seed(5)  # noqa: NPY002 - the global stream a feature extractor could disturb
+    expected = np.random.rand(3)  # noqa: NPY002
+    np.random.seed(5)  # noqa: NPY002
+    a = clap_model.audio_embeddings(tiny_clap, [wave], 16000)
+    assert np.array_equal(np.random.rand(3), expected)  # noqa: NPY002
+    np.testing.assert_array_equal(a, clap_model.audio_embeddings(tiny_clap, [wave], 16000))
+    assert a.shape == (1, 32) and np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_tags_come_from_the_clap_model_and_depend_on_the_audio(tiny_clap):
+    sr = 16000
+    t = np.arange(3 * sr) / sr
+    noise = np.random.default_rng(1).standard_normal(3 * sr).astype(np.float32) * 0.2
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    labels = {"mood": ["calm", "energetic", "dark"]}
+    tags_noise, name = clap_tags.zero_shot_tags(noise, sr, labels, clap="tiny")
+    tags_tone, _ = clap_tags.zero_shot_tags(tone, sr, labels, clap="tiny")
+    assert name == "tiny"
+    p_noise, p_tone = dict(tags_noise["mood"]), dict(tags_tone["mood"])
+    assert set(p_noise) == {"calm", "energetic", "dark"} and sum(p_noise.values()) == pytest.approx(1.0)
+    assert (
+        max(abs(p_noise[k] - p_tone[k]) for k in p_noise) > 1e-6
+    )  # the audio matters (random weights: a little)
+    # ... and they are exactly CLAP's softmax over its audio-text logits.
+    audio = clap_model.audio_embeddings(tiny_clap, [noise], sr)[0]
+    text = clap_model.text_embeddings(tiny_clap, [clap_tags.TAG_TEMPLATE.format(k) for k in labels["mood"]])
+    logits = np.exp(float(tiny_clap.model.logit_scale_a.numpy().reshape(-1)[0])) * (text @ audio)
+    want = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose([p_noise[k] for k in labels["mood"]], want, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "labels", [{}, {"mood": []}, {"mood": ["  "]}, {"mood": "calm"}, {"mood": ["calm", 3]}, ["calm"]]
+)
+def test_empty_or_odd_label_lists_are_one_line_errors(labels):
+    with pytest.raises(InvalidInputError, match=r"^labels=.*; give each category at least one label") as err:
+        clap_tags.check_labels(labels)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_clap_name_is_a_one_line_error():
+    with pytest.raises(InvalidInputError, match="^clap='nope': is not a known CLAP model"):
+        clap_model.resolve_clap("nope")
