@@ -6,6 +6,7 @@ paddle and ppdiffusers are imported inside the functions, never at module import
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import gc
 import threading
@@ -62,6 +63,9 @@ class LoadedModel:
     device: str
     dtype: str
     load_s: float
+    allow_unsafe_pickle: bool = False
+    weights: str = ""
+    """The folder the weights were read from (a converted copy for torch-format weights)."""
 
     @property
     def sample_rate(self) -> int:
@@ -100,19 +104,30 @@ class LoadedModel:
             "license": self.spec.license,
             "device": self.device,
             "dtype": self.dtype,
+            **({"allow_unsafe_pickle": True} if self.allow_unsafe_pickle else {}),
         }
 
 
 def load(
-    spec: ModelSpec, device: str, dtype: str, *, prepare: Callable[[Any, str], Any] | None = None
+    spec: ModelSpec,
+    device: str,
+    dtype: str,
+    *,
+    prepare: Callable[[Any, str], Any] | None = None,
+    allow_unsafe_pickle: bool | None = None,
 ) -> LoadedModel:
     """Load (once per process and ``prepare``) the pipeline of ``spec`` on ``device`` in ``dtype``.
 
     ``prepare(pipe, device)`` runs once on a newly loaded pipeline (the tasks pass
     :func:`mgtoolkit.accel.optimize`); pipelines loaded with another ``prepare`` are cached apart.
+    Weights in any published form load (see :mod:`mgtoolkit.models.weights`); pickled ``.bin`` /
+    ``.pdparams`` files are read through :mod:`mgtoolkit.models.safe_pickle`, with its full
+    unpickler only when ``allow_unsafe_pickle`` (``None``: ``MGTOOLKIT_ALLOW_UNSAFE_PICKLE``) is on.
     """
+    from .safe_pickle import resolve_allow_unsafe
+
     with PIPELINE_LOCK:
-        return _load_cached(spec, device, dtype, prepare)
+        return _load_cached(spec, device, dtype, prepare, resolve_allow_unsafe(allow_unsafe_pickle))
 
 
 def unload() -> None:
@@ -151,23 +166,23 @@ def import_paddle_or_explain():
 
 
 @lru_cache(maxsize=2)
-def _load_cached(spec: ModelSpec, device: str, dtype: str, prepare) -> LoadedModel:
+def _load_cached(
+    spec: ModelSpec, device: str, dtype: str, prepare, allow_unsafe: bool = False
+) -> LoadedModel:
     t0 = time.perf_counter()
     paddle = import_paddle()
     paddle.set_device(device)
-    ppdiffusers = import_ppdiffusers()
-    cls = getattr(ppdiffusers, spec.pipeline)
-    source = spec.source
-    if spec.is_tiny:
-        from ..testing.tiny import tiny_dir
-
-        source = str(tiny_dir(spec.source))
+    import_ppdiffusers()
+    folder = _weights_folder(spec, allow_unsafe)
     from ppdiffusers.utils import logging as pp_logging
 
     bar_was_on = pp_logging.is_progress_bar_enabled()
     pp_logging.disable_progress_bar()  # the per-component loading bar is noise in a notebook
     try:
-        pipe = _from_pretrained(cls, spec, source, dtype)
+        cls = _pipeline_class(spec, folder)
+        if cls.__name__ != spec.pipeline:  # a hub id whose name did not tell its pipeline
+            spec = dataclasses.replace(spec, pipeline=cls.__name__)
+        pipe = _from_pretrained(cls, spec, str(folder), dtype)
     finally:
         if bar_was_on:
             pp_logging.enable_progress_bar()
@@ -178,31 +193,77 @@ def _load_cached(spec: ModelSpec, device: str, dtype: str, prepare) -> LoadedMod
             module.eval()
     if prepare is not None:
         prepare(pipe, device)
-    return LoadedModel(spec, pipe, device, dtype, time.perf_counter() - t0)
+    return LoadedModel(spec, pipe, device, dtype, time.perf_counter() - t0, allow_unsafe, str(folder))
 
 
-def _from_pretrained(cls, spec: ModelSpec, source: str, dtype: str):
-    """``cls.from_pretrained`` with a clear error when weights cannot be had."""
-    import os
+def _weights_folder(spec: ModelSpec, allow_unsafe: bool):
+    """The paddle-format folder of ``spec``: local, in the Hugging Face cache or downloaded; a
+    converted copy when the files are torch's (see :mod:`mgtoolkit.models.weights`)."""
+    from . import weights
 
-    paddle = import_paddle()
-    kwargs = {"paddle_dtype": getattr(paddle, dtype)}
-    if os.path.isdir(source):
-        # Build the modules empty and fill them from the files: no second copy of the weights at load.
-        return cls.from_pretrained(source, low_cpu_mem_usage=True, **kwargs)
-    errors = []
-    # PaddleNLP's model store first (paddle weights), then the Hugging Face hub (diffusers weights).
-    for extra in ({}, {"from_hf_hub": True, "from_diffusers": True}):
+    if spec.is_tiny:
+        from ..testing.tiny import tiny_dir
+
+        return tiny_dir(spec.source)
+    folder = weights.locate(spec.source)
+    if folder is None:
         try:
-            return cls.from_pretrained(source, **kwargs, **extra)
-        except (OSError, ValueError, KeyError, ConnectionError) as exc:
-            errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
-    size = f"about {spec.size_gb:g} GB" if spec.size_gb else "size unknown"
-    raise ModelUnavailableError(
-        f"model={spec.name!r}: could not fetch {source!r} ({size}) from the model hubs; "
-        f"download it where there is internet and pass model='/path/to/that/folder', "
-        f"or use model='tiny' to check the setup offline. ({errors[-1]})"
-    )
+            folder = weights.fetch_repo(spec.source)
+        except ModelUnavailableError as exc:
+            size = f"about {spec.size_gb:g} GB" if spec.size_gb else "size unknown"
+            raise ModelUnavailableError(
+                f"{exc} ({spec.source}: {size}; model='tiny' checks the setup offline.)"
+            ) from None
+    return weights.paddle_folder(folder, name=spec.name, allow_unsafe=allow_unsafe)
+
+
+def _pipeline_class(spec: ModelSpec, folder):
+    """The ppdiffusers pipeline class the folder's ``model_index.json`` names; a preset must get the
+    pipeline it is (a MusicLDM folder passed for an AudioLDM preset is refused)."""
+    import json
+    from pathlib import Path
+
+    from .registry import PRESETS
+
+    index = Path(folder) / "model_index.json"
+    try:
+        name = json.loads(index.read_text(encoding="utf-8"))["_class_name"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelUnavailableError(
+            f"model={spec.name!r}: {index} cannot be read ({type(exc).__name__}); download the model again."
+        ) from None
+    name = name[-1] if isinstance(name, list) else str(name)
+    if spec.name in PRESETS and name != spec.pipeline:
+        raise ModelUnavailableError(
+            f"model={spec.name!r}: {folder} holds a {name}, and the preset is a {spec.pipeline}; "
+            f"pass the folder itself as model= (its own pipeline is then used) or fetch the preset again."
+        )
+    cls = getattr(import_ppdiffusers(), name, None)
+    if cls is None or name not in _PIPELINES:
+        raise ModelUnavailableError(
+            f"model={spec.name!r}: {folder} holds a {name}, which is not a text-to-audio pipeline "
+            f"mgtoolkit runs; pass an {', '.join(sorted(_PIPELINES))} folder."
+        )
+    return cls
+
+
+_PIPELINES = ("AudioLDMPipeline", "AudioLDM2Pipeline", "MusicLDMPipeline")
+
+
+def _from_pretrained(cls, spec: ModelSpec, folder: str, dtype: str):
+    """``cls.from_pretrained`` on a paddle-format folder (modules built empty and filled from the
+    files: no second copy of the weights), with one clear line when the files do not load."""
+    paddle = import_paddle()
+    try:
+        return cls.from_pretrained(folder, low_cpu_mem_usage=True, paddle_dtype=getattr(paddle, dtype))
+    except Exception as exc:  # noqa: BLE001 - paddlenlp/ppdiffusers raise anything; one line for the user
+        if isinstance(exc, ModelUnavailableError):
+            raise
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ModelUnavailableError(
+            f"model={spec.name!r}: {folder} does not load as a {cls.__name__} ({type(exc).__name__}: {detail}); "
+            "some files are missing or damaged: download the model again, or pass another folder."
+        ) from None
 
 
 def holding_pipeline_lock(fn: Callable) -> Callable:

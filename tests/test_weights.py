@@ -1,0 +1,295 @@
+"""Published weights in every form load through ``model=`` and give the tiny model's waveform (issue 9).
+
+The tiny AudioLDM and MusicLDM are written in the hubs' torch layout (diffusers folder with ``pt``
+safetensors; a ``.bin``-only copy; a Hugging Face cache entry) by
+:mod:`mgtoolkit.testing.hub_layouts`; each is passed to ``mgtoolkit.generate`` with no environment
+switch. Converted copies go to a private ``MGTOOLKIT_CACHE`` per module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mgtoolkit as mg
+from mgtoolkit.errors import ModelUnavailableError
+from mgtoolkit.models import audioldm, weights
+from mgtoolkit.testing.hub_layouts import write_diffusers_folder, write_hf_cache
+from mgtoolkit.testing.tiny import tiny_dir
+
+KW = {"audio_length_in_s": 1.0, "num_inference_steps": 3, "seed": 11, "guidance_scale": 2.5}
+PROMPT = "soft piano in the rain"
+
+
+def listing(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its size and modification time (symlinks not followed)."""
+    return {
+        p.relative_to(folder).as_posix(): (p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """The tiny pipelines in every published form, their reference waveforms, and a private cache."""
+    root = tmp_path_factory.mktemp("hub")
+    out = {"root": root}
+    for name in ("tiny", "tiny-musicldm"):
+        src = tiny_dir(name)
+        out[name] = {
+            "paddle": src,
+            "st": write_diffusers_folder(src, root / f"{name}-st"),
+            "bin": write_diffusers_folder(src, root / f"{name}-bin", bin=True),
+            "ref": mg.generate(PROMPT, model=name, **KW).waveform,
+        }
+    out["hf"] = root / "hf-cache"
+    write_hf_cache(out["tiny"]["st"], out["hf"], "someone/tiny-audioldm")
+    write_hf_cache(out["tiny-musicldm"]["bin"], out["hf"], "someone/tiny-musicldm")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MGTOOLKIT_CACHE", str(root / "mg-cache"))
+        mp.setenv("HF_HUB_CACHE", str(out["hf"]))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        yield out
+    audioldm.unload()
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-musicldm"])
+@pytest.mark.parametrize("form", ["st", "bin"])
+def test_diffusers_folder_gives_the_tiny_waveform(hub, name, form):
+    folder = hub[name][form]
+    before = listing(folder)
+    clip = mg.generate(PROMPT, model=str(folder), **KW)
+    np.testing.assert_array_equal(clip.waveform, hub[name]["ref"])
+    assert listing(folder) == before  # nothing written into the user's folder
+    copies = list(weights.converted_root().glob(f"*{weights.source_key(folder)}"))
+    assert len(copies) == 1 and (copies[0] / weights.MANIFEST).is_file()
+    assert not list(copies[0].rglob("*.bin")) and not list(copies[0].rglob("*.pdparams"))
+
+
+@pytest.mark.parametrize(
+    ("repo", "name"), [("someone/tiny-audioldm", "tiny"), ("someone/tiny-musicldm", "tiny-musicldm")]
+)
+def test_hub_id_found_in_the_hf_cache_offline(hub, repo, name):
+    snapshot = weights.find_hf_snapshot(repo)
+    assert snapshot is not None and snapshot.parent.parent.name == "models--" + repo.replace("/", "--")
+    before = listing(hub["hf"])
+    clip = mg.generate(PROMPT, model=repo, **KW)
+    np.testing.assert_array_equal(clip.waveform, hub[name]["ref"])
+    assert listing(hub["hf"]) == before  # nothing written into the HF cache
+
+
+def test_paddle_folder_loads_as_it_is(hub):
+    src = hub["tiny"]["paddle"]
+    assert weights.folder_format(src) == "paddle"
+    assert weights.paddle_folder(src, name="x") == src
+    done = weights.conversions_done()
+    clip = mg.generate(PROMPT, model=str(src), **KW)
+    np.testing.assert_array_equal(clip.waveform, hub["tiny"]["ref"])
+    assert weights.conversions_done() == done
+
+
+def test_second_load_reads_the_copy_without_converting(hub, tmp_path):
+    folder = write_diffusers_folder(hub["tiny"]["paddle"], tmp_path / "again")
+    audioldm.unload()
+    done = weights.conversions_done()
+    first = mg.load_model(str(folder))
+    assert weights.conversions_done() == done + 1
+    audioldm.unload()
+    second = mg.load_model(str(folder))
+    assert weights.conversions_done() == done + 1
+    assert second.weights == first.weights and Path(first.weights).parent == weights.converted_root()
+    # the weights step alone: converting vs checking the copy's manifest (the machine is shared)
+    other = write_diffusers_folder(hub["tiny"]["paddle"], tmp_path / "timed")
+    t0 = time.perf_counter()
+    weights.paddle_folder(other, name="timed")
+    first_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    weights.paddle_folder(other, name="timed")
+    assert time.perf_counter() - t0 < first_s / 3
+
+
+def test_changed_source_is_converted_again_and_the_old_copy_dropped(hub, tmp_path):
+    folder = write_diffusers_folder(hub["tiny"]["paddle"], tmp_path / "changing")
+    old = weights.paddle_folder(folder, name="changing")
+    config = folder / "unet" / "config.json"
+    config.write_text(config.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    done = weights.conversions_done()
+    new = weights.paddle_folder(folder, name="changing")
+    assert new != old and weights.conversions_done() == done + 1
+    assert not old.exists() and new.is_dir()
+
+
+def test_damaged_copy_is_rebuilt(hub, tmp_path):
+    folder = write_diffusers_folder(hub["tiny"]["paddle"], tmp_path / "damaged")
+    entry = weights.paddle_folder(folder, name="damaged")
+    manifest = json.loads((entry / weights.MANIFEST).read_text(encoding="utf-8"))
+    unet = entry / "unet" / "diffusion_paddle_model.safetensors"
+    assert manifest["files"]["unet/diffusion_paddle_model.safetensors"]["sha256"] == weights._sha256(unet)
+    data = bytearray(unet.read_bytes())
+    data[-1] ^= 0xFF  # same size, other bytes, new mtime
+    unet.write_bytes(bytes(data))
+    done = weights.conversions_done()
+    assert weights.paddle_folder(folder, name="damaged") == entry
+    assert (
+        weights.conversions_done() == done + 1
+        and weights._sha256(unet) == manifest["files"]["unet/diffusion_paddle_model.safetensors"]["sha256"]
+    )
+
+
+def test_interrupted_conversion_leaves_nothing_and_the_next_try_is_clean(hub, tmp_path, monkeypatch):
+    folder = write_diffusers_folder(hub["tiny"]["paddle"], tmp_path / "interrupted")
+    real = weights._convert_component
+    calls = []
+
+    def dies_on_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    root = weights.converted_root()
+    root.mkdir(parents=True, exist_ok=True)
+    before = sorted(p.name for p in root.iterdir())
+    monkeypatch.setattr(weights, "_convert_component", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        weights.paddle_folder(folder, name="interrupted")
+    assert sorted(p.name for p in root.iterdir()) == before
+    monkeypatch.setattr(weights, "_convert_component", real)
+    entry = weights.paddle_folder(folder, name="interrupted")
+    assert weights.folder_format(entry) == "paddle"
+
+
+def test_disk_full_is_one_line_and_leaves_nothing(hub, tmp_path, monkeypatch):
+    folder = write_diffusers_folder(hub["tiny"]["paddle"], tmp_path / "full")
+    real = weights._convert_component
+
+    def no_space(*args, **kwargs):
+        real(*args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(weights, "_convert_component", no_space)
+    root = weights.converted_root()
+    before = sorted(p.name for p in root.iterdir()) if root.exists() else []
+    with pytest.raises(ModelUnavailableError, match=r"model='full'.*No space left.*MGTOOLKIT_CACHE") as info:
+        weights.paddle_folder(folder, name="full")
+    assert "\n" not in str(info.value)
+    assert sorted(p.name for p in root.iterdir()) == before
+    monkeypatch.setattr(weights.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10, 10, 1000))
+    with pytest.raises(ModelUnavailableError, match=r"needs about .* GB .* are free"):
+        weights.paddle_folder(folder, name="full")
+
+
+def one_line(exc_info) -> str:
+    message = str(exc_info.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def test_errors_name_the_model_the_folder_and_the_fix(hub, tmp_path):
+    src = hub["tiny"]["st"]
+    # a component folder missing (partial download)
+    partial = tmp_path / "partial"
+    shutil.copytree(src, partial)
+    shutil.rmtree(partial / "unet")
+    with pytest.raises(ModelUnavailableError) as info:
+        mg.load_model(str(partial))
+    assert all(s in one_line(info) for s in (str(partial), "unet", "download"))
+    # no weight files at all
+    empty = tmp_path / "empty"
+    shutil.copytree(src, empty, ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(ModelUnavailableError, match="holds no weights") as info:
+        mg.load_model(str(empty))
+    assert str(empty) in one_line(info)
+    # a damaged (truncated) safetensors file
+    torn = tmp_path / "torn"
+    shutil.copytree(src, torn)
+    unet = torn / "unet" / "diffusion_pytorch_model.safetensors"
+    unet.write_bytes(unet.read_bytes()[:1000])
+    with pytest.raises(ModelUnavailableError, match="damaged or truncated") as info:
+        mg.load_model(str(torn))
+    assert str(unet) in one_line(info)
+    # weights of another model under the same names
+    swapped = tmp_path / "swapped"
+    shutil.copytree(src, swapped)
+    shutil.copyfile(
+        src / "vae" / "diffusion_pytorch_model.safetensors",
+        swapped / "unet" / "diffusion_pytorch_model.safetensors",
+    )
+    with pytest.raises(ModelUnavailableError, match="do not fit UNet2DConditionModel") as info:
+        mg.load_model(str(swapped))
+    one_line(info)
+
+
+def test_offline_with_nothing_cached_is_one_line(hub):
+    with pytest.raises(ModelUnavailableError, match=r"offline .*HF_HUB_OFFLINE.*fetch") as info:
+        mg.load_model("someone/not-downloaded")
+    assert "someone/not-downloaded" in one_line(info)
+
+
+def test_preset_refuses_a_folder_of_another_pipeline(hub, monkeypatch):
+    # what the cache holds under the MusicLDM preset's hub id is an AudioLDM pipeline
+    write_hf_cache(hub["tiny"]["st"], hub["hf"], "ucsd-reach/musicldm")
+    with pytest.raises(
+        ModelUnavailableError, match=r"model='musicldm'.*AudioLDMPipeline.*MusicLDMPipeline"
+    ) as info:
+        mg.load_model("musicldm")
+    one_line(info)
+
+
+def test_crafted_bin_is_refused_and_nothing_runs(hub, tmp_path):
+    from mgtoolkit.models.safe_pickle import UnsafePickleError
+    from mgtoolkit.testing.torch_files import write_malicious_pickle
+
+    folder = tmp_path / "crafted"
+    shutil.copytree(hub["tiny"]["bin"], folder)
+    marker = tmp_path / "pwned"
+    write_malicious_pickle(folder / "vocoder" / "pytorch_model.bin", marker)
+    with pytest.raises(UnsafePickleError):
+        mg.load_model(str(folder))
+    assert not marker.exists()
+
+
+def test_safetensors_preferred_over_bin(hub, tmp_path):
+    from mgtoolkit.testing.torch_files import write_malicious_pickle
+
+    folder = tmp_path / "both"
+    shutil.copytree(hub["tiny"]["st"], folder)
+    marker = tmp_path / "pwned"
+    write_malicious_pickle(folder / "vocoder" / "pytorch_model.bin", marker)
+    assert weights.weight_files(folder / "vocoder").container == "safetensors"
+    entry = weights.paddle_folder(folder, name="both")
+    assert not marker.exists() and not list(entry.rglob("*.bin"))
+
+
+def test_paddle_pickles_are_read_safely_and_resaved_as_safetensors(hub, tmp_path):
+    from safetensors.numpy import load_file
+
+    from mgtoolkit.testing.torch_files import write_pdparams
+
+    folder = tmp_path / "pdparams"
+    shutil.copytree(hub["tiny"]["paddle"], folder)
+    for part in ("unet", "vae", "text_encoder", "vocoder"):
+        (weights_file,) = [p for p in (folder / part).iterdir() if p.suffix == ".safetensors"]
+        write_pdparams(folder / part / "model_state.pdparams", load_file(str(weights_file)))
+        weights_file.unlink()
+    assert weights.folder_format(folder) == "convert"
+    clip = mg.generate(PROMPT, model=str(folder), **KW)
+    np.testing.assert_array_equal(clip.waveform, hub["tiny"]["ref"])
+
+
+def test_allow_unsafe_pickle_is_recorded_when_on(hub):
+    loaded = mg.load_model(str(hub["tiny"]["bin"]), allow_unsafe_pickle=True)
+    assert loaded.info()["allow_unsafe_pickle"] is True
+    assert "allow_unsafe_pickle" not in mg.load_model(str(hub["tiny"]["bin"])).info()
+
+
+def test_converted_cache_is_private(hub):
+    weights.paddle_folder(hub["tiny"]["st"], name="private")
+    assert oct(weights.converted_root().stat().st_mode & 0o777) == "0o700"
+    assert os.environ["MGTOOLKIT_CACHE"] in str(weights.converted_root())
