@@ -147,6 +147,7 @@ def load_model(
     device: str | None = None,
     dtype: str | None = None,
     optimize: bool | None = None,
+    allow_unsafe_pickle: bool | None = None,
 ):
     """Load a text-to-audio model (cached per process) and return it.
 
@@ -161,6 +162,9 @@ def load_model(
     optimize : bool, optional
         Apply :func:`mgtoolkit.accel.optimize` (CPU speed-ups that keep every output); ``None``
         means yes unless ``MGTOOLKIT_OPTIMIZE=0``. Optimised and plain pipelines are cached apart.
+    allow_unsafe_pickle : bool, optional
+        Read pickled weights (``.bin``, ``.pdparams``) with the full unpickler (code in them runs);
+        ``None`` means ``MGTOOLKIT_ALLOW_UNSAFE_PICKLE`` (off). Recorded in the clip's sidecar when on.
     """
     from ..models import audioldm
     from ..runtime import pick_device, pick_dtype
@@ -168,7 +172,13 @@ def load_model(
     spec = resolve_model(model)
     dev = pick_device(device)
     wanted = accel.enabled() if optimize is None else bool(optimize)
-    return audioldm.load(spec, dev, pick_dtype(dev, dtype), prepare=accel.optimize if wanted else None)
+    return audioldm.load(
+        spec,
+        dev,
+        pick_dtype(dev, dtype),
+        prepare=accel.optimize if wanted else None,
+        allow_unsafe_pickle=allow_unsafe_pickle,
+    )
 
 
 def unload() -> None:
