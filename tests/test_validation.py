@@ -99,26 +99,30 @@ def test_too_long_prompt_is_truncated_with_a_warning(fast, tiny_model):
 
 
 def test_offline_hub_gives_one_clear_message(monkeypatch):
-    """What a user without internet sees for a real preset (every hub call is made to fail)."""
-    import ppdiffusers
-
-    from mgtoolkit.models import audioldm
+    """What a user without internet sees for a real preset (every hub download is made to fail)."""
+    from mgtoolkit.models import audioldm, weights
 
     tried = []
 
-    def offline(cls, name, **kwargs):
-        tried.append(kwargs)
-        raise OSError("Connection refused")
+    def unreachable(hub):
+        def download(repo_id, to):
+            tried.append(hub)
+            raise OSError("Connection refused")
 
-    monkeypatch.setattr(ppdiffusers.AudioLDMPipeline, "from_pretrained", classmethod(offline))
+        return download
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(weights, "_download_paddlenlp", unreachable("paddlenlp"))
+    monkeypatch.setattr(weights, "_download_hf", unreachable("hf"))
+    monkeypatch.setattr(weights, "locate", lambda source, **_: None)
     audioldm._load_cached.cache_clear()
     with pytest.raises(mg.ModelUnavailableError) as info:
         mg.load_model("audioldm-l-full", device="cpu")
     message = str(info.value)
     assert "cvssp/audioldm-l-full" in message and "3.9 GB" in message
     assert "model='tiny'" in message and "model='/path/to/that/folder'" in message
-    assert "\n" not in message
-    assert len(tried) == 2 and tried[1]["from_hf_hub"] is True  # both hubs were tried
+    assert "Connection refused" in message and "\n" not in message
+    assert tried == ["paddlenlp", "hf"]  # both hubs were tried, PaddleNLP's store first
 
 
 def test_unknown_hub_id_fails_with_the_same_message():

@@ -207,13 +207,8 @@ def _weights_folder(spec: ModelSpec, allow_unsafe: bool):
         return tiny_dir(spec.source)
     folder = weights.locate(spec.source)
     if folder is None:
-        try:
-            folder = weights.fetch_repo(spec.source)
-        except ModelUnavailableError as exc:
-            size = f"about {spec.size_gb:g} GB" if spec.size_gb else "size unknown"
-            raise ModelUnavailableError(
-                f"{exc} ({spec.source}: {size}; model='tiny' checks the setup offline.)"
-            ) from None
+        size = f" (about {spec.size_gb:g} GB)" if spec.size_gb else ""
+        folder = weights.fetch_repo(spec.source, name=spec.name, size=size)
     return weights.paddle_folder(folder, name=spec.name, allow_unsafe=allow_unsafe)
 
 

@@ -690,36 +690,102 @@ def _is_offline() -> bool:
     return (os.environ.get("HF_HUB_OFFLINE") or "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-def fetch_repo(repo_id: str, *, to: str | Path | None = None, field: str = "model") -> Path:
-    """Download ``repo_id`` (safetensors preferred; ``.bin`` only when a component has no
-    safetensors) from the Hugging Face hub or the mirror in ``HF_ENDPOINT``, resumably, with a
-    progress bar; into ``to`` or the Hugging Face cache. Returns the local folder."""
+def fetch_repo(
+    repo_id: str,
+    *,
+    to: str | Path | None = None,
+    field: str = "model",
+    name: str | None = None,
+    size: str = "",
+) -> Path:
+    """Download ``repo_id`` and return its local folder: PaddleNLP's model store first (paddle
+    weights), then the Hugging Face hub or the mirror in ``HF_ENDPOINT`` (safetensors preferred,
+    ``.bin`` only where a component has none). Both resume an interrupted download and show a
+    progress bar. Into ``to``, or the libraries' caches (where :func:`locate` finds it later).
+
+    Raises
+    ------
+    ModelUnavailableError
+        One line naming the model, what each hub answered and the fix; offline
+        (``HF_HUB_OFFLINE=1``) nothing is tried.
+    """
+    name = name or repo_id
+    fix = (
+        f"download it where there is internet (python -m mgtoolkit fetch {name} --to DIR; HF_ENDPOINT picks a "
+        f"mirror such as https://hf-mirror.com) and pass {field}='/path/to/that/folder', or use {field}='tiny' "
+        "to check the setup offline"
+    )
     if _is_offline():
-        cached = locate(repo_id, marker="config.json") or locate(repo_id)
-        if cached is not None and to is None:
-            return cached
         raise ModelUnavailableError(
-            f"{field}={repo_id!r}: offline (HF_HUB_OFFLINE=1) and not in the Hugging Face cache "
-            f"({hf_cache_dir()}); fetch it where there is internet (python -m mgtoolkit fetch {repo_id} --to DIR) "
-            "and pass that folder, or unset HF_HUB_OFFLINE."
+            f"{field}={name!r}: could not fetch {repo_id!r}{size}: offline (HF_HUB_OFFLINE=1) and not in the "
+            f"Hugging Face cache ({hf_cache_dir()}) nor PaddleNLP's ({_ppdiffusers_cache()}); {fix}."
         )
+    errors = []
+    for hub, download in (("PaddleNLP", _download_paddlenlp), ("Hugging Face", _download_hf)):
+        try:
+            return download(repo_id, to)
+        except ModelUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - network, auth and hub errors become one line
+            errors.append(f"{hub}: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}")
+    raise ModelUnavailableError(
+        f"{field}={name!r}: could not fetch {repo_id!r}{size} from the model hubs ({'; '.join(errors)}); {fix}."
+    )
+
+
+_PADDLE_FILES = (
+    "config.json",
+    "scheduler_config.json",
+    "preprocessor_config.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "added_tokens.json",
+    "generation_config.json",
+)
+_PADDLE_WEIGHTS = ("diffusion_paddle_model.safetensors", "model.safetensors", "model_state.pdparams")
+
+
+def _download_paddlenlp(repo_id: str, to: str | Path | None) -> Path:
+    """Fetch a paddle pipeline from PaddleNLP's store (ppdiffusers' ``bos_download``) file by file:
+    ``model_index.json``, then each component's configuration, tokenizer files and the first weights
+    file that exists (safetensors before ``.pdparams``)."""
+    from .audioldm import import_ppdiffusers
+
+    import_ppdiffusers()
+    from huggingface_hub.utils import EntryNotFoundError
+    from ppdiffusers.utils.download_utils import bos_download
+
+    cache = str(to) if to is not None else str(_ppdiffusers_cache() / "ppdiffusers")
+
+    def get(filename: str, subfolder: str | None = None) -> bool:
+        try:
+            bos_download(repo_id, filename, subfolder=subfolder, cache_dir=cache, resume_download=True)
+            return True
+        except EntryNotFoundError:
+            return False
+
+    if not get("model_index.json"):
+        raise FileNotFoundError(f"{repo_id} is not in the store")
+    folder = Path(cache) / repo_id
+    for part in _components(folder):
+        for filename in _PADDLE_FILES:
+            get(filename, part)
+        any(get(filename, part) for filename in _PADDLE_WEIGHTS)
+    return folder
+
+
+def _download_hf(repo_id: str, to: str | Path | None) -> Path:
     from huggingface_hub import snapshot_download
 
     kwargs: dict[str, Any] = {"repo_id": repo_id}
     if to is not None:
-        kwargs["local_dir"] = str(to)
-    try:
-        folder = Path(snapshot_download(allow_patterns=_ALLOW, **kwargs))
-        if _needs_bin(folder):  # an older repo that holds only .bin files
-            folder = Path(snapshot_download(allow_patterns=[*_ALLOW, "*.bin"], **kwargs))
-    except Exception as exc:  # noqa: BLE001 - network, auth and hub errors become one line
-        detail = " ".join(str(exc).split())[:160]
-        endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-        raise ModelUnavailableError(
-            f"{field}={repo_id!r}: could not download it from {endpoint} ({type(exc).__name__}: {detail}); "
-            "check the connection, set HF_ENDPOINT to a mirror (e.g. https://hf-mirror.com), or fetch it "
-            "elsewhere with python -m mgtoolkit fetch and pass the folder."
-        ) from None
+        kwargs["local_dir"] = str(Path(to) / _slug(repo_id))
+    folder = Path(snapshot_download(allow_patterns=_ALLOW, **kwargs))
+    if _needs_bin(folder):  # an older repo that holds only .bin files
+        folder = Path(snapshot_download(allow_patterns=[*_ALLOW, "*.bin"], **kwargs))
     return folder
 
 
@@ -769,8 +835,7 @@ def fetch(
         wanted += _chain_sources(captioner, writer)
     results = []
     for field, name, source in wanted:
-        target = None if to is None else Path(to) / _slug(name)
-        results.append(FetchResult(field, name, fetch_repo(source, to=target, field=field)))
+        results.append(FetchResult(field, name, fetch_repo(source, to=to, field=field, name=name)))
     return results
 
 
