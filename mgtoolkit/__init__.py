@@ -24,6 +24,7 @@ _LAZY = {
     # the tasks (recorded in the studio's history)
     "generate": "mgtoolkit.api",
     "image_to_music": "mgtoolkit.api",
+    "audio_to_music": "mgtoolkit.api",
     "restyle": "mgtoolkit.api",
     "variations": "mgtoolkit.api",
     # many prompts to files, here or on a Ray cluster (not recorded: it writes files)
@@ -34,6 +35,9 @@ _LAZY = {
     "CAPTIONERS": "mgtoolkit.tasks.image",
     "WRITERS": "mgtoolkit.tasks.image",
     "WriterFallbackWarning": "mgtoolkit.tasks.image",
+    # listening: describe a clip, CLAP tags
+    "describe_audio": "mgtoolkit.analysis.describe",
+    "AudioDescription": "mgtoolkit.analysis.describe",
     # the models
     "SCHEDULERS": "mgtoolkit.models.audioldm",
     "PromptTruncatedWarning": "mgtoolkit.models.audioldm",

@@ -14,7 +14,7 @@ from typing import Any
 from .notebook.history import record
 from .tasks import audio, image, text
 
-__all__ = ["generate", "restyle", "variations", "image_to_music"]
+__all__ = ["generate", "restyle", "variations", "image_to_music", "audio_to_music"]
 
 
 def _recorded(task: Callable[..., Any], clips_of: Callable[[Any], Any] = lambda result: result):
@@ -31,3 +31,4 @@ generate = _recorded(text.generate)
 restyle = _recorded(audio.restyle)
 variations = _recorded(audio.variations)
 image_to_music = _recorded(image.image_to_music, lambda story: story.clip)
+audio_to_music = _recorded(image.audio_to_music, lambda story: story.clip)

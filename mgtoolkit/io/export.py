@@ -175,12 +175,8 @@ def _round(value: float | None) -> float | None:
 
 def _musical_facts(wave: np.ndarray, rate: int) -> dict[str, Any]:
     """Tempo and key for the sidecar and tags (``None`` where the clip has none)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # librosa warns on clips shorter than its FFT
-        tempo, _ = features.estimate_tempo(wave.astype(np.float32), rate)
-        key, mode, strength = features.estimate_key(wave.astype(np.float32), rate)
+    tempo, _ = features.estimate_tempo(wave.astype(np.float32), rate)
+    key, mode, strength = features.estimate_key(wave.astype(np.float32), rate)
     return {
         "tempo_bpm": None if tempo is None else round(tempo, 2),
         "key": f"{key} {mode}" if key else None,

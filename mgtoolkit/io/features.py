@@ -18,6 +18,7 @@ Examples
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -63,9 +64,19 @@ def estimate_tempo(y: np.ndarray, sr: int) -> tuple[float | None, np.ndarray]:
     frames = frames[frames < envelope.shape[0]]
     if frames.size < _MIN_BEATS or not _clear_pulse(envelope, frames):
         return None, np.zeros(0)
-    beats = librosa.frames_to_time(frames, sr=sr, hop_length=_HOP)
+    beats = _trim_edges(librosa.frames_to_time(frames, sr=sr, hop_length=_HOP))
     slope = np.polyfit(np.arange(beats.size), beats, 1)[0]
     return (float(60.0 / slope) if slope > 0 else None), beats
+
+
+def _trim_edges(beats: np.ndarray) -> np.ndarray:
+    """Drop first/last beats more than 10 % off the median interval (the tracker's edge guesses)."""
+    period = float(np.median(np.diff(beats)))
+    while beats.size > _MIN_BEATS and abs(beats[1] - beats[0] - period) > 0.1 * period:
+        beats = beats[1:]
+    while beats.size > _MIN_BEATS and abs(beats[-1] - beats[-2] - period) > 0.1 * period:
+        beats = beats[:-1]
+    return beats
 
 
 def _clear_pulse(envelope: np.ndarray, frames: np.ndarray) -> bool:
@@ -85,7 +96,9 @@ def estimate_key(y: np.ndarray, sr: int) -> tuple[str | None, str | None, float]
     """
     import librosa
 
-    chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=512).mean(axis=1)
+    with warnings.catch_warnings():  # the CQT's lowest octaves warn on clips under ~2 s
+        warnings.simplefilter("ignore", UserWarning)
+        chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=512).mean(axis=1)
     if not np.isfinite(chroma).all() or np.ptp(chroma) < 1e-3:
         return None, None, 0.0
     best = (-2.0, 0, "major")
