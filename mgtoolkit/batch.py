@@ -76,11 +76,14 @@ class Row:
     request: GenerationRequest | None = None
     error: MgtoolkitError | None = None
 
+    def stem(self, seed: int) -> str:
+        """The file stem of the row's clip made with ``seed``: ``NNNN-<prompt>_seed<seed>``."""
+        return f"{self.number:04d}-{safe_stem(self.request.prompt, max_len=40)}_seed{seed}"
+
     def stems(self) -> list[str]:
-        """The file stems of the row's clips: ``NNNN-<prompt>_seed<k>``, one per candidate."""
+        """The file stems of the row's clips, one per candidate (seeds ``seed``, ``seed + 1``, ...)."""
         request = self.request
-        head = f"{self.number:04d}-{safe_stem(request.prompt, max_len=40)}"
-        return [f"{head}_seed{request.seed + k}" for k in range(request.num_waveforms_per_prompt)]
+        return [self.stem(request.seed + k) for k in range(request.num_waveforms_per_prompt)]
 
 
 def read_rows(rows: Any, base: GenerationRequest) -> list[Row]:
@@ -122,7 +125,7 @@ def _read_file(path: Path) -> list[tuple[int, Any]]:
     if path.suffix.lower() == ".csv":
         return list(enumerate(csv.DictReader(text.splitlines()), start=2))
     lines = enumerate(text.splitlines(), start=1)
-    return [(n, line.strip()) for n, line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return [(n, {"prompt": line}) for n, line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _from_item(item: Any, base: GenerationRequest) -> Any:
@@ -420,8 +423,8 @@ def batch(
         )
     ).replace(prompt="")
     ray = _import_ray() if engine == "ray" else None
-    output = open_output(out)
     todo = read_rows(rows, base)
+    output = open_output(out)
     started = time.perf_counter()
     tally = _Tally()
     report = _Reporter(output, tally, progress, len(todo), echo)
@@ -476,8 +479,8 @@ class _Reporter:
             self.tqdm.write(text, file=file)
 
     def made(self, row: Row, clips: Sequence[Clip]) -> None:
-        for stem, clip in zip(row.stems(), clips, strict=True):
-            path = _write_clip(self.output, stem, clip)
+        for clip in clips:
+            path = _write_clip(self.output, row.stem(clip.seed), clip)
             if path is not None:
                 self.tally.written.append(path)
                 self._say(path, self.echo)
@@ -494,12 +497,17 @@ class _Reporter:
         self.bar.update(1)
 
 
+def _make(request: GenerationRequest, device: str | None) -> list[Clip]:
+    """A row's clips in seed order (files are named by seed; ranking would only cost time)."""
+    return generate_clips(request, device=device, rank=False)
+
+
 def _run_local(rows: list[Row], report: _Reporter, *, device: str | None, fault) -> None:
     for row in rows:
         try:
             if fault is not None:
                 fault(row.number)
-            report.made(row, generate_clips(row.request, device=device))
+            report.made(row, _make(row.request, device))
         except MgtoolkitError as exc:
             report.failed(row, exc)
 
@@ -528,7 +536,7 @@ class _Worker:
         if self.fault is not None:
             self.fault(number)
         try:
-            return "ok", generate_clips(request, device=self.device)
+            return "ok", _make(request, self.device)
         except MgtoolkitError as exc:
             return "error", str(exc)
 

@@ -7,40 +7,23 @@ Bad input exits with status 2 and one line on stderr; nothing is written.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import fields
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from .errors import InvalidInputError, MgtoolkitError
-from .io.audio import ensure_writable_dir, safe_stem
+from .io.audio import ensure_writable_dir
 from .models.registry import PRESETS, default_model, resolve_model
 from .tasks.text import generate_clips, validate_request
 from .types import GenerationRequest
 
-__all__ = ["main", "read_batch"]
+__all__ = ["main"]
 
 TINY_NOTE = (
     "note: model 'tiny' has random weights, so this clip is noise: it only shows the setup works. "
     "Use a real model (the default, audioldm-s-full-v2) for music."
 )
-# CSV column aliases (the CLI's option names) -> GenerationRequest fields
-_ALIASES = {
-    "seconds": "audio_length_in_s",
-    "steps": "num_inference_steps",
-    "guidance": "guidance_scale",
-    "n": "num_waveforms_per_prompt",
-    "negative": "negative_prompt",
-}
-_NUMBER_FIELDS = {
-    "audio_length_in_s": float,
-    "guidance_scale": float,
-    "num_inference_steps": int,
-    "seed": int,
-    "num_waveforms_per_prompt": int,
-}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +35,15 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt")
     batch = sub.add_parser("batch", help="a file of prompts (one per line, or CSV with parameter columns)")
     batch.add_argument("file", type=Path)
+    batch.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run on Ray actors: a cluster's address (e.g. auto, ray://head:10001), or none for a local Ray",
+    )
+    batch.add_argument("--actors", type=int, default=None, help="Ray actors (default: one per GPU or node)")
     for p in (gen, batch):
         p.add_argument("--negative-prompt", default=None)
         p.add_argument("--seconds", type=float, default=5.0, help="audio_length_in_s (default 5)")
@@ -67,7 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--model", default=None, help=f"preset, hub id or folder (default {default_model()})")
         p.add_argument("--scheduler", default=None, help="sampler, e.g. ddim or dpm++ (default: the model's)")
         p.add_argument("--device", default=None, help="auto, cpu or gpu")
-        p.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default outputs/)")
+        p.add_argument(
+            "--out",
+            type=Path if p is gen else str,  # batch: also a URL (s3://...), which Path would mangle
+            default=Path("outputs"),
+            help="output folder (default outputs/)" + ("" if p is gen else "; or any fsspec/pyarrow URL"),
+        )
     sub.add_parser("models", help="list the model presets")
     return parser
 
@@ -100,76 +97,38 @@ def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def read_batch(path: Path, base: GenerationRequest) -> Iterator[tuple[int, GenerationRequest | Exception]]:
-    """Yield ``(line_number, request or the error for that line)`` from a prompts file.
-
-    A ``.csv`` file has a header naming request fields (or the CLI's option names); any other file
-    has one prompt per line, with blank lines and ``#`` comments skipped.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(
-            "file", str(path), f"cannot be read ({exc})", "pass a UTF-8 text or CSV file"
-        ) from None
-    if path.suffix.lower() == ".csv":
-        rows = csv.DictReader(text.splitlines())
-        for number, row in enumerate(rows, start=2):
-            yield number, _row_request(row, base)
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip() and not line.lstrip().startswith("#"):
-            yield number, base.replace(prompt=line.strip())
-
-
-def _row_request(row: dict, base: GenerationRequest) -> GenerationRequest | Exception:
-    names = {f.name for f in fields(GenerationRequest)}
-    changes = {}
-    for key, value in row.items():
-        name = _ALIASES.get((key or "").strip(), (key or "").strip())
-        if name not in names:
-            return InvalidInputError("column", key, "is not a parameter", f"use {', '.join(sorted(names))}")
-        if value is None or value.strip() == "":
-            continue
-        try:
-            changes[name] = _NUMBER_FIELDS.get(name, str)(value.strip())
-        except ValueError:
-            return InvalidInputError(name, value, "is not a number", "fix that cell")
-    return base.replace(**changes)
-
-
 def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from tqdm import tqdm
+    from .batch import batch
 
     base = validate_request(_base_request(args, "placeholder"))
-    folder = ensure_writable_dir(args.out, "--out")
-    jobs = list(read_batch(args.file, base.replace(prompt="")))
-    made = skipped = 0
-    failed: list[str] = []
-    for number, item in tqdm(jobs, desc="batch", unit="prompt", file=err, disable=not jobs):
-        try:
-            if isinstance(item, Exception):
-                raise item
-            request = validate_request(item)
-            stems = [
-                f"{number:04d}-{safe_stem(request.prompt, max_len=40)}_seed{request.seed + k}"
-                for k in range(request.num_waveforms_per_prompt)
-            ]
-            if all((folder / f"{s}.wav").exists() for s in stems):
-                skipped += 1
-                continue
-            for stem, clip in zip(stems, generate_clips(request, device=args.device), strict=True):
-                if not (folder / f"{stem}.wav").exists():
-                    print(clip.save(folder, name=stem), file=out)
-            made += 1
-        except MgtoolkitError as exc:
-            failed.append(f"line {number}: {exc}")
-            tqdm.write(f"mgtoolkit: line {number}: {exc}", file=err)
-    print(
-        f"batch: {made} made, {skipped} skipped, {len(failed)} failed (skipped: already in {folder})",
-        file=err,
+    folder = args.out if "://" in str(args.out) else ensure_writable_dir(args.out, "--out")
+    if args.actors is not None and args.actors < 1:
+        raise InvalidInputError("--actors", args.actors, "must be at least 1", "pass e.g. --actors 2")
+    summary = batch(
+        args.file,
+        out=folder,
+        engine="local" if args.ray is None else "ray",
+        address=args.ray or None,
+        actors=args.actors,
+        device=args.device,
+        progress=err,
+        echo=out,
+        **{f: getattr(base, f) for f in _DEFAULTS},
     )
-    return 1 if failed else 0
+    print(summary, file=err)
+    return 1 if summary.failed else 0
+
+
+_DEFAULTS = (
+    "negative_prompt",
+    "audio_length_in_s",
+    "num_inference_steps",
+    "guidance_scale",
+    "seed",
+    "num_waveforms_per_prompt",
+    "model",
+    "scheduler",
+)
 
 
 def cmd_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
