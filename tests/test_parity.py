@@ -151,3 +151,46 @@ def test_writer_answer_equals_transformers(writer):
     ids = loaded.tokenizer(facts["chat_text"], add_special_tokens=False)["input_ids"]
     assert ids == want["input_ids"].tolist()
     assert complete(loaded, facts["instruction"], max_new_tokens=facts["max_new_tokens"]) == facts["answer"]
+
+
+@pytest.fixture
+def captioner(reference, request):
+    """The BLIP-2 captioner loaded through mgtoolkit's road from the folder in ``request.param``."""
+    from mgtoolkit.models.captioners import load_captioner, release_captioners, resolve_captioner
+
+    workdir, manifest = reference
+    loaded = load_captioner(resolve_captioner(str(workdir / f"blip2{request.param}")))
+    yield loaded, manifest["captioners"]["blip2"], np.load(workdir / "blip2.npz"), workdir
+    release_captioners()
+
+
+@pytest.mark.parametrize("captioner", FORMS, ids=["safetensors", "bin"], indirect=True)
+def test_captioner_logits_equal_transformers(captioner):
+    """BLIP-2 (ViT, Q-Former, OPT) gives transformers' logits along the reference caption."""
+    import paddle
+
+    loaded, _, want, _ = captioner
+    with paddle.no_grad():
+        out = loaded.model(
+            pixel_values=paddle.to_tensor(want["pixel_values"]),
+            input_ids=paddle.to_tensor(want["text_ids"][None]),
+            return_dict=True,
+        )
+    logits = out.logits[0, -len(want["text_ids"]) :].numpy()
+    error = relative_l2(logits, want["logits"])
+    sys.stderr.write(f"\nparity: blip2 {loaded.spec.name[-12:]}: logits relative L2 {error:.2e}\n")
+    assert error <= TOLERANCE
+
+
+@pytest.mark.parametrize("captioner", FORMS[:1], ids=["safetensors"], indirect=True)
+def test_captioner_caption_equals_transformers(captioner):
+    """The captioner's road: the same pixels from the same picture, the same greedy caption."""
+    from PIL import Image
+
+    from mgtoolkit.models.captioners import caption
+
+    loaded, facts, want, workdir = captioner
+    image = Image.open(workdir / facts["image"]).convert("RGB")
+    pixels = loaded.processor(images=image, return_tensors="np")["pixel_values"]
+    assert relative_l2(np.asarray(pixels), want["pixel_values"]) <= TOLERANCE
+    assert caption(loaded, image, max_new_tokens=facts["max_new_tokens"]) == facts["caption"]

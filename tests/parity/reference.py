@@ -445,6 +445,161 @@ def make_writer(workdir: Path) -> dict:
     return run_writer(workdir / "qwen2")
 
 
+# ---------------------------------------------------------------------------------------------
+# A captioner: BLIP-2 with an OPT language model, as Salesforce/blip2-opt-2.7b is published.
+# ---------------------------------------------------------------------------------------------
+CAPTION_NEW_TOKENS = 12
+QUERY_TOKENS = 8
+
+
+def opt_vocab() -> dict[str, int]:
+    """OPT's layout: ``<s> <pad> </s> <unk>``, the byte symbols, the merges, then ``<image>``."""
+    vocab = {tok: i for i, tok in enumerate(("<s>", "<pad>", "</s>", "<unk>"))}
+    for symbol in bytes_to_unicode().values():
+        vocab.setdefault(symbol, len(vocab))
+    for a, b in BPE_MERGES:
+        vocab.setdefault(a + b, len(vocab))
+    return vocab
+
+
+def caption_image(folder: Path):
+    """A fixed 32 x 32 RGB picture (smooth colours plus noise), saved as PNG."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:32, 0:32] / 31.0
+    rgb = np.stack([x, y, 1.0 - x * y], axis=-1) * 200 + np.random.default_rng(7).uniform(0, 55, (32, 32, 3))
+    image = Image.fromarray(rgb.astype(np.uint8), mode="RGB")
+    image.save(folder / "blip2.png")
+    return image
+
+
+def build_blip2():
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+        BlipImageProcessor,
+        GPT2Tokenizer,
+        OPTConfig,
+    )
+
+    tokenizer = GPT2Tokenizer(
+        vocab=opt_vocab(),
+        merges=list(BPE_MERGES),
+        bos_token="</s>",
+        eos_token="</s>",
+        unk_token="</s>",
+        pad_token="<pad>",
+        add_bos_token=True,
+    )
+    processor = Blip2Processor(
+        BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer, num_query_tokens=QUERY_TOKENS
+    )
+    vision = Blip2VisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+    )
+    qformer = Blip2QFormerConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        vocab_size=100,
+        max_position_embeddings=64,
+        cross_attention_frequency=1,
+        encoder_hidden_size=32,
+    )
+    text = OPTConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        word_embed_proj_dim=64,
+        ffn_dim=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+        bos_token_id=2,
+        eos_token_id=2,
+        pad_token_id=1,
+    )
+    config = Blip2Config(
+        vision_config=vision.to_dict(),
+        qformer_config=qformer.to_dict(),
+        text_config=text.to_dict(),
+        num_query_tokens=QUERY_TOKENS,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    model = Blip2ForConditionalGeneration(config).eval()
+    # At the default scales (0.02, zero query tokens) the caption is one token repeated: widen them.
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+                module.weight.normal_(0.0, 0.5)
+        model.query_tokens.normal_(0.0, 1.0)
+    return model, processor
+
+
+def write_hub_processor_files(folder: Path) -> None:
+    """What the hub repo has beside transformers 5's files: vocab.json, merges.txt,
+    added_tokens.json and preprocessor_config.json (the image processor on its own)."""
+    vocab = opt_vocab()
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in BPE_MERGES]
+    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "added_tokens.json").write_text(json.dumps({"<image>": len(vocab)}), encoding="utf-8")
+    processor = json.loads((folder / "processor_config.json").read_text(encoding="utf-8"))
+    image = {**processor["image_processor"], "processor_class": "Blip2Processor"}
+    (folder / "preprocessor_config.json").write_text(json.dumps(image, indent=2), encoding="utf-8")
+
+
+def make_captioner(workdir: Path) -> dict:
+    """Save BLIP-2 (safetensors; a ``.bin`` copy) and record transformers' caption and logits."""
+    model, processor = build_blip2()
+    for target, bin_copy in ((workdir / "blip2", False), (workdir / "blip2-bin", True)):
+        model.save_pretrained(str(target))
+        processor.save_pretrained(str(target))
+        write_hub_processor_files(target)
+        if bin_copy:
+            bin_instead_of_safetensors(target, pattern="model.safetensors")
+    return run_captioner(workdir / "blip2", caption_image(workdir))
+
+
+def run_captioner(folder: Path, image) -> dict:
+    """Reload ``folder`` with transformers: pixel values, greedy caption, logits along it."""
+    from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+    processor = Blip2Processor.from_pretrained(str(folder))
+    model = Blip2ForConditionalGeneration.from_pretrained(str(folder)).eval()
+    pixel_values = processor(images=image, return_tensors="pt").pixel_values
+    tok = processor.tokenizer
+    with torch.no_grad():
+        out = model.generate(
+            pixel_values=pixel_values,
+            max_new_tokens=CAPTION_NEW_TOKENS,
+            min_new_tokens=2,
+            do_sample=False,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+        new = out[0, QUERY_TOKENS + 1 :]  # after the image tokens and BOS that generate() starts from
+        text_ids = [model.config.text_config.bos_token_id, *new.tolist()]
+        ids = torch.tensor([[model.config.image_token_index] * QUERY_TOKENS + text_ids])
+        logits = model(pixel_values=pixel_values, input_ids=ids).logits[0, QUERY_TOKENS:].numpy()
+    caption = tok.decode(new.tolist(), skip_special_tokens=True)
+    log(f"blip2: generate gave {out.shape[1]} ids, caption ids {new.tolist()}")
+    return {
+        "pixel_values": pixel_values.numpy(),
+        "text_ids": np.asarray(text_ids),
+        "logits": logits,
+        "caption": caption,
+    }
+
+
 def hub_style_config(path: Path) -> None:
     """The hub's Qwen2 config.json (written by transformers 4) has ``rope_theta``, not ``rope_parameters``."""
     config = json.loads(path.read_text(encoding="utf-8"))
@@ -592,7 +747,9 @@ def run_reference(name: str, folder: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="work folder (created)")
-    parser.add_argument("--only", default=",".join([*BUILDERS, "qwen2"]), help="comma-separated models")
+    parser.add_argument(
+        "--only", default=",".join([*BUILDERS, "qwen2", "blip2"]), help="comma-separated models"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -600,6 +757,20 @@ def main(argv: list[str] | None = None) -> int:
     for index, name in enumerate(args.only.split(",")):
         t0 = time.perf_counter()
         torch.manual_seed(index)
+        if name == "blip2":
+            facts = make_captioner(args.out)
+            caption = facts.pop("caption")
+            np.savez(args.out / "blip2.npz", **facts)
+            manifest["captioners"] = {
+                "blip2": {
+                    "caption": caption,
+                    "image": "blip2.png",
+                    "max_new_tokens": CAPTION_NEW_TOKENS,
+                    "folders": ["blip2", "blip2-bin"],
+                    "seconds": round(time.perf_counter() - t0, 2),
+                }
+            }
+            continue
         if name == "qwen2":
             facts = make_writer(args.out)
             text = {k: facts.pop(k) for k in ("chat_text", "answer")}
