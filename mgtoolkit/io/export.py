@@ -100,17 +100,17 @@ def _check_loudness(loudness: Any) -> float:
 
 
 def _check_waveform(waveform: np.ndarray, sample_rate: int, loudness: float | None) -> np.ndarray:
+    seconds = np.size(waveform) / sample_rate
+    if seconds > MAX_EXPORT_S:  # before any copy is made
+        raise InvalidInputError(
+            "waveform", f"{seconds:.1f} s", f"is longer than {MAX_EXPORT_S:g} s", "export it in parts"
+        )
     wave = np.asarray(waveform, dtype=np.float64).reshape(-1)
-    seconds = wave.shape[0] / sample_rate
     if wave.size == 0:
         raise InvalidInputError("waveform", "0 samples", "is empty", "export a clip with sound in it")
     if not np.isfinite(wave).all():
         raise InvalidInputError(
             "waveform", "samples with NaN/inf", "has non-finite samples", "pass finite samples"
-        )
-    if seconds > MAX_EXPORT_S:
-        raise InvalidInputError(
-            "waveform", f"{seconds:.1f} s", f"is longer than {MAX_EXPORT_S:g} s", "export it in parts"
         )
     if loudness is not None and float(np.max(np.abs(wave))) < SILENCE_PEAK:
         raise InvalidInputError(
