@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[cpu,notebook,test,dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[cpu,notebook,test,dev,cluster]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
