@@ -79,9 +79,7 @@ def validate_request(request: GenerationRequest, spec: ModelSpec | None = None) 
     spec = spec or resolve_model(request.model)
     prompt = _require_text("prompt", request.prompt, allow_empty=False)
     negative = _require_text("negative_prompt", request.negative_prompt, allow_empty=True)
-    length = check_length(
-        request.audio_length_in_s, spec.min_audio_length_in_s, spec.max_audio_length_in_s, spec.name
-    )
+    length = check_length(request.audio_length_in_s, spec.min_audio_length_in_s, max_length(spec), spec.name)
     steps = _require_int("num_inference_steps", request.num_inference_steps, 1, MAX_STEPS, "pass e.g. 20")
     guidance = _require_number("guidance_scale", request.guidance_scale, "pass e.g. 2.5")
     if not 0 <= guidance <= MAX_GUIDANCE:
@@ -116,6 +114,14 @@ def validate_request(request: GenerationRequest, spec: ModelSpec | None = None) 
         seed=seed,
         model=spec.name,
     )
+
+
+def max_length(spec: ModelSpec) -> float:
+    """The longest clip ``generate`` makes with ``spec``: AudioLDM models go window by window
+    (:data:`mgtoolkit.models.inpaint.MAX_SECONDS`), the others in one pass."""
+    from ..models.inpaint import MAX_SECONDS
+
+    return MAX_SECONDS if spec.pipeline == "AudioLDMPipeline" else spec.max_audio_length_in_s
 
 
 def check_length(value: Any, low: float, high: float, model: str) -> float:
@@ -203,6 +209,7 @@ def generate(
     callback: StepCallback | None = None,
     cancel: threading.Event | None = None,
     rank: bool = True,
+    loop: bool = False,
 ) -> Clip | list[Clip]:
     """Make music from a text prompt with AudioLDM.
 
@@ -213,7 +220,9 @@ def generate(
     negative_prompt : str, optional
         What it should not be; used when ``guidance_scale > 1``.
     audio_length_in_s : float
-        Seconds of audio per clip.
+        Seconds of audio per clip. Beyond one window (10 s) AudioLDM models make it window by
+        window, each held to the end of the one before (see :func:`mgtoolkit.extend`), up to
+        300 s, at a cost linear in the length; ``clip.extra["windows"]`` records the windows.
     num_inference_steps : int
         Denoising steps.
     guidance_scale : float
@@ -229,9 +238,13 @@ def generate(
     device : str, optional
         ``"cpu"``, ``"gpu"`` or ``None`` for automatic.
     callback : callable, optional
-        ``callback(step, num_inference_steps, latents)`` after every denoising step.
+        ``callback(step, num_inference_steps, latents)`` after every denoising step (made window
+        by window, the second argument counts the steps of all windows).
     cancel : threading.Event, optional
         Set it (from another thread) to stop at the next step with :class:`GenerationCancelled`.
+    loop : bool
+        Make a seamless loop: its end flows into its start (``clip.save()`` writes loop points).
+        Its length is a whole number of latent frames (0.04 s), at least one overlap (2.5 s).
     rank : bool
         With several candidates, return them best first, each with ``clip.score`` (CLAP
         similarity to the prompt; see :func:`rank_candidates`). ``False`` keeps seed order.
@@ -261,7 +274,7 @@ def generate(
             model=model,
             scheduler=scheduler,
         )
-    clips = generate_clips(request, device=device, callback=callback, cancel=cancel, rank=rank)
+    clips = generate_clips(request, device=device, callback=callback, cancel=cancel, rank=rank, loop=loop)
     return clips[0] if len(clips) == 1 else clips
 
 
@@ -272,6 +285,7 @@ def generate_clips(
     callback: StepCallback | None = None,
     cancel: threading.Event | None = None,
     rank: bool = True,
+    loop: bool = False,
 ) -> list[Clip]:
     """Like :func:`generate` for a ready request, always returning a list."""
     from ..models import audioldm
@@ -279,15 +293,17 @@ def generate_clips(
     # 1. Check the request before touching any model.
     spec = resolve_model(request.model)
     request = validate_request(request, spec)
+    _check_loop(loop, request, spec)
     # 2. Load (cached) the model; its own shortest clip decides (the spec's is a default).
     loaded = load_model(spec.source if spec.is_local else spec.name, device=device)
-    check_length(
-        request.audio_length_in_s, loaded.min_audio_length_in_s, spec.max_audio_length_in_s, spec.name
-    )
+    check_length(request.audio_length_in_s, loaded.min_audio_length_in_s, max_length(spec), spec.name)
     # A whole number of samples, so a slider's 2.9999999999999996 s is 3 s in the clip and its record.
     request = request.replace(audio_length_in_s=loaded.snap_seconds(request.audio_length_in_s))
     # 3. Run the pipeline, stopping at the next step if asked to.
     seeds = [request.seed + k for k in range(request.num_waveforms_per_prompt)]
+    if loop or _beyond_window(request, spec):  # window by window (mgtoolkit.models.inpaint)
+        clips = [_piece_clip(loaded, request, s, loop, callback, cancel) for s in seeds]
+        return rank_candidates(clips, loaded, device=device) if rank and len(clips) > 1 else clips
     waves, timings = audioldm.run(
         loaded,
         prompt=request.prompt,
@@ -331,6 +347,64 @@ def rank_candidates(clips: list[Clip], loaded, *, device: str | None = None) -> 
     scorer = own or clap.load_clap(tiny=loaded.spec.is_tiny, device=device)
     name = f"{loaded.spec.name} (its own CLAP)" if own else scorer.name
     return rank_clips(clips, scorer, scored_by=name)
+
+
+def _beyond_window(request: GenerationRequest, spec: ModelSpec) -> bool:
+    from ..models.inpaint import WINDOW_S
+
+    return spec.pipeline == "AudioLDMPipeline" and request.audio_length_in_s > WINDOW_S
+
+
+def _check_loop(loop: Any, request: GenerationRequest, spec: ModelSpec) -> None:
+    from ..models.inpaint import OVERLAP_S
+
+    if not isinstance(loop, bool):
+        raise InvalidInputError("loop", loop, "is not True or False", "pass loop=True for a seamless loop")
+    if loop and spec.pipeline != "AudioLDMPipeline":
+        raise InvalidInputError(
+            "loop",
+            loop,
+            f"needs an AudioLDM model ({spec.name} is a {spec.pipeline})",
+            "use model='tiny' or an AudioLDM preset",
+        )
+    if loop and request.audio_length_in_s < OVERLAP_S:
+        raise InvalidInputError(
+            "audio_length_in_s",
+            request.audio_length_in_s,
+            f"is shorter than one window overlap ({OVERLAP_S:g} s), too short for a loop",
+            f"pass at least {OVERLAP_S:g} s",
+        )
+
+
+def _piece_clip(loaded, request: GenerationRequest, seed: int, loop: bool, callback, cancel) -> Clip:
+    """One clip made window by window (or as one circular window for a short loop)."""
+    from ..models.inpaint import make_piece
+
+    wave, timings, info = make_piece(
+        loaded,
+        prompts=[request.prompt],
+        negative_prompt=request.negative_prompt,
+        audio_length_in_s=request.audio_length_in_s,
+        num_inference_steps=request.num_inference_steps,
+        guidance_scale=request.guidance_scale,
+        seed=seed,
+        loop=loop,
+        scheduler=request.scheduler,
+        callback=callback,
+        cancel=cancel,
+    )
+    extra: dict[str, Any] = {"windows": info}
+    if loop:
+        extra["loop"] = {"start_sample": 0, "end_sample": int(wave.shape[0])}
+    return Clip(
+        waveform=np.ascontiguousarray(wave),
+        sample_rate=loaded.sample_rate,
+        seed=seed,
+        request=request.replace(audio_length_in_s=round(wave.shape[0] / loaded.sample_rate, 6)),
+        model_info=loaded.info(),
+        timings={"load_s": loaded.load_s, **timings},
+        extra=extra,
+    )
 
 
 def exact_length(wave: np.ndarray, sample_rate: int, seconds: float) -> np.ndarray:
