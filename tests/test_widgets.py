@@ -19,6 +19,7 @@ from mgtoolkit.errors import GenerationCancelled
 from mgtoolkit.notebook.widgets import AudioPanel, History, ImagePanel, Studio, TextPanel
 
 SR = 16000
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(8)  # a PNG signature: enough for the panel's preview
 _EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 
 
@@ -132,7 +133,7 @@ def test_text_run_on_tiny_shows_player_spectrogram_and_the_random_seed(history, 
     (clip,) = panel.result
     assert isinstance(clip, mg.Clip) and clip.duration == 1.0 and clip.model_info["name"] == "tiny"
     assert panel.settings.seed.value == clip.seed  # the random seed it used, ready to keep
-    assert panel.status.value.startswith(f"Done: 1 clip, seed {clip.seed}")
+    assert panel.status.text.startswith(f"Done: 1 clip, seed {clip.seed}")
     assert (panel.progress.value, panel.progress.max, panel.progress.bar_style) == (3, 3, "success")
     markup = _html(panel)
     assert markup.count("<audio") == 1 and 'class="mg-spectrogram"' in markup
@@ -174,8 +175,14 @@ def test_text_busy_while_working(history):
     assert _ready(panel)
 
 
-@pytest.mark.parametrize("field, value", [("prompt", "   "), ("seed", -1)])
-def test_text_bad_input_shows_the_core_message(history, field, value):
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("prompt", "   ", "Prompt: '   ' is empty; "),
+        ("seed", -1, "Seed: -1 must be a whole number from 0 to 4294967295; type one, or tick random"),
+    ],
+)
+def test_text_bad_input_names_the_control_to_change(history, field, value, expected):
     panel = TextPanel(synchronous=True, history=history)
     _fill_text(panel)
     if field == "prompt":
@@ -183,10 +190,13 @@ def test_text_bad_input_shows_the_core_message(history, field, value):
     else:
         panel.settings.random_seed.value = False
         panel.settings.seed.value = value
-    expected = _expected_error(panel.request)
+    core = _expected_error(panel.request)  # the core's message names the argument...
     panel.generate_button.click()
-    assert panel.status.value == expected
-    assert "Traceback" not in panel.status.value and panel.output.outputs == ()
+    assert panel.status.text.startswith(expected), panel.status.text  # ...the panel names the control
+    assert "or None" not in panel.status.text and (
+        field != "prompt" or core.split("; ")[1] in panel.status.text
+    )
+    assert "Traceback" not in panel.status.text and panel.output.outputs == ()
     assert panel.progress.bar_style == "danger" and panel.result is None and _ready(panel)
     assert len(history) == 0
 
@@ -198,7 +208,7 @@ def test_text_unexpected_error_is_one_line(history):
     panel = TextPanel(broken, synchronous=True, history=history)
     _fill_text(panel)
     panel.generate_button.click()
-    assert panel.status.value == "RuntimeError: vocoder exploded" and _ready(panel)
+    assert panel.status.text == "RuntimeError: vocoder exploded" and _ready(panel)
 
 
 def test_text_cancel_synchronously_stops_at_the_next_step(history, in_tmp):
@@ -216,7 +226,7 @@ def test_text_cancel_synchronously_stops_at_the_next_step(history, in_tmp):
     )
     _fill_text(panel, steps=10)
     panel.generate_button.click()
-    assert steps == [0, 1, 2] and panel.status.value.startswith("Cancelled")
+    assert steps == [0, 1, 2] and panel.status.text.startswith("Cancelled")
     assert panel.result is None and len(history) == 0 and _ready(panel)
     assert list(in_tmp.iterdir()) == []
 
@@ -232,13 +242,13 @@ def test_text_cancel_from_another_thread_on_tiny(history, in_tmp):
     assert panel.generate_button.disabled and not panel.cancel_button.disabled
     panel.cancel_button.click()
     panel.wait(120)
-    assert panel.status.value.startswith("Cancelled"), panel.status.value
+    assert panel.status.text.startswith("Cancelled"), panel.status.text
     assert panel.progress.value < 400 and panel.result is None and _ready(panel)
     assert len(history) == 0 and list(in_tmp.iterdir()) == []
     _fill_text(panel, steps=2)  # ready for the next one
     panel.generate_button.click()
     panel.wait(120)
-    assert panel.status.value.startswith("Done") and len(history) == 1
+    assert panel.status.text.startswith("Done") and len(history) == 1
 
 
 def test_text_reroll_draws_a_fixed_seed_and_generates(history):
@@ -338,15 +348,15 @@ def test_image_generate_runs_the_empty_stages(history):
         {
             "name": "scene.png",
             "type": "image/png",
-            "size": 3,
-            "content": memoryview(b"png"),
+            "size": len(PNG),
+            "content": memoryview(PNG),
             "last_modified": _EPOCH,
         },
     )
-    assert panel.image.value() == b"png" and panel.preview.value == b"png"
+    assert panel.image.value() == PNG and panel.preview.value == PNG
     panel.generate_button.click()
-    assert panel.caption.value == "a quiet lake at dawn (3)"
-    assert panel.result.prompt == "soft ambient pads for: a quiet lake at dawn (3)"
+    assert panel.caption.value == "a quiet lake at dawn (16)"
+    assert panel.result.prompt == "soft ambient pads for: a quiet lake at dawn (16)"
 
 
 def test_image_new_image_clears_the_old_texts(history):
@@ -359,8 +369,8 @@ def test_image_new_image_clears_the_old_texts(history):
 def test_image_missing_image_shows_the_message(history):
     panel = _image_panel(history)
     panel.generate_button.click()
-    assert panel.status.value == str(
-        mg.InvalidInputError("image", None, "is missing", "upload an image or type its path")
+    assert panel.status.text == (
+        "Image: is missing; upload a PNG, JPEG or WebP picture, or remove the upload and type the path of one."
     )
     assert panel.result is None and _ready(panel)
 
@@ -374,7 +384,7 @@ def test_image_cancel_during_music(history):
     )
     panel.image.path.value = "lake.png"
     panel.generate_button.click()
-    assert panel.status.value.startswith("Cancelled") and panel.result is None and _ready(panel)
+    assert panel.status.text.startswith("Cancelled") and panel.result is None and _ready(panel)
     assert panel.caption.value  # the finished stages stay, to go on from
 
 
@@ -390,7 +400,7 @@ def test_image_panel_with_the_real_chain(history):
     panel.settings.model.value = "tiny"
     panel.image.path.value = str(example)
     panel.generate_button.click()
-    assert panel.status.value.startswith("Done"), panel.status.value
+    assert panel.status.text.startswith("Done"), panel.status.text
     assert panel.caption.value and panel.music_prompt.value and isinstance(panel.result, mg.Clip)
 
 
@@ -440,7 +450,9 @@ def test_audio_run_shows_the_clip(history, tmp_path):
 def test_audio_missing_clip_shows_the_message(history):
     panel = _audio_panel(history)
     panel.generate_button.click()
-    assert panel.status.value == "audio=None: is missing; upload a clip." and _ready(panel)
+    assert panel.status.text.startswith("Audio: is missing; upload a WAV, FLAC, OGG or MP3 file") and _ready(
+        panel
+    )
 
 
 def test_audio_cancel(history):
@@ -451,7 +463,7 @@ def test_audio_cancel(history):
     # the stand-in clicks Cancel before starting: the first step must stop
     panel.audio.path.value = "hum.wav"
     panel.generate_button.click()
-    assert panel.status.value.startswith("Cancelled") and panel.result is None and _ready(panel)
+    assert panel.status.text.startswith("Cancelled") and panel.result is None and _ready(panel)
 
 
 def test_audio_panel_with_the_real_restyle(history):
@@ -469,7 +481,7 @@ def test_audio_panel_with_the_real_restyle(history):
         },
     )
     panel.generate_button.click()
-    assert panel.status.value.startswith("Done"), panel.status.value
+    assert panel.status.text.startswith("Done"), panel.status.text
     assert panel.result.duration == pytest.approx(1.0) and panel.result.model_info["name"] == "tiny"
 
 
@@ -527,7 +539,7 @@ def test_studio_save_error_shows_in_the_row(history, in_tmp):
     import html
 
     message = html.unescape(row.children[3].value)
-    assert "out_dir='blocked': cannot be created" in message and "Traceback" not in message
+    assert "Save to 'blocked': cannot be created" in message and "Traceback" not in message
 
 
 def test_panels_share_the_kernel_history_by_default():
@@ -551,14 +563,16 @@ def test_warnings_become_a_note_in_the_status_line(history, recwarn):
     import warnings
 
     def noisy(request, **kwargs):
-        warnings.warn(mg.PromptTruncatedWarning("prompt is 90 tokens; only the first 77 are used"), stacklevel=1)
+        warnings.warn(
+            mg.PromptTruncatedWarning("prompt is 90 tokens; only the first 77 are used"), stacklevel=1
+        )
         warnings.warn("third-party deprecation \x1b[93mnoise\x1b[0m", DeprecationWarning, stacklevel=1)
         return fake_generate(request, **kwargs)
 
     panel = TextPanel(noisy, synchronous=True, history=history)
     _fill_text(panel)
     panel.generate_button.click()
-    assert panel.status.value.startswith("Done") and panel.status.value.endswith(
+    assert panel.status.text.startswith("Done") and panel.status.text.endswith(
         "Note: prompt is 90 tokens; only the first 77 are used"
     )
     assert len(recwarn) == 0  # nothing escaped to stderr
@@ -586,7 +600,7 @@ def test_a_panel_does_not_swallow_other_threads_warnings(history):
         panel.wait(30)
         outside = [str(w.message) for w in caught]
     assert outside == ["another cell's warning"]
-    assert panel.status.value.endswith("Note: only this panel's note")
+    assert panel.status.text.endswith("Note: only this panel's note")
 
 
 def test_the_gallery_lets_go_of_clips_the_history_forgot():
@@ -594,8 +608,266 @@ def test_the_gallery_lets_go_of_clips_the_history_forgot():
 
     small = History(max_clips=2)
     gallery = HistoryGallery(small)
-    clips = [fake_generate(mg.GenerationRequest(prompt=f"tune {i}", seed=i, model="tiny"))[0] for i in range(5)]
+    clips = [
+        fake_generate(mg.GenerationRequest(prompt=f"tune {i}", seed=i, model="tiny"))[0] for i in range(5)
+    ]
     for clip in clips:
         small.add([clip])
     assert set(gallery._rows) == {id(c) for c in clips[-2:]}
     assert len(gallery.items.children) == 2
+
+
+# --- issue 16: what a class met in a real browser ---------------------------------------------------------
+
+
+def _upload(name: str, content: bytes, kind: str = "application/octet-stream") -> tuple:
+    return (
+        {
+            "name": name,
+            "type": kind,
+            "size": len(content),
+            "content": memoryview(content),
+            "last_modified": _EPOCH,
+        },
+    )
+
+
+def _studio(history, **kwargs):
+    backends = {
+        "generate": fake_generate,
+        "describe": fake_describe,
+        "write": fake_write,
+        "restyle": fake_restyle,
+    }
+    return Studio(**backends, synchronous=True, history=history, model="tiny", **kwargs)
+
+
+def test_slider_values_are_snapped_to_their_step(history):
+    """Browsers send back 2.9999999999999996: the request (and the sidecar) must say 3."""
+    text = TextPanel(fake_generate, synchronous=True, history=history)
+    text.settings.duration.value = 2.9999999999999996
+    text.settings.guidance.value = 2.5000000000000004
+    assert text.request.audio_length_in_s == 3.0 and text.request.guidance_scale == 2.5
+    audio = _audio_panel(history)
+    audio.strength.value = 0.6000000000000001
+    assert audio.request["strength"] == 0.6 and audio.request["guidance_scale"] == 2.5
+
+
+def test_a_browser_length_gives_exactly_round_seconds_times_rate_samples_on_tiny(history, in_tmp):
+    panel = TextPanel(synchronous=True, history=history)
+    _fill_text(panel, steps=2)
+    panel.settings.duration.value = 1.4999999999999998
+    panel.generate_button.click()
+    clip = panel.result[0]
+    assert clip.waveform.shape == (round(1.5 * clip.sample_rate),), panel.status.text
+    assert clip.request.audio_length_in_s == 1.5
+
+
+@pytest.mark.parametrize("typed", ["../escaped", "{outside}", "link/inner"])
+def test_save_refuses_folders_outside_the_save_root(history, tmp_path, typed):
+    root, outside = tmp_path / "served", tmp_path / "elsewhere"
+    root.mkdir(), outside.mkdir()
+    (root / "link").symlink_to(outside)  # a symlink leading out of the root
+    studio = _studio(history, save_root=root)
+    _fill_text(studio.text)
+    studio.text.generate_button.click()
+    studio.gallery.out_dir.value = typed.format(outside=outside)
+    row = studio.gallery.items.children[0]
+    row.children[2].children[0].click()
+    import html
+
+    message = html.unescape(row.children[3].value)
+    assert "is outside the folder this studio may write to" in message and str(root) in message
+    assert list(outside.iterdir()) == [] and not (tmp_path / "escaped").exists()
+    studio.gallery.out_dir.value = "class/week1"
+    row.children[2].children[0].click()
+    assert len(list((root / "class" / "week1").glob("*.wav"))) == 1
+
+
+def test_the_save_box_can_be_hidden_and_the_root_defaults_to_the_working_directory(history, in_tmp):
+    studio = _studio(history, save_box=False)
+    assert studio.gallery.out_dir.layout.display == "none" and studio.gallery.save_root == in_tmp.resolve()
+    assert _studio(history).gallery.out_dir.layout.display is None
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_saved_files_follow_the_umask(history, in_tmp, umask):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        studio = _studio(history)
+        _fill_text(studio.text)
+        studio.text.generate_button.click()
+        studio.gallery.items.children[0].children[2].children[0].click()
+        direct = history.clips[0].save(in_tmp / "direct")  # clip.save (and the CLI, through it)
+    finally:
+        os.umask(old)
+    files = [*(in_tmp / "outputs").iterdir(), direct, direct.with_suffix(".json")]
+    assert len(files) == 4
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o666 & ~umask}
+
+
+def test_save_twice_says_already_saved(history, in_tmp):
+    studio = _studio(history)
+    _fill_text(studio.text)
+    studio.text.generate_button.click()
+    row = studio.gallery.items.children[0]
+    row.children[2].children[0].click()
+    row.children[2].children[0].click()
+    assert "already saved as" in row.children[3].value
+    assert len(list((in_tmp / "outputs").glob("*.wav"))) == 1
+
+
+def test_terminal_colour_codes_never_reach_a_status(history):
+    def noisy(request, **kwargs):
+        raise RuntimeError("\x1b[93mDeprecationWarning: paddle.fluid is deprecated\x1b[0m")
+
+    panel = TextPanel(noisy, synchronous=True, history=history)
+    _fill_text(panel)
+    panel.generate_button.click()
+    assert panel.status.text == "RuntimeError: DeprecationWarning: paddle.fluid is deprecated"
+    panel.status.text = "a bare [93mcode[0m left by a copy"
+    assert "[93m" not in panel.status.value and "\x1b" not in panel.status.value
+
+
+def test_status_shows_the_full_text_and_is_announced(history):
+    panel = TextPanel(fake_generate, synchronous=True, history=history)
+    long = "word " * 80
+    panel.status.text = long
+    assert html_unescape(panel.status.value).count("word") == 80
+    assert 'role="status"' in panel.status.value and 'aria-live="polite"' in panel.status.value
+    css = panel.children[0].value
+    assert "white-space: normal" in css and "focus-visible" in css
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)
+
+
+def test_uploaded_files_are_named_by_their_file_name(history):
+    def strict_describe(image):
+        raise mg.InvalidInputError(
+            "image", image, "is not an image (cannot identify image file)", "pass a PIL image"
+        )
+
+    panel = _image_panel(history, describe=strict_describe)
+    panel.image.upload.value = _upload("notes.txt", b"this is not an image at all")
+    assert panel.status.text.startswith("Uploaded file 'notes.txt': is not a picture")  # at once
+    assert panel.preview.layout.display == "none"
+    panel.generate_button.click()
+    assert panel.status.text.startswith("Uploaded file 'notes.txt': is not an image"), panel.status.text
+    assert "b'" not in panel.status.text and "PIL" not in panel.status.text
+
+
+def test_a_non_audio_upload_is_reported_at_once_without_a_player(history):
+    panel = _audio_panel(history)
+    panel.audio.upload.value = _upload("fake.wav", b"RIFF" + bytes(496))
+    assert (
+        panel.status.text.startswith("Uploaded file 'fake.wav': is not an audio file")
+        and panel.status.tone == "danger"
+    )
+    assert "<audio" not in panel.preview.value
+    assert "500 bytes" not in panel.status.text and "(samples, sample_rate)" not in panel.status.text
+
+
+def test_an_upload_can_be_removed_and_the_panel_says_which_input_wins(history):
+    panel = _audio_panel(history)
+    panel.audio.path.value = "hum.wav"
+    assert "Using the path hum.wav" in panel.audio.source.value and panel.audio.remove_button.disabled
+    panel.audio.upload.value = _upload("take2.wav", _wav_bytes(), "audio/wav")
+    assert "uploaded file take2.wav (the typed path is ignored" in panel.audio.source.value
+    assert panel.audio.value() == _wav_bytes() and "<audio" in panel.preview.value
+    panel.audio.remove_button.click()
+    assert panel.audio.value() == "hum.wav" and "Using the path hum.wav" in panel.audio.source.value
+
+
+def test_an_offline_model_message_says_what_the_panel_can_do(history):
+    def offline(request, **kwargs):
+        raise mg.ModelUnavailableError("model='x': could not load; pass model='/path/to/that/folder'")
+
+    panel = TextPanel(offline, synchronous=True, history=history)
+    _fill_text(panel)
+    panel.generate_button.click()
+    assert panel.status.text.startswith("This model's weights are not on this machine")
+    assert "Choose 'tiny' in the Model list" in panel.status.text
+
+
+def test_restyle_progress_explains_the_step_count(history):
+    seen = []
+    panel = _audio_panel(
+        history, restyle=lambda a, p, **kw: seen.append(panel.status.text) or fake_restyle(a, p, **kw)
+    )
+    panel.audio.path.value = "hum.wav"
+    panel._on_step(2, 12)
+    assert panel.status.text.startswith("Restyling: step 3 of 12 (strength 0.6 × 4 steps")
+
+
+def test_restyled_rows_and_cards_show_the_strength(history):
+    studio = _studio(history)
+    studio.audio.audio.path.value = "hum.wav"
+    studio.audio.prompt.value = "lo-fi"
+    studio.audio.strength.value = 0.3
+    studio.audio.generate_button.click()
+    row = studio.gallery.items.children[0]
+    assert "strength=0.3" in row.children[1].value
+    assert "strength 0.3" in _html(studio.audio)
+
+
+def test_use_these_settings_says_where_it_filled_the_panel(history):
+    studio = _studio(history)
+    _fill_text(studio.text, "first tune")
+    studio.text.generate_button.click()
+    studio.tabs.selected_index = 2
+    row = studio.gallery.items.children[0]
+    row.children[2].children[1].click()
+    assert studio.tabs.selected_index == 0
+    assert studio.text.status.text.startswith(f"Filled in from the clip with seed {history.clips[0].seed}")
+    assert "Text → music" in row.children[3].value
+
+
+def _all_widgets(widget):
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from _all_widgets(child)
+
+
+def test_every_control_has_a_real_tooltip_and_save_buttons_name_their_clip(history):
+    studio = _studio(history)
+    for prompt in ("first tune", "second tune"):
+        _fill_text(studio.text, prompt)
+        studio.text.generate_button.click()
+    controls = [
+        w
+        for w in _all_widgets(studio)
+        if isinstance(w, (mg_widgets().Button, mg_widgets().FileUpload)) or getattr(w, "description", "")
+    ]
+    assert controls and all(w.tooltip for w in controls), [w.description for w in controls if not w.tooltip]
+    saves = [w for w in _all_widgets(studio.gallery) if getattr(w, "description", "") == "Save WAV"]
+    assert len(saves) == 2 and len({w.tooltip for w in saves}) == 2 and "second tune" in saves[0].tooltip
+
+
+def mg_widgets():
+    import ipywidgets
+
+    return ipywidgets
+
+
+def test_labels_are_not_cut(history):
+    studio = _studio(history)
+    buttons = [
+        w for w in _all_widgets(studio) if isinstance(w, (mg_widgets().Button, mg_widgets().FileUpload))
+    ]
+    assert all(w.layout.width == "auto" for w in buttons if w.layout.display != "none")
+    assert studio.text.settings.seed.layout.width == "260px"  # a 10-digit seed and its label fit
+
+
+def test_copy_audio_placeholder_and_strength_tooltip(history):
+    panel = _audio_panel(history)
+    assert ".png" not in panel.audio.path.placeholder and ".wav" in panel.audio.path.placeholder
+    assert (
+        panel.strength.min == 0.05 and "0:" not in panel.strength.tooltip and "0.05" in panel.strength.tooltip
+    )

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import struct
 import tempfile
 import unicodedata
 import warnings
@@ -32,6 +33,7 @@ __all__ = [
     "safe_stem",
     "to_pcm16",
     "wav_bytes",
+    "smpl_chunk",
     "audio_data_uri",
     "player_html",
     "save_clip",
@@ -78,13 +80,36 @@ def to_pcm16(waveform: np.ndarray) -> np.ndarray:
     return np.round(np.clip(wave, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
-def wav_bytes(waveform: np.ndarray, sample_rate: int) -> bytes:
-    """A complete 16-bit PCM WAV file in memory."""
+def wav_bytes(waveform: np.ndarray, sample_rate: int, *, loop: tuple[int, int] | None = None) -> bytes:
+    """A complete 16-bit PCM WAV file in memory; with ``loop=(start, end)`` samples (end
+    exclusive), a ``smpl`` chunk that makes samplers and DAWs loop that span."""
     import soundfile as sf
 
     buf = io.BytesIO()
     sf.write(buf, to_pcm16(waveform), int(sample_rate), format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+    data = buf.getvalue()
+    if loop is None:
+        return data
+    data += smpl_chunk(int(sample_rate), int(loop[0]), int(loop[1]))
+    return data[:4] + struct.pack("<I", len(data) - 8) + data[8:]  # the RIFF size covers the new chunk
+
+
+def smpl_chunk(sample_rate: int, start: int, end: int) -> bytes:
+    """A RIFF ``smpl`` chunk with one forward loop over samples ``start`` to ``end`` (exclusive).
+
+    The layout is the MIDI Sample Dump / RIFF one: a 36-byte header (no maker, sample period in
+    ns, unity note 60, one loop) and a 24-byte loop record whose end is the last sample played.
+
+    Examples
+    --------
+    >>> len(smpl_chunk(16000, 0, 16000))
+    68
+    """
+    header = struct.pack("<IIIIiIIII", 0, 0, round(1e9 / sample_rate), 60, 0, 0, 0, 1, 0)
+    record = struct.pack(
+        "<IIIIII", 0, 0, start, max(start, end - 1), 0, 0
+    )  # id, forward, start, end, fraction, for ever
+    return b"smpl" + struct.pack("<I", len(header + record)) + header + record
 
 
 def audio_data_uri(waveform: np.ndarray, sample_rate: int) -> str:
@@ -95,7 +120,8 @@ def audio_data_uri(waveform: np.ndarray, sample_rate: int) -> str:
 def player_html(waveform: np.ndarray, sample_rate: int, caption: str) -> str:
     """An ``<audio>`` player with a caption, self-contained (no IPython, no matplotlib)."""
     return (
-        f'<figure class="mgtoolkit-clip"><audio controls src="{audio_data_uri(waveform, sample_rate)}">'
+        f'<figure class="mgtoolkit-clip"><audio controls aria-label="{html.escape(caption)}" '
+        f'src="{audio_data_uri(waveform, sample_rate)}">'
         f"</audio><figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 
@@ -169,11 +195,14 @@ def save_clip(clip: SavableClip, out_dir: str | os.PathLike = "outputs", *, name
     folder = ensure_writable_dir(out_dir)
     base = safe_stem(name) if name else f"{safe_stem(clip.prompt)}_seed{clip.seed}"
     metadata = clip.metadata()
+    loop = _loop_points(clip)
     for _ in range(100):  # another writer may take a name between the check and the link
         stem = free_stem(folder, base)
         wav, sidecar = folder / f"{stem}.wav", folder / f"{stem}.json"
         try:
-            write_atomic(wav, lambda tmp: tmp.write_bytes(wav_bytes(clip.waveform, clip.sample_rate)))
+            write_atomic(
+                wav, lambda tmp: tmp.write_bytes(wav_bytes(clip.waveform, clip.sample_rate, loop=loop))
+            )
         except FileExistsError:
             continue
         try:
@@ -184,6 +213,14 @@ def save_clip(clip: SavableClip, out_dir: str | os.PathLike = "outputs", *, name
             raise
         return wav
     raise FileExistsError(f"could not find a free file name for {base!r} in {folder}")
+
+
+def _loop_points(clip: Any) -> tuple[int, int] | None:
+    """``(start, end)`` samples of a loop clip (``clip.extra["loop"]``), else ``None``."""
+    loop = (getattr(clip, "extra", None) or {}).get("loop")
+    if not loop:
+        return None
+    return int(loop.get("start_sample", 0)), int(loop.get("end_sample", np.shape(clip.waveform)[-1]))
 
 
 def _to_json(data: Any) -> str:

@@ -35,7 +35,8 @@ __all__ = [
 
 _CSS = (
     "<style>.mg-clips{display:flex;flex-wrap:wrap;gap:12px}"
-    ".mg-card{flex:0 1 460px;border:1px solid #ddd;border-radius:6px;padding:6px;font-size:12px}"
+    ".mg-card{flex:1 1 260px;max-width:340px;min-width:0;box-sizing:border-box;border:1px solid #ddd;"
+    "border-radius:6px;padding:6px;font-size:12px}"
     ".mg-card img{width:100%;height:auto}.mg-card audio{width:100%}"
     ".mg-meta{color:#444;margin-top:4px;word-break:break-word}</style>"
 )
@@ -81,13 +82,26 @@ def clip_card_html(clip: Clip, *, plots: bool = True, title: str | None = None) 
             f'<img class="mg-spectrogram" alt="waveform and mel spectrogram" '
             f'src="data:image/png;base64,{png}">'
         )
-    parts.append(f'<audio controls src="{audio_data_uri(clip.waveform, clip.sample_rate)}"></audio>')
+    label = html.escape(f"{title + ': ' if title else ''}{clip.prompt} (seed {clip.seed})")
+    parts.append(
+        f'<audio controls aria-label="{label}" src="{audio_data_uri(clip.waveform, clip.sample_rate)}"></audio>'
+    )
     meta = f"<b>prompt</b> {html.escape(clip.prompt)}"
     if clip.request.negative_prompt:
         meta += f"<br><b>negative</b> {html.escape(clip.request.negative_prompt)}"
+    strength = _strength(clip)
+    if strength is not None:
+        meta += f"<br><b>restyled</b> strength {strength:g}"
     meta += f"<br>{html.escape(clip.summary())}"
     parts.append(f'<div class="mg-meta">{meta}</div></div>')
     return "".join(parts)
+
+
+def _strength(clip: Clip) -> float | None:
+    """The restyle strength that made ``clip``, if it was restyled."""
+    restyle = clip.extra.get("restyle") or {}
+    value = restyle.get("strength") if hasattr(restyle, "get") else None
+    return None if value is None else float(value)
 
 
 def _as_clip(item: Any) -> Clip:
