@@ -60,6 +60,11 @@ def test_key_of_a_triad(notes, key, mode):
     assert (found, found_mode) == (key, mode) and strength > 0.6
 
 
+def test_no_key_for_white_noise():
+    noise = np.random.default_rng(2).standard_normal(4 * SR).astype(np.float32) * 0.1
+    assert estimate_key(noise, SR) == (None, None, 0.0)
+
+
 @pytest.mark.parametrize(("amplitude", "lufs"), [(0.1, -23.01), (0.5, -9.03)])
 def test_loudness_of_a_calibrated_sine_within_half_a_lu(amplitude, lufs):
     """BS.1770: a 1 kHz sine of peak A in one channel reads 20 log10(A) - 3.01 LUFS."""

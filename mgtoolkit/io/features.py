@@ -37,6 +37,7 @@ _MIN_BEATS = 4
 _MIN_PULSE_DB = 1.0  # onset strength is a mean rise of log-mel bands in dB
 _MIN_PULSE_RATIO = 1.5
 _OVERSAMPLE = 4
+_MIN_CHROMA_CONTRAST = 0.25  # white noise: ~0.1; a held triad: ~0.99
 
 # Krumhansl & Kessler (1982) probe-tone ratings, tonic first.
 _MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -92,15 +93,18 @@ def estimate_key(y: np.ndarray, sr: int) -> tuple[str | None, str | None, float]
     -------
     (str or None, str or None, float)
         Tonic, ``"major"``/``"minor"``, and the winning correlation; ``(None, None, 0.0)`` when
-        the chroma is flat (noise, clicks, silence).
+        the mean chroma is nearly flat (its weakest pitch class within 25 % of its strongest:
+        noise, clicks, silence).
     """
     import librosa
 
     with warnings.catch_warnings():  # the CQT's lowest octaves warn on clips under ~2 s
         warnings.simplefilter("ignore", UserWarning)
         chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=512).mean(axis=1)
-    if not np.isfinite(chroma).all() or np.ptp(chroma) < 1e-3:
-        return None, None, 0.0
+    if not np.isfinite(chroma).all() or np.ptp(chroma) < _MIN_CHROMA_CONTRAST * max(
+        float(chroma.max()), 1e-9
+    ):
+        return None, None, 0.0  # every pitch class about as strong: noise, clicks, no tonal centre
     best = (-2.0, 0, "major")
     for mode, profile in (("major", _MAJOR_PROFILE), ("minor", _MINOR_PROFILE)):
         for tonic in range(12):
