@@ -293,3 +293,43 @@ def test_converted_cache_is_private(hub):
     weights.paddle_folder(hub["tiny"]["st"], name="private")
     assert oct(weights.converted_root().stat().st_mode & 0o777) == "0o700"
     assert os.environ["MGTOOLKIT_CACHE"] in str(weights.converted_root())
+
+
+@pytest.mark.parametrize("form", ["st", "bin"])
+def test_writer_folder_in_transformers_layout_gives_the_tiny_answer(hub, tmp_path, form):
+    from mgtoolkit.models import writers
+    from mgtoolkit.testing.hub_layouts import write_transformers_folder
+    from mgtoolkit.testing.tiny_llm import tiny_dir as tiny_llm_dir
+
+    src = tiny_llm_dir("qwen2")
+    want = writers.complete(writers.load_writer(writers.resolve_writer("tiny")), PROMPT, max_new_tokens=8)
+    folder = write_transformers_folder(src, tmp_path / "qwen2", writers._model_class(src), bin=form == "bin")
+    before = listing(folder)
+    writers.release_writers()
+    loaded = writers.load_writer(writers.resolve_writer(str(folder)))
+    try:
+        assert writers.complete(loaded, PROMPT, max_new_tokens=8) == want
+    finally:
+        writers.release_writers()
+    assert listing(folder) == before
+
+
+def test_captioner_folder_in_transformers_layout_gives_the_tiny_caption(hub, tmp_path):
+    from PIL import Image
+
+    from mgtoolkit.models import captioners
+    from mgtoolkit.testing.hub_layouts import write_transformers_folder
+    from mgtoolkit.testing.tiny_llm import tiny_dir as tiny_llm_dir
+
+    image = Image.fromarray((np.arange(32 * 32 * 3) % 251).astype("uint8").reshape(32, 32, 3))
+    spec = captioners.resolve_captioner("tiny-blip2")
+    want = captioners.caption(captioners.load_captioner(spec), image, max_new_tokens=8)
+    folder = write_transformers_folder(
+        tiny_llm_dir("blip2"), tmp_path / "blip2", captioners._model_class(spec)
+    )
+    captioners.release_captioners()
+    loaded = captioners.load_captioner(captioners.resolve_captioner(str(folder)))
+    try:
+        assert captioners.caption(loaded, image, max_new_tokens=8) == want
+    finally:
+        captioners.release_captioners()

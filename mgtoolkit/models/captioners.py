@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from ..errors import ModelUnavailableError
 from .stages import StageSpec, prepare_paddle, resolve_stage, unavailable, weights_source
 
 __all__ = [
@@ -114,13 +115,26 @@ def _load_cached(spec: CaptionerSpec, device: str) -> LoadedCaptioner:
     dtype = prepare_paddle(device)
     try:
         loader = _load_minigpt4 if spec.family == "minigpt4" else _load_blip2
-        model, processor = loader(weights_source(spec), dtype)
+        model, processor = loader(
+            weights_source(spec, field="captioner", model_class=_model_class(spec)), dtype
+        )
+    except ModelUnavailableError:
+        raise
     except (OSError, ValueError, KeyError, ConnectionError, RuntimeError) as exc:
         raise unavailable(
             "captioner", spec, exc, "describe the image yourself with captioner='text:...'"
         ) from None
     model.eval()
     return LoadedCaptioner(spec, model, processor, time.perf_counter() - t0)
+
+
+def _model_class(spec: CaptionerSpec):
+    from paddlenlp import transformers
+
+    name = (
+        "MiniGPT4ForConditionalGeneration" if spec.family == "minigpt4" else "Blip2ForConditionalGeneration"
+    )
+    return getattr(transformers, name)
 
 
 def _load_minigpt4(source: str, dtype: str):

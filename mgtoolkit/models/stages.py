@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InvalidInputError, ModelUnavailableError
 
@@ -89,13 +90,32 @@ def _model_type(path: str) -> str:
         return ""
 
 
-def weights_source(spec: StageSpec) -> str:
-    """What ``from_pretrained`` reads: the spec's source, or the folder of a tiny model (built once)."""
-    if not spec.is_tiny:
-        return spec.source
-    from ..testing.tiny_llm import tiny_dir
+def weights_source(
+    spec: StageSpec, *, field: str = "model", model_class: Any = None, allow_unsafe: bool | None = None
+) -> str:
+    """What ``from_pretrained`` reads: a paddle-format folder, or a hub id for paddlenlp's store.
 
-    return str(tiny_dir(spec.source.removeprefix("tiny-")))
+    A tiny model's folder (built once); a local folder or the Hugging Face cache's copy of the hub
+    id, as it is when it holds paddle safetensors, else converted once into the mgtoolkit cache
+    (:func:`mgtoolkit.models.weights.paddle_folder`; ``model_class`` is the paddle class, or a
+    function of the folder giving it); otherwise the hub id itself.
+    """
+    if spec.is_tiny:
+        from ..testing.tiny_llm import tiny_dir
+
+        return str(tiny_dir(spec.source.removeprefix("tiny-")))
+    from . import weights
+
+    folder = weights.locate(spec.source, marker="config.json")
+    if folder is None:
+        return spec.source
+    if callable(model_class) and not isinstance(model_class, type):
+        model_class = model_class(folder)
+    return str(
+        weights.paddle_folder(
+            folder, name=spec.name, field=field, model_class=model_class, allow_unsafe=allow_unsafe
+        )
+    )
 
 
 def prepare_paddle(device: str) -> str:

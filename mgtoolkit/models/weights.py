@@ -320,8 +320,12 @@ def _skeleton(cls, folder: Path):
     from paddlenlp.transformers.model_utils import no_init_weights
 
     config = cls.config_class.from_pretrained(str(folder))
-    with no_init_weights(_enable=True), paddle.LazyGuard():  # as paddlenlp's low_cpu_mem_usage load
-        return cls(config)
+    try:
+        with no_init_weights(_enable=True), paddle.LazyGuard():  # as paddlenlp's low_cpu_mem_usage load
+            return cls(config)
+    except (NotImplementedError, RuntimeError, ValueError):  # a model whose __init__ computes on weights
+        with no_init_weights(_enable=True):
+            return cls(config)
 
 
 def _name_mappings(cls, skeleton) -> list | None:
@@ -352,8 +356,13 @@ def _to_paddle(cls, skeleton, state: dict[str, np.ndarray]) -> dict[str, np.ndar
 
 def _fit(skeleton, state: dict[str, np.ndarray], where: Path, class_name: str) -> dict[str, np.ndarray]:
     """Check ``state`` covers the module's parameters with their shapes; reshape 0-d/1-element ones."""
-    wanted = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    missing = [k for k in wanted if k not in state and not _may_be_missing(k, skeleton)]
+    tensors = skeleton.state_dict()
+    wanted = {k: tuple(v.shape) for k, v in tensors.items()}
+    shared: dict[str, list[str]] = {}  # one tensor under several names (T5's shared embedding)
+    for key, value in tensors.items():
+        shared.setdefault(getattr(value, "name", key), []).append(key)
+    present = {k for names in shared.values() if any(n in state for n in names) for k in names}
+    missing = [k for k in wanted if k not in state and k not in present and not _may_be_missing(k, skeleton)]
     wrong = [k for k in wanted if k in state and int(np.prod(state[k].shape)) != int(np.prod(wanted[k]))]
     if missing or wrong:
         problem = f"{len(missing)} of its {len(wanted)} tensors are missing" if missing else ""

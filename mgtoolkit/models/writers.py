@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from ..errors import ModelUnavailableError
 from .stages import StageSpec, prepare_paddle, resolve_stage, unavailable, weights_source
 
 __all__ = [
@@ -105,14 +106,23 @@ def _load_cached(spec: WriterSpec, device: str) -> LoadedWriter:
     dtype = prepare_paddle(device)
     from paddlenlp.transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = weights_source(spec)
     try:
+        source = weights_source(spec, field="writer", model_class=_model_class)
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except ModelUnavailableError:
+        raise
     except (OSError, ValueError, KeyError, ConnectionError, RuntimeError) as exc:
         raise unavailable("writer", spec, exc, "writer='template' (no model)") from None
     model.eval()
     return LoadedWriter(spec, model, tokenizer, time.perf_counter() - t0)
+
+
+def _model_class(folder):
+    """The paddlenlp class ``AutoModelForCausalLM`` picks for the folder's config.json."""
+    from paddlenlp.transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM._get_model_class_from_config(str(folder), str(folder / "config.json"))
 
 
 def _chat_text(loaded: LoadedWriter, instruction: str) -> str:

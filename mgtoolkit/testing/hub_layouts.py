@@ -24,15 +24,29 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_diffusers_folder", "write_hf_cache", "to_torch_layout"]
+__all__ = ["write_diffusers_folder", "write_transformers_folder", "write_hf_cache", "to_torch_layout"]
 
 _LIBRARIES = {"ppdiffusers": "diffusers", "ppdiffusers.transformers": "transformers", "paddlenlp.transformers": "transformers"}  # fmt: skip
 
 
 def to_torch_layout(module, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``state`` (paddle names and layouts) in torch's: transpose ``nn.Linear`` weights, rename
-    batch-norm statistics (``_mean``/``_variance`` to ``running_mean``/``running_var``)."""
+    """``state`` (paddle names and layouts) in torch's: paddlenlp's name mappings run backwards
+    where the class has them, else transpose ``nn.Linear`` weights and rename batch-norm statistics
+    (``_mean``/``_variance`` to ``running_mean``/``running_var``)."""
     import paddle
+
+    from mgtoolkit.models.weights import _is_diffusers_model, _name_mappings
+
+    mappings = None if _is_diffusers_model(type(module)) else _name_mappings(type(module), module)
+    if mappings:
+        out = dict(state)
+        for mapping in mappings:
+            if mapping.target_name in out:
+                value = out.pop(mapping.target_name)
+                out[mapping.source_name] = np.ascontiguousarray(
+                    value.T if mapping.action == "transpose" else value
+                )
+        return out
 
     linear = {
         f"{name}.weight"
@@ -105,6 +119,16 @@ def write_diffusers_folder(src: str | Path, dst: str | Path, *, bin: bool = Fals
     index.pop("_ppdiffusers_version", None)
     index["_diffusers_version"] = "0.29.0"
     (dst / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+    return dst
+
+
+def write_transformers_folder(src: str | Path, dst: str | Path, model_class, *, bin: bool = False) -> Path:
+    """Write the paddlenlp model saved in ``src`` into ``dst`` as transformers saves it: torch layout
+    in ``model.safetensors`` (``pt`` metadata) or, with ``bin=True``, ``pytorch_model.bin``; the
+    configuration and tokenizer files copied. Returns ``dst``."""
+    src, dst = Path(src), Path(dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.safetensors", "*.pdparams"))
+    _write_component(src, dst, model_class, bin=bin)
     return dst
 
 
