@@ -1,4 +1,4 @@
-"""Command line: ``python -m mgtoolkit generate|batch|models``.
+"""Command line: ``python -m mgtoolkit generate|batch|models|fetch``.
 
 A thin shell over :func:`mgtoolkit.core.generate_clips`: parse, validate, generate, save, report.
 Bad input exits with status 2 and one line on stderr; nothing is written.
@@ -65,7 +65,15 @@ def _parser() -> argparse.ArgumentParser:
             default=Path("outputs"),
             help="output folder (default outputs/)" + ("" if p is gen else "; or any fsspec/pyarrow URL"),
         )
-    sub.add_parser("models", help="list the model presets")
+    sub.add_parser("models", help="list the model presets: here or not, size on disk")
+    fetch = sub.add_parser("fetch", help="download a model to carry to an offline machine")
+    fetch.add_argument("model", help="preset or hub id, e.g. audioldm-s-full-v2")
+    fetch.add_argument(
+        "--to", type=Path, default=None, help="folder to download into (default: the HF cache)"
+    )
+    fetch.add_argument(
+        "--with-chain", action="store_true", help="also the image chain's captioner and writer"
+    )
     return parser
 
 
@@ -132,9 +140,25 @@ _DEFAULTS = (
 
 
 def cmd_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .models.weights import presence
+
     for name, spec in PRESETS.items():
         size = f"{spec.size_gb:g} GB" if spec.size_gb else "built locally"
-        print(f"{name:20s} {spec.source:28s} {size:>14s}  {spec.description}", file=out)
+        if spec.is_tiny:
+            here = "built on first use"
+        else:
+            folder, used = presence(spec.source)
+            here = f"here, {used / 1e9:.2f} GB on disk" if folder else "not here"
+        print(f"{name:20s} {spec.source:28s} {size:>14s}  {here:26s} {spec.description}", file=out)
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .models.weights import fetch
+
+    for got in fetch(args.model, to=args.to, with_chain=args.with_chain):
+        print(f"{got.field}: {got.name} -> {got.folder}", file=out)
+        print(f"  use: {got.field}={str(got.folder)!r}", file=err)
     return 0
 
 
@@ -142,7 +166,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     """Run the command line; returns the exit status."""
     out, err = out or sys.stdout, err or sys.stderr
     args = _parser().parse_args(argv)
-    command = {"generate": cmd_generate, "batch": cmd_batch, "models": cmd_models}[args.command]
+    command = {"generate": cmd_generate, "batch": cmd_batch, "models": cmd_models, "fetch": cmd_fetch}[
+        args.command
+    ]
     try:
         return command(args, out, err)
     except InvalidInputError as exc:

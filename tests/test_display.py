@@ -144,3 +144,61 @@ def test_show_denoising_displays_one_figure_and_the_player(shown):
     markup = shown[0].data
     assert 'class="mg-denoising"' in markup and "data:image/png;base64," in markup
     assert len(_wav_uris(markup)) == 1
+
+
+# --- issue 16: comparisons that compare, notebook 05 that reads right --------------------------------------
+
+
+def test_three_cards_fit_side_by_side_in_a_normal_jupyterlab_window():
+    """JupyterLab's notebook column is about 1000 px wide: three cards and their gaps must fit."""
+    css = display.clips_html([_clip(1), _clip(2), _clip(3)], plots=False)
+    card = re.search(r"\.mg-card\{([^}]*)\}", css).group(1)
+    basis = int(re.search(r"flex:\d+ \d+ (\d+)px", card).group(1))
+    widest = int(re.search(r"max-width:(\d+)px", card).group(1))
+    assert 3 * basis + 2 * 12 <= 1000 and widest <= 340
+
+
+def test_restyled_cards_show_the_strength_and_players_are_labelled():
+    restyled = _clip(4, prompt="lo-fi").with_extra(restyle={"source": "hum.wav", "strength": 0.3})
+    markup = display.clips_html([_clip(1), restyled], plots=False)
+    assert markup.count("strength 0.3") == 1
+    assert '<audio controls aria-label="#2: lo-fi (seed 4)"' in markup
+
+
+def test_denoising_titles_use_the_numbers_of_steps_to_show():
+    assert display.denoising_titles([0, 5, 10, 19], 20) == [
+        "steps_to_show 0: 1 of 20 done",
+        "steps_to_show 5: 6 of 20 done",
+        "steps_to_show 10: 11 of 20 done",
+        "steps_to_show 19: 20 of 20 done",
+    ]
+    from mgtoolkit.notebook import plots
+
+    snaps = [(0, np.zeros((64, 20))), (5, np.ones((64, 20)))]
+    fig = plots.denoising_figure(snaps, sr=SR, titles=display.denoising_titles([0, 5], 20))
+    assert [ax.get_title() for ax in fig.axes[:2]] == [
+        "steps_to_show 0: 1 of 20 done",
+        "steps_to_show 5: 6 of 20 done",
+    ]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    assert len(fig.axes[0].get_xticks()) <= 5  # readable in a small panel
+
+
+def test_snapshots_use_the_colour_scale_of_every_other_mel_plot(denoising):
+    for _, mel in denoising.snapshots:
+        assert float(mel.max()) == 0.0 and float(mel.min()) >= -teaching.TOP_DB
+
+
+def test_mel_and_waveform_share_one_time_axis():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from mgtoolkit.notebook import plots
+
+    fig = plots.clip_figure(_clip(n=24000))
+    FigureCanvasAgg(fig).draw()
+    wave_ax, mel_ax = fig.axes[:2]
+    assert wave_ax.get_xlim() == pytest.approx(mel_ax.get_xlim())
+    assert wave_ax.get_xlim() == pytest.approx((0.0, 1.5))
+    assert list(wave_ax.get_xticks()) == list(mel_ax.get_xticks())

@@ -333,3 +333,48 @@ def test_captioner_folder_in_transformers_layout_gives_the_tiny_caption(hub, tmp
         assert captioners.caption(loaded, image, max_new_tokens=8) == want
     finally:
         captioners.release_captioners()
+
+
+def test_cli_models_shows_what_is_here_and_its_size(hub, capsys):
+    from mgtoolkit.cli import main
+
+    write_hf_cache(hub["tiny"]["st"], hub["hf"], "cvssp/audioldm-m-full")
+    assert main(["models"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    size = weights.disk_size(weights.find_hf_snapshot("cvssp/audioldm-m-full")) / 1e9
+    assert f"here, {size:.2f} GB on disk" in lines["audioldm-m-full"]
+    assert "not here" in lines["audioldm-l-full"]
+
+
+def test_cli_fetch_offline_says_so_in_one_line(hub, capsys, tmp_path):
+    from mgtoolkit.cli import main
+
+    assert main(["fetch", "audioldm-l-full", "--to", str(tmp_path / "carry")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "offline (HF_HUB_OFFLINE=1)" in err and "cvssp/audioldm-l-full" in err
+    assert not (tmp_path / "carry").exists()
+
+
+def test_fetch_downloads_through_the_hub_client(hub, tmp_path, monkeypatch):
+    """Online road without a network: the hub client is replaced by one that copies a folder."""
+    calls = []
+
+    def snapshot_download(repo_id, allow_patterns, local_dir=None, **_):
+        calls.append((repo_id, tuple(allow_patterns), local_dir))
+        shutil.copytree(hub["tiny"]["st"], local_dir, dirs_exist_ok=True)
+        return local_dir
+
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(
+        weights, "_download_paddlenlp", lambda repo, to: (_ for _ in ()).throw(OSError("not there"))
+    )
+    (got,) = weights.fetch("audioldm-l-full", to=tmp_path / "carry")
+    assert (
+        got.folder == tmp_path / "carry" / "cvssp-audioldm-l-full"
+        and weights.folder_format(got.folder) == "convert"
+    )
+    assert calls == [("cvssp/audioldm-l-full", tuple(weights._ALLOW), str(got.folder))]
+    assert "*.bin" not in calls[0][1]  # safetensors preferred: .bin only for a repo without them

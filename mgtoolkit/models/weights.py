@@ -860,3 +860,20 @@ def _chain_sources(captioner: str | None, writer: str | None) -> list[tuple[str,
         if spec.needs_model and not spec.is_tiny and not os.path.isdir(spec.source):
             out.append((field, spec.name, spec.source))
     return out
+
+
+def presence(source: str, *, marker: str = "model_index.json") -> tuple[Path | None, int]:
+    """Where ``source`` is on this machine (see :func:`locate`) and the bytes it takes there,
+    converted copies included; ``(None, 0)`` when it is not here."""
+    folder = locate(source, marker=marker)
+    if folder is None:
+        return None, 0
+    size = disk_size(folder)
+    real = str(folder.resolve())
+    for manifest in converted_root().glob(f"*/{MANIFEST}") if converted_root().is_dir() else []:
+        try:
+            if json.loads(manifest.read_text(encoding="utf-8")).get("source") == real:
+                size += disk_size(manifest.parent)
+        except (OSError, ValueError):
+            continue
+    return folder, size

@@ -31,6 +31,7 @@ __all__ = [
     "figure_png",
     "about",
     "ModelNote",
+    "denoising_titles",
 ]
 
 _CSS = (
@@ -69,15 +70,24 @@ def clip_html(clip: Clip) -> str:
     return clip._repr_html_()
 
 
-def clip_card_html(clip: Clip, *, plots: bool = True, title: str | None = None) -> str:
-    """One clip as a card: waveform + mel image, player, prompt, negative prompt, seed and model."""
+def _heard(clip: Clip):
+    """Tempo, beats and key of ``clip`` (no tags), or ``None`` if it is too short or silent."""
+    from ..analysis.describe import listen
+
+    return listen(clip)
+
+
+def clip_card_html(clip: Clip, *, plots: bool = True, title: str | None = None, chroma: bool = False) -> str:
+    """One clip as a card: waveform (beat grid) + mel (+ chroma) image, player, prompt, tempo and key, seed, model."""
+    heard = _heard(clip)
     parts = ['<div class="mg-card">']
     if title:
         parts.append(f"<b>{html.escape(title)}</b>")
     if plots:
         from .plots import clip_figure
 
-        png = base64.b64encode(figure_png(clip_figure(clip, title=False))).decode("ascii")
+        fig = clip_figure(clip, title=False, beats=heard.beat_times if heard else None, chroma=chroma)
+        png = base64.b64encode(figure_png(fig)).decode("ascii")
         parts.append(
             f'<img class="mg-spectrogram" alt="waveform and mel spectrogram" '
             f'src="data:image/png;base64,{png}">'
@@ -92,6 +102,7 @@ def clip_card_html(clip: Clip, *, plots: bool = True, title: str | None = None) 
     strength = _strength(clip)
     if strength is not None:
         meta += f"<br><b>restyled</b> strength {strength:g}"
+    meta += f'<br><span class="mg-musical">{html.escape(heard.musical_line())}</span>' if heard else ""
     meta += f"<br>{html.escape(clip.summary())}"
     parts.append(f'<div class="mg-meta">{meta}</div></div>')
     return "".join(parts)
@@ -115,17 +126,18 @@ def _as_list(clip_or_clips: Any) -> list[Clip]:
     return [_as_clip(item) for item in clip_or_clips]
 
 
-def clips_html(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True) -> str:
+def clips_html(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True, chroma: bool = False) -> str:
     """The HTML :func:`show` displays: cards side by side, wrapping on narrow screens."""
     clips = _as_list(clip_or_clips)
     titled = len(clips) > 1
     cards = [
-        clip_card_html(c, plots=plots, title=f"#{i + 1}" if titled else None) for i, c in enumerate(clips)
+        clip_card_html(c, plots=plots, title=f"#{i + 1}" if titled else None, chroma=chroma)
+        for i, c in enumerate(clips)
     ]
     return f'{_CSS}<div class="mg-clips">{"".join(cards)}</div>'
 
 
-def show(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True) -> None:
+def show(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True, chroma: bool = False) -> None:
     """Show clips inline: waveform and mel spectrogram, a player, and prompt/seed/model beneath.
 
     Parameters
@@ -133,7 +145,10 @@ def show(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True) -> None:
     clip_or_clips : Clip, Story (anything with a ``.clip``), or a list of them
         Several clips are shown side by side, e.g. the candidates of one prompt or seeds 1-4.
     plots : bool
-        Draw the waveform and mel spectrogram (``False``: players only, faster).
+        Draw the waveform (with its beat grid) and mel spectrogram (``False``: players only, faster).
+    chroma : bool
+        Add a chromagram (the pitch classes the key is read from). Tempo and key are named under
+        each player.
 
     Examples
     --------
@@ -142,7 +157,7 @@ def show(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True) -> None:
     ...                     num_inference_steps=2, model="tiny")
     >>> mg.show(clips)  # doctest: +SKIP
     """
-    _display(_html(clips_html(clip_or_clips, plots=plots)))
+    _display(_html(clips_html(clip_or_clips, plots=plots, chroma=chroma)))
 
 
 def show_denoising(
@@ -179,7 +194,11 @@ def show_denoising(
         prompt, steps_to_show=steps_to_show, num_inference_steps=num_inference_steps, **generate_kwargs
     )
     fig = denoising_figure(
-        run.snapshots, sr=run.sample_rate, hop_length=run.hop_length, total_steps=run.total_steps
+        run.snapshots,
+        sr=run.sample_rate,
+        hop_length=run.hop_length,
+        total_steps=run.total_steps,
+        titles=denoising_titles([step for step, _ in run.snapshots], run.total_steps),
     )
     png = base64.b64encode(figure_png(fig)).decode("ascii")
     _display(
@@ -188,6 +207,17 @@ def show_denoising(
             f'style="max-width:100%" src="data:image/png;base64,{png}">{clip_html(run.clip)}'
         )
     )
+
+
+def denoising_titles(steps: list[int], total: int) -> list[str]:
+    """Panel titles that use the numbers passed as ``steps_to_show`` (from 0).
+
+    Examples
+    --------
+    >>> denoising_titles([0, 19], 20)
+    ['steps_to_show 0: 1 of 20 done', 'steps_to_show 19: 20 of 20 done']
+    """
+    return [f"steps_to_show {step}: {step + 1} of {total} done" for step in steps]
 
 
 class ModelNote(str):

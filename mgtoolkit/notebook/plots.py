@@ -226,6 +226,8 @@ def clip_figure(clip: Clip, *, figsize: tuple[float, float] = (6.0, 4.0), title:
     fig, (ax_wave, ax_mel) = _new_figure(2, 1, figsize)
     waveshow(clip.waveform, sr=clip.sample_rate, ax=ax_wave)
     melshow(clip.waveform, sr=clip.sample_rate, ax=ax_mel, colorbar=True)
+    ax_wave.sharex(ax_mel)  # one time axis: the same ticks and limits above and below
+    ax_wave.set_xlim(0.0, len(clip.waveform) / clip.sample_rate)
     if title:
         ax_wave.set_title(f"{_short(clip.prompt)}  ·  seed {clip.seed}", fontsize=9)
     return fig
@@ -238,10 +240,12 @@ def denoising_figure(
     hop_length: int = 160,
     total_steps: int | None = None,
     height: float = 2.4,
+    titles: list[str] | None = None,
 ) -> Figure:
     """Mel spectrograms (dB, ``(n_mels, frames)``) side by side, one per denoising step.
 
-    All panels share one colour scale, so the noise visibly settles into structure.
+    All panels share one colour scale, so the noise visibly settles into structure. ``titles``
+    replaces the default "after step N of M" (N counted from 1) above each panel.
 
     Examples
     --------
@@ -254,12 +258,17 @@ def denoising_figure(
     low = min(float(np.min(m)) for _, m in snapshots)
     high = max(float(np.max(m)) for _, m in snapshots)
     mesh = None
-    for ax, (step, mel) in zip(axes, snapshots, strict=True):
+    from matplotlib.ticker import MaxNLocator
+
+    for i, (ax, (step, mel)) in enumerate(zip(axes, snapshots, strict=True)):
         mesh = melshow(mel, sr=sr, hop_length=hop_length, ax=ax, vmin=low, vmax=high)
         of = f" of {total_steps}" if total_steps else ""
-        ax.set_title(f"after step {step + 1}{of}", fontsize=9)
+        ax.set_title(titles[i] if titles else f"after step {step + 1}{of}", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=3, steps=[1, 2, 2.5, 5, 10]))  # small panels
+        ax.tick_params(labelsize=7)
         if ax is not axes[0]:
             ax.set_ylabel("")
+            ax.tick_params(labelleft=False)  # the same Hz axis as the first panel
     if mesh is not None:
         fig.colorbar(mesh, ax=list(axes), format="%+2.0f dB")
     return fig

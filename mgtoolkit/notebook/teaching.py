@@ -19,6 +19,8 @@ from ..types import Clip
 __all__ = ["Denoising", "denoise_with_snapshots", "denoising_snapshots", "decode_mel"]
 
 _LOG_TO_DB = 20.0 / math.log(10.0)  # AudioLDM's mel is the natural log of magnitude
+TOP_DB = 80.0
+"""Dynamic range of the snapshots, as :func:`mgtoolkit.plots.mel_db`'s ``top_db``."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ class Denoising:
     clip : Clip
         The finished clip.
     snapshots : list of (int, numpy.ndarray)
-        ``(step, mel)`` with ``step`` counted from 0 and ``mel`` in dB shaped ``(n_mels, frames)``.
+        ``(step, mel)`` with ``step`` counted from 0 and ``mel`` in dB below its loudest bin (0 to -80),
+        shaped ``(n_mels, frames)``: the colour scale of every other mel plot.
     sample_rate, hop_length : int
         What the mel frames are measured in (for :func:`mgtoolkit.plots.melshow`).
     """
@@ -57,7 +60,9 @@ def decode_mel(loaded: Any, latents: np.ndarray) -> np.ndarray:
     with paddle.no_grad():
         tensor = paddle.to_tensor(np.asarray(latents[:1])).cast(pipe.vae.dtype)
         mel = pipe.decode_latents(tensor)  # [1, 1, frames, n_mels], log magnitude
-    return (mel.cast("float32").numpy()[0, 0].T * _LOG_TO_DB).astype(np.float32)
+    db = mel.cast("float32").numpy()[0, 0].T * _LOG_TO_DB
+    # referenced to its loudest bin and floored at -TOP_DB, like every other mel plot (mel_db)
+    return np.maximum(db - float(np.max(db)), -TOP_DB).astype(np.float32)
 
 
 def _check_steps(steps_to_show: tuple[int, ...], num_inference_steps: int) -> tuple[int, ...]:
