@@ -26,6 +26,7 @@ _LAZY = {
     "image_to_music": "mgtoolkit.api",
     "audio_to_music": "mgtoolkit.api",
     "restyle": "mgtoolkit.api",
+    "extend": "mgtoolkit.api",
     "variations": "mgtoolkit.api",
     # many prompts to files, here or on a Ray cluster (not recorded: it writes files)
     "batch": "mgtoolkit.batch",

@@ -13,8 +13,9 @@ from typing import Any
 
 from .notebook.history import record
 from .tasks import audio, image, text
+from .tasks import extend as extend_task
 
-__all__ = ["generate", "restyle", "variations", "image_to_music", "audio_to_music"]
+__all__ = ["generate", "extend", "restyle", "variations", "image_to_music", "audio_to_music"]
 
 
 def _recorded(task: Callable[..., Any], clips_of: Callable[[Any], Any] = lambda result: result):
@@ -29,6 +30,7 @@ def _recorded(task: Callable[..., Any], clips_of: Callable[[Any], Any] = lambda 
 
 generate = _recorded(text.generate)
 restyle = _recorded(audio.restyle)
+extend = _recorded(extend_task.extend)
 variations = _recorded(audio.variations)
 image_to_music = _recorded(image.image_to_music, lambda story: story.clip)
 audio_to_music = _recorded(image.audio_to_music, lambda story: story.clip)

@@ -33,6 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="one prompt -> WAV files (+ JSON sidecars)")
     gen.add_argument("prompt")
+    gen.add_argument("--loop", action="store_true", help="a seamless loop (the WAV gets smpl loop points)")
+    gen.add_argument(
+        "--extend",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="continue this audio file by --seconds under the prompt (the file's part is kept as it is)",
+    )
     batch = sub.add_parser("batch", help="a file of prompts (one per line, or CSV with parameter columns)")
     batch.add_argument("file", type=Path)
     batch.add_argument(
@@ -46,7 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--actors", type=int, default=None, help="Ray actors (default: one per GPU or node)")
     for p in (gen, batch):
         p.add_argument("--negative-prompt", default=None)
-        p.add_argument("--seconds", type=float, default=5.0, help="audio_length_in_s (default 5)")
+        p.add_argument(
+            "--seconds",
+            type=float,
+            default=5.0,
+            help="audio_length_in_s (default 5; beyond 10 s made window by window, up to 300 s); "
+            "with --extend: seconds to add",
+        )
         p.add_argument("--steps", type=int, default=20, help="num_inference_steps (default 20)")
         p.add_argument("--guidance", type=float, default=2.5, help="guidance_scale (default 2.5)")
         p.add_argument(
@@ -97,11 +111,41 @@ def _note_if_tiny(request: GenerationRequest, err: TextIO) -> None:
 
 
 def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.extend is not None:
+        return cmd_extend(args, out, err)
     request = validate_request(_base_request(args, args.prompt))
     folder = ensure_writable_dir(args.out, "--out")
     _note_if_tiny(request, err)
-    for clip in generate_clips(request, device=args.device):
+    for clip in generate_clips(request, device=args.device, loop=args.loop):
         print(clip.save(folder), file=out)
+    return 0
+
+
+def cmd_extend(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``generate PROMPT --extend FILE``: the file followed by ``--seconds`` of its continuation."""
+    from .tasks.extend import extend
+
+    if args.n != 1:
+        raise InvalidInputError("--n", args.n, "must be 1 with --extend", "leave --n out")
+    if not args.extend.is_file():
+        raise InvalidInputError("--extend", str(args.extend), "is not an existing file", "pass an audio file")
+    request = validate_request(_base_request(args, args.prompt).replace(audio_length_in_s=1.0))
+    folder = ensure_writable_dir(args.out, "--out")
+    _note_if_tiny(request, err)
+    clip = extend(
+        args.extend,
+        args.seconds,
+        request.prompt,
+        negative_prompt=request.negative_prompt,
+        num_inference_steps=request.num_inference_steps,
+        guidance_scale=request.guidance_scale,
+        seed=request.seed,
+        model=request.model,
+        scheduler=request.scheduler,
+        device=args.device,
+        loop=args.loop,
+    )
+    print(clip.save(folder), file=out)
     return 0
 
 
