@@ -30,7 +30,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..types import Clip
 
-__all__ = ["mel_db", "waveshow", "melshow", "clip_figure", "denoising_figure"]
+__all__ = [
+    "mel_db",
+    "chroma",
+    "waveshow",
+    "beatshow",
+    "melshow",
+    "chromashow",
+    "clip_figure",
+    "denoising_figure",
+]
 
 MAX_POINTS = 4000
 
@@ -66,6 +75,27 @@ def mel_db(
         y=y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax
     )
     return librosa.power_to_db(power, ref=lambda s: max(float(np.max(s)), 1e-10), top_db=top_db)
+
+
+def chroma(y: np.ndarray, *, sr: int, hop_length: int = 512) -> np.ndarray:
+    """Constant-Q chromagram (``(12, frames)``, each frame scaled to its strongest pitch class).
+
+    The same chroma :func:`mgtoolkit.describe_audio` names the key from.
+
+    Examples
+    --------
+    >>> chroma(np.zeros(16000, dtype="float32"), sr=16000).shape
+    (12, 32)
+    """
+    import warnings
+
+    import librosa
+
+    with warnings.catch_warnings():  # the CQT's lowest octaves warn on clips under ~2 s
+        warnings.simplefilter("ignore", UserWarning)
+        return librosa.feature.chroma_cqt(
+            y=np.asarray(y, dtype=np.float32).reshape(-1), sr=sr, hop_length=hop_length
+        )
 
 
 def _envelope(y: np.ndarray, sr: int, max_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,6 +166,36 @@ def waveshow(
     return line
 
 
+def beatshow(beat_times: Any, *, ax: Axes | None = None, **kwargs: Any):
+    """Draw a beat grid: a thin vertical line at each beat time (seconds), over what ``ax`` shows.
+
+    Parameters
+    ----------
+    beat_times : sequence of float
+        Seconds of each beat (e.g. ``mg.describe_audio(clip).beat_times``).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; the current axes if omitted.
+    **kwargs
+        Passed to ``ax.vlines`` (``color``, ``linewidth``, ``alpha``...).
+
+    Returns
+    -------
+    matplotlib.collections.LineCollection
+
+    Examples
+    --------
+    >>> grid = beatshow([0.5, 1.0, 1.5])
+    >>> len(grid.get_segments())
+    3
+    """
+    ax = _axes(ax)
+    kwargs.setdefault("color", "tab:red")
+    kwargs.setdefault("linewidth", 0.8)
+    kwargs.setdefault("alpha", 0.6)
+    kwargs.setdefault("label", "beats")
+    return ax.vlines(np.asarray(beat_times, dtype=float), 0, 1, transform=ax.get_xaxis_transform(), **kwargs)
+
+
 def melshow(
     data: np.ndarray,
     *,
@@ -202,6 +262,59 @@ def melshow(
     return mesh
 
 
+def chromashow(
+    data: np.ndarray,
+    *,
+    sr: int,
+    hop_length: int = 512,
+    colorbar: bool = False,
+    ax: Axes | None = None,
+    **kwargs: Any,
+) -> QuadMesh:
+    """Draw a chromagram: time in seconds against the 12 pitch classes (C at the bottom).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        A mono waveform (its :func:`chroma` is computed) or a chromagram ``(12, frames)``.
+    sr : int
+        Sample rate in Hz.
+    hop_length : int
+        Samples between frames.
+    colorbar : bool
+        Add a colour bar (relative strength, 0 to 1).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; the current axes if omitted.
+    **kwargs
+        Passed to ``librosa.display.specshow`` (``cmap``...).
+
+    Returns
+    -------
+    matplotlib.collections.QuadMesh
+
+    Examples
+    --------
+    >>> t = np.arange(16000) / 16000
+    >>> mesh = chromashow(np.sin(2 * np.pi * 440 * t), sr=16000)
+    >>> mesh.axes.get_ylabel()
+    'Pitch class'
+    """
+    import librosa.display
+
+    ax = _axes(ax)
+    data = np.asarray(data, dtype=np.float32)
+    values = chroma(data, sr=sr, hop_length=hop_length) if data.ndim == 1 else data
+    kwargs.setdefault("cmap", "Blues")
+    mesh = librosa.display.specshow(
+        values, sr=sr, hop_length=hop_length, x_axis="s", y_axis="chroma", ax=ax, vmin=0, vmax=1, **kwargs
+    )
+    ax.set_xlabel("Time (s)")
+    ax.set_ylabel("Pitch class")
+    if colorbar:
+        ax.figure.colorbar(mesh, ax=ax)
+    return mesh
+
+
 def _new_figure(nrows: int, ncols: int, figsize: tuple[float, float]) -> tuple[Figure, np.ndarray]:
     """A figure outside pyplot's state (safe in worker threads, never shown twice)."""
     from matplotlib.figure import Figure
@@ -210,8 +323,18 @@ def _new_figure(nrows: int, ncols: int, figsize: tuple[float, float]) -> tuple[F
     return fig, np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).reshape(-1)
 
 
-def clip_figure(clip: Clip, *, figsize: tuple[float, float] = (6.0, 4.0), title: bool = True) -> Figure:
-    """Waveform above mel spectrogram (with a dB colour bar) of one clip.
+def clip_figure(
+    clip: Clip,
+    *,
+    figsize: tuple[float, float] | None = None,
+    title: bool = True,
+    beats: Any = None,
+    chroma: bool = False,
+) -> Figure:
+    """Waveform above mel spectrogram (with a dB colour bar) of one clip; optionally beats and chroma.
+
+    ``beats`` (seconds, e.g. ``mg.describe_audio(clip).beat_times``) are drawn as a grid on the
+    waveform; ``chroma=True`` adds a chromagram below the spectrogram.
 
     Returns a new :class:`matplotlib.figure.Figure` that belongs to no pyplot window; in a
     notebook it displays as the cell's result.
@@ -223,9 +346,16 @@ def clip_figure(clip: Clip, *, figsize: tuple[float, float] = (6.0, 4.0), title:
     >>> len(clip_figure(clip).axes)  # waveform, mel and its colour bar
     3
     """
-    fig, (ax_wave, ax_mel) = _new_figure(2, 1, figsize)
+    rows = 3 if chroma else 2
+    fig, axes = _new_figure(rows, 1, figsize or (6.0, 2.0 * rows))
+    ax_wave, ax_mel = axes[0], axes[1]
     waveshow(clip.waveform, sr=clip.sample_rate, ax=ax_wave)
+    if beats is not None and len(beats):
+        beatshow(beats, ax=ax_wave)
     melshow(clip.waveform, sr=clip.sample_rate, ax=ax_mel, colorbar=True)
+    if chroma:
+        chromashow(clip.waveform, sr=clip.sample_rate, ax=axes[2], colorbar=True)
+        axes[2].sharex(ax_mel)
     ax_wave.sharex(ax_mel)  # one time axis: the same ticks and limits above and below
     ax_wave.set_xlim(0.0, len(clip.waveform) / clip.sample_rate)
     if title:
