@@ -29,6 +29,7 @@ __all__ = [
     "MAX_DESCRIBE_S",
     "PITCH_CLASSES",
     "NoTagsWarning",
+    "listen",
 ]
 
 ANALYSIS_RATE = 22050
@@ -120,6 +121,11 @@ class AudioDescription:
         if self.key_name:
             words.append(self.key_name)
         return ", ".join(words) or "music"
+
+    def musical_line(self) -> str:
+        """Tempo and key for a caption, e.g. ``"about 120 BPM · A minor"``."""
+        tempo = f"about {self.tempo_bpm:.0f} BPM" if self.tempo_bpm is not None else "no clear beat"
+        return f"{tempo} · {self.key_name or 'no clear key'}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (beat times rounded to ms)."""
@@ -215,6 +221,19 @@ def describe_audio(
         warnings.warn(NoTagsWarning(f"no tags: {exc}"), stacklevel=2)
         return description
     return dataclasses.replace(description, tags=found, tagged_by=name)
+
+
+def listen(audio: Any) -> AudioDescription | None:
+    """:func:`describe_audio` without tags, or ``None`` for a clip that cannot be described.
+
+    For captions and plots: a silent, too short or broken clip gets no tempo and key, not an error.
+    """
+    from ..errors import InvalidInputError
+
+    try:
+        return describe_audio(audio, tags=False)
+    except InvalidInputError:
+        return None
 
 
 def _rounded(value: float | None) -> float | None:
