@@ -168,3 +168,19 @@ def test_audio_to_music_checks_arguments_before_describing(tmp_path):
         mg.audio_to_music(tmp_path / "never-read.wav", writer="template", guidance_scale=-1)
     with pytest.raises(InvalidInputError, match="^steps=3: is not an argument of audio_to_music"):
         mg.audio_to_music(tmp_path / "never-read.wav", steps=3)
+
+
+def test_show_names_tempo_and_key_and_draws_beats_and_chroma():
+    from mgtoolkit.notebook import display, plots
+
+    wave = click_track(120, 4.0, 16000) + triad((57, 60, 64), 4.0, 16000)
+    clip = mg.Clip(waveform=wave, sample_rate=16000, seed=1, request=mg.GenerationRequest(prompt="clicks"))
+    markup = display.clips_html(clip, chroma=True)
+    assert '<span class="mg-musical">about 120 BPM · A minor</span>' in markup
+    fig = plots.clip_figure(clip, beats=[0.5, 1.0, 1.5], chroma=True)
+    wave_ax, mel_ax, chroma_ax = fig.axes[:3]
+    assert len(wave_ax.collections[0].get_segments()) == 3  # the beat grid
+    assert chroma_ax.get_ylabel() == "Pitch class" and len(fig.axes) == 5  # + two colour bars
+    assert chroma_ax.get_xlim() == pytest.approx(mel_ax.get_xlim())
+    silent = mg.Clip(waveform=np.zeros(8000, np.float32), sample_rate=16000, seed=1, request=clip.request)
+    assert "mg-musical" not in display.clips_html(silent, plots=False)  # nothing to name, no error
