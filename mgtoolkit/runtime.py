@@ -47,6 +47,7 @@ def import_paddle():
     """Import paddle after :func:`configure_cpu_env`; the one place mgtoolkit imports it."""
     configure_cpu_env()
     os.environ.setdefault("GLOG_minloglevel", "2")
+    quiet_third_party_warnings()
     if "paddle" in sys.modules:
         return sys.modules["paddle"]
     import contextlib
@@ -65,6 +66,22 @@ def import_paddle():
     if kept:
         print("\n".join(kept), file=sys.stderr)
     return paddle
+
+
+_THIRD_PARTY = r"(paddle|paddlenlp|ppdiffusers|_distutils_hack)(\.|$)"
+
+
+def quiet_third_party_warnings() -> None:
+    """Keep paddle's, paddlenlp's and ppdiffusers' warnings (deprecations in terminal colours,
+    setuptools' distutils notice) out of notebooks and panels; mgtoolkit's own warnings still show.
+
+    Only warnings raised from inside those packages are filtered; ``MGTOOLKIT_VERBOSE=1`` keeps them.
+    """
+    if flag("MGTOOLKIT_VERBOSE"):
+        return
+    import warnings
+
+    warnings.filterwarnings("ignore", category=Warning, module=_THIRD_PARTY)
 
 
 def quiet_model_logs() -> None:

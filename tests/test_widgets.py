@@ -871,3 +871,24 @@ def test_copy_audio_placeholder_and_strength_tooltip(history):
     assert (
         panel.strength.min == 0.05 and "0:" not in panel.strength.tooltip and "0.05" in panel.strength.tooltip
     )
+
+
+def test_paddle_family_warnings_stay_out_of_notebooks_but_mgtoolkits_show():
+    """Notebook 02 printed paddle's colour-coded deprecations and setuptools' distutils notice."""
+    import warnings
+
+    from mgtoolkit.runtime import import_paddle
+
+    import_paddle()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        import_paddle()  # installs the filters again on top
+        for module in ("paddlenlp.transformers.qwen2.modeling", "paddle.utils.deprecated", "_distutils_hack"):
+            warnings.warn_explicit(
+                "\x1b[93mWarning: API is deprecated\x1b[0m", UserWarning, "x.py", 1, module=module
+            )
+        warnings.warn_explicit(
+            "prompt cut", mg.PromptTruncatedWarning, "x.py", 2, module="mgtoolkit.tasks.text"
+        )
+        warnings.warn_explicit("a user's own", UserWarning, "x.py", 3, module="__main__")
+    assert [str(w.message) for w in caught] == ["prompt cut", "a user's own"]
