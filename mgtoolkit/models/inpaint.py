@@ -460,8 +460,8 @@ def make_piece(
     num_inference_steps: int,
     guidance_scale: float,
     seed: int,
-    window_s: float = WINDOW_S,
-    overlap_s: float = OVERLAP_S,
+    window_s: float | None = None,
+    overlap_s: float | None = None,
     loop: bool = False,
     scheduler: str | None = None,
     callback: StepCallback | None = None,
@@ -477,12 +477,13 @@ def make_piece(
     Returns
     -------
     waveform, timings, info
-        ``info`` holds ``window_s``, ``overlap_s``, ``windows``, ``window_frames``, ``prompts``,
+        ``info`` holds ``window_s``, ``overlap_s``, ``windows``, ``new_frames``, ``prompts``,
         ``joins_s`` and the seam measures (:func:`seams`).
     """
     t0 = time.perf_counter()
     hop, rate = frame_samples(model), model.sample_rate
-    window, overlap = frames_of(model, window_s), frames_of(model, overlap_s)
+    window = frames_of(model, WINDOW_S if window_s is None else window_s)
+    overlap = frames_of(model, OVERLAP_S if overlap_s is None else overlap_s)
     total = (
         frames_of(model, audio_length_in_s) if loop else int(np.ceil(audio_length_in_s * rate / hop - 1e-9))
     )
@@ -520,8 +521,8 @@ def continue_wave(
     num_inference_steps: int,
     guidance_scale: float,
     seed: int,
-    window_s: float = WINDOW_S,
-    overlap_s: float = OVERLAP_S,
+    window_s: float | None = None,
+    overlap_s: float | None = None,
     loop: bool = False,
     scheduler: str | None = None,
     callback: StepCallback | None = None,
@@ -536,7 +537,8 @@ def continue_wave(
     """
     t0 = time.perf_counter()
     hop, rate = frame_samples(model), model.sample_rate
-    window, overlap = frames_of(model, window_s), frames_of(model, overlap_s)
+    window = frames_of(model, WINDOW_S if window_s is None else window_s)
+    overlap = frames_of(model, OVERLAP_S if overlap_s is None else overlap_s)
     new = frames_of(model, seconds)
     sizes = plan_windows(new, window, overlap, held=True, loop=loop)
     embeds, chosen = _prompt_embeds(model, prompts, len(sizes), negative_prompt, guidance_scale)

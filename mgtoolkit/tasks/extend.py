@@ -168,7 +168,7 @@ def extend(
     # 2. The model, and the input at its rate.
     loaded = load_model(spec.source if spec.is_local else spec.name, device=device)
     wave = _wave_of(clip_or_audio, loaded.sample_rate, overlap, bool(loop))
-    check_seconds("seconds", wave.shape[0] / loaded.sample_rate + added, 0.04)  # the whole piece
+    _check_total(seconds, wave.shape[0] / loaded.sample_rate)
     # 3. Window by window.
     out, timings, info = continue_wave(
         loaded,
@@ -202,6 +202,16 @@ def extend(
         timings={"load_s": loaded.load_s, **timings},
         extra=extra,
     )
+
+
+def _check_total(seconds: float, given_s: float) -> None:
+    if given_s + float(seconds) > MAX_SECONDS:
+        raise InvalidInputError(
+            "seconds",
+            seconds,
+            f"makes a {given_s + float(seconds):g} s piece, over the {MAX_SECONDS:g} s maximum",
+            f"pass at most {MAX_SECONDS - given_s:g} for this {given_s:g} s input",
+        )
 
 
 def _require_audioldm(spec) -> None:
