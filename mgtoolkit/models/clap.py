@@ -147,6 +147,11 @@ def _from_pretrained(name: str, source: str):
     import_ppdiffusers()  # its RobertaTokenizer reads the hub's vocab.json + merges.txt, as AudioLDM's
     from ppdiffusers.transformers import ClapFeatureExtractor, ClapModel, RobertaTokenizer
 
+    from . import weights
+
+    folder = weights.locate(source, marker="config.json")  # a folder, or the hub id's cached copy
+    if folder is not None:  # torch weights (as the hub ships them) converted once, never unpickled
+        source = str(weights.paddle_folder(folder, name=name, field="clap", model_class=ClapModel))
     tries = [{}] if os.path.isdir(source) else [{}, {"from_hf_hub": True}]
     errors = []
     for extra in tries:
