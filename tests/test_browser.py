@@ -3,9 +3,12 @@
 JupyterLab starts on 127.0.0.1 with a token and fresh temporary root, config, data and runtime
 folders; the studio notebook is copied there (so the repository's copy never gets outputs).
 Chromium (Debian's, through ``executable_path``: Playwright cannot download browsers here) opens
-it, runs all cells, types a prompt into the text panel, presses Generate and waits for an audio
-player and the spectrogram image in the panel. The same is done with ``voila`` serving the
-notebook as a plain web page. Screenshots go to ``test-artifacts/``.
+it, runs all cells, types a prompt into the text panel, sets 3 s, presses Generate and checks the
+status line ("Done: ..."), a card whose caption names the prompt and settings, and a player whose
+duration (as the browser's audio element reports it) is exactly the 3 s asked for; the history row
+says the same. The same is done with ``voila`` serving the notebook as a plain web page, which must
+show the studio alone (no code, requests or clips) with every tab usable at 1400 and 390 px (no cut
+buttons or labels) and no "null" tooltips; screenshots of each tab go to ``test-artifacts/``.
 
 Run with ``MGTOOLKIT_MODEL=tiny pytest -m browser tests/test_browser.py``.
 """
@@ -161,22 +164,97 @@ def voila(workdir: Path) -> Iterator[str]:
     yield from _server(cmd, workdir, "/", "voila")
 
 
+SECONDS = 3  # typed into the Seconds slider's box; the player must say 3 s (once it said 0:02)
+TABS = {"text": "Text → music", "image": "Image → music", "audio": "Audio → music"}
+
+
+def _set_slider(panel, label: str, value: float) -> None:
+    """Type ``value`` into the readout box of the slider labelled ``label`` (as a user can)."""
+    slider = panel.locator(".widget-slider", has=panel.page.locator("label", has_text=label)).first
+    readout = slider.locator(".widget-readout").first
+    readout.click()
+    readout.press("Control+A")
+    readout.type(str(value))
+    readout.press("Enter")
+
+
+def _player_duration(page, audio) -> float:
+    """The duration the browser's own audio element reports (after its metadata loaded)."""
+    handle = audio.element_handle()
+    page.wait_for_function("(a) => a.readyState >= 1 && isFinite(a.duration)", arg=handle, timeout=30_000)
+    return float(page.evaluate("(a) => a.duration", handle))
+
+
 def _generate_in_studio(page, timeout_s: float) -> None:
-    """Type a prompt into the text panel, press Generate, wait for the player and spectrogram."""
+    """Type a prompt, set 3 s, press Generate; check what the page shows: the status, the card's
+    caption, a player of the right duration, the history row."""
     studio = page.locator(".mg-studio").first
-    prompt = studio.locator(".mg-panel textarea").first
+    panel = studio.locator(".mg-panel").first
+    prompt = panel.locator("textarea").first
     prompt.fill(PROMPT)
     prompt.press("Tab")  # blur: the widget syncs its value
-    panel = studio.locator(".mg-panel").first
+    _set_slider(panel, "Seconds", SECONDS)
     panel.locator("button", has_text=re.compile(r"^\s*Generate\s*$")).first.click()
-    output = panel  # the panel's Output widget is the only place in the panel with clips
-    output.locator("img.mg-spectrogram").first.wait_for(state="visible", timeout=timeout_s * 1000)
-    assert output.locator("audio").count() >= 1
-    src = output.locator("audio").first.get_attribute("src") or ""
-    assert src.startswith("data:audio/wav;base64,") and len(src) > 10_000
-    assert PROMPT in output.inner_text()
-    status = panel.locator(".widget-label", has_text="Done").first
-    status.wait_for(timeout=30_000)
+    status = panel.locator(".mg-status-text").first
+    expect = _expect()
+    expect(status).to_have_text(re.compile(r"^Done: 1 clip, seed \d+"), timeout=timeout_s * 1000)
+    assert status.get_attribute("role") == "status" and status.get_attribute("aria-live") == "polite"
+    card = panel.locator(".mg-card").first
+    expect(card.locator("img.mg-spectrogram")).to_be_visible()
+    caption = card.locator(".mg-meta").inner_text()
+    assert PROMPT in caption and re.search(
+        r"seed \d+ · 3\.00 s · 20 steps · guidance 2\.5 · model tiny", caption
+    ), caption
+    assert _player_duration(page, card.locator("audio").first) == pytest.approx(SECONDS, abs=1e-3)
+    assert card.locator("audio").first.get_attribute("aria-label")
+    row = studio.locator(".mg-gallery").first
+    expect(row).to_contain_text("History: 1 clip made in this kernel")
+    expect(row).to_contain_text("audio_length_in_s=3,")  # not 2.9999999999999996
+    assert _player_duration(page, row.locator("audio").first) == pytest.approx(SECONDS, abs=1e-3)
+
+
+def _expect():
+    from playwright.sync_api import expect
+
+    return expect
+
+
+def _no_null_tooltips_and_a_focus_ring(page) -> None:
+    studio = page.locator(".mg-studio").first
+    nulls = studio.locator('[title="null"]')
+    assert nulls.count() == 0, [nulls.nth(i).evaluate("e => e.outerHTML.slice(0, 160)") for i in range(nulls.count())]
+    generate = studio.locator(".mg-panel button.mod-primary").first
+    generate.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")  # keyboard focus: :focus-visible applies
+    width = page.evaluate("(b) => parseFloat(getComputedStyle(b).outlineWidth)", generate.element_handle())
+    assert width >= 3, f"focus ring {width}px"
+
+
+def _shoot_tabs(page, width: int) -> list[Path]:
+    """Each studio tab at ``width`` px: a screenshot, and no button or label cut or off-screen."""
+    page.set_viewport_size({"width": width, "height": 1000})
+    studio = page.locator(".mg-studio").first
+    shots = []
+    for key, title in TABS.items():
+        studio.locator(".lm-TabBar-tab", has_text=title).first.click()
+        panel = studio.locator(".mg-panel:visible").first
+        panel.wait_for(state="visible")
+        cut = page.evaluate(
+            """(panel) => [...panel.querySelectorAll('button, .widget-label, label')]
+                .filter(e => e.offsetParent !== null && e.getBoundingClientRect().width > 0)
+                .filter(e => e.scrollWidth > e.clientWidth + 1
+                             || e.getBoundingClientRect().right > window.innerWidth + 1)
+                .map(e => e.textContent.trim() || e.outerHTML.slice(0, 60))""",
+            panel.element_handle(),
+        )
+        assert not cut, f"{title} at {width}px cuts {cut}"
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"studio-{key}-{width}.png"
+        page.screenshot(path=str(path), full_page=True)
+        shots.append(path)
+    studio.locator(".lm-TabBar-tab", has_text=TABS["text"]).first.click()
+    return shots
 
 
 def _shoot(page, name: str) -> Path:
@@ -228,14 +306,25 @@ def test_studio_in_jupyterlab(browser, lab):
         _wait_all_cells_ran(page, _code_cell_count(), RUN_ALL_S)
         assert "Live model: tiny" in page.locator(".jp-OutputArea-output").first.inner_text()
         page.locator(".mg-studio").first.scroll_into_view_if_needed()
+        _no_null_tooltips_and_a_focus_ring(page)
         _generate_in_studio(page, GENERATE_S)
         page.locator(".mg-studio").first.scroll_into_view_if_needed()
-        assert _shoot(page, "studio-jupyterlab.png").stat().st_size > 10_000
+        _shoot(page, "studio-jupyterlab.png")
     except Exception:
         _shoot(page, "studio-jupyterlab-failure.png")
         raise
     finally:
         page.close()
+
+
+def _the_studio_alone(page) -> None:
+    """The served page is the model note and the studio: no code, no requests, no clips, no text for developers."""
+    body = page.inner_text("body")
+    assert "Live model: tiny" in body and page.locator(".mg-studio").count() == 1
+    for developer_text in ("mg.studio()", "GenerationRequest(", "how the tests drive", "import mgtoolkit"):
+        assert developer_text not in body
+    assert page.locator("audio").count() == 0  # nothing was generated while the page loaded
+    assert page.locator(".mg-gallery").first.inner_text().count("History: 0 clips") == 1
 
 
 def test_studio_in_voila(browser, voila):
@@ -244,10 +333,14 @@ def test_studio_in_voila(browser, voila):
     try:
         page.goto(f"{base}/?token={token}", timeout=RUN_ALL_S * 1000)
         page.locator(".mg-studio textarea").first.wait_for(timeout=RUN_ALL_S * 1000)
-        assert "Live model: tiny" in page.content()
-        assert "mg.studio()" not in page.inner_text("body")  # a plain page: outputs only, no code
+        _the_studio_alone(page)
+        _no_null_tooltips_and_a_focus_ring(page)
+        _shoot_tabs(page, 1400)
+        _shoot_tabs(page, 390)
+        page.set_viewport_size({"width": 1400, "height": 1000})
         _generate_in_studio(page, GENERATE_S)
-        assert _shoot(page, "studio-voila.png").stat().st_size > 10_000
+        assert page.locator("audio").count() == page.locator(".mg-studio audio").count()  # no clip outside
+        _shoot(page, "studio-voila.png")
     except Exception:
         _shoot(page, "studio-voila-failure.png")
         raise

@@ -846,6 +846,8 @@ def test_every_control_has_a_real_tooltip_and_save_buttons_name_their_clip(histo
         if isinstance(w, (mg_widgets().Button, mg_widgets().FileUpload)) or getattr(w, "description", "")
     ]
     assert controls and all(w.tooltip for w in controls), [w.description for w in controls if not w.tooltip]
+    # ipywidgets writes title="null" for a tooltip of None, even on hidden labels
+    assert not [w for w in _all_widgets(studio) if "tooltip" in w.trait_names() and w.tooltip is None]
     saves = [w for w in _all_widgets(studio.gallery) if getattr(w, "description", "") == "Save WAV"]
     assert len(saves) == 2 and len({w.tooltip for w in saves}) == 2 and "second tune" in saves[0].tooltip
 

@@ -138,6 +138,14 @@ def _tip(widget: widgets.Widget, text: str) -> widgets.Widget:
     return widget
 
 
+def _no_null_tooltips(widget: widgets.Widget) -> None:
+    """Give every control without a tooltip an empty one (ipywidgets writes ``title="null"`` otherwise)."""
+    if "tooltip" in widget.trait_names() and widget.tooltip is None:
+        widget.tooltip = ""
+    for child in getattr(widget, "children", ()):
+        _no_null_tooltips(child)
+
+
 # --- messages written for the panel --------------------------------------------------------------------
 
 _CONTROLS = {
@@ -396,6 +404,7 @@ class _Panel(widgets.VBox):
         bar = widgets.HBox([self.generate_button, self.cancel_button, self.progress])
         bar.add_class("mg-wrap")
         self.children = [widgets.HTML(_CSS), *controls, bar, self.status, self.output]
+        _no_null_tooltips(self)
 
     # - what subclasses provide
     @property
@@ -1000,7 +1009,7 @@ class HistoryGallery(widgets.VBox):
                 value=out_dir,
                 description="Save to",
                 style={"description_width": "70px"},
-                layout=widgets.Layout(width="100%", max_width="520px"),
+                layout=widgets.Layout(width="95%", max_width="520px"),
             ),
             f"a folder inside {self.save_root}",
         )
@@ -1010,6 +1019,7 @@ class HistoryGallery(widgets.VBox):
         self._saved: dict[tuple[int, Path], Path] = {}
         super().__init__([self.title, self.out_dir, self.items])
         self.add_class("mg-gallery")
+        _no_null_tooltips(self)
         history.subscribe(self.refresh)
         self.refresh()
 
@@ -1048,6 +1058,7 @@ class HistoryGallery(widgets.VBox):
                 [widgets.HTML(clip_html(clip)), params, buttons, saved],
                 layout=widgets.Layout(border="1px solid #ddd", padding="4px", margin="2px"),
             )
+            _no_null_tooltips(self._rows[id(clip)])
         return self._rows[id(clip)]
 
     def folder(self) -> Path:
