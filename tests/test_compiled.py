@@ -168,12 +168,93 @@ def test_an_unwritable_cache_falls_back_to_dygraph(paddle, plain, tmp_path):
     assert cache.read_text() == "a file where the cache folder should be"  # nothing overwritten
 
 
-def test_calls_the_export_cannot_take_say_how_to_get_dygraph_back(paddle, compiled):
-    _waves(paddle, compiled, 1.0, [3])
-    sample = paddle.zeros([1, 8, 25, 16])
+class _BrokenPredictor:
+    """Fails like a predictor given a shape it was not built for."""
+
+    def get_input_names(self):
+        raise RuntimeError("(InvalidArgument) the input's shape [1, 8, 37, 16] does not match")
+
+
+def test_a_ready_predictor_that_fails_later_falls_back_to_dygraph_for_good(paddle, plain, tmp_path):
+    from safetensors import safe_open
+
+    from mgtoolkit.accel.onednn import compile_pipeline
+
+    pipe = _plain_pipe()
+    compile_pipeline(pipe, "cpu", modules=ALL, cache=tmp_path)
+    _waves(paddle, pipe, 1.0, [3])  # verified: the dygraph weights are released
+    engines = _engines(pipe)
+    assert {e.state for e in engines.values()} == {"ready"} and _released(pipe.unet)
+    for engine in engines.values():  # the weights wait in a safetensors file, not a pickle
+        with safe_open(str(engine.weights_path), framework="numpy") as fh:
+            assert len(list(fh.keys())) > 0
+        engine._predictor = _BrokenPredictor()
+    _assert_close(_waves(paddle, pipe, 2.0, [5]), _waves(paddle, plain, 2.0, [5]))
+    for name, engine in engines.items():
+        assert engine.state == "dygraph", name
+        assert "does not match" in engine.detail["fallback"]
+        assert engine._predictor is None
+    assert not _released(pipe.unet) and not _released(pipe.vocoder) and not _released(pipe.vae.decoder)
+    # for good: the next call runs dygraph without building a predictor again
+    _assert_close(_waves(paddle, pipe, 1.0, [6]), _waves(paddle, plain, 1.0, [6]))
+    assert all(engine._predictor is None for engine in engines.values())
+
+
+def test_a_predictor_loaded_verified_falls_back_with_the_weights_of_the_first_load(paddle, plain, tmp_path):
+    from mgtoolkit.accel.onednn import compile_pipeline
+
+    first = _plain_pipe()
+    compile_pipeline(first, "cpu", modules=("vocoder",), cache=tmp_path)
+    _waves(paddle, first, 1.0, [3])
+    again = _plain_pipe()
+    compile_pipeline(again, "cpu", modules=("vocoder",), cache=tmp_path)
+    engine = _engines(again)["vocoder"]
+    assert engine.state == "ready" and _released(again.vocoder)
+    engine._predictor = _BrokenPredictor()
+    _assert_close(_waves(paddle, again, 1.0, [4]), _waves(paddle, plain, 1.0, [4]))
+    assert engine.state == "dygraph"
+
+
+def test_a_fallback_without_its_weights_file_says_to_reload(paddle, tmp_path):
+    from mgtoolkit.accel.onednn import compile_pipeline
+
+    pipe = _plain_pipe()
+    compile_pipeline(pipe, "cpu", modules=("vocoder",), cache=tmp_path)
+    _waves(paddle, pipe, 1.0, [3])
+    engine = _engines(pipe)["vocoder"]
+    engine.weights_path.unlink()
+    engine._predictor = _BrokenPredictor()
+    with pytest.raises(RuntimeError, match="load the model again"):
+        _waves(paddle, pipe, 1.0, [3])
+
+
+def test_calls_the_export_cannot_take_run_in_dygraph(paddle, plain, tmp_path):
+    from mgtoolkit.accel.onednn import compile_pipeline
+
+    pipe = _plain_pipe()
+    compile_pipeline(pipe, "cpu", modules=("unet",), cache=tmp_path)
+    _waves(paddle, pipe, 1.0, [3])
+    sample = paddle.to_tensor(np.random.default_rng(1).standard_normal((1, 8, 25, 16)).astype("float32"))
     hidden = paddle.zeros([1, 4, 32])
-    with pytest.raises(RuntimeError, match="MGTOOLKIT_COMPILE=0"):
-        compiled.unet(sample, 10, encoder_hidden_states=hidden, class_labels=paddle.zeros([1, 32]))
+    kwargs = {"encoder_hidden_states": hidden, "class_labels": paddle.ones([1, 32])}
+    with paddle.no_grad():
+        got = pipe.unet(sample, 10, **kwargs).sample.numpy()
+        want = plain.unet(sample, 10, **kwargs).sample.numpy()
+    np.testing.assert_array_equal(got, want)
+    assert _engines(pipe)["unet"].state == "dygraph"
+
+
+def test_undo_gives_the_plain_modules_back(paddle, plain, tmp_path):
+    from mgtoolkit import accel
+    from mgtoolkit.accel.onednn import compile_pipeline
+
+    pipe2 = _plain_pipe()
+
+    compile_pipeline(pipe2, "cpu", modules=ALL, cache=tmp_path)
+    _waves(paddle, pipe2, 1.0, [3])
+    accel.undo(pipe2)
+    assert not _released(pipe2.unet)
+    _assert_close(_waves(paddle, pipe2, 1.0, [5]), _waves(paddle, plain, 1.0, [5]))
 
 
 def test_auto_leaves_small_models_small_machines_and_gpus_alone(tmp_path, monkeypatch):
@@ -210,11 +291,37 @@ def test_compile_mode_reads_the_environment(value, modules):
     assert compile_mode({} if value is None else {"MGTOOLKIT_COMPILE": value}) == modules
 
 
-def test_memory_limit_is_read_on_linux():
+@pytest.mark.parametrize(
+    ("v2", "v1", "expected"),
+    [
+        (None, None, 16 * 1024**3),  # no cgroup: the machine's memory
+        ("max", None, 16 * 1024**3),  # cgroup v2 without a limit
+        (str(2 * 1024**3), None, 2 * 1024**3),  # cgroup v2 limit (Binder)
+        (None, str(2**31), 2**31),  # cgroup v1 limit
+        (None, str(2**63 - 4096), 16 * 1024**3),  # cgroup v1 "no limit"
+    ],
+)
+def test_memory_limit_is_the_lowest_of_machine_and_cgroup(tmp_path, v2, v1, expected):
     from mgtoolkit.accel.onednn import memory_limit_bytes
 
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(f"MemTotal:       {16 * 1024**2} kB\nMemFree:         1000 kB\n")
+    paths = []
+    for name, value in (("memory.max", v2), ("memory.limit_in_bytes", v1)):
+        path = tmp_path / name
+        if value is not None:
+            path.write_text(value + "\n")
+        paths.append(str(path))
+    assert memory_limit_bytes(meminfo=str(meminfo), cgroup_files=tuple(paths)) == expected
+
+
+def test_memory_limit_is_read_on_this_machine():
+    from mgtoolkit.accel.onednn import memory_limit_bytes
+
+    with open("/proc/meminfo") as fh:
+        total = int(next(line for line in fh if line.startswith("MemTotal:")).split()[1]) * 1024
     limit = memory_limit_bytes()
-    assert limit is None or limit > 256 * 1024**2
+    assert limit is not None and 256 * 1024**2 < limit <= total
 
 
 def test_fingerprint_follows_the_weights(paddle):

@@ -8,19 +8,24 @@ for the plain pipeline. The environment gives the defaults only (``MGTOOLKIT_OPT
 - :mod:`.threads` splits the UNet's guidance pair or candidates, the VAE's batch and the vocoder's
   batch or time over the cores (reversible with :func:`undo`);
 - :mod:`.onednn` runs the VAE decoder and the vocoder (and, on request, the UNet) as verified
-  oneDNN inference predictors on machines with room (once its dygraph weights are released, a
-  module stays compiled until the model is loaded again).
+  oneDNN inference predictors on machines with room; their dygraph weights wait in a safetensors
+  file, read back if a predictor fails later (the module then runs in dygraph) or on :func:`undo`;
+- ``precision="bfloat16"`` runs the UNet, VAE decoder and vocoder predictors with oneDNN's
+  bfloat16 kernels (CPUs with AVX512_BF16 or AMX; each verified within 1e-2 relative L2);
+- :mod:`.lowmem` (``low_memory=True``, automatic under 4 GB) keeps only the running stage's
+  weights in memory and builds no float32 predictors.
 
 GPUs are left as they are.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import flag
 
-__all__ = ["optimize", "undo", "enabled"]
+__all__ = ["optimize", "undo", "enabled", "Optimizer"]
 
 
 def enabled() -> bool:
@@ -34,6 +39,8 @@ def optimize(
     *,
     threads: int | None = None,
     onednn: tuple[str, ...] | str | None = None,
+    precision: str = "float32",
+    low_memory: bool = False,
 ) -> dict[str, Any]:
     """Apply the CPU speed-ups to ``pipe`` in place; return what was applied.
 
@@ -47,13 +54,20 @@ def optimize(
         Threads to split work over (``1`` turns the split off); default: the usable cores.
     onednn : str or tuple of str, optional
         Modules to run as oneDNN predictors: any of ``"unet"``, ``"vae"``, ``"vocoder"``, ``"auto"``
-        (full-size models on machines with room) or ``()``; default ``$MGTOOLKIT_COMPILE`` (``auto``).
+        (full-size models on machines with room) or ``()``; default ``$MGTOOLKIT_COMPILE`` (``auto``),
+        all three with ``precision="bfloat16"``, none in low-memory mode.
+    precision : {"float32", "bfloat16"}
+        The predictors' arithmetic (``bfloat16``: CPUs with AVX512_BF16 or AMX; dygraph modules
+        stay float32: paddle has no bfloat16 CPU kernels for all their layers).
+    low_memory : bool
+        Keep only the running stage's weights in memory (:func:`.lowmem.enable`); same output.
 
     Returns
     -------
     dict
-        ``{"device", "workers", "applied": [...]}``, also kept as ``pipe._mgtoolkit_optimizations``;
-        a second call returns the first call's report and changes nothing.
+        ``{"device", "workers", "precision", "low_memory", "applied": [...]}``, also kept as
+        ``pipe._mgtoolkit_optimizations``; a second call returns the first call's report and
+        changes nothing.
     """
     from .onednn import compile_mode, compile_pipeline
     from .pieces import give_back_free_memory, usable_cores
@@ -62,37 +76,75 @@ def optimize(
     if done:
         return done
     workers = usable_cores() if threads is None else int(threads)
-    report: dict[str, Any] = {"device": device, "workers": workers, "applied": []}
+    report: dict[str, Any] = {
+        "device": device,
+        "workers": workers,
+        "precision": precision,
+        "low_memory": bool(low_memory),
+        "applied": [],
+    }
     if device == "cpu":
         from .threads import split_threads
 
         report["applied"] += split_threads(pipe, workers=workers)
-        modules = compile_mode() if onednn is None else ((onednn,) if isinstance(onednn, str) else onednn)
+        if onednn is None:
+            onednn = (
+                ("unet", "vae", "vocoder")
+                if precision == "bfloat16"
+                else ()
+                if low_memory
+                else compile_mode()
+            )
+        modules = (onednn,) if isinstance(onednn, str) else tuple(onednn)
         # wraps the thread split, which stays as the fallback
-        for name in compile_pipeline(pipe, device, modules=tuple(modules)):
-            report["applied"].append(f"{name}: oneDNN inference predictor, verified on first use")
+        for name in compile_pipeline(pipe, device, modules=modules, precision=precision):
+            report["applied"].append(f"{name}: oneDNN {precision} inference predictor, verified on first use")
+        if low_memory:
+            from .lowmem import enable
+
+            stages = enable(pipe)
+            report["applied"].append(f"low memory: {', '.join(stages)} weights in memory only while running")
         give_back_free_memory()
     pipe._mgtoolkit_optimizations = report
     return report
 
 
 def undo(pipe: Any) -> None:
-    """Take the thread split off ``pipe`` and stop its threads.
+    """Give ``pipe`` back its plain modules: predictors and low-memory swaps off, threads stopped.
+
+    Modules that ran as oneDNN predictors read their dygraph weights back and run in dygraph.
 
     Raises
     ------
     RuntimeError
-        If a module runs as a oneDNN predictor (its dygraph weights are gone): load the model
-        again with ``optimize=False`` instead.
+        If a predictor's weights file is gone from the cache: load the model again instead.
     """
+    from .lowmem import disable
     from .threads import undo_split
 
     engines = getattr(pipe, "_mgtoolkit_engines", None) or {}
-    if any(engine.state == "ready" for engine in engines.values()):
-        raise RuntimeError(
-            "this pipeline runs oneDNN predictors whose dygraph weights were released; "
-            "load it again with mg.load_model(..., optimize=False) for the plain pipeline"
-        )
+    for engine in engines.values():
+        engine.fall_back("undo() was called")
+    disable(pipe)
     undo_split(pipe)
     if hasattr(pipe, "_mgtoolkit_optimizations"):
         del pipe._mgtoolkit_optimizations
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """``prepare(pipe, device)`` for the model loader: :func:`optimize` with these settings.
+
+    A value (equal settings compare equal), so that loaded pipelines are cached per setting.
+    """
+
+    speedups: bool = True
+    precision: str = "float32"
+    low_memory: bool = False
+
+    def __call__(self, pipe: Any, device: str) -> dict[str, Any]:
+        threads = None if self.speedups else 1
+        onednn = None if self.speedups or self.precision != "float32" else ()
+        return optimize(
+            pipe, device, threads=threads, onednn=onednn, precision=self.precision, low_memory=self.low_memory
+        )

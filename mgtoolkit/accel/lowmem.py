@@ -1,0 +1,275 @@
+"""Low-memory mode: only the stage that is running keeps its weights in memory.
+
+A pipeline makes a clip in four stages, one after the other: the text encoder, the UNet (every
+step), the VAE decoder and the vocoder. In low-memory mode each stage's weights are written once to
+a safetensors file in the cache (``<cache>/weights/<fingerprint>.safetensors``, never a pickle) and
+released; a stage's weights are read back when it is called, and those of the stage before are
+released then. Outputs are the same, bit for bit: the same numbers go through the same kernels.
+The cost is reading each stage's weights once per call (from the page cache after the first).
+
+:func:`choose` decides the mode: on when asked, or (``auto``) when the machine or its cgroup has
+less than :data:`AUTO_BELOW` of memory. Low-memory mode also means no oneDNN predictors (they keep
+every activation of a run).
+
+The same file format stashes the weights a oneDNN predictor replaces (:mod:`.onednn`), so that a
+predictor that fails later can hand its module back to dygraph.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..config import private_dir, setting
+
+__all__ = ["AUTO_BELOW", "choose", "enable", "release", "restore", "save_weights", "is_on"]
+
+log = logging.getLogger(__name__)
+
+AUTO_BELOW = 4 * 1024**3  # Binder gives about 2 GB; a laptop with 8 GB keeps the fast mode
+_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64", "int32": "I32"}
+STAGES = ("text_encoder", "unet", "vae", "vocoder")
+
+
+def choose(low_memory: bool | str | None = None, *, memory_bytes: int | None = None) -> bool:
+    """Whether to run in low-memory mode.
+
+    Parameters
+    ----------
+    low_memory : bool or str, optional
+        ``True``/``False``, or ``"auto"``; ``None`` reads ``MGTOOLKIT_LOW_MEMORY`` (``auto``).
+    memory_bytes : int, optional
+        The memory this process may use; default :func:`mgtoolkit.accel.onednn.memory_limit_bytes`.
+
+    Examples
+    --------
+    >>> choose("auto", memory_bytes=2 * 1024**3), choose("auto", memory_bytes=16 * 1024**3)
+    (True, False)
+    """
+    value = setting("MGTOOLKIT_LOW_MEMORY") if low_memory is None else low_memory
+    if isinstance(value, bool):
+        return value
+    value = str(value).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    if memory_bytes is None:
+        from .onednn import memory_limit_bytes
+
+        memory_bytes = memory_limit_bytes()
+    return memory_bytes is not None and memory_bytes < AUTO_BELOW
+
+
+def is_on(pipe: Any) -> bool:
+    """Whether :func:`enable` was applied to ``pipe``."""
+    return getattr(pipe, "_mgtoolkit_lowmem", None) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights to and from a safetensors file.
+# ---------------------------------------------------------------------------------------------
+def _tensors(modules: tuple[Any, ...]) -> Iterator[tuple[str, Any]]:
+    for i, module in enumerate(modules):
+        for name, tensor in module.named_parameters():
+            yield f"{i}.p.{name}", tensor
+        for name, tensor in module.named_buffers():
+            yield f"{i}.b.{name}", tensor
+
+
+def save_weights(modules: tuple[Any, ...], path: Path) -> None:
+    """Write every parameter and buffer of ``modules`` to the safetensors file ``path``.
+
+    Tensor by tensor (no second copy of the weights in memory), through a temporary file and a
+    rename: the file is complete or absent.
+    """
+    entries, offset = {}, 0
+    for key, tensor in _tensors(modules):
+        dtype = str(tensor.dtype).replace("paddle.", "")
+        size = int(tensor.numel()) * tensor.element_size()
+        entries[key] = {
+            "dtype": _DTYPES[dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    header = json.dumps(entries, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(len(header).to_bytes(8, "little") + header)
+            for _, tensor in _tensors(modules):
+                fh.write(_raw(tensor).tobytes())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _raw(tensor: Any):
+    if "bfloat16" in str(tensor.dtype):
+        return tensor.view("uint16").numpy() if hasattr(tensor, "view") else tensor.numpy()
+    return tensor.numpy()
+
+
+def weights_name(kind: str, modules: tuple[Any, ...]) -> str:
+    """A file name that follows the weights of all ``modules`` (see :func:`.onednn.fingerprint`)."""
+    import hashlib
+
+    from .onednn import fingerprint
+
+    if len(modules) == 1:
+        return fingerprint(kind, modules[0])
+    joined = "".join(fingerprint(kind, module) for module in modules)
+    return f"{kind}-{hashlib.sha256(joined.encode()).hexdigest()[:20]}"
+
+
+def release(modules: tuple[Any, ...]) -> None:
+    """Free the data of every parameter and buffer of ``modules`` (their shapes and dtypes stay)."""
+    for _, tensor in _tensors(modules):
+        tensor._clear_data()
+
+
+def restore(modules: tuple[Any, ...], path: Path) -> None:
+    """Read the weights :func:`save_weights` wrote back into released ``modules``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is gone (the cache was cleared while the model was loaded): load the model again.
+    """
+    import paddle
+    from safetensors import safe_open
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is gone; load the model again (mg.unload(), then mg.load_model())")
+    place = paddle.CPUPlace()
+    with safe_open(str(path), framework="numpy") as fh:
+        for key, tensor in _tensors(modules):
+            if not tensor._is_initialized():
+                array = fh.get_tensor(key)
+                if "bfloat16" in str(tensor.dtype):
+                    array = array.view("uint16")
+                tensor.get_tensor().set(array, place)
+
+
+def released(modules: tuple[Any, ...]) -> bool:
+    """Whether any tensor of ``modules`` has no data (released)."""
+    return any(not tensor._is_initialized() for _, tensor in _tensors(modules))
+
+
+# ---------------------------------------------------------------------------------------------
+# One stage resident at a time.
+# ---------------------------------------------------------------------------------------------
+class _Stage:
+    def __init__(self, name: str, modules: tuple[Any, ...], path: Path):
+        self.name, self.modules, self.path = name, modules, path
+
+
+class Swapper:
+    """Keeps the weights of one stage in memory at a time; the others wait in their files."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, _Stage] = {}
+        self.resident: str | None = None
+        self.loads = 0  # how many times a stage's weights were read back (for tests and reports)
+        self._lock = threading.RLock()
+
+    def add(self, name: str, modules: tuple[Any, ...], folder: Path) -> None:
+        path = folder / f"{weights_name(name, modules)}.safetensors"
+        if not path.exists():
+            save_weights(modules, path)
+        self.stages[name] = _Stage(name, modules, path)
+        release(modules)
+
+    def enter(self, name: str) -> None:
+        """Make ``name`` the resident stage: release the one before, read this one back."""
+        with self._lock:
+            if self.resident == name:
+                return
+            if self.resident is not None:
+                release(self.stages[self.resident].modules)
+                from .pieces import give_back_free_memory
+
+                give_back_free_memory()
+            stage = self.stages[name]
+            restore(stage.modules, stage.path)
+            self.loads += 1
+            self.resident = name
+
+    def restore_all(self) -> None:
+        with self._lock:
+            for stage in self.stages.values():
+                restore(stage.modules, stage.path)
+            self.resident = None
+
+
+def _wrap(module: Any, attr: str, swapper: Swapper, stage: str) -> None:
+    original = getattr(module, attr)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        swapper.enter(stage)
+        return original(*args, **kwargs)
+
+    setattr(module, attr, call)
+    module.__dict__.setdefault("_mgtoolkit_lowmem_originals", {})[attr] = original
+
+
+def _stage_parts(pipe: Any, name: str) -> tuple[tuple[Any, ...], list[tuple[Any, str]]]:
+    """The modules whose weights a stage holds, and the calls that enter it."""
+    module = getattr(pipe, name, None)
+    if module is None or not hasattr(module, "parameters"):
+        return (), []
+    if name == "vae":  # the decoder only: restyling encodes with the encoder, which stays
+        parts = tuple(p for p in (module.post_quant_conv, module.decoder) if p is not None)
+        return parts, [(module, "decode")]
+    calls = [(module, "forward")]
+    calls += [(module, a) for a in ("get_text_features", "get_audio_features") if hasattr(module, a)]
+    return (module,), calls
+
+
+def enable(pipe: Any, *, cache: Path | None = None) -> list[str]:
+    """Put ``pipe`` in low-memory mode (in place); return the stages it swaps.
+
+    Call it after the other speed-ups (its calls wrap theirs). A second call changes nothing.
+    """
+    if is_on(pipe):
+        return sorted(pipe._mgtoolkit_lowmem.stages)
+    if cache is None:
+        from ..config import cache_root
+
+        cache = cache_root() / "weights"
+    swapper = Swapper()
+    for name in STAGES:
+        modules, calls = _stage_parts(pipe, name)
+        if not modules:
+            continue
+        swapper.add(name, modules, cache)
+        for module, attr in calls:
+            _wrap(module, attr, swapper, name)
+    pipe._mgtoolkit_lowmem = swapper
+    from .pieces import give_back_free_memory
+
+    give_back_free_memory()
+    return sorted(swapper.stages)
+
+
+def disable(pipe: Any) -> None:
+    """Read every stage's weights back and take the low-memory calls off ``pipe``."""
+    swapper = getattr(pipe, "_mgtoolkit_lowmem", None)
+    if swapper is None:
+        return
+    swapper.restore_all()
+    for name in STAGES:
+        module = getattr(pipe, name, None)
+        for attr, original in (getattr(module, "_mgtoolkit_lowmem_originals", None) or {}).items():
+            setattr(module, attr, original)
+        if module is not None and "_mgtoolkit_lowmem_originals" in module.__dict__:
+            del module._mgtoolkit_lowmem_originals
+    del pipe._mgtoolkit_lowmem
