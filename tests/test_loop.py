@@ -157,3 +157,19 @@ def test_cli_loop_writes_loop_points(tmp_path):
     assert main([*args, "--out", str(out)], out=Out(), err=Out()) == 0
     info = wavinfo.WavInfoReader("".join(lines).strip().splitlines()[-1])
     assert info.smpl.sample_loops[0].end == 62 * 640 - 1  # 2.5 s: 62 whole latent frames
+
+
+def test_show_marks_the_loop_points_and_window_joins(pairs, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from mgtoolkit.notebook.plots import clip_figure
+
+    loop, plain = pairs[0]
+    fig = clip_figure(loop)
+    labels = [c.get_label() for c in fig.axes[0].collections]
+    assert "loop points" in labels and "window joins" not in labels
+    assert "loop points" not in [c.get_label() for c in clip_figure(plain).axes[0].collections]
+    monkeypatch.setattr(inpaint, "WINDOW_S", 2.0)
+    monkeypatch.setattr(inpaint, "OVERLAP_S", 0.5)
+    long = mg.generate("calm piano", seed=5, **{**KW, "num_inference_steps": 1})
+    joins = [c for c in clip_figure(long).axes[0].collections if c.get_label() == "window joins"][0]
+    assert [seg[0][0] for seg in joins.get_segments()] == long.extra["windows"]["joins_s"] == [2.0]

@@ -35,6 +35,8 @@ __all__ = [
     "chroma",
     "waveshow",
     "beatshow",
+    "joinshow",
+    "loopshow",
     "melshow",
     "chromashow",
     "clip_figure",
@@ -196,6 +198,64 @@ def beatshow(beat_times: Any, *, ax: Axes | None = None, **kwargs: Any):
     return ax.vlines(np.asarray(beat_times, dtype=float), 0, 1, transform=ax.get_xaxis_transform(), **kwargs)
 
 
+def joinshow(join_times: Any, *, ax: Axes | None = None, **kwargs: Any):
+    """Mark where the windows of a long piece or a continuation join (seconds): dashed lines.
+
+    ``clip.extra["windows"]["joins_s"]`` holds them for clips made window by window.
+
+    Returns
+    -------
+    matplotlib.collections.LineCollection
+
+    Examples
+    --------
+    >>> marks = joinshow([10.0, 17.52])
+    >>> len(marks.get_segments())
+    2
+    """
+    ax = _axes(ax)
+    kwargs.setdefault("color", "tab:purple")
+    kwargs.setdefault("linestyles", "dashed")
+    kwargs.setdefault("linewidth", 1.0)
+    kwargs.setdefault("label", "window joins")
+    return ax.vlines(np.asarray(join_times, dtype=float), 0, 1, transform=ax.get_xaxis_transform(), **kwargs)
+
+
+def loopshow(start: float, end: float, *, ax: Axes | None = None, **kwargs: Any):
+    """Mark a loop (seconds): a thick line at its start and end, with "loop" written at the end.
+
+    Returns
+    -------
+    matplotlib.collections.LineCollection
+
+    Examples
+    --------
+    >>> len(loopshow(0.0, 4.0).get_segments())
+    2
+    """
+    ax = _axes(ax)
+    kwargs.setdefault("color", "tab:green")
+    kwargs.setdefault("linewidth", 2.0)
+    kwargs.setdefault("label", "loop points")
+    lines = ax.vlines([float(start), float(end)], 0, 1, transform=ax.get_xaxis_transform(), **kwargs)
+    ax.text(float(end), 1.0, " loop ↺", transform=ax.get_xaxis_transform(), ha="right", va="top", fontsize=8)
+    return lines
+
+
+def _mark_windows(clip: Clip, axes) -> None:
+    """Window joins and loop points of a clip (from ``clip.extra``) on each of ``axes``."""
+    joins = (clip.extra.get("windows") or {}).get("joins_s") or []
+    loop = clip.extra.get("loop")
+    for ax in axes:
+        if joins:
+            joinshow(joins, ax=ax)
+        if loop:
+            rate = clip.sample_rate
+            loopshow(
+                loop.get("start_sample", 0) / rate, loop.get("end_sample", len(clip.waveform)) / rate, ax=ax
+            )
+
+
 def melshow(
     data: np.ndarray,
     *,
@@ -334,7 +394,8 @@ def clip_figure(
     """Waveform above mel spectrogram (with a dB colour bar) of one clip; optionally beats and chroma.
 
     ``beats`` (seconds, e.g. ``mg.describe_audio(clip).beat_times``) are drawn as a grid on the
-    waveform; ``chroma=True`` adds a chromagram below the spectrogram.
+    waveform; ``chroma=True`` adds a chromagram below the spectrogram. A clip made window by
+    window shows its window joins (dashed), a loop its loop points (:func:`joinshow`, :func:`loopshow`).
 
     Returns a new :class:`matplotlib.figure.Figure` that belongs to no pyplot window; in a
     notebook it displays as the cell's result.
@@ -356,6 +417,7 @@ def clip_figure(
     if chroma:
         chromashow(clip.waveform, sr=clip.sample_rate, ax=axes[2], colorbar=True)
         axes[2].sharex(ax_mel)
+    _mark_windows(clip, (ax_wave, ax_mel))
     ax_wave.sharex(ax_mel)  # one time axis: the same ticks and limits above and below
     ax_wave.set_xlim(0.0, len(clip.waveform) / clip.sample_rate)
     if title:
