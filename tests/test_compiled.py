@@ -235,8 +235,7 @@ def test_calls_the_export_cannot_take_run_in_dygraph(paddle, plain, tmp_path):
     compile_pipeline(pipe, "cpu", modules=("unet",), cache=tmp_path)
     _waves(paddle, pipe, 1.0, [3])
     sample = paddle.to_tensor(np.random.default_rng(1).standard_normal((1, 8, 25, 16)).astype("float32"))
-    hidden = paddle.zeros([1, 4, 32])
-    kwargs = {"encoder_hidden_states": hidden, "class_labels": paddle.ones([1, 32])}
+    kwargs = {"encoder_hidden_states": None, "class_labels": paddle.ones([1, 32]), "added_cond_kwargs": {}}
     with paddle.no_grad():
         got = pipe.unet(sample, 10, **kwargs).sample.numpy()
         want = plain.unet(sample, 10, **kwargs).sample.numpy()
