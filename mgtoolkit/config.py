@@ -11,6 +11,7 @@ paddle.
 | ``MGTOOLKIT_CACHE`` | tiny models, converted weights, exported predictors | ``~/.cache/mgtoolkit`` |
 | ``MGTOOLKIT_OPTIMIZE`` | ``0`` turns every CPU speed-up off | ``1`` |
 | ``MGTOOLKIT_COMPILE`` | oneDNN predictors: ``auto``, ``0``, ``1`` or ``unet,vae,vocoder`` | ``auto`` |
+| ``MGTOOLKIT_LOW_MEMORY`` | only the running stage's weights in memory: ``auto`` (under 4 GB), ``1``, ``0`` | ``auto`` |
 | ``MGTOOLKIT_CAPTIONER`` | the image chain's captioner | ``minigpt4`` (``tiny`` with the tiny model) |
 | ``MGTOOLKIT_WRITER`` | the image chain's prompt writer | ``chatglm-6b`` (``tiny`` with the tiny model) |
 | ``MGTOOLKIT_VERBOSE`` | ``1`` keeps paddlenlp's and ppdiffusers' log chatter | off |
@@ -43,6 +44,7 @@ DEFAULTS: dict[str, str] = {
     "MGTOOLKIT_CACHE": "",
     "MGTOOLKIT_OPTIMIZE": "1",
     "MGTOOLKIT_COMPILE": "auto",
+    "MGTOOLKIT_LOW_MEMORY": "auto",
     "MGTOOLKIT_CAPTIONER": "",
     "MGTOOLKIT_WRITER": "",
     "MGTOOLKIT_VERBOSE": "",

@@ -9,7 +9,14 @@ from functools import cache
 from .config import flag, setting
 from .errors import InvalidInputError
 
-__all__ = ["configure_cpu_env", "import_paddle", "quiet_model_logs", "pick_device", "pick_dtype"]
+__all__ = [
+    "configure_cpu_env",
+    "cpu_has_bfloat16",
+    "import_paddle",
+    "quiet_model_logs",
+    "pick_device",
+    "pick_dtype",
+]
 
 
 def _cpu_vendor() -> str:
@@ -130,14 +137,39 @@ def pick_device(device: str | None = None) -> str:
     raise InvalidInputError("device", device, "is not a device name", "use 'auto', 'cpu' or 'gpu'")
 
 
-def pick_dtype(device: str, dtype: str | None = None) -> str:
-    """float16 on GPU, float32 on CPU (paddle has no float16 CPU kernels for these models)."""
+def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes in bfloat16 natively (the ``avx512_bf16`` or ``amx_bf16`` flag)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="ignore") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        pass
+    return False
+
+
+def pick_dtype(device: str, dtype: str | None = None, *, bf16_cpu: bool | None = None) -> str:
+    """float16 on GPU, float32 on CPU; or check the one asked for.
+
+    ``bfloat16`` on a CPU needs AVX512_BF16 or AMX (``bf16_cpu``; default: read from
+    ``/proc/cpuinfo``): it runs through oneDNN predictors (see :mod:`mgtoolkit.accel`). float32
+    stays the CPU default until bfloat16 is measured faster and accurate enough on a quiet machine.
+    """
     if dtype is None:
         return "float16" if device.startswith("gpu") else "float32"
     if dtype not in ("float32", "float16", "bfloat16"):
-        raise InvalidInputError("dtype", dtype, "is not supported", "use 'float32' or 'float16'")
-    if device == "cpu" and dtype != "float32":
+        raise InvalidInputError("dtype", dtype, "is not supported", "use 'float32', 'float16' or 'bfloat16'")
+    if device == "cpu" and dtype == "float16":
         raise InvalidInputError(
-            "dtype", dtype, "has no CPU kernels in paddle", "use dtype='float32' on the CPU"
+            "dtype", dtype, "has no CPU kernels in paddle", "use dtype='float32' (or 'bfloat16') on the CPU"
+        )
+    if device == "cpu" and dtype == "bfloat16" and not (cpu_has_bfloat16() if bf16_cpu is None else bf16_cpu):
+        raise InvalidInputError(
+            "dtype",
+            dtype,
+            "needs a CPU with AVX512_BF16 or AMX, and this one has neither",
+            "use dtype='float32' on this CPU",
         )
     return dtype

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import threading
@@ -153,6 +154,7 @@ def load_model(
     device: str | None = None,
     dtype: str | None = None,
     optimize: bool | None = None,
+    low_memory: bool | str | None = None,
     allow_unsafe_pickle: bool | None = None,
 ):
     """Load a text-to-audio model (cached per process) and return it.
@@ -163,11 +165,17 @@ def load_model(
         Preset, hub id or directory; ``None`` uses ``$MGTOOLKIT_MODEL`` or the default.
     device : {"auto", "cpu", "gpu"}, optional
         ``None`` means ``$MGTOOLKIT_DEVICE`` or automatic (GPU if paddle sees one).
-    dtype : {"float32", "float16"}, optional
-        ``None`` means float16 on GPU, float32 on CPU.
+    dtype : {"float32", "float16", "bfloat16"}, optional
+        ``None`` means float16 on GPU, float32 on CPU. ``bfloat16`` on a CPU with AVX512_BF16 or
+        AMX runs the UNet, VAE decoder and vocoder as oneDNN bfloat16 predictors (the weights
+        load in float32; the text encoder stays float32); recorded in the clip's sidecar.
     optimize : bool, optional
         Apply :func:`mgtoolkit.accel.optimize` (CPU speed-ups that keep every output); ``None``
         means yes unless ``MGTOOLKIT_OPTIMIZE=0``. Optimised and plain pipelines are cached apart.
+    low_memory : bool or "auto", optional
+        Keep only the running stage's weights in memory, and no float32 predictors (same output,
+        a little slower); ``None`` means ``MGTOOLKIT_LOW_MEMORY`` (``auto``: on when the machine or
+        its cgroup has under 4 GB). CPU only.
     allow_unsafe_pickle : bool, optional
         Read pickled weights (``.bin``, ``.pdparams``) with the full unpickler (code in them runs);
         ``None`` means ``MGTOOLKIT_ALLOW_UNSAFE_PICKLE`` (off). Recorded in the clip's sidecar when on.
@@ -178,13 +186,17 @@ def load_model(
     spec = resolve_model(model)
     dev = pick_device(device)
     wanted = accel.enabled() if optimize is None else bool(optimize)
-    return audioldm.load(
-        spec,
-        dev,
-        pick_dtype(dev, dtype),
-        prepare=accel.optimize if wanted else None,
-        allow_unsafe_pickle=allow_unsafe_pickle,
-    )
+    chosen = pick_dtype(dev, dtype)
+    if dev != "cpu":
+        prepare = accel.optimize if wanted else None
+        return audioldm.load(spec, dev, chosen, prepare=prepare, allow_unsafe_pickle=allow_unsafe_pickle)
+    from ..accel.lowmem import choose
+
+    small = choose(low_memory)
+    prepare = accel.Optimizer(wanted, chosen, small) if wanted or small or chosen != "float32" else None
+    # bfloat16 lives in the predictors: the dygraph weights load (and stay) float32
+    loaded = audioldm.load(spec, dev, "float32", prepare=prepare, allow_unsafe_pickle=allow_unsafe_pickle)
+    return loaded if chosen == "float32" else dataclasses.replace(loaded, dtype=chosen)
 
 
 def unload() -> None:
@@ -210,6 +222,7 @@ def generate(
     cancel: threading.Event | None = None,
     rank: bool = True,
     loop: bool = False,
+    dtype: str | None = None,
 ) -> Clip | list[Clip]:
     """Make music from a text prompt with AudioLDM.
 
@@ -237,6 +250,9 @@ def generate(
         Sampler (see ``mgtoolkit.SCHEDULERS``); ``None`` keeps the model's own (DDIM).
     device : str, optional
         ``"cpu"``, ``"gpu"`` or ``None`` for automatic.
+    dtype : str, optional
+        ``"bfloat16"`` on CPUs with AVX512_BF16 or AMX (see :func:`load_model`); ``None``: float32
+        on a CPU, float16 on a GPU.
     callback : callable, optional
         ``callback(step, num_inference_steps, latents)`` after every denoising step (made window
         by window, the second argument counts the steps of all windows).
@@ -274,7 +290,9 @@ def generate(
             model=model,
             scheduler=scheduler,
         )
-    clips = generate_clips(request, device=device, callback=callback, cancel=cancel, rank=rank, loop=loop)
+    clips = generate_clips(
+        request, device=device, callback=callback, cancel=cancel, rank=rank, loop=loop, dtype=dtype
+    )
     return clips[0] if len(clips) == 1 else clips
 
 
@@ -286,6 +304,7 @@ def generate_clips(
     cancel: threading.Event | None = None,
     rank: bool = True,
     loop: bool = False,
+    dtype: str | None = None,
 ) -> list[Clip]:
     """Like :func:`generate` for a ready request, always returning a list."""
     from ..models import audioldm
@@ -295,7 +314,7 @@ def generate_clips(
     request = validate_request(request, spec)
     _check_loop(loop, request, spec)
     # 2. Load (cached) the model; its own shortest clip decides (the spec's is a default).
-    loaded = load_model(spec.source if spec.is_local else spec.name, device=device)
+    loaded = load_model(spec.source if spec.is_local else spec.name, device=device, dtype=dtype)
     check_length(request.audio_length_in_s, loaded.min_audio_length_in_s, max_length(spec), spec.name)
     # A whole number of samples, so a slider's 2.9999999999999996 s is 3 s in the clip and its record.
     request = request.replace(audio_length_in_s=loaded.snap_seconds(request.audio_length_in_s))
