@@ -339,19 +339,30 @@ def _name_mappings(cls, skeleton) -> list | None:
 
 
 def _to_paddle(cls, skeleton, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Torch names and layouts to paddle's, with the libraries' own conversion rules."""
-    mappings = None if _is_diffusers_model(cls) else _name_mappings(cls, skeleton)
-    if mappings:
-        out = {}
-        for mapping in mappings:
-            if mapping.source_name in state:
-                out[mapping.target_name] = mapping.run(state, mapping.source_name)
-                state.pop(mapping.source_name, None)
-        out.update({k: v for k, v in state.items() if "position_ids" not in k})
-        return out
+    """Torch names and layouts to paddle's, with the libraries' own conversion rules: paddlenlp's
+    name mappings of the model, or of each sub-model that has them (BLIP-2's OPT), then
+    ppdiffusers' rule (transpose ``nn.Linear`` weights) for every tensor left."""
+    out: dict[str, np.ndarray] = {}
+    if not _is_diffusers_model(cls):
+        parts = [("", skeleton)] if _name_mappings(cls, skeleton) else list(skeleton.named_children())
+        for prefix, part in parts:
+            mappings = _name_mappings(type(part), part) or []
+            prefix = f"{prefix}." if prefix else ""
+            used = set()
+            for mapping in mappings:
+                source = prefix + mapping.source_name
+                if source in state:
+                    out[prefix + mapping.target_name] = mapping.run(
+                        {mapping.source_name: state[source]}, mapping.source_name
+                    )
+                    used.add(source)
+            for key in used:
+                del state[key]
     from ppdiffusers.models.modeling_pytorch_paddle_utils import convert_pytorch_state_dict_to_paddle
 
-    return convert_pytorch_state_dict_to_paddle(skeleton, state)
+    state = convert_pytorch_state_dict_to_paddle(skeleton, state)
+    out.update(state)
+    return {k: v for k, v in out.items() if "position_ids" not in k}
 
 
 def _fit(skeleton, state: dict[str, np.ndarray], where: Path, class_name: str) -> dict[str, np.ndarray]:
@@ -377,6 +388,29 @@ def _fit(skeleton, state: dict[str, np.ndarray], where: Path, class_name: str) -
         if key in state and tuple(state[key].shape) != shape:
             state[key] = state[key].reshape(shape)
     return state
+
+
+def _tie_heads(skeleton, state: dict[str, np.ndarray]) -> None:
+    """Fill an output head a checkpoint left out because it is tied to the input embedding
+    (transformers drops ``lm_head.weight`` of a tied OPT; paddlenlp's BLIP-2 keeps its own copy)."""
+    tensors = skeleton.state_dict()
+    names = {getattr(v, "name", k): k for k, v in tensors.items()}
+    for key in tensors:
+        head = key.rpartition(".")[0]
+        if key in state or not head.endswith("lm_head"):
+            continue
+        owner = skeleton
+        for part in head.split(".")[:-1]:
+            owner = getattr(owner, part)
+        if not getattr(getattr(owner, "config", None), "tie_word_embeddings", False):
+            continue
+        try:
+            embedding = names[owner.get_input_embeddings().weight.name]
+        except (AttributeError, KeyError, NotImplementedError):
+            continue
+        if embedding in state:
+            value = state[embedding]
+            state[key] = value if tuple(value.shape) == tuple(tensors[key].shape) else value.T
 
 
 def _may_be_missing(key: str, skeleton) -> bool:
@@ -559,35 +593,62 @@ def _convert_into(folder: Path, staging: Path, *, model_class, allow_unsafe) -> 
     else:
         classes = {".": (model_class or _architecture_class(folder), "the model")}
     written: dict[str, dict] = {}
-    weight_paths = set()
-    for part, (cls, class_name) in classes.items():
-        sub = folder / part
-        weights = weight_files(sub) if sub.is_dir() else None
-        if weights is None:
-            continue
-        weight_paths.update(_all_weight_files(sub))
-        target = staging / part
-        target.mkdir(parents=True, exist_ok=True)
-        out = _convert_component(sub, target, cls, class_name, weights, allow_unsafe)
-        written[(Path(part) / out.name).as_posix()] = {}
-    for rel, path in _walk(folder):
-        if path in weight_paths or rel.endswith(_WEIGHT_SUFFIXES) or rel.endswith(".index.json"):
+    for rel, path in _walk(folder):  # configurations, tokenizers, schedulers: copied
+        if rel.endswith(_WEIGHT_SUFFIXES) or rel.endswith(".index.json"):
             continue
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, staging / rel)
+        if Path(rel).name == "config.json":
+            _paddle_config(staging / rel)
+        elif Path(rel).name == "tokenizer_config.json":
+            _paddle_tokenizer_config(staging / rel)
         written[rel] = {}
+    for part, (cls, class_name) in classes.items():
+        weights = weight_files(folder / part) if (folder / part).is_dir() else None
+        if weights is None:
+            continue
+        target = staging / part
+        target.mkdir(parents=True, exist_ok=True)
+        out = _convert_component(folder / part, target, cls, class_name, weights, allow_unsafe)
+        written[(Path(part) / out.name).as_posix()] = {}
     for rel in written:
         stat = (staging / rel).stat()
         written[rel] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(staging / rel)}
     return written
 
 
-def _all_weight_files(folder: Path) -> set[Path]:
-    return {
-        p
-        for p in folder.iterdir()
-        if p.is_file() and (p.name.endswith(_WEIGHT_SUFFIXES) or p.name.endswith(".index.json"))
-    }
+_TOKENIZERS = {"GPT2Tokenizer": "GPTTokenizer"}
+
+
+def _paddle_tokenizer_config(path: Path) -> None:
+    """Name the tokenizer class as paddlenlp has it (``GPT2Tokenizer`` is its ``GPTTokenizer``; the
+    ``...Fast`` classes of transformers read the same files as the slow ones)."""
+    from paddlenlp import transformers
+
+    config = json.loads(path.read_text(encoding="utf-8"))
+    name = config.get("tokenizer_class")
+    if not isinstance(name, str) or hasattr(transformers, name):
+        return
+    plain = _TOKENIZERS.get(name.removesuffix("Fast"), name.removesuffix("Fast"))
+    if hasattr(transformers, plain):
+        config["tokenizer_class"] = plain
+        path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def _paddle_config(path: Path) -> None:
+    """Spell a transformers ``config.json`` as paddlenlp reads it: OPT's ``ffn_dim`` is paddlenlp's
+    ``intermediate_size`` (paddlenlp's own default would otherwise win in nested configs, BLIP-2's)."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+
+    def fix(node):
+        if isinstance(node, dict):
+            if "ffn_dim" in node and "intermediate_size" not in node:
+                node["intermediate_size"] = node["ffn_dim"]
+            for value in node.values():
+                fix(value)
+
+    fix(config)
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
 def _architecture_class(folder: Path):
@@ -615,9 +676,10 @@ def _convert_component(
             "newer ppdiffusers or the folder is not an AudioLDM-family pipeline."
         )
     state = _read_tensors(weights, allow_unsafe)
-    skeleton = _skeleton(cls, sub)
+    skeleton = _skeleton(cls, target)  # from the copied (paddle-spelled) configuration
     if weights.framework == "torch":
         state = _to_paddle(cls, skeleton, state)
+        _tie_heads(skeleton, state)
     state = _fit(skeleton, state, sub, class_name)
     diffusers_model = _is_diffusers_model(cls)
     out = target / ("diffusion_paddle_model.safetensors" if diffusers_model else "model.safetensors")
