@@ -222,7 +222,9 @@ def _expect():
 def _no_null_tooltips_and_a_focus_ring(page) -> None:
     studio = page.locator(".mg-studio").first
     nulls = studio.locator('[title="null"]')
-    assert nulls.count() == 0, [nulls.nth(i).evaluate("e => e.outerHTML.slice(0, 160)") for i in range(nulls.count())]
+    assert nulls.count() == 0, [
+        nulls.nth(i).evaluate("e => e.outerHTML.slice(0, 160)") for i in range(nulls.count())
+    ]
     generate = studio.locator(".mg-panel button.mod-primary").first
     generate.focus()
     page.keyboard.press("Shift+Tab")
@@ -325,6 +327,7 @@ def _the_studio_alone(page) -> None:
         assert developer_text not in body
     assert page.locator("audio").count() == 0  # nothing was generated while the page loaded
     assert page.locator(".mg-gallery").first.inner_text().count("History: 0 clips") == 1
+    assert not page.get_by_text("Save to").is_visible()  # a visitor cannot choose folders on the server
 
 
 def test_studio_in_voila(browser, voila):

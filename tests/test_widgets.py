@@ -684,10 +684,16 @@ def test_save_refuses_folders_outside_the_save_root(history, tmp_path, typed):
     assert len(list((root / "class" / "week1").glob("*.wav"))) == 1
 
 
-def test_the_save_box_can_be_hidden_and_the_root_defaults_to_the_working_directory(history, in_tmp):
+def test_the_save_box_can_be_hidden_and_the_root_defaults_to_the_working_directory(
+    history, in_tmp, monkeypatch
+):
     studio = _studio(history, save_box=False)
     assert studio.gallery.out_dir.layout.display == "none" and studio.gallery.save_root == in_tmp.resolve()
+    monkeypatch.delenv("VOILA_KERNEL_ID", raising=False)
     assert _studio(history).gallery.out_dir.layout.display is None
+    monkeypatch.setenv("VOILA_KERNEL_ID", "a-visitor")  # what Voilà sets in each visitor's kernel
+    assert _studio(history).gallery.out_dir.layout.display == "none"
+    assert _studio(history, save_box=True).gallery.out_dir.layout.display is None
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])

@@ -987,8 +987,9 @@ class HistoryGallery(widgets.VBox):
     save_root : str or Path, optional
         The only folder (with its subfolders) Save may write into; the working directory by default.
         Paths outside it (``..``, absolute paths elsewhere, symlinks leading out) are refused.
-    save_box : bool
-        Show the "Save to" box; ``False`` keeps every file in ``out_dir`` (e.g. for Voilà visitors).
+    save_box : bool, optional
+        Show the "Save to" box; ``False`` keeps every file in ``out_dir``. By default it is shown
+        in Jupyter and hidden when Voilà serves the page (a visitor cannot pick folders).
     """
 
     def __init__(
@@ -998,7 +999,7 @@ class HistoryGallery(widgets.VBox):
         on_reuse: Callable[[Clip], None] | None = None,
         out_dir: str = "outputs",
         save_root: str | os.PathLike | None = None,
-        save_box: bool = True,
+        save_box: bool | None = None,
     ) -> None:
         self.history = history
         self.on_reuse = on_reuse
@@ -1013,7 +1014,7 @@ class HistoryGallery(widgets.VBox):
             ),
             f"a folder inside {self.save_root}",
         )
-        self.out_dir.layout.display = None if save_box else "none"
+        self.out_dir.layout.display = None if _show_save_box(save_box) else "none"
         self.items = widgets.VBox()
         self._rows: dict[int, widgets.Widget] = {}
         self._saved: dict[tuple[int, Path], Path] = {}
@@ -1102,6 +1103,13 @@ class HistoryGallery(widgets.VBox):
         saved.value = "Settings put into the <b>Text → music</b> tab above (now selected)."
 
 
+def _show_save_box(save_box: bool | None) -> bool:
+    """``save_box``, or by default: shown in Jupyter, hidden on a page Voilà serves to visitors."""
+    if save_box is not None:
+        return bool(save_box)
+    return "VOILA_KERNEL_ID" not in os.environ  # Voilà puts it into each visitor's kernel
+
+
 def _download(clip: Clip, path: Path) -> str:
     return (
         f'<a download="{html.escape(path.name)}" href="{audio_data_uri(clip.waveform, clip.sample_rate)}">'
@@ -1147,7 +1155,7 @@ class Studio(widgets.VBox):
         history: History | None = None,
         model: str | None = None,
         save_root: str | os.PathLike | None = None,
-        save_box: bool = True,
+        save_box: bool | None = None,
     ) -> None:
         self.history = HISTORY if history is None else history
         common = {"synchronous": synchronous, "history": self.history, "model": model}
@@ -1163,6 +1171,7 @@ class Studio(widgets.VBox):
         )
         super().__init__([self.tabs, self.gallery])
         self.add_class("mg-studio")
+        _no_null_tooltips(self)
 
     def use_settings(self, clip: Clip) -> None:
         """Load ``clip``'s prompt and settings into the text panel, switch to it and focus its prompt."""
@@ -1176,7 +1185,7 @@ def studio(
     model: str | None = None,
     synchronous: bool = False,
     save_root: str | os.PathLike | None = None,
-    save_box: bool = True,
+    save_box: bool | None = None,
     **backends: Callable,
 ) -> Studio:
     """The notebook studio: text, image and audio panels as tabs, plus the history of this kernel.
@@ -1190,8 +1199,9 @@ def studio(
     save_root : str or Path, optional
         The folder the history's Save may write into (with its subfolders); the working directory
         by default. Typed folders outside it are refused with a message.
-    save_box : bool
-        Show the "Save to" folder box (``False``: files go to ``outputs/`` under ``save_root``).
+    save_box : bool, optional
+        Show the "Save to" folder box (``False``: files go to ``outputs/`` under ``save_root``). By
+        default shown in Jupyter, hidden when Voilà serves the page.
     **backends
         ``generate``, ``describe``, ``write``, ``restyle`` stand-ins (for tests).
 
