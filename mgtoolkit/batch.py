@@ -320,12 +320,16 @@ class BatchSummary:
         return 60.0 * self.clips / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
+        where = (
+            f"on ray with {self.actors} actor{'s' if self.actors != 1 else ''}, {self.retries} retried, "
+            f"start-up {self.startup_s:.1f} s"
+            if self.engine == "ray"
+            else "in this process"
+        )
         return (
             f"batch: {self.made} made, {self.skipped} skipped, {len(self.failed)} failed "
             f"(skipped: already in {self.out})\n"
-            f"batch: {self.clips} clips in {self.seconds:.1f} s ({self.clips_per_minute:.1f} clips/min) "
-            f"on {self.engine} with {self.actors} actor{'s' if self.actors != 1 else ''}, "
-            f"{self.retries} retried, start-up {self.startup_s:.1f} s"
+            f"batch: {self.clips} clips in {self.seconds:.1f} s ({self.clips_per_minute:.1f} clips/min) {where}"
         )
 
 
@@ -422,11 +426,12 @@ def batch(
             scheduler=scheduler,
         )
     ).replace(prompt="")
+    _check_actors(actors)
     ray = _import_ray() if engine == "ray" else None
     todo = read_rows(rows, base)
     output = open_output(out)
     started = time.perf_counter()
-    tally = _Tally()
+    tally = _Tally(actors=0 if engine == "ray" else 1)
     report = _Reporter(output, tally, progress, len(todo), echo)
     with report.bar:
         pending = []
@@ -563,13 +568,14 @@ def plan_actors(
     >>> plan_actors([{"Alive": True, "NodeID": "g", "Resources": {"CPU": 16.0, "GPU": 2.0}}])
     [{'num_cpus': 1, 'num_gpus': 1}, {'num_cpus': 1, 'num_gpus': 1}]
     """
+    _check_actors(actors)
     alive = [n for n in nodes if n.get("Alive", True)]
     gpus = sum(n["Resources"].get("GPU", 0) for n in alive)
     cpus = sum(n["Resources"].get("CPU", 0) for n in alive)
     if gpus and actor_gpus != 0:
         size = actor_gpus or 1
-        count = actors or max(1, int(gpus // size))
-        return [{"num_cpus": actor_cpus or 1, "num_gpus": size}] * count
+        plan = [{"num_cpus": actor_cpus or 1, "num_gpus": size}] * (actors or max(1, int(gpus // size)))
+        return _fitting(plan, "GPU", gpus)
     if actors is None and actor_cpus is None:
         return [
             {"num_cpus": n["Resources"].get("CPU", 1), "node": n["NodeID"]}
@@ -578,7 +584,28 @@ def plan_actors(
         ]
     count = actors or max(1, int(cpus // actor_cpus))
     size = actor_cpus or max(1.0, (cpus // count) if cpus else 1.0)
-    return [{"num_cpus": size}] * count
+    return _fitting([{"num_cpus": size}] * count, "CPU", cpus)
+
+
+def _check_actors(actors: Any) -> None:
+    if actors is not None and (isinstance(actors, bool) or not isinstance(actors, int) or actors < 1):
+        raise InvalidInputError(
+            "actors", actors, "is not a whole number of at least 1", "pass e.g. 2, or None"
+        )
+
+
+def _fitting(plan: list[dict], resource: str, total: float) -> list[dict]:
+    """``plan``, or a one-line error when its actors need more than the cluster has (they would wait forever)."""
+    key = "num_gpus" if resource == "GPU" else "num_cpus"
+    need = sum(p[key] for p in plan)
+    if need > total:
+        raise InvalidInputError(
+            "actors",
+            len(plan),
+            f"need {need:g} {resource}s and the cluster has {total:g}",
+            "pass fewer actors, or smaller ones with actor_cpus=/actor_gpus=",
+        )
+    return plan
 
 
 def _start_actor(ray, worker_class, plan: dict, device: str | None, fault):

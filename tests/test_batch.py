@@ -136,6 +136,7 @@ def test_text_and_csv_files_keep_their_line_numbers(tmp_path):
         ({"rows": 42}, "rows="),
         ({"rows": "missing.txt"}, "file="),
         ({"rows": ["x"], "seed": -1}, "seed="),
+        ({"rows": ["x"], "engine": "ray", "actors": 0}, "actors="),
     ],
 )
 def test_bad_arguments_are_one_line_and_write_nothing(tmp_path, call, field):
@@ -178,3 +179,9 @@ def test_actor_plan_follows_the_nodes():
     gpu_nodes = [{"Alive": True, "NodeID": "g", "Resources": {"CPU": 32.0, "GPU": 4.0}}]
     assert plan_actors(gpu_nodes) == [{"num_cpus": 1, "num_gpus": 1}] * 4
     assert plan_actors(gpu_nodes, actor_gpus=0.5, actor_cpus=4) == [{"num_cpus": 4, "num_gpus": 0.5}] * 8
+
+
+@pytest.mark.parametrize(("nodes", "actors"), [([{"NodeID": "a", "Resources": {"CPU": 2.0}}], 3), ([], 0)])
+def test_a_pool_that_cannot_start_is_one_line(nodes, actors):
+    with pytest.raises(InvalidInputError, match="^actors="):
+        plan_actors(nodes, actors=actors)

@@ -29,7 +29,14 @@ GRID = [
 @pytest.fixture(scope="module")
 def cluster(tiny_model):
     """A local Ray of two CPUs for this module (the tiny model is built in the cache first)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    for attempt in range(3):  # Ray gives its raylet a fixed 30 s to start: too short on a loaded machine
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield ray
     ray.shutdown()
 
