@@ -211,6 +211,10 @@ class Swapper:
 
 
 def _wrap(module: Any, attr: str, swapper: Swapper, stage: str) -> None:
+    if attr == "forward":  # a pre-hook: some models' __call__ does not go through an instance forward
+        handle = module.register_forward_pre_hook(lambda layer, inputs: swapper.enter(stage))
+        module.__dict__.setdefault("_mgtoolkit_lowmem_hooks", []).append(handle)
+        return
     original = getattr(module, attr)
 
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -270,6 +274,9 @@ def disable(pipe: Any) -> None:
         module = getattr(pipe, name, None)
         for attr, original in (getattr(module, "_mgtoolkit_lowmem_originals", None) or {}).items():
             setattr(module, attr, original)
-        if module is not None and "_mgtoolkit_lowmem_originals" in module.__dict__:
-            del module._mgtoolkit_lowmem_originals
+        for handle in getattr(module, "_mgtoolkit_lowmem_hooks", None) or []:
+            handle.remove()
+        for attr in ("_mgtoolkit_lowmem_originals", "_mgtoolkit_lowmem_hooks"):
+            if module is not None and attr in module.__dict__:
+                delattr(module, attr)
     del pipe._mgtoolkit_lowmem

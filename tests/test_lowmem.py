@@ -1,0 +1,115 @@
+"""Low-memory mode: the same waveform as the normal mode, one stage's weights in memory at a time,
+chosen by itself under 4 GB (tiny models; no timings or RSS asserted here: ``benchmarks/``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_speed_equivalence import _plain_pipe, _waves
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+GB = 1024**3
+
+
+@pytest.fixture(scope="module")
+def paddle():
+    from mgtoolkit.runtime import import_paddle
+
+    return import_paddle()
+
+
+def _released(module) -> bool:
+    return all(not p._is_initialized() for p in module.parameters())
+
+
+def _resident(module) -> bool:
+    return all(p._is_initialized() for p in module.parameters())
+
+
+@pytest.mark.parametrize(
+    ("memory", "expected"),
+    [(2 * GB, True), (4 * GB - 1, True), (4 * GB, False), (16 * GB, False), (None, False)],
+)
+def test_auto_chooses_low_memory_under_4_gb(memory, expected):
+    from mgtoolkit.accel.lowmem import choose
+
+    assert choose("auto", memory_bytes=memory) is expected
+
+
+@pytest.mark.parametrize(
+    ("env", "argument", "expected"),
+    [
+        ({}, None, True),  # auto, with the 2 GB the test passes in
+        ({"MGTOOLKIT_LOW_MEMORY": "0"}, None, False),
+        ({"MGTOOLKIT_LOW_MEMORY": "off"}, None, False),
+        ({"MGTOOLKIT_LOW_MEMORY": "1"}, None, True),
+        ({"MGTOOLKIT_LOW_MEMORY": "1"}, False, False),  # the argument wins over the environment
+        ({"MGTOOLKIT_LOW_MEMORY": "0"}, True, True),
+    ],
+)
+def test_the_argument_beats_the_environment_default(monkeypatch, env, argument, expected):
+    from mgtoolkit.accel.lowmem import choose
+
+    monkeypatch.delenv("MGTOOLKIT_LOW_MEMORY", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert choose(argument, memory_bytes=2 * GB) is expected
+
+
+def test_a_small_cgroup_turns_it_on_by_itself(monkeypatch):
+    from mgtoolkit.accel import lowmem, onednn
+
+    monkeypatch.delenv("MGTOOLKIT_LOW_MEMORY", raising=False)
+    monkeypatch.setattr(onednn, "memory_limit_bytes", lambda: 2 * GB)
+    assert lowmem.choose() is True
+    monkeypatch.setattr(onednn, "memory_limit_bytes", lambda: 32 * GB)
+    assert lowmem.choose() is False
+
+
+def test_low_memory_makes_the_same_waveform_with_one_stage_in_memory(paddle, tmp_path):
+    from mgtoolkit.accel import lowmem
+
+    plain, small = _plain_pipe(), _plain_pipe()
+    assert lowmem.enable(small, cache=tmp_path) == ["text_encoder", "unet", "vae", "vocoder"]
+    assert _released(small.unet) and _released(small.text_encoder) and _released(small.vocoder)
+    assert _resident(small.vae.encoder)  # restyling encodes: the encoder is not swapped
+    for seconds, seeds in ((1.0, [3]), (2.0, [4, 5])):
+        np.testing.assert_array_equal(
+            _waves(paddle, small, seconds, seeds), _waves(paddle, plain, seconds, seeds)
+        )
+        # after a call, the last stage (the vocoder) is the only one in memory
+        assert _resident(small.vocoder)
+        assert _released(small.unet) and _released(small.text_encoder) and _released(small.vae.decoder)
+    assert small._mgtoolkit_lowmem.loads == 8  # four stages read back per call
+    assert len(list(tmp_path.glob("*.safetensors"))) == 4
+
+
+def test_low_memory_can_be_undone(paddle, tmp_path):
+    from mgtoolkit.accel import lowmem
+
+    plain, small = _plain_pipe(), _plain_pipe()
+    lowmem.enable(small, cache=tmp_path)
+    lowmem.disable(small)
+    assert not lowmem.is_on(small)
+    assert _resident(small.unet) and _resident(small.text_encoder) and _resident(small.vocoder)
+    np.testing.assert_array_equal(_waves(paddle, small, 1.0, [2]), _waves(paddle, plain, 1.0, [2]))
+
+
+def test_load_model_low_memory_generates_what_the_normal_mode_does(monkeypatch, tmp_path):
+    import mgtoolkit as mg
+    from mgtoolkit.tasks import text
+
+    monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path))
+    monkeypatch.setenv("MGTOOLKIT_COMPILE", "0")
+    normal = text.load_model("tiny", low_memory=False)
+    small = text.load_model("tiny", low_memory=True)
+    assert small.pipe is not normal.pipe  # cached apart
+    assert small.pipe._mgtoolkit_optimizations["low_memory"] is True
+    assert text.load_model("tiny", low_memory=True).pipe is small.pipe
+    request = {"audio_length_in_s": 1.0, "num_inference_steps": 2, "seed": 11, "model": "tiny", "rank": False}
+    monkeypatch.setenv("MGTOOLKIT_LOW_MEMORY", "1")
+    got = mg.generate("soft rain", **request)
+    monkeypatch.setenv("MGTOOLKIT_LOW_MEMORY", "0")
+    want = mg.generate("soft rain", **request)
+    np.testing.assert_array_equal(got.waveform, want.waveform)
+    assert _released(small.pipe.unet)  # the low-memory pipeline made ``got``
