@@ -225,6 +225,16 @@ def _no_null_tooltips_and_a_focus_ring(page) -> None:
     assert nulls.count() == 0, [
         nulls.nth(i).evaluate("e => e.outerHTML.slice(0, 160)") for i in range(nulls.count())
     ]
+    unnamed = page.evaluate(
+        """(studio) => [...studio.querySelectorAll('input, textarea, select, audio')]
+            .filter(e => e.offsetParent !== null && e.type !== 'file')
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                         && !e.getAttribute('aria-labelledby') && !e.getAttribute('title'))
+            .map(e => e.outerHTML.slice(0, 100))""",
+        studio.element_handle(),
+    )
+    assert not unnamed, f"controls without an accessible name: {unnamed}"
+    # (ipywidgets' slider handles, noUiSlider divs, carry no name: nothing a kernel can set)
     generate = studio.locator(".mg-panel button.mod-primary").first
     generate.focus()
     page.keyboard.press("Shift+Tab")
