@@ -146,27 +146,24 @@ def prepare_waveform(
         wave = soxr.resample(wave, rate, sample_rate, quality="VHQ")
         done["resampler"] = "soxr VHQ"
         rate = sample_rate
+    # Measured once: a plain gain moves loudness and true peak by exactly its dB.
+    level = features.integrated_loudness(wave, rate)
+    peak = features.true_peak_dbfs(np.clip(wave, -1.0, 1.0), rate)
     if loudness is not None:
-        before = features.integrated_loudness(wave, rate)
-        if before is None:
+        if level is None:
             raise InvalidInputError(
                 "waveform", "too quiet", "has no block above the loudness gate", "pass loudness=None"
             )
-        gain_db = loudness - before
-        peak_room = TRUE_PEAK_CEILING - features.true_peak_dbfs(wave, rate)
-        limited = gain_db > peak_room
-        gain_db = min(gain_db, peak_room)
+        gain_db = loudness - level
+        limited = gain_db > TRUE_PEAK_CEILING - peak
+        gain_db = min(gain_db, TRUE_PEAK_CEILING - peak)
         wave = wave * 10.0 ** (gain_db / 20.0)
-        done.update(
-            target_lufs=loudness,
-            input_lufs=round(before, 2),
-            gain_db=round(gain_db, 2),
-            peak_limited=bool(limited),
-        )
-    wave = np.clip(wave, -1.0, 1.0)
-    done["loudness_lufs"] = _round(features.integrated_loudness(wave, rate))
-    done["true_peak_dbtp"] = _round(features.true_peak_dbfs(wave, rate))
-    return wave, rate, done
+        done.update(target_lufs=loudness, input_lufs=round(level, 2), gain_db=round(gain_db, 2))
+        done["peak_limited"] = bool(limited)
+        level, peak = level + gain_db, peak + gain_db
+    done["loudness_lufs"] = _round(level)
+    done["true_peak_dbtp"] = _round(peak)
+    return np.clip(wave, -1.0, 1.0), rate, done
 
 
 def _round(value: float | None) -> float | None:
@@ -175,8 +172,8 @@ def _round(value: float | None) -> float | None:
 
 def _musical_facts(wave: np.ndarray, rate: int) -> dict[str, Any]:
     """Tempo and key for the sidecar and tags (``None`` where the clip has none)."""
-    tempo, _ = features.estimate_tempo(wave.astype(np.float32), rate)
-    key, mode, strength = features.estimate_key(wave.astype(np.float32), rate)
+    tempo, _ = features.estimate_tempo(wave, rate)
+    key, mode, strength = features.estimate_key(wave, rate)
     return {
         "tempo_bpm": None if tempo is None else round(tempo, 2),
         "key": f"{key} {mode}" if key else None,
@@ -256,7 +253,7 @@ def export_clip(
     wave, rate, done = prepare_waveform(clip.waveform, clip.sample_rate, sample_rate=rate, loudness=level)
     folder = ensure_writable_dir(out_dir)
     # 2. What goes into the sidecar and the tags.
-    facts = _musical_facts(wave, rate)
+    facts = _musical_facts(np.asarray(clip.waveform, dtype=np.float32), clip.sample_rate)  # the source
     metadata = clip.metadata()
     metadata.update(facts)
     container, subtype = FORMATS[fmt]

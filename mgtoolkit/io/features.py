@@ -37,6 +37,7 @@ _MIN_BEATS = 4
 _MIN_PULSE_DB = 1.0  # onset strength is a mean rise of log-mel bands in dB
 _MIN_PULSE_RATIO = 1.5
 _OVERSAMPLE = 4
+_ANALYSIS_RATE = 22050
 _MIN_CHROMA_CONTRAST = 0.25  # white noise: ~0.1; a held triad: ~0.99
 
 # Krumhansl & Kessler (1982) probe-tone ratings, tonic first.
@@ -59,6 +60,7 @@ def estimate_tempo(y: np.ndarray, sr: int) -> tuple[float | None, np.ndarray]:
     """
     import librosa
 
+    y, sr = _at_most(y, sr, _ANALYSIS_RATE)
     envelope = librosa.onset.onset_strength(y=y, sr=sr, hop_length=_HOP)
     _, frames = librosa.beat.beat_track(onset_envelope=envelope, sr=sr, hop_length=_HOP)
     frames = np.asarray(frames, dtype=int)
@@ -68,6 +70,15 @@ def estimate_tempo(y: np.ndarray, sr: int) -> tuple[float | None, np.ndarray]:
     beats = _trim_edges(librosa.frames_to_time(frames, sr=sr, hop_length=_HOP))
     slope = np.polyfit(np.arange(beats.size), beats, 1)[0]
     return (float(60.0 / slope) if slope > 0 else None), beats
+
+
+def _at_most(y: np.ndarray, sr: int, rate: int) -> tuple[np.ndarray, int]:
+    """``y`` resampled down to ``rate`` if faster (beats and pitch classes live far below 11 kHz)."""
+    if sr <= rate:
+        return y, sr
+    import soxr
+
+    return soxr.resample(np.asarray(y, dtype=np.float32), sr, rate, quality="HQ"), rate
 
 
 def _trim_edges(beats: np.ndarray) -> np.ndarray:
@@ -98,6 +109,7 @@ def estimate_key(y: np.ndarray, sr: int) -> tuple[str | None, str | None, float]
     """
     import librosa
 
+    y, sr = _at_most(y, sr, _ANALYSIS_RATE)
     with warnings.catch_warnings():  # the CQT's lowest octaves warn on clips under ~2 s
         warnings.simplefilter("ignore", UserWarning)
         chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=512).mean(axis=1)
