@@ -81,9 +81,8 @@ def own_cache(tmp_path_factory):
     unload()
 
 
-@pytest.mark.parametrize("form", FORMS, ids=["safetensors", "bin"])
-@pytest.mark.parametrize("name", PIPELINES)
-def test_waveform_equals_diffusers(reference, name, form):
+def assert_same_waveform(reference, name: str, model: str, label: str) -> None:
+    """``mg.generate(model=model)`` with the reference's call gives the reference's waveform."""
     import mgtoolkit as mg
 
     workdir, manifest = reference
@@ -96,7 +95,7 @@ def test_waveform_equals_diffusers(reference, name, form):
         num_inference_steps=call["num_inference_steps"],
         guidance_scale=call["guidance_scale"],
         seed=call["seed"],
-        model=str(workdir / f"{name}{form}"),
+        model=model,
     )
     assert clip.model_info["pipeline"] == manifest["pipelines"][name]["pipeline"]
     assert clip.sample_rate == int(want["sample_rate"])
@@ -104,8 +103,28 @@ def test_waveform_equals_diffusers(reference, name, form):
     assert clip.waveform.shape == reference_wave.shape
     assert np.abs(reference_wave).max() > 1e-3, "the random vocoder is too quiet to compare"
     error = relative_l2(clip.waveform, reference_wave)
-    sys.stderr.write(f"\nparity: {name}{form or '-safetensors'}: relative L2 {error:.2e}\n")
+    sys.stderr.write(f"\nparity: {name} {label}: relative L2 {error:.2e}\n")
     assert error <= TOLERANCE
+
+
+@pytest.mark.parametrize("form", FORMS, ids=["safetensors", "bin"])
+@pytest.mark.parametrize("name", PIPELINES)
+def test_waveform_equals_diffusers(reference, name, form):
+    """A diffusers-format folder passed as ``model=``."""
+    workdir, _ = reference
+    assert_same_waveform(reference, name, str(workdir / f"{name}{form}"), form.strip("-") or "safetensors")
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_hf_cache_entry_equals_diffusers(reference, name, tmp_path, monkeypatch):
+    """The same files in the Hugging Face cache, found offline by hub id."""
+    from mgtoolkit.testing.torch_files import hf_cache_repo
+
+    workdir, _ = reference
+    hf_cache_repo(tmp_path / "hub", f"parity-test/{name}", workdir / name)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert_same_waveform(reference, name, f"parity-test/{name}", "hf-cache")
 
 
 def test_starting_latents_are_mgtoolkits(reference):
