@@ -198,9 +198,18 @@ def cmd_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .models.captioners import resolve_captioner
     from .models.weights import fetch
+    from .models.writers import resolve_writer
+    from .tasks.image import default_captioner, default_writer
 
-    for got in fetch(args.model, to=args.to, with_chain=args.with_chain):
+    also = []
+    if args.with_chain:
+        also = [
+            ("captioner", resolve_captioner(default_captioner(args.model))),
+            ("writer", resolve_writer(default_writer(args.model))),
+        ]
+    for got in fetch(args.model, to=args.to, also=also):
         print(f"{got.field}: {got.name} -> {got.folder}", file=out)
         print(f"  use: {got.field}={str(got.folder)!r}", file=err)
     return 0

@@ -46,6 +46,7 @@ def test_ranking_reorders_by_the_clap_score(ranked, unranked, tiny_clap):
     assert scores == sorted(scores, reverse=True)
     np.testing.assert_allclose(scores, np.sort(expected)[::-1], atol=1e-5)
     assert [c.extra["rank"] for c in ranked] == [1, 2, 3] and ranked[0].extra["scored_by"] == "tiny"
+    assert ranked[0].timings["rank_s"] > 0 and "rank_s" not in unranked[0].timings
 
 
 def test_each_ranked_clip_keeps_its_own_seed(ranked, unranked):

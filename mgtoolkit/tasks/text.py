@@ -358,14 +358,21 @@ def rank_candidates(clips: list[Clip], loaded, *, device: str | None = None) -> 
     The scorer is the pipeline's own CLAP when it has an audio tower (MusicLDM, AudioLDM 2: the
     model their ``score_waveforms`` uses), else ``laion/clap-htsat-unfused`` loaded for the purpose
     (AudioLDM keeps only CLAP's text tower); the tiny models use the tiny CLAP. Ties keep seed order.
+    The seconds spent (loading a CLAP included) are each clip's ``timings["rank_s"]``.
     """
+    import dataclasses
+    import time
+
     from ..analysis.clap import rank_clips
     from ..models import clap
 
+    t0 = time.perf_counter()
     own = None if loaded.spec.is_tiny else clap.pipeline_clap(loaded.pipe)
     scorer = own or clap.load_clap(tiny=loaded.spec.is_tiny, device=device)
     name = f"{loaded.spec.name} (its own CLAP)" if own else scorer.name
-    return rank_clips(clips, scorer, scored_by=name)
+    ranked = rank_clips(clips, scorer, scored_by=name)
+    seconds = time.perf_counter() - t0
+    return [dataclasses.replace(c, timings={**c.timings, "rank_s": seconds}) for c in ranked]
 
 
 def _beyond_window(request: GenerationRequest, spec: ModelSpec) -> bool:
