@@ -351,3 +351,86 @@ def test_nearest_as_gathers_equals_interpolate(paddle, shape, size, scale):
     want = functional.interpolate(x, mode="nearest", **kwargs).numpy()
     got = _nearest_as_gathers(functional.interpolate, paddle)(x, mode="nearest", **kwargs).numpy()
     np.testing.assert_array_equal(got, want)
+
+
+needs_bf16 = pytest.mark.skipif(
+    not __import__("mgtoolkit.runtime", fromlist=["x"]).cpu_has_bfloat16(), reason="no AVX512_BF16/AMX"
+)
+
+
+@needs_bf16
+def test_bfloat16_predictors_verify_and_repeat_bit_for_bit(paddle, plain, tmp_path):
+    from mgtoolkit.accel.onednn import BF16_TOLERANCE, compile_pipeline
+
+    pipe = _plain_pipe()
+    compile_pipeline(pipe, "cpu", modules=ALL, cache=tmp_path, precision="bfloat16")
+    first = _waves(paddle, pipe, 1.0, [3])
+    engines = _engines(pipe)
+    assert {name: e.precision for name, e in engines.items()} == {
+        "unet": "bfloat16",
+        "vae": "bfloat16",
+        "vocoder": "float32",
+    }
+    assert {e.state for e in engines.values()} == {"ready"}
+    for name in ("unet", "vae"):  # each stage within 1e-2 relative L2 of float32 dygraph
+        verdict = json.loads((engines[name].folder / "verdict-bfloat16.json").read_text())
+        assert verdict["ok"] is True and 0 < verdict["relative_l2"] <= BF16_TOLERANCE, name
+        assert verdict["precision"] == "bfloat16"
+    # same seed + dtype + machine: the same waveform, bit for bit
+    np.testing.assert_array_equal(_waves(paddle, pipe, 1.0, [3]), first)
+    np.testing.assert_array_equal(_waves(paddle, pipe, 1.0, [3]), first)
+    want = _waves(paddle, plain, 1.0, [3])
+    assert not np.array_equal(first, want)  # bfloat16 really ran
+    assert np.linalg.norm(first - want) / np.linalg.norm(want) < 5e-2
+
+
+@needs_bf16
+def test_bfloat16_and_float32_verdicts_are_kept_apart(paddle, tmp_path):
+    from mgtoolkit.accel.onednn import compile_pipeline
+
+    pipe = _plain_pipe()
+    compile_pipeline(pipe, "cpu", modules=("vae",), cache=tmp_path, precision="bfloat16")
+    _waves(paddle, pipe, 1.0, [3])
+    again = _plain_pipe()
+    compile_pipeline(again, "cpu", modules=("vae",), cache=tmp_path)  # float32: verifies on its own
+    assert _engines(again)["vae"].state == "pending"
+    _waves(paddle, again, 1.0, [3])
+    folder = _engines(again)["vae"].folder
+    assert {p.name for p in folder.glob("verdict*.json")} == {"verdict.json", "verdict-bfloat16.json"}
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype", "bf16", "expected"),
+    [
+        ("cpu", None, True, "float32"),  # float32 stays the CPU default (bfloat16 not measured quietly)
+        ("cpu", "bfloat16", True, "bfloat16"),
+        ("cpu", "float32", False, "float32"),
+        ("gpu:0", None, False, "float16"),
+    ],
+)
+def test_pick_dtype_allows_bfloat16_on_cpus_that_have_it(device, dtype, bf16, expected):
+    from mgtoolkit.runtime import pick_dtype
+
+    assert pick_dtype(device, dtype, bf16_cpu=bf16) == expected
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bf16", "problem"), [("bfloat16", False, "AVX512_BF16"), ("float16", True, "CPU")]
+)
+def test_pick_dtype_refuses_what_the_cpu_cannot_do(dtype, bf16, problem):
+    from mgtoolkit.errors import InvalidInputError
+    from mgtoolkit.runtime import pick_dtype
+
+    with pytest.raises(InvalidInputError, match=f"dtype='{dtype}'.*{problem}"):
+        pick_dtype("cpu", dtype, bf16_cpu=bf16)
+
+
+def test_cpu_flags_are_read(tmp_path):
+    from mgtoolkit.runtime import cpu_has_bfloat16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
+    assert cpu_has_bfloat16(str(info)) is True
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    assert cpu_has_bfloat16(str(info)) is False
+    assert cpu_has_bfloat16(str(tmp_path / "missing")) is False
