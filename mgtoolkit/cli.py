@@ -116,7 +116,9 @@ def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     request = validate_request(_base_request(args, args.prompt))
     folder = ensure_writable_dir(args.out, "--out")
     _note_if_tiny(request, err)
-    for clip in generate_clips(request, device=args.device, loop=args.loop):
+    clips = generate_clips(request, device=args.device, loop=args.loop)
+    # Written and listed in seed order; each sidecar records its CLAP score and rank.
+    for clip in sorted(clips, key=lambda c: c.seed):
         print(clip.save(folder), file=out)
     return 0
 
