@@ -116,6 +116,14 @@ def test_waveform_equals_diffusers(reference, name, form):
 
 
 @pytest.mark.parametrize("name", PIPELINES)
+def test_without_speedups_equals_diffusers(reference, name, monkeypatch):
+    """With mgtoolkit's CPU speed-ups off (``MGTOOLKIT_OPTIMIZE=0``): plain ppdiffusers."""
+    workdir, _ = reference
+    monkeypatch.setenv("MGTOOLKIT_OPTIMIZE", "0")
+    assert_same_waveform(reference, name, str(workdir / name), "without speed-ups")
+
+
+@pytest.mark.parametrize("name", PIPELINES)
 def test_hf_cache_entry_equals_diffusers(reference, name, tmp_path, monkeypatch):
     """The same files in the Hugging Face cache, found offline by hub id."""
     from mgtoolkit.testing.torch_files import hf_cache_repo
