@@ -186,3 +186,23 @@ def test_optimize_switch(value, on):
     from mgtoolkit.config import flag
 
     assert flag("MGTOOLKIT_OPTIMIZE", environ={} if value is None else {"MGTOOLKIT_OPTIMIZE": value}) is on
+
+
+@pytest.mark.skipif(
+    not __import__("mgtoolkit.runtime", fromlist=["x"]).cpu_has_bfloat16(), reason="no AVX512_BF16/AMX"
+)
+def test_generate_in_bfloat16_records_it_and_repeats_bit_for_bit(monkeypatch, tmp_path, fast):
+    import mgtoolkit as mg
+
+    monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path))
+    monkeypatch.setenv("MGTOOLKIT_LOW_MEMORY", "0")
+    request = {**fast, "seed": 21, "rank": False, "device": "cpu"}
+    first = mg.generate(PROMPT, NEGATIVE, dtype="bfloat16", **request)
+    again = mg.generate(PROMPT, NEGATIVE, dtype="bfloat16", **request)
+    wide = mg.generate(PROMPT, NEGATIVE, dtype="float32", **request)
+    assert first.model_info["dtype"] == "bfloat16" and wide.model_info["dtype"] == "float32"
+    np.testing.assert_array_equal(again.waveform, first.waveform)
+    assert not np.array_equal(first.waveform, wide.waveform)
+    loaded = mg.load_model("tiny", dtype="bfloat16", low_memory=False)
+    assert loaded.pipe._mgtoolkit_optimizations["precision"] == "bfloat16"
+    assert str(loaded.pipe.unet.dtype).endswith("float32")  # the dygraph weights stay float32
