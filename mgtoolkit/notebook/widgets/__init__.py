@@ -1,0 +1,50 @@
+"""The notebook studio: ipywidgets panels for text, image and audio to music, and a history gallery.
+
+Panels follow the jupyter-widgets tutorial's model/GUI split: a panel is a ``VBox`` built with
+its backend functions (``mg.generate``, ``mg.describe_image``, ``mg.write_music_prompt``,
+``mg.restyle`` by default; pass stand-ins to test), ``.request`` is computed from the widget
+values (snapped to each control's step), ``.run()`` calls the backend with it, ``.result`` holds
+what came back and the history records it. The Generate button's handler is the only place an
+exception is caught: a message written for the panel (naming the control to change, or the
+uploaded file by its name) appears in the panel's status line, never a traceback. Work runs in a
+worker thread so that the kernel can take the Cancel click, which stops the model at its next
+denoising step; ``synchronous=True`` runs on the caller's thread (tests, scripts).
+
+Saving from the history gallery stays inside a *save root* (the working directory unless the
+notebook's author passes ``save_root=``); ``save_box=False`` hides the folder box (Voilà).
+
+Examples
+--------
+>>> import mgtoolkit as mg
+>>> panel = mg.TextPanel(synchronous=True)
+>>> panel.prompt.value = "calm piano"
+>>> panel.settings.model.value = "tiny"
+>>> panel.generate_button.click()  # doctest: +SKIP
+>>> panel.result  # doctest: +SKIP
+[Clip('calm piano', seed=..., 5.00 s at 16000 Hz, model='tiny')]
+"""
+
+from __future__ import annotations
+
+from ..history import HISTORY, History  # the gallery's model; re-exported
+from .controls import Settings, StatusLine
+from .gallery import HistoryGallery
+from .messages import one_line, panel_message, strip_ansi
+from .panels import AudioPanel, ImagePanel, TextPanel
+from .studio import Studio, studio
+
+__all__ = [
+    "History",
+    "HISTORY",
+    "Settings",
+    "StatusLine",
+    "TextPanel",
+    "ImagePanel",
+    "AudioPanel",
+    "HistoryGallery",
+    "Studio",
+    "studio",
+    "one_line",
+    "panel_message",
+    "strip_ansi",
+]

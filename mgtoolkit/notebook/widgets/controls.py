@@ -1,0 +1,317 @@
+"""The controls the panels share: status line, settings, text boxes, file inputs, and the CSS that
+keeps labels whole, wraps the status and draws a focus ring."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import traitlets
+
+from ...config import SEED_MAX, draw_seed
+from ...models.registry import PRESETS, default_model
+from ...types import GenerationRequest
+from .messages import strip_ansi
+
+__all__ = ["StatusLine", "Settings", "CSS"]
+
+_LABEL_W = "120px"
+_STYLE = {"description_width": _LABEL_W}
+
+
+def _wide() -> widgets.Layout:
+    return widgets.Layout(width="100%", max_width="760px")
+
+
+CSS = """<style>
+.mg-panel, .mg-studio, .mg-gallery {max-width: 100%; box-sizing: border-box}
+.mg-status {width: 100%; height: auto !important}
+.mg-status .mg-status-text {white-space: normal; overflow-wrap: anywhere; line-height: 1.4; padding: 2px 0}
+.mg-panel .widget-label, .mg-panel .widget-inline-hbox .widget-label {overflow: visible; text-overflow: clip;
+  white-space: normal; line-height: 1.2}
+.mg-panel button, .mg-gallery button {max-width: 100%}
+.mg-panel button:focus-visible, .mg-gallery button:focus-visible, .mg-studio .lm-TabBar-tab:focus-visible
+  {outline: 3px solid #1a1a1a !important; outline-offset: 2px; box-shadow: 0 0 0 5px #ffd54f !important}
+.mg-panel .widget-slider, .mg-panel .widget-text, .mg-panel .widget-dropdown {max-width: 100%}
+.mg-wrap {flex-wrap: wrap; gap: 4px}
+</style>"""
+
+
+def _snap(slider: widgets.Widget) -> float:
+    """A slider's value on its step grid (browsers send back ``2.9999999999999996``)."""
+    step = float(slider.step)
+    snapped = float(slider.min) + round((float(slider.value) - float(slider.min)) / step) * step
+    return round(min(max(snapped, float(slider.min)), float(slider.max)), 10)
+
+
+def _tip(widget: widgets.Widget, text: str) -> widgets.Widget:
+    """Give ``widget`` a real tooltip (ipywidgets shows "null" otherwise) and return it."""
+    widget.tooltip = text
+    return widget
+
+
+def _no_null_tooltips(widget: widgets.Widget) -> None:
+    """Give every control without a tooltip an empty one (ipywidgets writes ``title="null"`` otherwise)."""
+    if "tooltip" in widget.trait_names() and widget.tooltip is None:
+        widget.tooltip = ""
+    for child in getattr(widget, "children", ()):
+        _no_null_tooltips(child)
+
+
+class StatusLine(widgets.HTML):
+    """The panel's status: full text, wrapped, announced to screen readers (``role=status``).
+
+    ``text`` is the plain message (terminal colour codes removed); ``value`` is its HTML.
+    """
+
+    text = traitlets.Unicode("")
+    tone = traitlets.Unicode("")
+
+    def __init__(self, text: str = "Ready.") -> None:
+        super().__init__()
+        self.add_class("mg-status")
+        self.layout.width = "100%"
+        self.text = text
+        self._render()
+
+    @traitlets.validate("text")
+    def _clean(self, proposal: dict) -> str:
+        return strip_ansi(str(proposal["value"]))
+
+    @traitlets.observe("text", "tone")
+    def _render(self, _change: Any = None) -> None:
+        colour = {"danger": "#b00020", "warning": "#7a5c00"}.get(self.tone, "inherit")
+        self.value = (
+            f'<div class="mg-status-text" role="status" aria-live="polite" style="color:{colour}">'
+            f"{html.escape(self.text)}</div>"
+        )
+
+
+# --- controls shared by the panels -------------------------------------------------------------------
+
+
+class Settings(widgets.VBox):
+    """Duration, steps, guidance, seed (fixed or random, with a re-roll), candidates and model."""
+
+    def __init__(
+        self,
+        *,
+        duration: bool = True,
+        candidates: bool = True,
+        steps: int = 20,
+        guidance: float = 2.5,
+        model: str | None = None,
+    ) -> None:
+        self.duration = _slider(
+            widgets.FloatSlider, "Seconds", "length of the clip in seconds", 5.0, 0.5, 30.0, 0.5
+        )
+        self.steps = _slider(
+            widgets.IntSlider, "Steps", "denoising steps: more is slower and cleaner", steps, 1, 200, 1
+        )
+        self.guidance = _slider(
+            widgets.FloatSlider,
+            "Guidance",
+            "how strongly the prompt steers (1: a hint; 2-4 usual)",
+            guidance,
+            0.0,
+            15.0,
+            0.5,
+        )
+        self.seed = _tip(
+            widgets.IntText(
+                value=120,
+                description="Seed",
+                style=_STYLE,
+                disabled=True,
+                layout=widgets.Layout(width="260px"),
+            ),
+            f"the random seed (0 to {SEED_MAX}): the same seed and settings give the same clip",
+        )
+        self.random_seed = _tip(
+            widgets.Checkbox(
+                value=True, description="random", indent=False, layout=widgets.Layout(width="90px")
+            ),
+            "draw a new seed for each run (the one used is shown in the Seed box)",
+        )
+        self.reroll_button = _tip(
+            widgets.Button(description="Re-roll", icon="dice", layout=widgets.Layout(width="auto")),
+            "draw a new seed and generate again",
+        )
+        self.candidates = _slider(
+            widgets.IntSlider, "Candidates", "how many clips to make (seeds seed, seed+1, ...)", 1, 1, 4, 1
+        )
+        self.model = _tip(
+            widgets.Dropdown(
+                options=_model_options(model),
+                value=model or default_model(),
+                description="Model",
+                style=_STYLE,
+            ),
+            "the music model; 'tiny' makes noise quickly, for trying the panel out",
+        )
+        self.random_seed.observe(lambda change: setattr(self.seed, "disabled", change["new"]), "value")
+        rows = [self.duration] if duration else []
+        seed_row = widgets.HBox([self.seed, self.random_seed, self.reroll_button])
+        seed_row.add_class("mg-wrap")
+        rows += [self.steps, self.guidance, seed_row]
+        rows += [self.candidates] if candidates else []
+        super().__init__(rows + [self.model])
+        self._has_duration, self._has_candidates = duration, candidates
+
+    def values(self) -> dict[str, Any]:
+        """The generation arguments these controls set (names as in :func:`mgtoolkit.generate`)."""
+        out: dict[str, Any] = {
+            "num_inference_steps": int(self.steps.value),
+            "guidance_scale": _snap(self.guidance),
+            "seed": None if self.random_seed.value else self.seed.value,
+            "model": self.model.value,
+        }
+        if self._has_duration:
+            out["audio_length_in_s"] = _snap(self.duration)
+        if self._has_candidates:
+            out["num_waveforms_per_prompt"] = int(self.candidates.value)
+        return out
+
+    def show_seed(self, seed: int) -> None:
+        """Put the seed a run used into the seed box (so a random one can be kept)."""
+        self.seed.value = int(seed)
+
+    def new_seed(self) -> int:
+        """Switch to a fixed, freshly drawn seed and return it."""
+        self.random_seed.value = False
+        self.seed.value = draw_seed()
+        return self.seed.value
+
+    def load(self, request: GenerationRequest, seed: int) -> None:
+        """Set the controls from a request that made a clip with ``seed``."""
+        self.duration.value = float(request.audio_length_in_s)
+        self.steps.value = int(request.num_inference_steps)
+        self.guidance.value = float(request.guidance_scale)
+        self.random_seed.value = False
+        self.seed.value = int(seed)
+        if request.model and request.model not in self.model.options:
+            self.model.options = (*self.model.options, request.model)
+        self.model.value = request.model or default_model()
+
+
+def _slider(kind: type, label: str, tip: str, value: float, low: float, high: float, step: float) -> Any:
+    slider = kind(
+        value=value,
+        min=low,
+        max=high,
+        step=step,
+        description=label,
+        style=_STYLE,
+        layout=widgets.Layout(width="100%", max_width="560px"),
+    )
+    return _tip(slider, tip)
+
+
+def _model_options(extra: str | None) -> list[str]:
+    names = list(PRESETS)
+    for name in (default_model(), extra):
+        if name and name not in names:
+            names.insert(0, name)
+    return names
+
+
+def _text(description: str, placeholder: str, tip: str, rows: int = 2) -> widgets.Textarea:
+    area = widgets.Textarea(
+        placeholder=placeholder, description=description, rows=rows, layout=_wide(), style=_STYLE
+    )
+    return _tip(area, tip)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _FileInput(widgets.VBox):
+    """A FileUpload or a path (relative to the notebook's folder), a Remove button, and which one wins."""
+
+    def __init__(self, accept: str, what: str, example: str) -> None:
+        self.what = what
+        self.upload = _tip(
+            widgets.FileUpload(
+                accept=accept,
+                multiple=False,
+                description=f"Upload {what}",
+                layout=widgets.Layout(width="auto"),
+            ),
+            f"choose a {what} file from your computer",
+        )
+        self.remove_button = _tip(
+            widgets.Button(
+                description="Remove upload",
+                icon="times",
+                disabled=True,
+                layout=widgets.Layout(width="auto"),
+            ),
+            f"forget the uploaded {what} (then the typed path is used)",
+        )
+        self.path = _tip(
+            widgets.Text(
+                placeholder=f"or a path, e.g. {example}", description="Path", layout=_wide(), style=_STYLE
+            ),
+            f"a {what} file on the server, relative to the notebook's folder",
+        )
+        self.source = widgets.HTML()
+        self.remove_button.on_click(self.clear_upload)
+        self.upload.observe(self._update_source, "value")
+        self.path.observe(self._update_source, "value")
+        row = widgets.HBox([self.upload, self.remove_button])
+        row.add_class("mg-wrap")
+        super().__init__([row, self.path, self.source])
+        self._update_source()
+
+    def upload_name(self) -> str | None:
+        """The uploaded file's name, if one is uploaded."""
+        return str(self.upload.value[0].get("name", "") or "file") if self.upload.value else None
+
+    def described(self) -> str:
+        """How messages name the current value: the uploaded file's name or the typed path."""
+        name = self.upload_name()
+        if name is not None:
+            return f"Uploaded file {name!r}"
+        return f"Path {self.path.value.strip()!r}" if self.path.value.strip() else f"{self.what.capitalize()}"
+
+    def clear_upload(self, _button: Any = None) -> None:
+        """Forget the uploaded file."""
+        self.upload.value = ()
+
+    def _update_source(self, _change: Any = None) -> None:
+        name, typed = self.upload_name(), self.path.value.strip()
+        self.remove_button.disabled = name is None
+        if name is not None and typed:
+            text = f"Using the uploaded file {name} (the typed path is ignored until you remove the upload)."
+        elif name is not None:
+            text = f"Using the uploaded file {name}."
+        elif typed:
+            text = f"Using the path {typed}."
+        else:
+            text = f"No {self.what} yet: upload one or type a path."
+        self.source.value = f"<small>{html.escape(text)}</small>"
+
+    def value(self) -> str | bytes | None:
+        """Uploaded bytes if a file was uploaded, else the path typed, else ``None``."""
+        if self.upload.value:
+            return bytes(self.upload.value[0]["content"])
+        return self.path.value.strip() or None
+
+    def preview_bytes(self) -> tuple[bytes, str] | None:
+        """(content, file name) to preview, if there is a readable file."""
+        if self.upload.value:
+            item = self.upload.value[0]
+            return bytes(item["content"]), str(item.get("name", ""))
+        path = Path(self.path.value.strip()) if self.path.value.strip() else None
+        if path is not None and path.is_file() and path.stat().st_size < 20_000_000:
+            return path.read_bytes(), path.name
+        return None
+
+    def observe_change(self, handler: Callable[[Any], None]) -> None:
+        self.upload.observe(handler, "value")
+        self.path.observe(handler, "value")

@@ -1,0 +1,188 @@
+"""The history gallery: every clip of this kernel with its player, parameters, Save (inside a save
+root) and "Use these settings"."""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import ipywidgets as widgets
+
+from ...errors import InvalidInputError
+from ...types import Clip
+from ..display import audio_data_uri, clip_html
+from ..history import History
+from .controls import _no_null_tooltips, _short, _tip
+from .messages import one_line
+
+__all__ = ["HistoryGallery"]
+
+
+class HistoryGallery(widgets.VBox):
+    """Everything made since the kernel started: replay, parameters, save/download, reuse settings.
+
+    Parameters
+    ----------
+    history : History
+        The clips to list (newest first).
+    on_reuse : callable, optional
+        Called with a clip when its "Use these settings" button is pressed.
+    out_dir : str
+        Default folder for Save, inside ``save_root``.
+    save_root : str or Path, optional
+        The only folder (with its subfolders) Save may write into; the working directory by default.
+        Paths outside it (``..``, absolute paths elsewhere, symlinks leading out) are refused.
+    save_box : bool, optional
+        Show the "Save to" box; ``False`` keeps every file in ``out_dir``. By default it is shown
+        in Jupyter and hidden when Voilà serves the page (a visitor cannot pick folders).
+    """
+
+    def __init__(
+        self,
+        history: History,
+        *,
+        on_reuse: Callable[[Clip], None] | None = None,
+        out_dir: str = "outputs",
+        save_root: str | os.PathLike | None = None,
+        save_box: bool | None = None,
+    ) -> None:
+        self.history = history
+        self.on_reuse = on_reuse
+        self.save_root = Path(save_root if save_root is not None else os.getcwd()).resolve()
+        self.title = widgets.HTML()
+        self.out_dir = _tip(
+            widgets.Text(
+                value=out_dir,
+                description="Save to",
+                style={"description_width": "70px"},
+                layout=widgets.Layout(width="95%", max_width="520px"),
+            ),
+            f"a folder inside {self.save_root}",
+        )
+        self.out_dir.layout.display = None if _show_save_box(save_box) else "none"
+        self.items = widgets.VBox()
+        self._rows: dict[int, widgets.Widget] = {}
+        self._saved: dict[tuple[int, Path], Path] = {}
+        super().__init__([self.title, self.out_dir, self.items])
+        self.add_class("mg-gallery")
+        _no_null_tooltips(self)
+        history.subscribe(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Rebuild the list from the history (rows already built are reused, forgotten ones dropped)."""
+        clips = list(self.history.clips)
+        alive = {id(c) for c in clips}
+        for key in [k for k in self._rows if k not in alive]:
+            _close_tree(self._rows.pop(key))  # the clip, its player and its WAV data go with it
+            self._saved = {k: v for k, v in self._saved.items() if k[0] != key}
+        self.title.value = (
+            f"<h4>History: {len(clips)} clip{'' if len(clips) == 1 else 's'} made in this kernel</h4>"
+        )
+        self.items.children = [self._row(c) for c in reversed(clips)]
+
+    def _row(self, clip: Clip) -> widgets.Widget:
+        if id(clip) not in self._rows:
+            saved = widgets.HTML()
+            what = f"{_short(clip.prompt, 30)!r}, seed {clip.seed}"
+            save = _tip(
+                widgets.Button(description="Save WAV", icon="download", layout=widgets.Layout(width="auto")),
+                f"save the clip {what} as WAV + JSON",
+            )
+            reuse = _tip(
+                widgets.Button(
+                    description="Use these settings", icon="redo", layout=widgets.Layout(width="auto")
+                ),
+                f"put the prompt and settings of {what} into the Text → music tab",
+            )
+            save.on_click(lambda _b: self._save(clip, saved))
+            reuse.on_click(lambda _b: self._reuse(clip, saved))
+            params = widgets.HTML(f"<small>{html.escape(_params_line(clip))}</small>")
+            buttons = widgets.HBox([save, reuse])
+            buttons.add_class("mg-wrap")
+            self._rows[id(clip)] = widgets.VBox(
+                [widgets.HTML(clip_html(clip)), params, buttons, saved],
+                layout=widgets.Layout(border="1px solid #ddd", padding="4px", margin="2px"),
+            )
+            _no_null_tooltips(self._rows[id(clip)])
+        return self._rows[id(clip)]
+
+    def folder(self) -> Path:
+        """The folder Save writes into: ``out_dir`` resolved inside the save root, or an error."""
+        typed = (self.out_dir.value or "outputs").strip() or "outputs"
+        target = Path(typed).expanduser()
+        target = (target if target.is_absolute() else self.save_root / target).resolve()
+        if target != self.save_root and self.save_root not in target.parents:
+            raise InvalidInputError(
+                "Save to",
+                typed,
+                f"is outside the folder this studio may write to ({self.save_root})",
+                "type a folder inside it, e.g. outputs",
+            )
+        return target
+
+    def _save(self, clip: Clip, saved: widgets.HTML) -> None:
+        try:
+            folder = self.folder()
+            known = self._saved.get((id(clip), folder))
+            if known is not None and known.exists():
+                saved.value = f"already saved as {html.escape(os.fspath(known))} · " + _download(clip, known)
+                return
+            path = clip.save(folder)
+        except Exception as exc:  # noqa: BLE001 - shown in the row, never a traceback
+            saved.value = f'<span style="color:#b00020">{html.escape(self._save_message(exc))}</span>'
+            return
+        self._saved[(id(clip), folder)] = path
+        saved.value = f"saved {html.escape(os.fspath(path))} · " + _download(clip, path)
+
+    def _save_message(self, exc: BaseException) -> str:
+        """A save error naming the "Save to" box and what was typed there."""
+        if isinstance(exc, InvalidInputError):
+            return f"Save to {self.out_dir.value.strip() or 'outputs'!r}: {exc.problem}; {exc.fix}."
+        return one_line(exc)
+
+    def _reuse(self, clip: Clip, saved: widgets.HTML) -> None:
+        if self.on_reuse is None:
+            return
+        self.on_reuse(clip)
+        saved.value = "Settings put into the <b>Text → music</b> tab above (now selected)."
+
+
+def _show_save_box(save_box: bool | None) -> bool:
+    """``save_box``, or by default: shown in Jupyter, hidden on a page Voilà serves to visitors."""
+    if save_box is not None:
+        return bool(save_box)
+    return "VOILA_KERNEL_ID" not in os.environ  # Voilà puts it into each visitor's kernel
+
+
+def _download(clip: Clip, path: Path) -> str:
+    return (
+        f'<a download="{html.escape(path.name)}" href="{audio_data_uri(clip.waveform, clip.sample_rate)}">'
+        "download</a>"
+    )
+
+
+def _close_tree(widget: widgets.Widget) -> None:
+    """Close ``widget`` and everything inside it (ipywidgets keeps every open widget alive)."""
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
+
+
+def _params_line(clip: Clip) -> str:
+    r = clip.request
+    parts = [
+        f"seed={clip.seed}",
+        f"audio_length_in_s={r.audio_length_in_s:g}",
+        f"num_inference_steps={r.num_inference_steps}",
+        f"guidance_scale={r.guidance_scale:g}",
+        f"model={clip.model_info.get('name') or r.model}",
+    ]
+    strength = (clip.extra.get("restyle") or {}).get("strength")
+    if strength is not None:
+        parts.insert(0, f"strength={float(strength):g}")
+    if r.negative_prompt:
+        parts.insert(0, f"negative_prompt={r.negative_prompt!r}")
+    return ", ".join(parts)

@@ -1,0 +1,87 @@
+"""Messages a panel shows: written for the panel's user (the control to change, the uploaded file
+by its name), in full, without terminal colour codes. Pure functions: no widgets here."""
+
+from __future__ import annotations
+
+import re
+
+from ...config import SEED_MAX
+from ...errors import InvalidInputError, MgtoolkitError, ModelUnavailableError
+
+__all__ = ["strip_ansi", "one_line", "panel_message", "FILE_FIXES"]
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|\[\d{1,3}(;\d{1,3})*m")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour codes (``\\x1b[93m``, or a bare ``[93m`` left by a copy).
+
+    Examples
+    --------
+    >>> strip_ansi("\\x1b[93mdeprecated\\x1b[0m, [1mbold[0m")
+    'deprecated, bold'
+    """
+    return _ANSI.sub("", text)
+
+
+def one_line(exc: BaseException) -> str:
+    """The message a panel shows for ``exc``: mgtoolkit's own one line, or type and first line."""
+    if isinstance(exc, MgtoolkitError):
+        return strip_ansi(str(exc))
+    first = (strip_ansi(str(exc)).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+# --- messages written for the panel --------------------------------------------------------------------
+
+_CONTROLS = {
+    "prompt": "Prompt",
+    "negative_prompt": "Negative prompt",
+    "audio_length_in_s": "Seconds",
+    "num_inference_steps": "Steps",
+    "guidance_scale": "Guidance",
+    "num_waveforms_per_prompt": "Candidates",
+    "strength": "Strength",
+    "model": "Model",
+}
+FILE_FIXES = {
+    "image": "upload a PNG, JPEG or WebP picture, or remove the upload and type the path of one",
+    "audio": "upload a WAV, FLAC, OGG or MP3 file (at least 0.5 s), or remove the upload and type a path",
+}
+
+
+def panel_message(exc: BaseException, *, files: dict[str, str] | None = None) -> str:
+    """What a panel says about ``exc``: the control to change, the uploaded file by its name.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What the task raised.
+    files : dict, optional
+        ``{"image": "Uploaded file 'lake.png'", ...}``: how to name each file input's value.
+
+    Examples
+    --------
+    >>> panel_message(InvalidInputError("seed", -1, "must be between 0 and 4294967295", "pass 120 or None"))
+    'Seed: -1 must be a whole number from 0 to 4294967295; type one, or tick random for a new seed each time.'
+    """
+    if isinstance(exc, ModelUnavailableError):
+        return (
+            "This model's weights are not on this machine and cannot be downloaded from here. Choose "
+            "'tiny' in the Model list to try the panel (its clips are noise by design), or ask the "
+            f"notebook's author to download the model first. (Details: {one_line(exc)})"
+        )
+    if not isinstance(exc, InvalidInputError):
+        return one_line(exc)
+    field = exc.field
+    if field == "seed":
+        return (
+            f"Seed: {exc.value!r} must be a whole number from 0 to {SEED_MAX}; type one, or tick "
+            "random for a new seed each time."
+        )
+    if field in FILE_FIXES:
+        named = (files or {}).get(field) or f"{field.capitalize()}"
+        return f"{named}: {strip_ansi(exc.problem)}; {FILE_FIXES[field]}."
+    if field in _CONTROLS:
+        return f"{_CONTROLS[field]}: {exc.value!r} {strip_ansi(exc.problem)}; {strip_ansi(exc.fix)}."
+    return one_line(exc)

@@ -1,0 +1,568 @@
+"""The three panels (text, image, audio to music) and the machinery they share: Generate/Cancel,
+progress, status, a worker thread, and the one place an exception is caught and shown."""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+
+from ...errors import GenerationCancelled
+from ...types import Clip, GenerationRequest
+from ..display import clips_html
+from ..history import HISTORY, History
+from ..notes import capture_notes
+from .controls import (
+    CSS,
+    Settings,
+    StatusLine,
+    _FileInput,
+    _no_null_tooltips,
+    _short,
+    _slider,
+    _snap,
+    _text,
+    _tip,
+)
+from .messages import FILE_FIXES, panel_message
+
+__all__ = ["TextPanel", "ImagePanel", "AudioPanel"]
+
+_HOMES = {  # the pure tasks: a panel records what it makes in its own history
+    "generate": "mgtoolkit.tasks.text",
+    "restyle": "mgtoolkit.tasks.audio",
+    "describe_image": "mgtoolkit.tasks.image",
+    "write_music_prompt": "mgtoolkit.tasks.image",
+}
+
+
+def _backend(name: str) -> Callable[..., Any]:
+    """The task function ``name``, looked up when first needed."""
+    return getattr(importlib.import_module(_HOMES[name]), name)
+
+
+def _as_clips(result: Any) -> list[Clip]:
+    if isinstance(result, Clip):
+        return [result]
+    if hasattr(result, "clip") and isinstance(result.clip, Clip):  # a Story
+        return [result.clip]
+    return list(result)
+
+
+# --- the panel machinery -----------------------------------------------------------------------------
+
+
+class _Panel(widgets.VBox):
+    """Status line, progress bar, Generate/Cancel and an Output, and the one exception handler."""
+
+    generate_label = "Generate"
+    generate_tip = "make music from the settings above"
+
+    def __init__(self, *, synchronous: bool = False, history: History | None = None) -> None:
+        super().__init__()
+        self.synchronous = synchronous
+        self.history = HISTORY if history is None else history
+        self.result: Any = None
+        self.generate_button = _tip(
+            widgets.Button(
+                description=self.generate_label,
+                button_style="primary",
+                icon="music",
+                layout=widgets.Layout(width="auto"),
+            ),
+            self.generate_tip,
+        )
+        self.cancel_button = _tip(
+            widgets.Button(
+                description="Cancel", icon="stop", disabled=True, layout=widgets.Layout(width="auto")
+            ),
+            "stop at the next denoising step",
+        )
+        self.progress = _tip(
+            widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="40%", min_width="120px")),
+            "denoising progress",
+        )
+        self.status = StatusLine("Ready.")
+        self.output = widgets.Output()
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._busy_buttons: list[widgets.Button] = [self.generate_button]
+        self.generate_button.on_click(lambda _b: self._start(self._generate_job, self._show_result))
+        self.cancel_button.on_click(self._on_cancel)
+        self.add_class("mg-panel")
+
+    def _layout(self, controls: list[widgets.Widget]) -> None:
+        bar = widgets.HBox([self.generate_button, self.cancel_button, self.progress])
+        bar.add_class("mg-wrap")
+        self.children = [widgets.HTML(CSS), *controls, bar, self.status, self.output]
+        _no_null_tooltips(self)
+
+    # - what subclasses provide
+    @property
+    def request(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> Any:
+        raise NotImplementedError  # pragma: no cover
+
+    def _file_names(self) -> dict[str, str]:
+        """How the panel names its file inputs' values in messages."""
+        return {}
+
+    # - the handler
+    @property
+    def busy(self) -> bool:
+        return self.cancel_button.disabled is False
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the current worker thread (if any) is done."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _generate_job(self) -> Any:
+        return self.run(callback=self._on_step, cancel=self._cancel)
+
+    def _start(self, job: Callable[[], Any], done: Callable[[Any], None]) -> None:
+        if self.busy:
+            return
+        self._cancel = threading.Event()
+        self._set_busy(True)
+        if self.synchronous:
+            self._work(job, done)
+        else:
+            self._thread = threading.Thread(target=self._work, args=(job, done), daemon=True)
+            self._thread.start()
+
+    def _work(self, job: Callable[[], Any], done: Callable[[Any], None]) -> None:
+        try:
+            with capture_notes() as notes:  # this thread's notes go to the panel, not stderr
+                result = job()
+            done(result)
+            if notes:
+                self.status.text = f"{self.status.text} Note: {'; '.join(notes)}"
+        except GenerationCancelled:
+            self._say("Cancelled: stopped at the next step; nothing was kept.", "warning")
+        except Exception as exc:  # noqa: BLE001 - the one place errors are caught and shown
+            self._say(panel_message(exc, files=self._file_names()), "danger")
+        finally:
+            self._set_busy(False)
+
+    def _set_busy(self, busy: bool) -> None:
+        for button in self._busy_buttons:
+            button.disabled = busy
+        self.cancel_button.disabled = not busy
+        if busy:
+            self.progress.value, self.progress.bar_style = 0, ""
+            self._say("Working...", "")
+
+    def _say(self, text: str, style: str) -> None:
+        self.status.text = text
+        self.status.tone = style
+        if style in ("danger", "warning"):
+            self.progress.bar_style = style
+
+    def _on_cancel(self, _button: Any = None) -> None:
+        self._cancel.set()
+        self.status.text = "Cancelling at the next step..."
+
+    def _step_text(self, step: int, total: int) -> str:
+        return f"Denoising: step {step + 1} of {total}"
+
+    def _on_step(self, step: int, total: int, _latents: Any = None) -> None:
+        self.progress.max = max(int(total), 1)
+        self.progress.value = step + 1
+        self.status.text = self._step_text(step, total)
+
+    def _show_result(self, result: Any) -> None:
+        clips = _as_clips(result)
+        self.result = result
+        self.output.outputs = (
+            {
+                "output_type": "display_data",
+                "metadata": {},
+                "data": {"text/html": clips_html(clips), "text/plain": repr(clips)},
+            },
+        )
+        self.progress.bar_style = "success"
+        self._say(_done_message(clips), "")
+
+
+def _done_message(clips: list[Clip]) -> str:
+    seeds = ", ".join(str(c.seed) for c in clips)
+    total = sum(float(c.timings.get("total_s", 0.0)) for c in clips[:1])
+    return (
+        f"Done: {len(clips)} clip{'s' if len(clips) > 1 else ''}, seed {seeds}"
+        + (f", {total:.1f} s" if total else "")
+        + "."
+    )
+
+
+# --- the three panels ---------------------------------------------------------------------------------
+
+
+class TextPanel(_Panel):
+    """Text to music: prompt, negative prompt, and the generation settings.
+
+    Parameters
+    ----------
+    generate : callable, optional
+        ``generate(request, *, callback, cancel) -> Clip | list[Clip]``; :func:`mgtoolkit.generate`
+        by default.
+    synchronous : bool
+        Run on the caller's thread instead of a worker thread.
+    history : History, optional
+        Where finished clips are recorded (the kernel-wide one by default).
+    model : str, optional
+        The model selected at start (``$MGTOOLKIT_MODEL`` or the default otherwise).
+    """
+
+    def __init__(
+        self,
+        generate: Callable[..., Any] | None = None,
+        *,
+        synchronous: bool = False,
+        history: History | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(synchronous=synchronous, history=history)
+        self._generate = generate
+        self.prompt = _text(
+            "Prompt", "e.g. A classic cocktail lounge vibe with smooth jazz piano", "what the music should be"
+        )
+        self.negative_prompt = _text(
+            "Negative prompt", "e.g. low quality, noise", "what to steer away from (optional)", rows=1
+        )
+        self.settings = Settings(model=model)
+        self.settings.reroll_button.on_click(self._on_reroll)
+        self._busy_buttons.append(self.settings.reroll_button)
+        self._layout([self.prompt, self.negative_prompt, self.settings])
+
+    @property
+    def request(self) -> GenerationRequest:
+        """A :class:`~mgtoolkit.GenerationRequest` from the widget values (not yet validated)."""
+        return GenerationRequest(
+            prompt=self.prompt.value,
+            negative_prompt=self.negative_prompt.value or None,
+            **self.settings.values(),
+        )
+
+    def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> list[Clip]:
+        """Generate from :attr:`request`; return the clips (also kept in :attr:`result`)."""
+        generate = self._generate or _backend("generate")
+        clips = _as_clips(generate(self.request, callback=callback, cancel=cancel))
+        self.result = clips
+        self.settings.show_seed(clips[0].seed)
+        self.history.add(clips)
+        return clips
+
+    def load(self, clip: Clip) -> None:
+        """Fill the panel with the prompt and settings that made ``clip`` ("use these settings again")."""
+        self.prompt.value = clip.request.prompt
+        self.negative_prompt.value = clip.request.negative_prompt or ""
+        self.settings.load(clip.request, clip.seed)
+        self.settings.candidates.value = 1
+        self._say(
+            f"Filled in from the clip with seed {clip.seed} ({_short(clip.prompt)}): "
+            "change what you like, then press Generate.",
+            "",
+        )
+
+    def _on_reroll(self, _button: Any = None) -> None:
+        self.settings.new_seed()
+        self._start(self._generate_job, self._show_result)
+
+
+class ImagePanel(_Panel):
+    """Image to music in three stages whose results stay editable between them.
+
+    1. *Describe*: the captioner writes what the image shows (``caption``).
+    2. *Write prompt*: the writer turns that caption into a musical prompt (``music_prompt``).
+    3. *Generate*: AudioLDM makes music from the musical prompt.
+
+    Generate runs whichever stages are still empty, then the music; edit the caption or the
+    prompt and press the next stage (or Generate) to go on from your text.
+
+    Parameters
+    ----------
+    describe, write, generate : callable, optional
+        Backends, by default :func:`mgtoolkit.describe_image`, :func:`mgtoolkit.write_music_prompt`
+        and :func:`mgtoolkit.generate`.
+    synchronous, history, model
+        As for :class:`TextPanel`.
+    """
+
+    generate_label = "Generate music"
+    generate_tip = "run the stages still empty, then make the music"
+
+    def __init__(
+        self,
+        describe: Callable[..., str] | None = None,
+        write: Callable[..., str] | None = None,
+        generate: Callable[..., Any] | None = None,
+        *,
+        synchronous: bool = False,
+        history: History | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(synchronous=synchronous, history=history)
+        self._describe, self._write, self._generate = describe, write, generate
+        self.image = _FileInput("image/*", "image", "../mgtoolkit/assets/example_scene.png")
+        self.preview = widgets.Image(
+            format="png", layout=widgets.Layout(max_width="256px", max_height="256px", display="none")
+        )
+        self.describe_button = _tip(
+            widgets.Button(description="1 · Describe image", icon="eye", layout=widgets.Layout(width="auto")),
+            "stage 1: the captioner writes what the picture shows",
+        )
+        self.caption = _text(
+            "Caption",
+            "what the image shows (edit it if the captioner got it wrong)",
+            "stage 1's text: edit it freely",
+            rows=3,
+        )
+        self.write_button = _tip(
+            widgets.Button(
+                description="2 · Write music prompt", icon="pen", layout=widgets.Layout(width="auto")
+            ),
+            "stage 2: the writer turns the caption into a musical prompt",
+        )
+        self.music_prompt = _text(
+            "Music prompt",
+            "the musical prompt (edit it freely)",
+            "stage 2's text: the prompt for the music",
+            rows=3,
+        )
+        self.negative_prompt = _text(
+            "Negative prompt", "e.g. low quality, noise", "what to steer away from (optional)", rows=1
+        )
+        self.settings = Settings(candidates=False, model=model)
+        self.settings.reroll_button.layout.display = "none"
+        self._busy_buttons += [self.describe_button, self.write_button]
+        self.describe_button.on_click(lambda _b: self._start(self._describe_job, self._set_caption))
+        self.write_button.on_click(lambda _b: self._start(self._write_job, self._set_music_prompt))
+        self.image.observe_change(self._on_image_change)
+        self._layout(
+            [
+                self.image,
+                self.preview,
+                self.describe_button,
+                self.caption,
+                self.write_button,
+                self.music_prompt,
+                self.negative_prompt,
+                self.settings,
+            ]
+        )
+
+    @property
+    def request(self) -> GenerationRequest:
+        """The music stage's request: the musical prompt (as edited) and the settings."""
+        return GenerationRequest(
+            prompt=self.music_prompt.value,
+            negative_prompt=self.negative_prompt.value or None,
+            **self.settings.values(),
+        )
+
+    def _file_names(self) -> dict[str, str]:
+        return {"image": self.image.described()}
+
+    def describe(self) -> str:
+        """Stage 1: caption the image (also put into :attr:`caption`)."""
+        describe = self._describe or _backend("describe_image")
+        self.caption.value = describe(self.image.value())
+        return self.caption.value
+
+    def write(self) -> str:
+        """Stage 2: the musical prompt from the caption (also put into :attr:`music_prompt`)."""
+        write = self._write or _backend("write_music_prompt")
+        self.music_prompt.value = write(self.caption.value)
+        return self.music_prompt.value
+
+    def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> Clip:
+        """Run the stages still empty, then generate; return the clip (also in :attr:`result`)."""
+        if not self.caption.value.strip():
+            self._say("Describing the image...", "")
+            self.describe()
+        if not self.music_prompt.value.strip():
+            GenerationCancelled.raise_if_set(cancel, "between stages")
+            self._say("Writing the musical prompt...", "")
+            self.write()
+        GenerationCancelled.raise_if_set(cancel, "between stages")
+        generate = self._generate or _backend("generate")
+        clip = _as_clips(generate(self.request, callback=callback, cancel=cancel))[0]
+        clip = clip.with_extra(caption=self.caption.value, music_prompt=self.music_prompt.value)
+        self.result = clip
+        self.settings.show_seed(clip.seed)
+        self.history.add([clip])
+        return clip
+
+    def _describe_job(self) -> str:
+        self._say("Describing the image...", "")
+        return self.describe()
+
+    def _write_job(self) -> str:
+        self._say("Writing the musical prompt...", "")
+        return self.write()
+
+    def _set_caption(self, caption: str) -> None:
+        self._say("Caption ready: edit it if needed, then press 2 · Write music prompt.", "")
+
+    def _set_music_prompt(self, prompt: str) -> None:
+        self._say("Music prompt ready: edit it if needed, then press Generate music.", "")
+
+    def _on_image_change(self, _change: Any = None) -> None:
+        self.caption.value = ""
+        self.music_prompt.value = ""
+        found = self.image.preview_bytes()
+        self.preview.layout.display = "none"
+        if found is None:
+            return
+        content, _name = found
+        kind = _image_kind(content)
+        if kind is None:
+            self._say(
+                f"{self.image.described()}: is not a picture this panel can read; {FILE_FIXES['image']}.",
+                "danger",
+            )
+            return
+        self.preview.format, self.preview.value = kind, content
+        self.preview.layout.display = None
+        self._say(f"{self.image.described()} is ready: press 1 · Describe image (or Generate music).", "")
+
+
+def _image_kind(content: bytes) -> str | None:
+    """``"png"``, ``"jpeg"``, ``"gif"`` or ``"webp"`` from the file's first bytes, else ``None``."""
+    signatures = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg", b"GIF8": "gif"}
+    for magic, kind in signatures.items():
+        if content.startswith(magic):
+            return kind
+    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+class AudioPanel(_Panel):
+    """Audio to music: restyle an uploaded clip towards a prompt.
+
+    Parameters
+    ----------
+    restyle : callable, optional
+        ``restyle(audio, prompt, *, strength, negative_prompt, num_inference_steps, guidance_scale,
+        seed, model, callback, cancel) -> Clip``; :func:`mgtoolkit.restyle` by default.
+    synchronous, history, model
+        As for :class:`TextPanel`.
+    """
+
+    generate_label = "Restyle"
+    generate_tip = "move the clip's sound towards the prompt"
+
+    def __init__(
+        self,
+        restyle: Callable[..., Any] | None = None,
+        *,
+        synchronous: bool = False,
+        history: History | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(synchronous=synchronous, history=history)
+        self._restyle = restyle
+        self.audio = _FileInput("audio/*,.wav,.flac,.ogg,.mp3", "audio", "outputs/my-clip.wav")
+        self.preview = widgets.HTML()
+        self.strength = _slider(
+            widgets.FloatSlider,
+            "Strength",
+            "0.05: keep almost all of the original; 1: keep only its length and follow the prompt",
+            0.6,
+            0.05,
+            1.0,
+            0.05,
+        )
+        self.prompt = _text(
+            "Prompt",
+            "what it should become, e.g. lo-fi hip hop with vinyl crackle",
+            "what the clip should become",
+        )
+        self.negative_prompt = _text(
+            "Negative prompt", "e.g. low quality, noise", "what to steer away from (optional)", rows=1
+        )
+        self.settings = Settings(duration=False, candidates=False, model=model)
+        self.settings.reroll_button.layout.display = "none"
+        self.audio.observe_change(self._on_audio_change)
+        self._layout(
+            [self.audio, self.preview, self.prompt, self.negative_prompt, self.strength, self.settings]
+        )
+
+    @property
+    def request(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`mgtoolkit.restyle`, from the widget values."""
+        return {
+            "audio": self.audio.value(),
+            "prompt": self.prompt.value,
+            "strength": _snap(self.strength),
+            "negative_prompt": self.negative_prompt.value or None,
+            **self.settings.values(),
+        }
+
+    def _file_names(self) -> dict[str, str]:
+        return {"audio": self.audio.described()}
+
+    def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> Clip:
+        """Restyle with :attr:`request`; return the clip (also in :attr:`result`)."""
+        restyle = self._restyle or _backend("restyle")
+        request = self.request
+        clip = _as_clips(
+            restyle(request.pop("audio"), request.pop("prompt"), **request, callback=callback, cancel=cancel)
+        )[0]
+        self.result = clip
+        self.settings.show_seed(clip.seed)
+        self.history.add([clip])
+        return clip
+
+    def _step_text(self, step: int, total: int) -> str:
+        strength, steps = _snap(self.strength), int(self.settings.steps.value)
+        return (
+            f"Restyling: step {step + 1} of {total} (strength {strength:g} × {steps} steps: "
+            "the first steps are skipped to keep the original's shape)"
+        )
+
+    def _on_audio_change(self, _change: Any = None) -> None:
+        self.preview.value = ""
+        found = self.audio.preview_bytes()
+        if found is None:
+            return
+        content, name = found
+        problem = _audio_problem(content)
+        if problem is not None:
+            self._say(f"{self.audio.described()}: {problem}; {FILE_FIXES['audio']}.", "danger")
+            return
+        kind = (Path(name).suffix.lstrip(".").lower() or "wav").replace("mp3", "mpeg")
+        data = base64.b64encode(content).decode("ascii")
+        label = html.escape(f"original: {name}")
+        self.preview.value = (
+            f"<div>{label}</div>"
+            f'<audio controls aria-label="{label}" src="data:audio/{kind};base64,{data}"></audio>'
+        )
+        self._say(f"{self.audio.described()} is ready: write a prompt, then press Restyle.", "")
+
+
+def _audio_problem(content: bytes) -> str | None:
+    """Why ``content`` cannot be played and restyled, or ``None`` if it reads as audio."""
+    import io
+
+    try:
+        import soundfile
+    except ImportError:  # pragma: no cover - soundfile is a core dependency
+        return None
+    try:
+        info = soundfile.info(io.BytesIO(content))
+    except Exception:  # noqa: BLE001 - any reader error means "not audio we can read"
+        return "is not an audio file this panel can read"
+    if info.frames == 0:
+        return "holds no sound"
+    return None

@@ -1,0 +1,91 @@
+"""The studio: the three panels as tabs above the history gallery."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import ipywidgets as widgets
+
+from ...types import Clip
+from ..history import HISTORY, History
+from .controls import _no_null_tooltips
+from .gallery import HistoryGallery
+from .panels import AudioPanel, ImagePanel, TextPanel
+
+__all__ = ["Studio", "studio"]
+
+
+class Studio(widgets.VBox):
+    """The three panels as tabs, above the history gallery. Build it with :func:`studio`."""
+
+    def __init__(
+        self,
+        *,
+        generate: Callable | None = None,
+        describe: Callable | None = None,
+        write: Callable | None = None,
+        restyle: Callable | None = None,
+        synchronous: bool = False,
+        history: History | None = None,
+        model: str | None = None,
+        save_root: str | os.PathLike | None = None,
+        save_box: bool | None = None,
+    ) -> None:
+        self.history = HISTORY if history is None else history
+        common = {"synchronous": synchronous, "history": self.history, "model": model}
+        self.text = TextPanel(generate, **common)
+        self.image = ImagePanel(describe, write, generate, **common)
+        self.audio = AudioPanel(restyle, **common)
+        self.tabs = widgets.Tab(
+            children=[self.text, self.image, self.audio],
+            titles=["Text → music", "Image → music", "Audio → music"],
+        )
+        self.gallery = HistoryGallery(
+            self.history, on_reuse=self.use_settings, save_root=save_root, save_box=save_box
+        )
+        super().__init__([self.tabs, self.gallery])
+        self.add_class("mg-studio")
+        _no_null_tooltips(self)
+
+    def use_settings(self, clip: Clip) -> None:
+        """Load ``clip``'s prompt and settings into the text panel, switch to it and focus its prompt."""
+        self.text.load(clip)
+        self.tabs.selected_index = 0
+        self.text.prompt.focus()  # the browser scrolls the filled panel into view
+
+
+def studio(
+    *,
+    model: str | None = None,
+    synchronous: bool = False,
+    save_root: str | os.PathLike | None = None,
+    save_box: bool | None = None,
+    **backends: Callable,
+) -> Studio:
+    """The notebook studio: text, image and audio panels as tabs, plus the history of this kernel.
+
+    Parameters
+    ----------
+    model : str, optional
+        Model selected at start (``$MGTOOLKIT_MODEL`` or the default otherwise).
+    synchronous : bool
+        Run generations on the caller's thread (no Cancel while running); for tests and scripts.
+    save_root : str or Path, optional
+        The folder the history's Save may write into (with its subfolders); the working directory
+        by default. Typed folders outside it are refused with a message.
+    save_box : bool, optional
+        Show the "Save to" folder box (``False``: files go to ``outputs/`` under ``save_root``). By
+        default shown in Jupyter, hidden when Voilà serves the page.
+    **backends
+        ``generate``, ``describe``, ``write``, ``restyle`` stand-ins (for tests).
+
+    Examples
+    --------
+    >>> import mgtoolkit as mg
+    >>> s = mg.studio(model="tiny")
+    >>> s.text.prompt.value = "calm piano"
+    >>> s.text.settings.values()["model"]
+    'tiny'
+    """
+    return Studio(model=model, synchronous=synchronous, save_root=save_root, save_box=save_box, **backends)
