@@ -603,7 +603,8 @@ def audio_to_music(
     writer, instruction
         As for :func:`image_to_music` (``writer="template"`` needs no model).
     labels, clap
-        The tag lists and CLAP model of :func:`mgtoolkit.describe_audio`.
+        The tag lists and CLAP model of :func:`mgtoolkit.describe_audio` (``clap=None`` with a
+        tiny ``model`` is the tiny CLAP).
     **generation
         ``negative_prompt``, ``audio_length_in_s``, ``num_inference_steps``, ``guidance_scale``,
         ``seed``, ``model``, ``scheduler``, ``device``, ``keep_loaded``, ``callback``, ``cancel``.
@@ -650,6 +651,8 @@ def audio_to_music(
     # 2. Describe the clip (signal processing, then CLAP tags).
     GenerationCancelled.raise_if_set(settings["cancel"], "before describing the clip")
     t0 = time.perf_counter()
+    if clap is None and _tiny_setup(settings["model"]):
+        clap = "tiny"  # a tiny music model: tags from the tiny CLAP too, like the tiny writer
     description = describe_audio(audio, labels=labels, clap=clap, device=settings["device"])
     seconds = time.perf_counter() - t0
     # 3. The rest of the chain, with the description as the first stage's words.
