@@ -634,19 +634,35 @@ def _run_ray(
     if not rows:
         return
     started = time.perf_counter()
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    report.bar.set_description("batch (starting Ray)")
+    _connect(ray, address)
     plans = plan_actors(ray.nodes(), actors=actors, actor_cpus=actor_cpus, actor_gpus=actor_gpus)
     worker_class = ray.remote(_Worker)
     pool = [(_start_actor(ray, worker_class, p, device, fault), p) for p in plans]
     ray.get([actor.pid.remote() for actor, _ in pool])
     report.tally.actors = len(pool)
     report.tally.startup_s = time.perf_counter() - started
+    report.bar.set_description("batch")
     try:
         _dispatch(ray, rows, report, pool, lambda p: _start_actor(ray, worker_class, p, device, fault))
     finally:
         for actor, _ in pool:
             ray.kill(actor)
+
+
+def _connect(ray, address: str | None) -> None:
+    """Join the running Ray, the cluster at ``address``, or start a local one; one line if it fails."""
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, plain Exception...
+        ray.shutdown()
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MgtoolkitError(
+            f"Ray did not start or connect (address={address!r}): {reason}; "
+            "start a cluster with `ray start --head` and pass its address (--ray auto), or try again"
+        ) from None
 
 
 def _dispatch(ray, rows: list[Row], report: _Reporter, pool: list, restart: Callable) -> None:
