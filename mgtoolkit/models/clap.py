@@ -238,10 +238,21 @@ def _resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 
 def _windows(wave: np.ndarray, clap: LoadedClap) -> list[np.ndarray]:
-    """Whole windows of the tower's length; the last one keeps at least half a window."""
+    """Whole windows of the tower's length covering all of ``wave`` (the last one ends at its end).
+
+    Examples
+    --------
+    >>> fake = LoadedClap("x", None, None, type("FE", (), {"nb_max_samples": 4})())
+    >>> [w.tolist() for w in _windows(np.arange(10), fake)]
+    [[0, 1, 2, 3], [4, 5, 6, 7], [6, 7, 8, 9]]
+    """
     size = clap.window_samples
-    starts = list(range(0, max(1, wave.shape[0] - size // 2), size))
-    return [wave[s : s + size] for s in starts] or [wave]
+    if wave.shape[0] <= size:
+        return [wave]  # the extractor repeats and pads it
+    starts = list(range(0, wave.shape[0] - size + 1, size))
+    if starts[-1] + size < wave.shape[0]:
+        starts.append(wave.shape[0] - size)
+    return [wave[s : s + size] for s in starts]
 
 
 def _features(clap: LoadedClap, windows: list[np.ndarray]) -> dict:
