@@ -14,10 +14,18 @@ Per module, on its first call:
    module; it is used only if the two agree within :data:`TOLERANCE` of the output's peak, and the
    verdict is written next to the files (a mismatch or an export error leaves the module in dygraph,
    for good: delete the folder to try again);
-3. the dygraph weights the predictor replaces are released.
+3. the dygraph weights the predictor replaces are written once to ``weights.safetensors`` in the
+   same folder and released.
 
 Later loads of the same weights find the verified files (the fingerprint covers paddle's version,
-the config and a sample of every weight) and release the dygraph weights at once.
+the config and a sample of every weight) and release the dygraph weights at once. A predictor that
+fails after it was verified (an input it cannot take, any runtime error) reads those weights back
+and hands its module to dygraph for good (``Engine.state == "dygraph"``, the reason in
+``Engine.detail["fallback"]``): the call goes on, and so does the session.
+
+``precision="bfloat16"`` (``mg.load_model(dtype="bfloat16")`` on CPUs with AVX512_BF16 or AMX)
+builds the UNet and VAE predictors with ``enable_onednn_bfloat16()``; each is verified within
+:data:`BF16_TOLERANCE` relative L2 of float32 dygraph, in its own ``verdict-bfloat16.json``.
 
 The cost is memory: with oneDNN on, the predictor holds memory in proportion to all of a run's
 activations (dygraph frees each after its last use; the same predictor without oneDNN does too),
