@@ -135,3 +135,34 @@ def test_empty_or_odd_label_lists_are_one_line_errors(labels):
 def test_unknown_clap_name_is_a_one_line_error():
     with pytest.raises(InvalidInputError, match="^clap='nope': is not a known CLAP model"):
         clap_model.resolve_clap("nope")
+
+
+@pytest.mark.parametrize("pickled", [False, True], ids=["safetensors", "bin"])
+def test_laion_clap_as_the_hub_ships_it_loads_from_the_hf_cache(tiny_clap, tmp_path, monkeypatch, pickled):
+    """The default CLAP is found in the Hugging Face cache in torch layout and converted once (no
+    download, no unpickling): here the tiny CLAP's weights stand in for laion's."""
+    from ppdiffusers.transformers import ClapModel
+
+    from mgtoolkit.testing.hub_layouts import write_hf_cache, write_transformers_folder
+    from mgtoolkit.testing.tiny_clap import tiny_clap_dir
+
+    torch_folder = write_transformers_folder(tiny_clap_dir(), tmp_path / "torch", ClapModel, bin=pickled)
+    assert (
+        not list(torch_folder.glob("*.safetensors"))
+        if pickled
+        else list(torch_folder.glob("model.safetensors"))
+    )
+    write_hf_cache(torch_folder, tmp_path / "hub", "laion/clap-htsat-unfused")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path / "cache"))  # where the converted copy goes
+    wave = np.random.default_rng(3).standard_normal(3 * 16000).astype(np.float32) * 0.1
+    clap_model.release_clap()
+    try:
+        loaded = clap_model.load_clap(device="cpu")  # the default: laion/clap-htsat-unfused
+        assert loaded.name == "clap-htsat-unfused"
+        got = clap_model.similarity(loaded, ["calm piano", "drums"], [wave], 16000)
+    finally:
+        clap_model.release_clap()
+    want = clap_model.similarity(tiny_clap, ["calm piano", "drums"], [wave], 16000)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert list((tmp_path / "cache" / "converted").iterdir())  # converted once, into the cache
