@@ -146,7 +146,10 @@ def resolve_model(model: str | os.PathLike | None = None) -> ModelSpec:
     ----------
     model : str, path or None
         A preset name (see ``mgtoolkit.PRESETS``), a hub id such as ``"cvssp/audioldm-s-full-v2"``,
-        or a local directory written by ``save_pretrained``. ``None`` uses :func:`default_model`.
+        or a pipeline folder (``model_index.json``): as the hub ships it (diffusers format, torch
+        weights, converted once on load) or as ``save_pretrained`` writes it. ``None`` uses
+        :func:`default_model`. Where the weights are found and how they are read is
+        :mod:`mgtoolkit.models.weights`' business.
 
     Raises
     ------
@@ -176,7 +179,7 @@ def resolve_model(model: str | os.PathLike | None = None) -> ModelSpec:
         "model",
         name,
         "is not a known preset, a hub id (owner/name) nor an existing directory",
-        f"use one of {', '.join(sorted(PRESETS))}, or a folder written by save_pretrained",
+        f"use one of {', '.join(sorted(PRESETS))}, or a pipeline folder (with model_index.json)",
     )
 
 
@@ -204,7 +207,8 @@ def _local_spec(path: Path) -> ModelSpec:
             "model",
             str(path),
             "is a directory but holds no model_index.json, so it is not a pipeline",
-            "point it at a folder written by pipeline.save_pretrained(), or use a preset name",
+            "point it at the pipeline's top folder (as the hub ships it or save_pretrained writes it), "
+            "or use a preset name",
         )
     try:
         pipeline = json.loads(index.read_text(encoding="utf-8"))["_class_name"]

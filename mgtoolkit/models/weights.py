@@ -28,7 +28,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -284,14 +284,27 @@ def _read_tensors(weights: WeightFile, allow_unsafe: bool | None) -> dict[str, n
 # --- Building an empty module to convert against -------------------------------------------------
 
 
+def _import_ppdiffusers():
+    """ppdiffusers, imported quietly (its import warns about distutils)."""
+    import warnings
+
+    from ..runtime import import_paddle, quiet_model_logs
+
+    import_paddle()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*distutils.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        import ppdiffusers
+    quiet_model_logs()
+    return ppdiffusers
+
+
 def component_class(library: str, class_name: str):
     """The paddle class for a ``model_index.json`` entry (``["diffusers", "UNet2DConditionModel"]``,
     ``["transformers", "ClapTextModelWithProjection"]``, ``["audioldm2", "AudioLDM2ProjectionModel"]``)."""
     import importlib
 
-    from .audioldm import import_ppdiffusers
-
-    ppdiffusers = import_ppdiffusers()
+    ppdiffusers = _import_ppdiffusers()
     from ppdiffusers import transformers as pp_transformers
 
     for module in (ppdiffusers, pp_transformers):
@@ -561,6 +574,9 @@ def _convert(folder: Path, entry: Path, *, name: str, field: str, model_class, a
             "files": files,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        if _entry_ok(entry):  # another process finished the same copy meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+            return entry
         if entry.exists():  # a stale or damaged copy: replace it
             shutil.rmtree(entry)
         try:
@@ -823,9 +839,7 @@ def _download_paddlenlp(repo_id: str, to: str | Path | None) -> Path:
     """Fetch a paddle pipeline from PaddleNLP's store (ppdiffusers' ``bos_download``) file by file:
     ``model_index.json``, then each component's configuration, tokenizer files and the first weights
     file that exists (safetensors before ``.pdparams``)."""
-    from .audioldm import import_ppdiffusers
-
-    import_ppdiffusers()
+    _import_ppdiffusers()
     from huggingface_hub.utils import EntryNotFoundError
     from ppdiffusers.utils.download_utils import bos_download
 
@@ -868,15 +882,9 @@ def _needs_bin(folder: Path) -> bool:
 
 
 def fetch(
-    model: str | None = None,
-    *,
-    to: str | Path | None = None,
-    with_chain: bool = False,
-    captioner: str | None = None,
-    writer: str | None = None,
+    model: str | None = None, *, to: str | Path | None = None, also: Iterable = ()
 ) -> list[FetchResult]:
-    """Download a model (and with ``with_chain=True`` the image chain's captioner and writer) to carry
-    to an offline machine.
+    """Download a model (and the stage models in ``also``) to carry to an offline machine.
 
     Parameters
     ----------
@@ -885,43 +893,37 @@ def fetch(
     to : str or Path, optional
         A folder to download into (one subfolder per model); ``None`` uses the Hugging Face cache,
         where ``model=<hub id>`` finds it later, also offline.
-    with_chain : bool
-        Also fetch the captioner and writer (``captioner=``/``writer=``, default the presets).
+    also : iterable of (field, spec)
+        More models: ``("captioner", resolve_captioner("blip2"))``, ``("writer", resolve_writer(...))``;
+        ``python -m mgtoolkit fetch MODEL --with-chain`` passes the image chain's two.
 
     Returns
     -------
     list of FetchResult
         One per model, with the folder to pass as ``model=``/``captioner=``/``writer=``.
+
+    Examples
+    --------
+    >>> from mgtoolkit.models.writers import resolve_writer
+    >>> fetch("audioldm-s-full-v2", to="weights/", also=[("writer", resolve_writer("qwen2-0.5b"))])  # doctest: +SKIP
     """
     from .registry import resolve_model
 
     spec = resolve_model(model)
     if spec.is_tiny or spec.is_local:
+        what = "built locally" if spec.is_tiny else "a local folder"
         raise ModelUnavailableError(
-            f"model={spec.name!r}: nothing to fetch (it is {'built locally' if spec.is_tiny else 'a local folder'}); "
-            "pass a preset or hub id such as 'audioldm-s-full-v2'."
+            f"model={spec.name!r}: nothing to fetch (it is {what}); pass a preset or hub id such as "
+            "'audioldm-s-full-v2'."
         )
     wanted = [("model", spec.name, spec.source)]
-    if with_chain:
-        wanted += _chain_sources(captioner, writer)
-    results = []
-    for field, name, source in wanted:
-        results.append(FetchResult(field, name, fetch_repo(source, to=to, field=field, name=name)))
-    return results
-
-
-def _chain_sources(captioner: str | None, writer: str | None) -> list[tuple[str, str, str]]:
-    from ..config import setting
-    from .captioners import resolve_captioner
-    from .writers import resolve_writer
-
-    out = []
-    cap = resolve_captioner(captioner or setting("MGTOOLKIT_CAPTIONER") or "minigpt4")
-    wri = resolve_writer(writer or setting("MGTOOLKIT_WRITER") or "chatglm-6b")
-    for field, spec in (("captioner", cap), ("writer", wri)):
-        if spec.needs_model and not spec.is_tiny and not os.path.isdir(spec.source):
-            out.append((field, spec.name, spec.source))
-    return out
+    for field, stage in also:
+        if stage.needs_model and not stage.is_tiny and not os.path.isdir(stage.source):
+            wanted.append((field, stage.name, stage.source))
+    return [
+        FetchResult(field, name, fetch_repo(source, to=to, field=field, name=name))
+        for field, name, source in wanted
+    ]
 
 
 def presence(source: str, *, marker: str = "model_index.json") -> tuple[Path | None, int]:

@@ -35,9 +35,7 @@ def to_torch_layout(module, state: dict[str, np.ndarray]) -> dict[str, np.ndarra
     (``_mean``/``_variance`` to ``running_mean``/``running_var``)."""
     import paddle
 
-    from mgtoolkit.models.weights import _is_diffusers_model, _name_mappings
-
-    mappings = None if _is_diffusers_model(type(module)) else _name_mappings(type(module), module)
+    mappings = None if _is_diffusers_model(type(module)) else _name_mappings(module)
     if mappings:
         out = dict(state)
         for mapping in mappings:
@@ -63,6 +61,51 @@ def to_torch_layout(module, state: dict[str, np.ndarray]) -> dict[str, np.ndarra
     return out
 
 
+# A few lines copied from mgtoolkit.models.weights (the testing layer sits below models).
+
+
+def _is_diffusers_model(cls) -> bool:
+    from ppdiffusers import ModelMixin
+
+    return isinstance(cls, type) and issubclass(cls, ModelMixin)
+
+
+def _name_mappings(module) -> list | None:
+    try:
+        return list(type(module)._get_name_mappings(module.config))
+    except (NotImplementedError, AttributeError, KeyError, TypeError):
+        return None
+
+
+def _components(folder: Path) -> dict[str, tuple[str, str]]:
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    return {
+        k: (v[0], v[1]) for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0]
+    }
+
+
+def _component_class(library: str, class_name: str):
+    import importlib
+
+    import ppdiffusers
+    from ppdiffusers import transformers
+
+    for module in (ppdiffusers, transformers):
+        if hasattr(module, class_name):
+            return getattr(module, class_name)
+    return getattr(importlib.import_module(f"ppdiffusers.pipelines.{library}"), class_name)
+
+
+def _skeleton(cls, folder: Path):
+    """``cls`` built from ``folder``'s configuration (weights not initialised: they are replaced)."""
+    if _is_diffusers_model(cls):
+        return cls.from_config(cls.load_config(str(folder)))
+    from paddlenlp.transformers.model_utils import no_init_weights
+
+    with no_init_weights(_enable=True):
+        return cls(cls.config_class.from_pretrained(str(folder)))
+
+
 def _paddle_state(folder: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
@@ -73,8 +116,6 @@ def _paddle_state(folder: Path) -> dict[str, np.ndarray]:
 
 
 def _write_component(src: Path, dst: Path, cls, *, bin: bool) -> None:
-    from mgtoolkit.models.weights import _is_diffusers_model, _skeleton
-
     skeleton = _skeleton(cls, src)
     state = to_torch_layout(skeleton, _paddle_state(src))
     stem = "diffusion_pytorch_model" if _is_diffusers_model(cls) else ("pytorch_model" if bin else "model")
@@ -105,8 +146,6 @@ def write_diffusers_folder(src: str | Path, dst: str | Path, *, bin: bool = Fals
     Path
         ``dst``.
     """
-    from mgtoolkit.models.weights import _components, component_class
-
     src, dst = Path(src), Path(dst)
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.safetensors", "*.pdparams"))
     index = json.loads((src / "model_index.json").read_text(encoding="utf-8"))
@@ -114,7 +153,7 @@ def write_diffusers_folder(src: str | Path, dst: str | Path, *, bin: bool = Fals
         if (src / part).is_dir() and any(
             p.suffix in (".safetensors", ".pdparams") for p in (src / part).iterdir()
         ):
-            _write_component(src / part, dst / part, component_class(library, class_name), bin=bin)
+            _write_component(src / part, dst / part, _component_class(library, class_name), bin=bin)
         index[part] = [_LIBRARIES.get(library, library), class_name]
     index.pop("_ppdiffusers_version", None)
     index["_diffusers_version"] = "0.29.0"
