@@ -200,9 +200,7 @@ def save_clip(clip: SavableClip, out_dir: str | os.PathLike = "outputs", *, name
         stem = free_stem(folder, base)
         wav, sidecar = folder / f"{stem}.wav", folder / f"{stem}.json"
         try:
-            write_atomic(
-                wav, lambda tmp: tmp.write_bytes(wav_bytes(clip.waveform, clip.sample_rate, loop=loop))
-            )
+            write_atomic(wav, lambda tmp: tmp.write_bytes(_clip_wav(clip, loop)))
         except FileExistsError:
             continue
         try:
@@ -213,6 +211,12 @@ def save_clip(clip: SavableClip, out_dir: str | os.PathLike = "outputs", *, name
             raise
         return wav
     raise FileExistsError(f"could not find a free file name for {base!r} in {folder}")
+
+
+def _clip_wav(clip: SavableClip, loop: tuple[int, int] | None) -> bytes:
+    if loop is None:
+        return wav_bytes(clip.waveform, clip.sample_rate)
+    return wav_bytes(clip.waveform, clip.sample_rate, loop=loop)
 
 
 def _loop_points(clip: Any) -> tuple[int, int] | None:
