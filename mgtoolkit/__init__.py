@@ -28,8 +28,6 @@ _LAZY = {
     "restyle": "mgtoolkit.api",
     "extend": "mgtoolkit.api",
     "variations": "mgtoolkit.api",
-    # many prompts to files, here or on a Ray cluster (not recorded: it writes files)
-    "batch": "mgtoolkit.batch",
     "describe_image": "mgtoolkit.tasks.image",
     "write_music_prompt": "mgtoolkit.tasks.image",
     "Story": "mgtoolkit.tasks.image",
@@ -63,6 +61,9 @@ _LAZY = {
 
 # submodules reachable as attributes (mg.plots.waveshow, ...) without importing them up front
 _SUBMODULES = {
+    # many prompts to files, here or on a Ray cluster (not recorded: it writes files); the module is
+    # callable, so mg.batch(rows, out=...) and mg.batch.plan_actors both work whatever was imported first
+    "batch": "mgtoolkit.batch",
     "appflow": "mgtoolkit.appflow",
     "accel": "mgtoolkit.accel",
     "config": "mgtoolkit.config",

@@ -19,6 +19,7 @@ Ray is imported only for ``engine="ray"``; it is the optional extra ``mgtoolkit[
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import os
 import sys
@@ -485,7 +486,13 @@ class _Reporter:
 
     def made(self, row: Row, clips: Sequence[Clip]) -> None:
         for clip in clips:
-            path = _write_clip(self.output, row.stem(clip.seed), clip)
+            try:
+                path = _write_clip(self.output, row.stem(clip.seed), clip)
+            except OSError as exc:  # a full disk or a lost mount: every later row would fail too
+                raise MgtoolkitError(
+                    f"line {row.number}: cannot write to {self.output.shown} ({exc.strerror or exc}); "
+                    "make room or choose another out, then run again: what was written is kept"
+                ) from None
             if path is not None:
                 self.tally.written.append(path)
                 self._say(path, self.echo)
@@ -512,9 +519,11 @@ def _run_local(rows: list[Row], report: _Reporter, *, device: str | None, fault)
         try:
             if fault is not None:
                 fault(row.number)
-            report.made(row, _make(row.request, device))
-        except MgtoolkitError as exc:
+            clips = _make(row.request, device)
+        except MgtoolkitError as exc:  # this row's problem; a failed write stops the job
             report.failed(row, exc)
+            continue
+        report.made(row, clips)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -703,11 +712,12 @@ def _dispatch(ray, rows: list[Row], report: _Reporter, pool: list, restart: Call
             report.failed(row, value)
 
 
-# ``mgtoolkit.batch`` is this module once it is imported (Python sets a submodule as an attribute
-# of its package), and the function ``mg.batch`` before that: calling the module calls the function.
+# ``mg.batch`` is this module (Python sets an imported submodule as an attribute of its package, so
+# a function of the same name would be replaced by it): calling the module calls :func:`batch`.
 class _CallableModule(types.ModuleType):
     def __call__(self, *args: Any, **kwargs: Any) -> BatchSummary:
         return batch(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule
+__signature__ = inspect.signature(batch)  # what help(mg.batch) and Jupyter's mg.batch? show

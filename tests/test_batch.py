@@ -104,6 +104,27 @@ def test_a_stopped_run_resumes_without_overwriting(tmp_path, tiny_model):
     ]
 
 
+def test_a_full_disk_stops_the_job_in_one_line_and_a_rerun_finishes_it(tmp_path, tiny_model, monkeypatch):
+    import mgtoolkit.batch as batch_module
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(batch_module, "wav_bytes", disk_full)
+    with pytest.raises(MgtoolkitError, match="^line 1: cannot write to .*No space left on device"):
+        mg.batch(["calm piano", "rain"], out=tmp_path, **QUICK)
+    assert not list(tmp_path.glob("*.wav")) and not list(tmp_path.glob(".mg-*"))
+    monkeypatch.undo()
+    summary = mg.batch(["calm piano", "rain"], out=tmp_path, **QUICK)
+    assert summary.clips == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "0001-calm-piano_seed0.json",
+        "0001-calm-piano_seed0.wav",
+        "0002-rain_seed0.json",
+        "0002-rain_seed0.wav",
+    ]
+
+
 def test_output_to_an_fsspec_filesystem(tiny_model):
     import fsspec
 
@@ -159,7 +180,7 @@ def test_local_batch_never_imports_ray(tmp_path, tiny_model):
         f"mg.batch(['x'], out={str(tmp_path)!r}, model='tiny', audio_length_in_s=0.5, "
         "num_inference_steps=2, progress=False)\n"
         "import mgtoolkit.batch\n"
-        "assert callable(mg.batch)\n"
+        "assert mg.batch is sys.modules['mgtoolkit.batch'] and callable(mg.batch)\n"
         "print('ray' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
