@@ -378,3 +378,11 @@ def test_fetch_downloads_through_the_hub_client(hub, tmp_path, monkeypatch):
     )
     assert calls == [("cvssp/audioldm-l-full", tuple(weights._ALLOW), str(got.folder))]
     assert "*.bin" not in calls[0][1]  # safetensors preferred: .bin only for a repo without them
+
+
+def test_preset_found_in_the_hf_cache_offline(hub):
+    """A preset resolves to its hub id, found in the Hugging Face cache with HF_HUB_OFFLINE=1."""
+    write_hf_cache(hub["tiny"]["bin"], hub["hf"], "cvssp/audioldm-s-full")
+    clip = mg.generate(PROMPT, model="audioldm-s-full", **KW)
+    np.testing.assert_array_equal(clip.waveform, hub["tiny"]["ref"])
+    assert clip.model_info["name"] == "audioldm-s-full" and "CC-BY-NC-SA" in clip.model_info["license"]
