@@ -65,6 +65,14 @@ def test_scores_are_recorded_in_the_sidecar_and_history(ranked, tmp_path):
     assert all(any(c is h for h in HISTORY.clips) for c in ranked)  # mg.generate recorded them
 
 
+def test_show_marks_the_best_take(ranked):
+    from mgtoolkit.notebook.display import clips_html
+
+    markup = clips_html(ranked, plots=False)
+    assert f"<b>#1 · best · score {ranked[0].score:.3f}</b>" in markup
+    assert f"<b>#2 · score {ranked[1].score:.3f}</b>" in markup and markup.count("· best") == 1
+
+
 def test_a_single_clip_is_not_scored(tiny_model, fast):
     assert mg.generate(PROMPT, seed=SEED, **fast).score is None
 

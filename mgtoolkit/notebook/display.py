@@ -126,12 +126,20 @@ def _as_list(clip_or_clips: Any) -> list[Clip]:
     return [_as_clip(item) for item in clip_or_clips]
 
 
+def _card_title(clip: Clip, index: int) -> str:
+    """``#1``, ``#2``, ...; the best of ranked candidates is marked (``#1 · best · score 0.312``)."""
+    if clip.score is None:
+        return f"#{index + 1}"
+    best = " · best" if clip.extra.get("rank") == 1 else ""
+    return f"#{index + 1}{best} · score {clip.score:.3f}"
+
+
 def clips_html(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True, chroma: bool = False) -> str:
     """The HTML :func:`show` displays: cards side by side, wrapping on narrow screens."""
     clips = _as_list(clip_or_clips)
     titled = len(clips) > 1
     cards = [
-        clip_card_html(c, plots=plots, title=f"#{i + 1}" if titled else None, chroma=chroma)
+        clip_card_html(c, plots=plots, title=_card_title(c, i) if titled else None, chroma=chroma)
         for i, c in enumerate(clips)
     ]
     return f'{_CSS}<div class="mg-clips">{"".join(cards)}</div>'
