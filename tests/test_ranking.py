@@ -70,7 +70,8 @@ def test_show_marks_the_best_take(ranked):
 
     markup = clips_html(ranked, plots=False)
     assert f"<b>#1 · best · score {ranked[0].score:.3f}</b>" in markup
-    assert f"<b>#2 · score {ranked[1].score:.3f}</b>" in markup and markup.count("· best") == 1
+    assert f"<b>#2 · score {ranked[1].score:.3f}</b>" in markup and markup.count("<b>#1 · best") == 1
+    assert "#2 · best" not in markup and "#3 · best" not in markup
 
 
 def test_a_single_clip_is_not_scored(tiny_model, fast):
