@@ -24,8 +24,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mgtoolkit.errors import ModelUnavailableError
-
 pytestmark = pytest.mark.parity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,21 +168,13 @@ def test_writer_logits_equal_transformers(writer):
     assert error <= TOLERANCE
 
 
-# Known gaps, strict: the day they are fixed these tests fail as XPASS and the marks must go.
+# A known gap, strict: the day it is fixed this test fails as XPASS and the mark must go.
 QWEN2_NEWLINE = pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
     reason="paddlenlp's Qwen2Tokenizer drops the newline before <|im_start|> (it keeps the "
     "additional special tokens as plain strings and strips whitespace on both sides of them); "
     "transformers keeps it, so the chat prompt's tokens differ",
-)
-BLIP2_TORCH = pytest.mark.xfail(
-    strict=True,
-    raises=ModelUnavailableError,
-    reason="BLIP-2 in transformers' layout: paddlenlp has no torch name mapping for it "
-    "(language_model.model.decoder.* -> language_model.opt.*, fc1/fc2 -> linear1/linear2, "
-    "self_attn_layer_norm/final_layer_norm -> norm1/norm2) and reads OPT's ffn_dim as "
-    "intermediate_size=8192; GPT2Tokenizer (the processor's tokenizer_class) is unknown to it",
 )
 
 
@@ -212,7 +202,6 @@ def captioner(reference, request):
     release_captioners()
 
 
-@BLIP2_TORCH
 @pytest.mark.parametrize("captioner", FORMS, ids=["safetensors", "bin"], indirect=True)
 def test_captioner_logits_equal_transformers(captioner):
     """BLIP-2 (ViT, Q-Former, OPT) gives transformers' logits along the reference caption."""
@@ -231,7 +220,6 @@ def test_captioner_logits_equal_transformers(captioner):
     assert error <= TOLERANCE
 
 
-@BLIP2_TORCH
 @pytest.mark.parametrize("captioner", FORMS[:1], ids=["safetensors"], indirect=True)
 def test_captioner_caption_equals_transformers(captioner):
     """The captioner's road: the same pixels from the same picture, the same greedy caption."""
