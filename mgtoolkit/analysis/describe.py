@@ -63,7 +63,8 @@ class AudioDescription:
     key_strength : float
         Correlation of the clip's chroma with the key's profile (``-1`` to ``1``; above ~0.6 is clear).
     loudness_lufs : float or None
-        Integrated loudness (ITU-R BS.1770-4) in LUFS; ``None`` if every block is gated out.
+        Integrated loudness (ITU-R BS.1770-4) in LUFS of the mono mix (a stereo file's channels
+        averaged, as every mgtoolkit input is); ``None`` if every block is gated out.
     peak_dbfs : float
         Highest sample level in dBFS.
     tags : mapping
