@@ -798,8 +798,25 @@ def test_an_offline_model_message_says_what_the_panel_can_do(history):
     panel = TextPanel(offline, synchronous=True, history=history)
     _fill_text(panel)
     panel.generate_button.click()
-    assert panel.status.text.startswith("This model's weights are not on this machine")
-    assert "Choose 'tiny' in the Model list" in panel.status.text
+    assert panel.status.text == (
+        "The music model 'x' is not on this machine and cannot be downloaded from here. Choose 'tiny' in "
+        "the Model list to try the panel (its clips are noise by design), or ask the notebook's author to "
+        "download it first (python -m mgtoolkit fetch x)."
+    )
+    assert "/path/to" not in panel.status.text  # the dropdown cannot take a folder
+
+
+def test_an_offline_captioner_message_says_to_type_the_caption(history):
+    def offline(image):
+        raise mg.ModelUnavailableError(
+            "captioner='minigpt4': could not load; pass captioner='/path/to/that/folder'"
+        )
+
+    panel = _image_panel(history, describe=offline)
+    panel.image.path.value = "lake.png"
+    panel.describe_button.click()
+    assert panel.status.text.startswith("The captioner (stage 1) 'minigpt4' is not on this machine")
+    assert "Type your own description into the Caption box" in panel.status.text
 
 
 def test_restyle_progress_explains_the_step_count(history):

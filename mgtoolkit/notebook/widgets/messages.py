@@ -66,11 +66,7 @@ def panel_message(exc: BaseException, *, files: dict[str, str] | None = None) ->
     'Seed: -1 must be a whole number from 0 to 4294967295; type one, or tick random for a new seed each time.'
     """
     if isinstance(exc, ModelUnavailableError):
-        return (
-            "This model's weights are not on this machine and cannot be downloaded from here. Choose "
-            "'tiny' in the Model list to try the panel (its clips are noise by design), or ask the "
-            f"notebook's author to download the model first. (Details: {one_line(exc)})"
-        )
+        return _unavailable(exc)
     if not isinstance(exc, InvalidInputError):
         return one_line(exc)
     field = exc.field
@@ -85,3 +81,30 @@ def panel_message(exc: BaseException, *, files: dict[str, str] | None = None) ->
     if field in _CONTROLS:
         return f"{_CONTROLS[field]}: {exc.value!r} {strip_ansi(exc.problem)}; {strip_ansi(exc.fix)}."
     return one_line(exc)
+
+
+_NAMED = re.compile(r"^(model|captioner|writer)='([^']+)'")
+_ROLES = {"model": "music model", "captioner": "captioner (stage 1)", "writer": "writer (stage 2)"}
+
+
+def _unavailable(exc: BaseException) -> str:
+    """Weights missing offline: what the panel's user can do, and what to ask the notebook's author."""
+    found = _NAMED.match(str(exc))
+    if found is None:
+        return (
+            "A model's weights are not on this machine and cannot be downloaded from here: choose "
+            f"'tiny' in the Model list to try the panel, or ask the notebook's author. ({one_line(exc)})"
+        )
+    field, name = found.groups()
+    try_tiny = (
+        "Choose 'tiny' in the Model list to try the panel (its clips are noise by design)"
+        if field == "model"
+        else "Type your own description into the Caption box and press 2 · Write music prompt"
+        if field == "captioner"
+        else "Type the musical prompt yourself into the Music prompt box and press Generate music"
+    )
+    return (
+        f"The {_ROLES[field]} {name!r} is not on this machine and cannot be downloaded from here. "
+        f"{try_tiny}, or ask the notebook's author to download it first "
+        f"(python -m mgtoolkit fetch {name})."
+    )
