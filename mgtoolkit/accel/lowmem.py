@@ -17,6 +17,7 @@ predictor that fails later can hand its module back to dygraph.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -181,10 +182,10 @@ class Swapper:
         self.loads = 0  # how many times a stage's weights were read back (for tests and reports)
         self._lock = threading.RLock()
 
-    def add(self, name: str, modules: tuple[Any, ...], folder: Path) -> None:
-        path = folder / f"{weights_name(name, modules)}.safetensors"
-        if not path.exists():
-            save_weights(modules, path)
+    def add(self, name: str, modules: tuple[Any, ...], folder: Path, path: Path | None = None) -> None:
+        """Swap ``modules`` as stage ``name``; ``path``: where :func:`stashing_loads` put them."""
+        if path is None or not path.exists():
+            path = _stash(name, modules, folder)
         self.stages[name] = _Stage(name, modules, path)
         release(modules)
 
@@ -225,17 +226,85 @@ def _wrap(module: Any, attr: str, swapper: Swapper, stage: str) -> None:
     module.__dict__.setdefault("_mgtoolkit_lowmem_originals", {})[attr] = original
 
 
+def _parts(module: Any, name: str) -> tuple[Any, ...]:
+    """The modules whose weights stage ``name`` holds."""
+    if module is None or not hasattr(module, "parameters"):
+        return ()
+    if name == "vae":  # the decoder only: restyling encodes with the encoder, which stays
+        return tuple(
+            p for p in (getattr(module, "post_quant_conv", None), getattr(module, "decoder", None)) if p
+        )
+    return (module,)
+
+
 def _stage_parts(pipe: Any, name: str) -> tuple[tuple[Any, ...], list[tuple[Any, str]]]:
     """The modules whose weights a stage holds, and the calls that enter it."""
     module = getattr(pipe, name, None)
-    if module is None or not hasattr(module, "parameters"):
+    parts = _parts(module, name)
+    if not parts:
         return (), []
-    if name == "vae":  # the decoder only: restyling encodes with the encoder, which stays
-        parts = tuple(p for p in (module.post_quant_conv, module.decoder) if p is not None)
+    if name == "vae":
         return parts, [(module, "decode")]
     calls = [(module, "forward")]
     calls += [(module, a) for a in ("get_text_features", "get_audio_features") if hasattr(module, a)]
-    return (module,), calls
+    return parts, calls
+
+
+def _stash(name: str, modules: tuple[Any, ...], folder: Path) -> Path:
+    path = folder / f"{weights_name(name, modules)}.safetensors"
+    if not path.exists():
+        save_weights(modules, path)
+    return path
+
+
+_LOAD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def stashing_loads(cache: Path | None = None) -> Iterator[None]:
+    """While a ppdiffusers pipeline loads in this thread, stash and release each stage's weights as
+    soon as its component is loaded, so that a load never holds the whole model (2.5 GB peak for
+    AudioLDM-S, more than Binder's 2 GB). :func:`enable` then finds the weights in their files.
+
+    Components loaded in other threads meanwhile are left alone.
+    """
+    from ppdiffusers.pipelines import pipeline_utils
+
+    folder = cache if cache is not None else _default_cache()
+    me = threading.get_ident()
+    with _LOAD_LOCK:
+        original = pipeline_utils.load_sub_model
+
+        def load_sub_model(*args: Any, **kwargs: Any) -> Any:
+            component = original(*args, **kwargs)
+            name = kwargs.get("name")
+            parts = _parts(component, name) if name in STAGES and threading.get_ident() == me else ()
+            if parts:
+                component.__dict__["_mgtoolkit_stash"] = _stash(name, parts, folder)
+                release(parts)
+                # ppdiffusers then casts each component to the dtype it was loaded in (float32
+                # here): a no-op that released tensors cannot take, so skipped while loading
+                component.__dict__["to"] = lambda *args, **kwargs: component
+                stashed.append(component)
+                from .pieces import give_back_free_memory
+
+                give_back_free_memory()
+            return component
+
+        stashed: list[Any] = []
+        pipeline_utils.load_sub_model = load_sub_model
+        try:
+            yield
+        finally:
+            pipeline_utils.load_sub_model = original
+            for component in stashed:
+                component.__dict__.pop("to", None)
+
+
+def _default_cache() -> Path:
+    from ..config import cache_root
+
+    return cache_root() / "weights"
 
 
 def enable(pipe: Any, *, cache: Path | None = None) -> list[str]:
@@ -246,15 +315,14 @@ def enable(pipe: Any, *, cache: Path | None = None) -> list[str]:
     if is_on(pipe):
         return sorted(pipe._mgtoolkit_lowmem.stages)
     if cache is None:
-        from ..config import cache_root
-
-        cache = cache_root() / "weights"
+        cache = _default_cache()
     swapper = Swapper()
+    engines = getattr(pipe, "_mgtoolkit_engines", None) or {}
     for name in STAGES:
         modules, calls = _stage_parts(pipe, name)
-        if not modules:
+        if not modules or name in engines:  # a predictor holds that stage's weights itself
             continue
-        swapper.add(name, modules, cache)
+        swapper.add(name, modules, cache, getattr(getattr(pipe, name), "_mgtoolkit_stash", None))
         for module, attr in calls:
             _wrap(module, attr, swapper, name)
     pipe._mgtoolkit_lowmem = swapper

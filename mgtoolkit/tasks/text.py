@@ -190,12 +190,15 @@ def load_model(
     if dev != "cpu":
         prepare = accel.optimize if wanted else None
         return audioldm.load(spec, dev, chosen, prepare=prepare, allow_unsafe_pickle=allow_unsafe_pickle)
-    from ..accel.lowmem import choose
+    import contextlib
+
+    from ..accel.lowmem import choose, stashing_loads
 
     small = choose(low_memory)
     prepare = accel.Optimizer(wanted, chosen, small) if wanted or small or chosen != "float32" else None
     # bfloat16 lives in the predictors: the dygraph weights load (and stay) float32
-    loaded = audioldm.load(spec, dev, "float32", prepare=prepare, allow_unsafe_pickle=allow_unsafe_pickle)
+    with stashing_loads() if small else contextlib.nullcontext():  # never the whole model in memory
+        loaded = audioldm.load(spec, dev, "float32", prepare=prepare, allow_unsafe_pickle=allow_unsafe_pickle)
     return loaded if chosen == "float32" else dataclasses.replace(loaded, dtype=chosen)
 
 
