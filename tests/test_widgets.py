@@ -756,16 +756,16 @@ def html_unescape(text: str) -> str:
 
 def test_uploaded_files_are_named_by_their_file_name(history):
     def strict_describe(image):
-        raise mg.InvalidInputError(
-            "image", image, "is not an image (cannot identify image file)", "pass a PIL image"
-        )
+        raise mg.InvalidInputError("image", image, "is not an image file PIL can read", "pass a PIL image")
 
     panel = _image_panel(history, describe=strict_describe)
     panel.image.upload.value = _upload("notes.txt", b"this is not an image at all")
     assert panel.status.text.startswith("Uploaded file 'notes.txt': is not a picture")  # at once
     assert panel.preview.layout.display == "none"
     panel.generate_button.click()
-    assert panel.status.text.startswith("Uploaded file 'notes.txt': is not an image"), panel.status.text
+    assert panel.status.text.startswith(
+        "Uploaded file 'notes.txt': is not an image file this panel can read"
+    ), panel.status.text
     assert "b'" not in panel.status.text and "PIL" not in panel.status.text
 
 

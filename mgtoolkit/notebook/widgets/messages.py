@@ -77,12 +77,15 @@ def panel_message(exc: BaseException, *, files: dict[str, str] | None = None) ->
         )
     if field in FILE_FIXES:
         named = (files or {}).get(field) or f"{field.capitalize()}"
-        return f"{named}: {strip_ansi(exc.problem)}; {FILE_FIXES[field]}."
+        problem = _LIBRARIES.sub("this panel", strip_ansi(exc.problem))
+        return f"{named}: {problem}; {FILE_FIXES[field]}."
     if field in _CONTROLS:
         return f"{_CONTROLS[field]}: {exc.value!r} {strip_ansi(exc.problem)}; {strip_ansi(exc.fix)}."
     return one_line(exc)
 
 
+_LIBRARIES = re.compile(r"\b(soundfile/librosa|soundfile|librosa|PIL|Pillow)\b")
+"""Library names in the core's messages: a panel's user knows the panel, not the readers behind it."""
 _NAMED = re.compile(r"^(model|captioner|writer)='([^']+)'")
 _ROLES = {"model": "music model", "captioner": "captioner (stage 1)", "writer": "writer (stage 2)"}
 
