@@ -56,14 +56,13 @@ _LAZY = {
     "TextPanel": "mgtoolkit.notebook.widgets",
     "ImagePanel": "mgtoolkit.notebook.widgets",
     "AudioPanel": "mgtoolkit.notebook.widgets",
+    # many prompts to files, here or on a Ray cluster (not recorded: it writes files)
+    "batch": "mgtoolkit.batching",
 }
 
 
 # submodules reachable as attributes (mg.plots.waveshow, ...) without importing them up front
 _SUBMODULES = {
-    # many prompts to files, here or on a Ray cluster (not recorded: it writes files); the module is
-    # callable, so mg.batch(rows, out=...) and mg.batch.plan_actors both work whatever was imported first
-    "batch": "mgtoolkit.batch",
     "appflow": "mgtoolkit.appflow",
     "accel": "mgtoolkit.accel",
     "config": "mgtoolkit.config",

@@ -1,6 +1,6 @@
 """Many prompts to many files: the batch job, in this process or over a Ray cluster.
 
-``mgtoolkit.batch(rows, out=...)`` (and ``python -m mgtoolkit batch``) turns rows (a prompts file, a
+``mg.batch(rows, out=...)`` (and ``python -m mgtoolkit batch``) turns rows (a prompts file, a
 list of prompts, dicts of parameters or requests) into ``NNNN-<prompt>_seed<k>.wav`` files with JSON
 sidecars. ``engine="ray"`` spreads the rows over a pool of Ray actors, each holding its loaded model
 (one per GPU on GPU nodes; one per node, using all its cores, on CPU nodes). The contract is the same
@@ -19,7 +19,6 @@ Ray is imported only for ``engine="ray"``; it is the optional extra ``mgtoolkit[
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import os
 import sys
@@ -710,14 +709,3 @@ def _dispatch(ray, rows: list[Row], report: _Reporter, pool: list, restart: Call
             report.made(row, value)
         else:
             report.failed(row, value)
-
-
-# ``mg.batch`` is this module (Python sets an imported submodule as an attribute of its package, so
-# a function of the same name would be replaced by it): calling the module calls :func:`batch`.
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> BatchSummary:
-        return batch(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-__signature__ = inspect.signature(batch)  # what help(mg.batch) and Jupyter's mg.batch? show

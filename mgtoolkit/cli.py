@@ -152,7 +152,7 @@ def cmd_extend(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .batch import batch
+    from .batching import batch
 
     base = validate_request(_base_request(args, "placeholder"))
     folder = args.out if "://" in str(args.out) else ensure_writable_dir(args.out, "--out")

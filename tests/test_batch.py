@@ -1,4 +1,4 @@
-"""``mgtoolkit.batch`` on the local engine: names, seeds, sidecars, exactly-once files, reruns, errors."""
+"""``mg.batch`` (``mgtoolkit.batching``) on the local engine: names, seeds, sidecars, exactly-once files, reruns, errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 import mgtoolkit as mg
-from mgtoolkit.batch import BatchSummary, plan_actors, read_rows
+from mgtoolkit.batching import BatchSummary, plan_actors, read_rows
 from mgtoolkit.errors import InvalidInputError, MgtoolkitError
 
 QUICK = {"model": "tiny", "audio_length_in_s": 0.5, "num_inference_steps": 2, "progress": False}
@@ -105,7 +105,7 @@ def test_a_stopped_run_resumes_without_overwriting(tmp_path, tiny_model):
 
 
 def test_a_full_disk_stops_the_job_in_one_line_and_a_rerun_finishes_it(tmp_path, tiny_model, monkeypatch):
-    import mgtoolkit.batch as batch_module
+    import mgtoolkit.batching as batch_module
 
     def disk_full(*args):
         raise OSError(28, "No space left on device")
@@ -179,8 +179,8 @@ def test_local_batch_never_imports_ray(tmp_path, tiny_model):
         "import sys, mgtoolkit as mg\n"
         f"mg.batch(['x'], out={str(tmp_path)!r}, model='tiny', audio_length_in_s=0.5, "
         "num_inference_steps=2, progress=False)\n"
-        "import mgtoolkit.batch\n"
-        "assert mg.batch is sys.modules['mgtoolkit.batch'] and callable(mg.batch)\n"
+        "import mgtoolkit.batching\n"
+        "assert mg.batch is mgtoolkit.batching.batch\n"
         "print('ray' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

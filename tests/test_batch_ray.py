@@ -1,4 +1,4 @@
-"""``mgtoolkit.batch(engine="ray")`` on a local Ray cluster: same files as the local batch, a killed
+"""``mg.batch(engine="ray")`` on a local Ray cluster: same files as the local batch, a killed
 actor's row retried, every row written exactly once, a rerun writing nothing. Needs ``mgtoolkit[cluster]``."""
 
 from __future__ import annotations
@@ -114,6 +114,6 @@ def test_cli_batch_with_ray(cluster, tmp_path):
 
 
 def _rows():
-    from mgtoolkit.batch import read_rows
+    from mgtoolkit.batching import read_rows
 
     return read_rows(GRID, mg.GenerationRequest(prompt="", seed=0, model="tiny", audio_length_in_s=0.5))

@@ -78,7 +78,7 @@ def test_negative_prompt_is_ignored_without_guidance(fast):
 
 
 def test_candidates_have_consecutive_seeds_and_each_can_be_remade(fast):
-    clips = mg.generate(PROMPT, seed=50, num_waveforms_per_prompt=3, **fast)
+    clips = mg.generate(PROMPT, seed=50, num_waveforms_per_prompt=3, rank=False, **fast)
     assert [c.seed for c in clips] == [50, 51, 52]
     assert all(c.request.num_waveforms_per_prompt == 3 for c in clips)
     assert _differs(clips[0], clips[1]) and _differs(clips[1], clips[2])
@@ -166,7 +166,7 @@ def test_timings_cover_each_stage(base):
 def test_musicldm_path_keeps_each_candidates_seed(fast):
     """MusicLDM gets the prompt strings and one call per candidate (it would re-rank a batch)."""
     kwargs = {**fast, "model": "tiny-musicldm"}
-    clips = mg.generate(PROMPT, negative_prompt="noise", seed=3, num_waveforms_per_prompt=2, **kwargs)
+    clips = mg.generate(PROMPT, negative_prompt="noise", seed=3, num_waveforms_per_prompt=2, rank=False, **kwargs)
     assert clips[0].model_info["pipeline"] == "MusicLDMPipeline" and [c.seed for c in clips] == [3, 4]
     assert np.array_equal(
         mg.generate(PROMPT, negative_prompt="noise", seed=4, **kwargs).waveform, clips[1].waveform

@@ -21,7 +21,7 @@ LAYERS = [
     {"accel", "analysis"},
     {"tasks"},
     {"notebook"},
-    {"api", "batch"},
+    {"api", "batching"},
     {"cli", "appflow"},
     {"__main__", "__init__"},
 ]
@@ -66,7 +66,7 @@ def _imports(module: str, path: Path, known: set[str]) -> set[str]:
         for name in names:
             while name and name not in known:
                 name = name.rpartition(".")[0]
-            if name and name != module:
+            if name and name != module and not module.startswith(name + "."):  # not its own package
                 targets.add(name)
     return targets
 

@@ -425,11 +425,12 @@ def run(
         if callback is not None:
             callback(step, num_inference_steps, lat.numpy())
 
-    # 4. The pipeline itself: denoise, decode the mel with the VAE, vocode. MusicLDM re-orders
-    #    several candidates by CLAP score, which would break the seed of each: one call per seed.
+    # 4. The pipeline itself: denoise, decode the mel with the VAE, vocode. MusicLDM and AudioLDM 2
+    #    re-order several candidates by CLAP score, which would break the seed of each: one call
+    #    per seed (mgtoolkit ranks afterwards, keeping each clip's seed).
     groups = (
         [[i] for i in range(len(seeds))]
-        if model.spec.pipeline == "MusicLDMPipeline"
+        if model.spec.pipeline in ("MusicLDMPipeline", "AudioLDM2Pipeline")
         else [list(range(len(seeds)))]
     )
     audios = []
