@@ -175,3 +175,17 @@ def test_laion_clap_as_the_hub_ships_it_loads_from_the_hf_cache(tiny_clap, tmp_p
     want = clap_model.similarity(tiny_clap, ["calm piano", "drums"], [wave], 16000)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert list((tmp_path / "cache" / "converted").iterdir())  # converted once, into the cache
+
+
+def test_no_clap_to_rank_with_keeps_the_clips_in_seed_order(tiny_model, monkeypatch):
+    """Offline with no CLAP, the candidates already made are returned (seed order) with a note."""
+    from mgtoolkit.tasks import text
+
+    def offline(**kwargs):
+        raise mg.ModelUnavailableError("model='laion/clap-htsat-unfused': could not fetch it (offline)")
+
+    monkeypatch.setattr(clap_model, "load_clap", offline)
+    clips = [SimpleNamespace(seed=s, timings={}) for s in (5, 6, 7)]
+    with pytest.warns(mg.errors.MgtoolkitWarning, match="^candidates kept in seed order: no CLAP model"):
+        kept = text.rank_candidates(clips, tiny_model)
+    assert kept is clips

@@ -6,13 +6,14 @@ import dataclasses
 import math
 import numbers
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
 
 from .. import accel
 from ..config import SEED_MAX, draw_seed
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, MgtoolkitWarning, ModelUnavailableError
 from ..models.registry import ModelSpec, resolve_model
 from ..types import Clip, GenerationRequest, StepCallback
 
@@ -371,7 +372,13 @@ def rank_candidates(clips: list[Clip], loaded, *, device: str | None = None) -> 
 
     t0 = time.perf_counter()
     own = None if loaded.spec.is_tiny else clap.pipeline_clap(loaded.pipe)
-    scorer = own or clap.load_clap(tiny=loaded.spec.is_tiny, device=device)
+    try:
+        scorer = own or clap.load_clap(tiny=loaded.spec.is_tiny, device=device)
+    except ModelUnavailableError as exc:  # the clips are made: never lose them for want of a ranker
+        warnings.warn(
+            MgtoolkitWarning(f"candidates kept in seed order: no CLAP model to rank them ({exc})"), stacklevel=3
+        )
+        return clips
     name = f"{loaded.spec.name} (its own CLAP)" if own else scorer.name
     ranked = rank_clips(clips, scorer, scored_by=name)
     seconds = time.perf_counter() - t0
