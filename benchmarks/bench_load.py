@@ -120,14 +120,21 @@ def main() -> None:
     if "paddle" in modes:
         log("paddle-format folder ...")
         results["paddle"] = run_child("paddle", paddle_dir, env)
-    if "ppdiffusers_from_diffusers" in modes:
-        log("ppdiffusers from_diffusers=True ...")
-        results["ppdiffusers_from_diffusers"] = run_child("ppdiffusers_from_diffusers", diffusers_dir, env)
     converted = root / "cache" / "converted"
     results["disk_gb"] = {
         "diffusers_folder": round(disk_size(diffusers_dir) / 1e9, 2),
         "converted_copy": round(disk_size(converted) / 1e9, 2) if converted.is_dir() else None,
     }
+    if "ppdiffusers_from_diffusers" in modes:
+        log("ppdiffusers from_diffusers=True ...")
+        before = set(diffusers_dir.rglob("*"))
+        results["ppdiffusers_from_diffusers"] = run_child("ppdiffusers_from_diffusers", diffusers_dir, env)
+        added = sorted(set(diffusers_dir.rglob("*")) - before)  # paddlenlp's convert() saves a pickle there
+        results["ppdiffusers_from_diffusers"]["wrote_into_source"] = [
+            str(p.relative_to(diffusers_dir)) for p in added
+        ]
+        for path in added:
+            path.unlink()
     print(json.dumps(results, indent=1))
 
 

@@ -526,7 +526,8 @@ def paddle_folder(
         )
     if kind == "paddle":
         return folder
-    entry = converted_root() / f"{_slug(name)}-{source_key(folder)}"
+    label = folder.name if os.path.isdir(name) else name  # a folder: its own name, not its whole path
+    entry = converted_root() / f"{_slug(label)}-{source_key(folder)}"
     if _entry_ok(entry):
         return entry
     return _convert(folder, entry, name=name, field=field, model_class=model_class, allow_unsafe=allow_unsafe)
