@@ -12,8 +12,8 @@ paddle.
 | ``MGTOOLKIT_OPTIMIZE`` | ``0`` turns every CPU speed-up off | ``1`` |
 | ``MGTOOLKIT_COMPILE`` | oneDNN predictors: ``auto``, ``0``, ``1`` or ``unet,vae,vocoder`` | ``auto`` |
 | ``MGTOOLKIT_LOW_MEMORY`` | only the running stage's weights in memory: ``auto`` (under 4 GB), ``1``, ``0`` | ``auto`` |
-| ``MGTOOLKIT_CAPTIONER`` | the image chain's captioner | ``minigpt4`` (``tiny`` with the tiny model) |
-| ``MGTOOLKIT_WRITER`` | the image chain's prompt writer | ``chatglm-6b`` (``tiny`` with the tiny model) |
+| ``MGTOOLKIT_CAPTIONER`` | the image chain's captioner | ``blip2`` (``tiny`` with the tiny model) |
+| ``MGTOOLKIT_WRITER`` | the image chain's prompt writer | ``qwen2-0.5b`` (``tiny`` with the tiny model) |
 | ``MGTOOLKIT_VERBOSE`` | ``1`` keeps paddlenlp's and ppdiffusers' log chatter | off |
 | ``MGTOOLKIT_NO_THREAD_TUNING`` | ``1`` leaves ``OMP_NUM_THREADS`` and MKL settings alone | off |
 | ``MGTOOLKIT_ALLOW_UNSAFE_PICKLE`` | ``1`` reads ``.bin``/``.pdparams`` pickles with the full unpickler (code in them runs) | off |

@@ -62,13 +62,14 @@ def test_defaults_follow_the_music_model(monkeypatch):
     monkeypatch.delenv("MGTOOLKIT_CAPTIONER", raising=False)
     monkeypatch.delenv("MGTOOLKIT_WRITER", raising=False)
     assert chains.default_captioner() == "tiny" and chains.default_writer() == "tiny"
-    assert chains.default_captioner("audioldm-s-full-v2") == "minigpt4"
-    assert chains.default_writer("audioldm-s-full-v2") == "chatglm-6b"
+    # laptop-sized by default (BLIP-2 + Qwen2-0.5B, about 9 GB), not the app's 28 GB pair
+    assert chains.default_captioner("audioldm-s-full-v2") == "blip2"
+    assert chains.default_writer("audioldm-s-full-v2") == "qwen2-0.5b"
     monkeypatch.setenv("MGTOOLKIT_MODEL", "audioldm-s-full-v2")
-    assert (chains.default_captioner(), chains.default_writer()) == ("minigpt4", "chatglm-6b")
-    monkeypatch.setenv("MGTOOLKIT_CAPTIONER", "blip2")
+    assert (chains.default_captioner(), chains.default_writer()) == ("blip2", "qwen2-0.5b")
+    monkeypatch.setenv("MGTOOLKIT_CAPTIONER", "minigpt4")
     monkeypatch.setenv("MGTOOLKIT_WRITER", "template")
-    assert (chains.default_captioner(), chains.default_writer()) == ("blip2", "template")
+    assert (chains.default_captioner(), chains.default_writer()) == ("minigpt4", "template")
 
 
 def test_names_are_listed():

@@ -63,13 +63,21 @@ def _tiny_setup(model: str | None = None) -> bool:
 
 
 def default_captioner(model: str | None = None) -> str:
-    """``$MGTOOLKIT_CAPTIONER``, else ``"tiny"`` when the music model is tiny, else ``"minigpt4"``."""
-    return setting("MGTOOLKIT_CAPTIONER") or ("tiny" if _tiny_setup(model) else "minigpt4")
+    """``$MGTOOLKIT_CAPTIONER``, else ``"tiny"`` when the music model is tiny, else ``"blip2"``.
+
+    BLIP-2 (about 8 GB) rather than the app's MiniGPT4 (about 15 GB): the default should fit a
+    laptop; ``captioner="minigpt4"`` is one argument away.
+    """
+    return setting("MGTOOLKIT_CAPTIONER") or ("tiny" if _tiny_setup(model) else "blip2")
 
 
 def default_writer(model: str | None = None) -> str:
-    """``$MGTOOLKIT_WRITER``, else ``"tiny"`` when the music model is tiny, else ``"chatglm-6b"``."""
-    return setting("MGTOOLKIT_WRITER") or ("tiny" if _tiny_setup(model) else "chatglm-6b")
+    """``$MGTOOLKIT_WRITER``, else ``"tiny"`` when the music model is tiny, else ``"qwen2-0.5b"``.
+
+    Qwen2-0.5B (about 1 GB) rather than the app's ChatGLM-6B (about 13 GB), so that the default
+    chain fits a laptop; ``writer="chatglm-6b"`` is one argument away.
+    """
+    return setting("MGTOOLKIT_WRITER") or ("tiny" if _tiny_setup(model) else "qwen2-0.5b")
 
 
 # --------------------------------------------------------------------------------------------------
