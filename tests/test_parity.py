@@ -5,11 +5,13 @@ small random-weight AudioLDM, MusicLDM and AudioLDM2 pipelines with diffusers, s
 diffusers format (safetensors, and a ``.bin`` copy) and runs diffusers on starting latents drawn
 from the seed as mgtoolkit draws them. Here each folder is passed as ``model=`` to
 ``mgtoolkit.generate`` with the same prompt, seed and settings, with no environment switch, and
-the waveforms must agree to 1e-4 relative L2.
+the waveforms must agree to 1e-4 relative L2 (also as a Hugging Face cache entry, and with the
+CPU speed-ups off). Likewise a Qwen2 writer and a BLIP-2 captioner in transformers' layout, through
+mgtoolkit's ``writer=``/``captioner=`` loaders, against transformers.
 
 Opt-in (marker ``parity``): skipped with one line unless the torch venv exists
 (``build/parity-venv``, or ``MGTOOLKIT_PARITY_PYTHON``); ``MGTOOLKIT_PARITY_REQUIRED=1`` (set by
-``make parity``) turns that skip into a failure, so CI cannot pass by skipping.
+``make parity`` and ``.ci/run``) turns that skip into a failure, so CI cannot pass by skipping.
 """
 
 from __future__ import annotations
