@@ -25,6 +25,7 @@ from mgtoolkit.testing.tiny import tiny_dir
 
 KW = {"audio_length_in_s": 1.0, "num_inference_steps": 3, "seed": 11, "guidance_scale": 2.5}
 PROMPT = "soft piano in the rain"
+PIPELINES = ("tiny", "tiny-musicldm", "tiny-audioldm2")
 
 
 def listing(folder: Path) -> dict[str, tuple[int, int]]:
@@ -40,7 +41,7 @@ def hub(tmp_path_factory):
     """The tiny pipelines in every published form, their reference waveforms, and a private cache."""
     root = tmp_path_factory.mktemp("hub")
     out = {"root": root}
-    for name in ("tiny", "tiny-musicldm"):
+    for name in PIPELINES:
         src = tiny_dir(name)
         out[name] = {
             "paddle": src,
@@ -51,6 +52,7 @@ def hub(tmp_path_factory):
     out["hf"] = root / "hf-cache"
     write_hf_cache(out["tiny"]["st"], out["hf"], "someone/tiny-audioldm")
     write_hf_cache(out["tiny-musicldm"]["bin"], out["hf"], "someone/tiny-musicldm")
+    write_hf_cache(out["tiny-audioldm2"]["st"], out["hf"], "someone/tiny-audioldm2")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MGTOOLKIT_CACHE", str(root / "mg-cache"))
         mp.setenv("HF_HUB_CACHE", str(out["hf"]))
@@ -59,7 +61,7 @@ def hub(tmp_path_factory):
     audioldm.unload()
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny-musicldm"])
+@pytest.mark.parametrize("name", PIPELINES)
 @pytest.mark.parametrize("form", ["st", "bin"])
 def test_diffusers_folder_gives_the_tiny_waveform(hub, name, form):
     folder = hub[name][form]
@@ -73,7 +75,12 @@ def test_diffusers_folder_gives_the_tiny_waveform(hub, name, form):
 
 
 @pytest.mark.parametrize(
-    ("repo", "name"), [("someone/tiny-audioldm", "tiny"), ("someone/tiny-musicldm", "tiny-musicldm")]
+    ("repo", "name"),
+    [
+        ("someone/tiny-audioldm", "tiny"),
+        ("someone/tiny-musicldm", "tiny-musicldm"),
+        ("someone/tiny-audioldm2", "tiny-audioldm2"),
+    ],
 )
 def test_hub_id_found_in_the_hf_cache_offline(hub, repo, name):
     snapshot = weights.find_hf_snapshot(repo)

@@ -128,6 +128,14 @@ PRESETS: dict[str, ModelSpec] = {
             size_gb=0.0,
             description="tiny MusicLDM with random weights, for tests of the MusicLDM path",
         ),
+        ModelSpec(
+            "tiny-audioldm2",
+            "tiny-audioldm2",
+            pipeline="AudioLDM2Pipeline",
+            license="random weights, no license needed",
+            size_gb=0.0,
+            description="tiny AudioLDM 2 with random weights, for tests of the AudioLDM 2 path",
+        ),
     ]
 }
 # Names used by PaddleMIX's appflow and on the hubs map to the same presets.

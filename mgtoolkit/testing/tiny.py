@@ -230,11 +230,91 @@ def _build_musicldm(folder: Path) -> None:
         paddle.set_rng_state(state)
 
 
-_BUILDERS = {"tiny": _build_audioldm, "tiny-musicldm": _build_musicldm}
+def _build_audioldm2(folder: Path) -> None:
+    """A tiny AudioLDM 2 (CLAP, T5 and GPT-2 encoders, projection, two-context UNet) from configs."""
+    from ..runtime import import_paddle
+
+    paddle = import_paddle()
+    from ppdiffusers import (
+        AudioLDM2Pipeline,
+        AudioLDM2ProjectionModel,
+        AudioLDM2UNet2DConditionModel,
+        MusicLDMPipeline,
+    )
+    from ppdiffusers.transformers import GPT2Config, GPT2Model, T5Config, T5EncoderModel, T5Tokenizer
+
+    state = paddle.get_rng_state()
+    try:
+        _build_musicldm(folder / "_base")  # CLAP (text + audio), VAE, vocoder, scheduler, tokenizer
+        base = MusicLDMPipeline.from_pretrained(str(folder / "_base"))
+        paddle.seed(2)
+        spiece = _train_t5_spiece(folder / "_spm")
+        tokenizer_2 = T5Tokenizer(sentencepiece_model_file=str(spiece), extra_ids=0, model_max_length=128)
+        gpt2_dim, t5_dim = 32, 48
+        text_encoder_2 = T5EncoderModel(
+            T5Config(vocab_size=len(tokenizer_2), d_model=t5_dim, d_ff=64, d_kv=12, num_heads=4, num_layers=2,
+                     relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1)
+        )  # fmt: skip
+        language_model = GPT2Model(
+            GPT2Config(n_embd=gpt2_dim, n_head=4, n_layer=2, vocab_size=50, n_positions=64, max_new_tokens=8)
+        )
+        unet = AudioLDM2UNet2DConditionModel(
+            sample_size=32,
+            in_channels=8,
+            out_channels=8,
+            layers_per_block=1,
+            block_out_channels=(32, 64),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=([None, gpt2_dim, t5_dim],) * 2,
+            attention_head_dim=8,
+            norm_num_groups=16,
+        )
+        projection = AudioLDM2ProjectionModel(
+            text_encoder_dim=32, text_encoder_1_dim=t5_dim, langauge_model_dim=gpt2_dim
+        )
+        pipe = AudioLDM2Pipeline(
+            vae=base.vae,
+            text_encoder=base.text_encoder,
+            text_encoder_2=text_encoder_2,
+            projection_model=projection,
+            language_model=language_model,
+            tokenizer=base.tokenizer,
+            tokenizer_2=tokenizer_2,
+            feature_extractor=base.feature_extractor,
+            unet=unet,
+            scheduler=base.scheduler,
+            vocoder=base.vocoder,
+        )
+        pipe.save_pretrained(str(folder))
+        shutil.rmtree(folder / "_base")
+        shutil.rmtree(folder / "_spm")
+    finally:
+        paddle.set_rng_state(state)
+
+
+def _train_t5_spiece(folder: Path) -> Path:
+    """A tiny unigram ``spiece.model`` (T5's tokenizer file) trained on a few music prompts."""
+    import sentencepiece as spm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = folder / "corpus.txt"
+    lines = ["soft piano in the rain", "techno music with a strong upbeat tempo", "calm ambient pads"]
+    corpus.write_text("\n".join(lines * 20) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(folder / "spiece"), vocab_size=40, hard_vocab_limit=False,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>",
+        unk_piece="<unk>", character_coverage=1.0, minloglevel=2,
+    )  # fmt: skip
+    return folder / "spiece.model"
+
+
+_BUILDERS = {"tiny": _build_audioldm, "tiny-musicldm": _build_musicldm, "tiny-audioldm2": _build_audioldm2}
 
 
 def tiny_dir(name: str = "tiny", root: Path | None = None) -> Path:
-    """The folder of a saved tiny pipeline (``"tiny"`` or ``"tiny-musicldm"``), built on first use."""
+    """The folder of a saved tiny pipeline (``"tiny"``, ``"tiny-musicldm"``, ``"tiny-audioldm2"``),
+    built on first use."""
     folder_name = {"tiny": "tiny-audioldm"}.get(name, name)
     target = (root or cache_root()) / f"{folder_name}-v{TINY_VERSION}"
     if (target / "model_index.json").is_file():
