@@ -8,6 +8,7 @@ a fresh interpreter (its own peak RSS, no in-process cache) through ``mgtoolkit.
 - ``first``: an empty converted cache, so the weights are converted and the copy written;
 - ``later``: the copy is there and is read with no conversion (``--repeats`` times);
 - ``paddle``: the paddle-format folder itself (what the copy costs to read, for reference);
+- ``weights_step``: the conversion alone, then the check that finds the copy (no model built);
 - ``ppdiffusers_from_diffusers``: ppdiffusers' own ``from_diffusers=True`` on the diffusers folder
   (it converts in memory on every load, and reads ``.bin`` with pickle).
 
@@ -40,6 +41,17 @@ def log(message: str) -> None:
 def child(mode: str, folder: str) -> None:
     """Load once in this process and print ``{load_s, peak_rss_gb, conversions}``."""
     t0 = time.perf_counter()
+    if mode == "weights_step":  # the conversion alone, then the check of the copy, in one process
+        from mgtoolkit.models import weights
+
+        shutil.rmtree(weights.converted_root(), ignore_errors=True)
+        weights.paddle_folder(folder, name="bench")
+        convert_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        weights.paddle_folder(folder, name="bench")
+        check_s = time.perf_counter() - t1
+        print(json.dumps({"mode": mode, "convert_s": round(convert_s, 2), "check_copy_s": round(check_s, 4)}))
+        return
     if mode == "ppdiffusers_from_diffusers":
         import ppdiffusers
 
@@ -94,7 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, metavar=("MODE", "FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=3, help="loads of the converted copy (default 3)")
-    parser.add_argument("--modes", default="first,later,paddle,ppdiffusers_from_diffusers")
+    parser.add_argument("--modes", default="weights_step,first,later,paddle,ppdiffusers_from_diffusers")
     parser.add_argument("--root", type=Path, default=None, help="work folder (default: <cache>/bench-load)")
     args = parser.parse_args()
     if args.child:
@@ -108,6 +120,12 @@ def main() -> None:
     env = {**os.environ, "MGTOOLKIT_CACHE": str(root / "cache"), "MGTOOLKIT_VERBOSE": ""}
     modes = args.modes.split(",")
     results: dict = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+    if "weights_step" in modes:
+        log("conversion alone, then the check of the copy ...")
+        results["weights_step"] = run_child(
+            "weights_step", diffusers_dir, {**env, "MGTOOLKIT_CACHE": str(root / "step")}
+        )
+        shutil.rmtree(root / "step", ignore_errors=True)
     if "first" in modes:
         shutil.rmtree(root / "cache" / "converted", ignore_errors=True)
         log("first load (converts) ...")
