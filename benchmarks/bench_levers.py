@@ -59,14 +59,16 @@ def run_child(args: argparse.Namespace) -> dict:
     import mgtoolkit as mg
 
     mode = args.child
+    if mode != "auto":  # generate() loads with the environment's defaults: the same pipeline
+        os.environ["MGTOOLKIT_LOW_MEMORY"] = "1" if mode == "low-memory" else "0"
     kwargs = {
-        "float32": {"dtype": "float32", "low_memory": False},
-        "bfloat16": {"dtype": "bfloat16", "low_memory": False},
-        "low-memory": {"dtype": "float32", "low_memory": True},
+        "float32": {"dtype": "float32"},
+        "bfloat16": {"dtype": "bfloat16"},
+        "low-memory": {"dtype": "float32"},
         "auto": {},
     }[mode]
     t0 = time.perf_counter()
-    loaded = mg.load_model(args.model_dir, device="cpu", **kwargs)
+    loaded = mg.load_model(args.model_dir, device="cpu", dtype=kwargs.get("dtype"))
     load_s = time.perf_counter() - t0
     rss_after_load = _rss_mb()
     call = {"audio_length_in_s": args.seconds, "num_inference_steps": args.steps, "seed": 0, "rank": False}
