@@ -380,11 +380,6 @@ def crafted_loads(tmp_path_factory):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15: load_model still reads pickles with paddle.load / ppdiffusers' torch_load until "
-    "models/weights.py routes them through safe_pickle (remove this mark then)",
-)
 @pytest.mark.parametrize("layout", ["diffusers", "paddle", "hf_cache"])
 def test_load_model_refuses_crafted_models_and_runs_nothing(crafted_loads, layout):
     result = crafted_loads[layout]
