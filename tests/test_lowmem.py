@@ -113,3 +113,28 @@ def test_load_model_low_memory_generates_what_the_normal_mode_does(monkeypatch, 
     want = mg.generate("soft rain", **request)
     np.testing.assert_array_equal(got.waveform, want.waveform)
     assert _released(small.pipe.unet)  # the low-memory pipeline made ``got``
+
+
+def test_musicldm_low_memory_swaps_its_clap_too(paddle, tmp_path):
+    """MusicLDM's text encoder is a whole CLAP, called through ``get_text_features``."""
+    from mgtoolkit.accel import lowmem
+    from mgtoolkit.models.audioldm import import_ppdiffusers
+    from mgtoolkit.testing.tiny import tiny_dir
+
+    def load():
+        pipe = import_ppdiffusers().MusicLDMPipeline.from_pretrained(str(tiny_dir("tiny-musicldm")))
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def wave(pipe):
+        latents = np.random.default_rng(2).standard_normal((1, 8, 50, 16)).astype("float32")
+        with paddle.no_grad():
+            out = pipe(prompt="a waltz", audio_length_in_s=2.0, num_inference_steps=2,
+                       latents=paddle.to_tensor(latents), output_type="np")  # fmt: skip
+        return np.asarray(out.audios, dtype=np.float32)
+
+    plain, small = load(), load()
+    lowmem.enable(small, cache=tmp_path)
+    assert _released(small.text_encoder)
+    np.testing.assert_array_equal(wave(small), wave(plain))
+    assert small._mgtoolkit_lowmem.loads >= 4
