@@ -393,3 +393,15 @@ def test_preset_found_in_the_hf_cache_offline(hub):
     clip = mg.generate(PROMPT, model="audioldm-s-full", **KW)
     np.testing.assert_array_equal(clip.waveform, hub["tiny"]["ref"])
     assert clip.model_info["name"] == "audioldm-s-full" and "CC-BY-NC-SA" in clip.model_info["license"]
+
+
+def test_bfloat16_safetensors_are_widened_exactly(tmp_path):
+    """numpy has no bfloat16: such files (Qwen2 ships them) are read by hand, each value exact."""
+    values = np.array([[1.0, -2.5], [3.140625, 1e-3]], dtype=np.float32)
+    bits = (values.view(np.uint32) >> 16).astype("<u2")  # bfloat16: the top 16 bits
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, bits.nbytes]}}).encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bits.tobytes())
+    got = weights._read_safetensors(path)["w"]
+    want = (bits.astype(np.uint32) << 16).view(np.float32)
+    assert got.dtype == np.float32 and np.array_equal(got, want) and np.allclose(got, values, rtol=1e-2)

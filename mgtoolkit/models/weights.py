@@ -49,9 +49,13 @@ __all__ = [
     "folder_format",
     "paddle_folder",
     "converted_root",
+    "source_key",
+    "component_class",
     "fetch",
+    "fetch_repo",
     "FetchResult",
     "disk_size",
+    "presence",
 ]
 
 CONVERTER_VERSION = 1
