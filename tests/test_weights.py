@@ -405,3 +405,32 @@ def test_bfloat16_safetensors_are_widened_exactly(tmp_path):
     got = weights._read_safetensors(path)["w"]
     want = (bits.astype(np.uint32) << 16).view(np.float32)
     assert got.dtype == np.float32 and np.array_equal(got, want) and np.allclose(got, values, rtol=1e-2)
+
+
+def test_cli_fetch_with_chain_fetches_the_captioner_and_writer_too(monkeypatch, tmp_path, capsys):
+    from mgtoolkit.cli import main
+
+    got = []
+
+    def fake_fetch_repo(source, *, to=None, field="model", name=None, size=""):
+        got.append((field, name, source, to))
+        return Path(to) / source.replace("/", "-")
+
+    monkeypatch.setattr(weights, "fetch_repo", fake_fetch_repo)
+    monkeypatch.delenv("MGTOOLKIT_CAPTIONER", raising=False)
+    monkeypatch.delenv("MGTOOLKIT_WRITER", raising=False)
+    assert main(["fetch", "audioldm-s-full-v2", "--to", str(tmp_path), "--with-chain"]) == 0
+    from mgtoolkit.models.captioners import resolve_captioner
+    from mgtoolkit.models.writers import resolve_writer
+    from mgtoolkit.tasks.image import default_captioner, default_writer
+
+    cap = resolve_captioner(default_captioner("audioldm-s-full-v2"))
+    wri = resolve_writer(default_writer("audioldm-s-full-v2"))
+    assert [(f, n, s) for f, n, s, _ in got] == [
+        ("model", "audioldm-s-full-v2", "cvssp/audioldm-s-full-v2"),
+        ("captioner", cap.name, cap.source),
+        ("writer", wri.name, wri.source),
+    ]
+    assert "/" in cap.source and "/" in wri.source  # real hub ids: the chain's defaults are fetched
+    out = capsys.readouterr().out
+    assert f"writer: {wri.name} -> {tmp_path / wri.source.replace('/', '-')}" in out
