@@ -402,9 +402,9 @@ def test_bfloat16_safetensors_are_widened_exactly(tmp_path):
     header = json.dumps({"w": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, bits.nbytes]}}).encode()
     path = tmp_path / "model.safetensors"
     path.write_bytes(len(header).to_bytes(8, "little") + header + bits.tobytes())
-    got = weights._read_safetensors(path)["w"]
     want = (bits.astype(np.uint32) << 16).view(np.float32)
-    assert got.dtype == np.float32 and np.array_equal(got, want) and np.allclose(got, values, rtol=1e-2)
+    for got in (weights._read_safetensors(path)["w"], weights._read_safetensors_raw(path)["w"]):
+        assert got.dtype == np.float32 and np.array_equal(got, want) and np.allclose(got, values, rtol=1e-2)
 
 
 def test_cli_fetch_with_chain_fetches_the_captioner_and_writer_too(monkeypatch, tmp_path, capsys):
@@ -434,3 +434,10 @@ def test_cli_fetch_with_chain_fetches_the_captioner_and_writer_too(monkeypatch, 
     assert "/" in cap.source and "/" in wri.source  # real hub ids: the chain's defaults are fetched
     out = capsys.readouterr().out
     assert f"writer: {wri.name} -> {tmp_path / wri.source.replace('/', '-')}" in out
+
+
+def test_bfloat16_safetensors_are_widened_exactly_with_paddle_loaded(tmp_path):
+    """With paddle imported numpy knows bfloat16 (ml_dtypes); the values come back float32 all the same."""
+    import paddle  # noqa: F401 - registers bfloat16 with numpy
+
+    test_bfloat16_safetensors_are_widened_exactly(tmp_path)

@@ -236,7 +236,8 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     try:
         with safe_open(str(path), framework="np") as fh:
             for key in fh.keys():
-                out[key] = fh.get_tensor(key)
+                value = fh.get_tensor(key)  # bfloat16 where ml_dtypes is loaded (paddle loads it)
+                out[key] = value.astype(np.float32) if value.dtype.name == "bfloat16" else value
         return out
     except (TypeError, ValueError) as exc:
         if "bf16" not in str(exc).lower() and "bfloat16" not in str(exc).lower():
