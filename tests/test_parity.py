@@ -170,17 +170,6 @@ def test_writer_logits_equal_transformers(writer):
     assert error <= TOLERANCE
 
 
-# A known gap, strict: the day it is fixed this test fails as XPASS and the mark must go.
-QWEN2_NEWLINE = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="paddlenlp's Qwen2Tokenizer drops the newline before <|im_start|> (it keeps the "
-    "additional special tokens as plain strings and strips whitespace on both sides of them); "
-    "transformers keeps it, so the chat prompt's tokens differ",
-)
-
-
-@QWEN2_NEWLINE
 @pytest.mark.parametrize("writer", FORMS[:1], ids=["safetensors"], indirect=True)
 def test_writer_answer_equals_transformers(writer):
     """The writer's road: the same chat text, the same tokens, the same greedy answer."""

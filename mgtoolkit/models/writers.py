@@ -108,7 +108,7 @@ def _load_cached(spec: WriterSpec, device: str) -> LoadedWriter:
 
     try:
         source = weights_source(spec, field="writer", model_class=_model_class)
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = _keep_whitespace_around_specials(AutoTokenizer.from_pretrained(source))
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except ModelUnavailableError:
         raise
@@ -116,6 +116,24 @@ def _load_cached(spec: WriterSpec, device: str) -> LoadedWriter:
         raise unavailable("writer", spec, exc, "writer='template' (no model)") from None
     model.eval()
     return LoadedWriter(spec, model, tokenizer, time.perf_counter() - t0)
+
+
+def _keep_whitespace_around_specials(tokenizer):
+    """Re-register special tokens held as plain strings so whitespace beside them is kept.
+
+    paddlenlp keeps Qwen2's additional special tokens as strings and strips the text on both sides
+    of them, so the ``\n`` before ``<|im_start|>`` in a chat prompt vanished and the tokens differed
+    from the model's own (transformers') tokenisation. As ``AddedToken(lstrip=False, rstrip=False)``
+    they tokenise as the model was trained.
+    """
+    from paddlenlp.transformers import AddedToken
+
+    plain = [t for t in getattr(tokenizer, "additional_special_tokens", []) or [] if isinstance(t, str)]
+    if plain:
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": [AddedToken(t, lstrip=False, rstrip=False) for t in plain]}
+        )
+    return tokenizer
 
 
 def _model_class(folder):
