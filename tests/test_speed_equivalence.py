@@ -142,11 +142,12 @@ def test_prompts_padded_to_longest_equal_512_padded(paddle, plain, tiny_model):
     np.testing.assert_allclose(ours, theirs[::-1], rtol=1e-5, atol=1e-6)
 
 
-def test_guidance_off_runs_the_unet_on_one_branch(tiny_model, fast):
+def test_guidance_off_runs_the_unet_on_one_branch(fast):
     import mgtoolkit as mg
 
     batches = []
-    handle = tiny_model.pipe.unet.register_forward_pre_hook(
+    model = mg.load_model("tiny")  # the pipeline generate uses now (the session's may be evicted)
+    handle = model.pipe.unet.register_forward_pre_hook(
         lambda layer, args: batches.append(args[0].shape[0])
     )
     try:
