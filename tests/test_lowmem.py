@@ -57,12 +57,12 @@ def test_the_argument_beats_the_environment_default(monkeypatch, env, argument, 
 
 
 def test_a_small_cgroup_turns_it_on_by_itself(monkeypatch):
-    from mgtoolkit.accel import lowmem, onednn
+    from mgtoolkit.accel import lowmem, pieces
 
     monkeypatch.delenv("MGTOOLKIT_LOW_MEMORY", raising=False)
-    monkeypatch.setattr(onednn, "memory_limit_bytes", lambda: 2 * GB)
+    monkeypatch.setattr(pieces, "memory_limit_bytes", lambda: 2 * GB)
     assert lowmem.choose() is True
-    monkeypatch.setattr(onednn, "memory_limit_bytes", lambda: 32 * GB)
+    monkeypatch.setattr(pieces, "memory_limit_bytes", lambda: 32 * GB)
     assert lowmem.choose() is False
 
 

@@ -45,7 +45,7 @@ def choose(low_memory: bool | str | None = None, *, memory_bytes: int | None = N
     low_memory : bool or str, optional
         ``True``/``False``, or ``"auto"``; ``None`` reads ``MGTOOLKIT_LOW_MEMORY`` (``auto``).
     memory_bytes : int, optional
-        The memory this process may use; default :func:`mgtoolkit.accel.onednn.memory_limit_bytes`.
+        The memory this process may use; default :func:`mgtoolkit.accel.pieces.memory_limit_bytes`.
 
     Examples
     --------
@@ -61,7 +61,7 @@ def choose(low_memory: bool | str | None = None, *, memory_bytes: int | None = N
     if value in ("0", "false", "no", "off"):
         return False
     if memory_bytes is None:
-        from .onednn import memory_limit_bytes
+        from .pieces import memory_limit_bytes
 
         memory_bytes = memory_limit_bytes()
     return memory_bytes is not None and memory_bytes < AUTO_BELOW
@@ -120,10 +120,10 @@ def _raw(tensor: Any):
 
 
 def weights_name(kind: str, modules: tuple[Any, ...]) -> str:
-    """A file name that follows the weights of all ``modules`` (see :func:`.onednn.fingerprint`)."""
+    """A file name that follows the weights of all ``modules`` (see :func:`.pieces.fingerprint`)."""
     import hashlib
 
-    from .onednn import fingerprint
+    from .pieces import fingerprint
 
     if len(modules) == 1:
         return fingerprint(kind, modules[0])

@@ -50,7 +50,6 @@ Three export details are deliberate:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -63,12 +62,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import private_dir, setting
+from .pieces import fingerprint, memory_limit_bytes
 
 __all__ = ["Engine", "compile_mode", "compile_pipeline", "fingerprint", "memory_limit_bytes"]
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when what is exported changes: old cache folders are then ignored
 TOLERANCE = 1e-4  # largest |predictor - dygraph| accepted, relative to the reference's peak
 BF16_TOLERANCE = 1e-2  # largest relative L2 of a bfloat16 predictor's output against float32 dygraph
 AUTO_MIN_PARAMS = 20_000_000
@@ -93,51 +92,6 @@ def compile_mode(environ: dict | None = None) -> tuple[str, ...]:
         return DEFAULT_MODULES
     chosen = tuple(part.strip() for part in value.split(",") if part.strip() in MODULES)
     return chosen or ("auto",)
-
-
-def _cgroup_files(self_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> tuple[str, ...]:
-    """The memory-limit files of this process's cgroup and its ancestors (v2 and v1)."""
-    groups = []
-    try:
-        for line in Path(self_cgroup).read_text().splitlines():
-            _, controllers, path = line.split(":", 2)
-            if controllers == "":
-                groups.append((root, "memory.max", path))
-            elif "memory" in controllers.split(","):
-                groups.append((f"{root}/memory", "memory.limit_in_bytes", path))
-    except (OSError, ValueError):
-        pass
-    files = [f"{root}/memory.max", f"{root}/memory/memory.limit_in_bytes"]
-    for base, name, path in groups:
-        parts = [p for p in path.split("/") if p]
-        files += [f"{base}/{'/'.join(parts[:n])}/{name}".replace("//", "/") for n in range(1, len(parts) + 1)]
-    return tuple(dict.fromkeys(files))
-
-
-def memory_limit_bytes(
-    *, meminfo: str = "/proc/meminfo", cgroup_files: tuple[str, ...] | None = None
-) -> int | None:
-    """The memory this process may use: the machine's, or its cgroup's (v2 or v1, and their
-    parents') limit when lower. ``None`` where neither can be read (not Linux).
-    """
-    if cgroup_files is None:
-        cgroup_files = _cgroup_files()
-    limits = []
-    try:
-        with open(meminfo) as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    limits.append(int(line.split()[1]) * 1024)
-    except OSError:
-        pass
-    for path in cgroup_files:
-        try:
-            text = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit():
-            limits.append(int(text))
-    return min(limits) if limits else None
 
 
 def _auto_modules(unet: Any) -> tuple[str, ...]:
@@ -212,37 +166,6 @@ def _count(module: Any) -> int:
 # ---------------------------------------------------------------------------------------------
 # The fingerprint of a module's weights.
 # ---------------------------------------------------------------------------------------------
-def fingerprint(kind: str, module: Any, extra: str = "") -> str:
-    """A short hash naming ``module``'s export: versions, class, config and sampled weights.
-
-    Every tensor contributes its name, shape, dtype and about 1,024 evenly spaced values, so other
-    weights (a fine-tune, a merged LoRA) give another name without hashing every byte.
-    """
-    import paddle
-    import ppdiffusers
-
-    h = hashlib.sha256()
-    config = getattr(module, "config", None)
-    config = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
-    config_json = json.dumps(config, sort_keys=True, default=str)
-    for part in (
-        str(FORMAT),
-        paddle.__version__,
-        ppdiffusers.__version__,
-        type(module).__name__,
-        config_json,
-        extra,
-    ):
-        h.update(part.encode())
-    with paddle.no_grad():
-        for name, tensor in sorted(module.state_dict().items()):
-            h.update(f"{name}{list(tensor.shape)}{tensor.dtype}".encode())
-            flat = tensor.reshape([-1])
-            step = max(1, int(flat.shape[0]) // 1024)
-            h.update(flat[::step].numpy().tobytes())
-    return f"{kind}-{h.hexdigest()[:20]}"
-
-
 # ---------------------------------------------------------------------------------------------
 # One exported module.
 # ---------------------------------------------------------------------------------------------

@@ -5,8 +5,11 @@ numpy-free and paddle-free at import; :func:`stitch` imports paddle when called.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -16,7 +19,11 @@ __all__ = [
     "vocoder_receptive_frames",
     "time_windows",
     "stitch",
+    "memory_limit_bytes",
+    "fingerprint",
 ]
+
+FINGERPRINT_FORMAT = 1  # bump when what is exported or stashed changes: old cache folders are then ignored
 
 
 def usable_cores() -> int:
@@ -87,3 +94,79 @@ def stitch(waves: list, windows: list[tuple[int, int, int, int]], hop: int):
         stop = None if hi == frames else (hi - a) * hop  # the last piece keeps the tail past the frames
         kept.append(wave[:, start:stop])
     return paddle.concat(kept, axis=1)
+
+
+def _cgroup_files(self_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> tuple[str, ...]:
+    """The memory-limit files of this process's cgroup and its ancestors (v2 and v1)."""
+    groups = []
+    try:
+        for line in Path(self_cgroup).read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":
+                groups.append((root, "memory.max", path))
+            elif "memory" in controllers.split(","):
+                groups.append((f"{root}/memory", "memory.limit_in_bytes", path))
+    except (OSError, ValueError):
+        pass
+    files = [f"{root}/memory.max", f"{root}/memory/memory.limit_in_bytes"]
+    for base, name, path in groups:
+        parts = [p for p in path.split("/") if p]
+        files += [f"{base}/{'/'.join(parts[:n])}/{name}".replace("//", "/") for n in range(1, len(parts) + 1)]
+    return tuple(dict.fromkeys(files))
+
+
+def memory_limit_bytes(
+    *, meminfo: str = "/proc/meminfo", cgroup_files: tuple[str, ...] | None = None
+) -> int | None:
+    """The memory this process may use: the machine's, or its cgroup's (v2 or v1, and their
+    parents') limit when lower. ``None`` where neither can be read (not Linux).
+    """
+    if cgroup_files is None:
+        cgroup_files = _cgroup_files()
+    limits = []
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    for path in cgroup_files:
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limits.append(int(text))
+    return min(limits) if limits else None
+
+
+def fingerprint(kind: str, module: Any, extra: str = "") -> str:
+    """A short hash naming ``module``'s export: versions, class, config and sampled weights.
+
+    Every tensor contributes its name, shape, dtype and about 1,024 evenly spaced values, so other
+    weights (a fine-tune, a merged LoRA) give another name without hashing every byte.
+    """
+    import paddle
+    import ppdiffusers
+
+    h = hashlib.sha256()
+    config = getattr(module, "config", None)
+    config = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+    config_json = json.dumps(config, sort_keys=True, default=str)
+    for part in (
+        str(FINGERPRINT_FORMAT),
+        paddle.__version__,
+        ppdiffusers.__version__,
+        type(module).__name__,
+        config_json,
+        extra,
+    ):
+        h.update(part.encode())
+    with paddle.no_grad():
+        for name, tensor in sorted(module.state_dict().items()):
+            h.update(f"{name}{list(tensor.shape)}{tensor.dtype}".encode())
+            flat = tensor.reshape([-1])
+            step = max(1, int(flat.shape[0]) // 1024)
+            h.update(flat[::step].numpy().tobytes())
+    return f"{kind}-{h.hexdigest()[:20]}"
