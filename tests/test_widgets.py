@@ -11,6 +11,7 @@ import datetime
 import threading
 import time
 
+import ipywidgets as widgets
 import numpy as np
 import pytest
 
@@ -513,7 +514,8 @@ def test_studio_tabs_history_save_and_reuse(history, in_tmp):
     assert len(history) == 2 and "2 clips" in studio.gallery.title.value
     newest, oldest = studio.gallery.items.children
     assert "first tune" in oldest.children[0].value and "<audio" in oldest.children[0].value
-    save, reuse = oldest.children[2].children
+    save, reuse, extend = oldest.children[2].children
+    assert extend.description == "Extend +10 s"
     save.click()
     saved = sorted(p.name for p in (in_tmp / "outputs").iterdir())
     assert saved == [
@@ -917,3 +919,40 @@ def test_paddle_family_warnings_stay_out_of_notebooks_but_mgtoolkits_show():
         )
         warnings.warn_explicit("a user's own", UserWarning, "x.py", 3, module="__main__")
     assert [str(w.message) for w in caught] == ["prompt cut", "a user's own"]
+
+
+def test_the_loop_switch_reaches_generate(history):
+    seen = []
+
+    def generate(request, **kwargs):
+        seen.append(kwargs.get("loop", False))
+        return fake_generate(request, callback=kwargs.get("callback"), cancel=kwargs.get("cancel"))
+
+    panel = TextPanel(generate, synchronous=True, history=history)
+    _fill_text(panel)
+    panel.generate_button.click()
+    panel.loop.value = True
+    panel.generate_button.click()
+    assert seen == [False, True] and panel.loop.description.startswith("Loop")
+
+
+def test_extend_in_the_gallery_continues_the_clip_on_the_real_tiny_model(history, tiny_model):
+    """History row -> Extend +10 s: the text tab runs mg.extend; the longer clip joins the history."""
+    clip = mg.generate("calm piano", seed=3, audio_length_in_s=3.0, num_inference_steps=2, model="tiny")
+    history.add([clip])
+    s = Studio(synchronous=True, history=history, model="tiny")
+    row = s.gallery._rows[id(clip)]
+    extend_button = next(
+        b
+        for box in row.children
+        if isinstance(box, widgets.HBox)
+        for b in box.children
+        if "Extend" in b.description
+    )
+    s.tabs.selected_index = 2
+    extend_button.click()
+    assert s.tabs.selected_index == 0 and len(history) == 2
+    longer = history.clips[-1]
+    assert longer.waveform.shape == (13 * 16000,)
+    assert np.array_equal(longer.waveform[: clip.waveform.shape[0]], clip.waveform)
+    assert "Done: 1 clip" in s.text.status.value

@@ -44,12 +44,14 @@ class HistoryGallery(widgets.VBox):
         history: History,
         *,
         on_reuse: Callable[[Clip], None] | None = None,
+        on_extend: Callable[[Clip], None] | None = None,
         out_dir: str = "outputs",
         save_root: str | os.PathLike | None = None,
         save_box: bool | None = None,
     ) -> None:
         self.history = history
         self.on_reuse = on_reuse
+        self.on_extend = on_extend
         self.save_root = Path(save_root if save_root is not None else os.getcwd()).resolve()
         self.title = widgets.HTML()
         self.out_dir = _tip(
@@ -97,10 +99,17 @@ class HistoryGallery(widgets.VBox):
                 ),
                 f"put the prompt and settings of {what} into the Text → music tab",
             )
+            extend = _tip(
+                widgets.Button(
+                    description="Extend +10 s", icon="forward", layout=widgets.Layout(width="auto")
+                ),
+                f"continue {what} by 10 s in the Text → music tab (the clip itself stays as it is)",
+            )
             save.on_click(lambda _b: self._save(clip, saved))
             reuse.on_click(lambda _b: self._reuse(clip, saved))
+            extend.on_click(lambda _b: self._extend(clip, saved))
             params = widgets.HTML(f"<small>{html.escape(_params_line(clip))}</small>")
-            buttons = widgets.HBox([save, reuse])
+            buttons = widgets.HBox([save, reuse] + ([extend] if self.on_extend is not None else []))
             buttons.add_class("mg-wrap")
             self._rows[id(clip)] = widgets.VBox(
                 [widgets.HTML(clip_html(clip)), params, buttons, saved],
@@ -142,6 +151,14 @@ class HistoryGallery(widgets.VBox):
         if isinstance(exc, InvalidInputError):
             return f"Save to {self.out_dir.value.strip() or 'outputs'!r}: {exc.problem}; {exc.fix}."
         return one_line(exc)
+
+    def _extend(self, clip: Clip, saved: widgets.HTML) -> None:
+        if self.on_extend is None:
+            return
+        self.on_extend(clip)
+        saved.value = (
+            "Extending in the <b>Text → music</b> tab above (now selected); the result joins this list."
+        )
 
     def _reuse(self, clip: Clip, saved: widgets.HTML) -> None:
         if self.on_reuse is None:

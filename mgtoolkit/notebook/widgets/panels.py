@@ -36,6 +36,7 @@ __all__ = ["TextPanel", "ImagePanel", "AudioPanel"]
 
 _HOMES = {  # the pure tasks: a panel records what it makes in its own history
     "generate": "mgtoolkit.tasks.text",
+    "extend": "mgtoolkit.tasks.extend",
     "restyle": "mgtoolkit.tasks.audio",
     "describe_image": "mgtoolkit.tasks.image",
     "write_music_prompt": "mgtoolkit.tasks.image",
@@ -229,9 +230,15 @@ class TextPanel(_Panel):
         synchronous: bool = False,
         history: History | None = None,
         model: str | None = None,
+        extend: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__(synchronous=synchronous, history=history)
         self._generate = generate
+        self._extend = extend
+        self.loop = _tip(
+            widgets.Checkbox(value=False, description="Loop: the end flows into the start", indent=False),
+            "make a seamless loop (Save writes loop points that samplers and DAWs read)",
+        )
         self.prompt = _text(
             "Prompt", "e.g. A classic cocktail lounge vibe with smooth jazz piano", "what the music should be"
         )
@@ -241,7 +248,7 @@ class TextPanel(_Panel):
         self.settings = Settings(model=model)
         self.settings.reroll_button.on_click(self._on_reroll)
         self._busy_buttons.append(self.settings.reroll_button)
-        self._layout([self.prompt, self.negative_prompt, self.settings])
+        self._layout([self.prompt, self.negative_prompt, self.settings, self.loop])
 
     @property
     def request(self) -> GenerationRequest:
@@ -255,11 +262,25 @@ class TextPanel(_Panel):
     def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> list[Clip]:
         """Generate from :attr:`request`; return the clips (also kept in :attr:`result`)."""
         generate = self._generate or _backend("generate")
-        clips = _as_clips(generate(self.request, callback=callback, cancel=cancel))
+        extra = {"loop": True} if self.loop.value else {}
+        clips = _as_clips(generate(self.request, callback=callback, cancel=cancel, **extra))
         self.result = clips
         self.settings.show_seed(clips[0].seed)
         self.history.add(clips)
         return clips
+
+    def extend_clip(self, clip: Clip, seconds: float = 10.0) -> None:
+        """Continue ``clip`` by ``seconds`` (its prompt, a fresh window each ~10 s) on the panel's
+        worker, with its progress bar and Cancel; the longer clip joins the history."""
+
+        def job() -> Clip:
+            extend = self._extend or _backend("extend")
+            longer = extend(clip, seconds=seconds, callback=self._on_step, cancel=self._cancel)
+            self.history.add([longer])
+            return longer
+
+        self._say(f"Extending the clip with seed {clip.seed} by {seconds:g} s...", "")
+        self._start(job, self._show_result)
 
     def load(self, clip: Clip) -> None:
         """Fill the panel with the prompt and settings that made ``clip`` ("use these settings again")."""

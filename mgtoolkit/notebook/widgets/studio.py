@@ -26,6 +26,7 @@ class Studio(widgets.VBox):
         describe: Callable | None = None,
         write: Callable | None = None,
         restyle: Callable | None = None,
+        extend: Callable | None = None,
         synchronous: bool = False,
         history: History | None = None,
         model: str | None = None,
@@ -34,7 +35,7 @@ class Studio(widgets.VBox):
     ) -> None:
         self.history = HISTORY if history is None else history
         common = {"synchronous": synchronous, "history": self.history, "model": model}
-        self.text = TextPanel(generate, **common)
+        self.text = TextPanel(generate, extend=extend, **common)
         self.image = ImagePanel(describe, write, generate, **common)
         self.audio = AudioPanel(restyle, **common)
         self.tabs = widgets.Tab(
@@ -42,11 +43,20 @@ class Studio(widgets.VBox):
             titles=["Text → music", "Image → music", "Audio → music"],
         )
         self.gallery = HistoryGallery(
-            self.history, on_reuse=self.use_settings, save_root=save_root, save_box=save_box
+            self.history,
+            on_reuse=self.use_settings,
+            on_extend=self.extend,
+            save_root=save_root,
+            save_box=save_box,
         )
         super().__init__([self.tabs, self.gallery])
         self.add_class("mg-studio")
         _no_null_tooltips(self)
+
+    def extend(self, clip: Clip, seconds: float = 10.0) -> None:
+        """Continue ``clip`` by ``seconds`` in the text panel (its progress bar and Cancel), switched to."""
+        self.tabs.selected_index = 0
+        self.text.extend_clip(clip, seconds)
 
     def use_settings(self, clip: Clip) -> None:
         """Load ``clip``'s prompt and settings into the text panel, switch to it and focus its prompt."""
@@ -78,7 +88,7 @@ def studio(
         Show the "Save to" folder box (``False``: files go to ``outputs/`` under ``save_root``). By
         default shown in Jupyter, hidden when Voilà serves the page.
     **backends
-        ``generate``, ``describe``, ``write``, ``restyle`` stand-ins (for tests).
+        ``generate``, ``describe``, ``write``, ``restyle``, ``extend`` stand-ins (for tests).
 
     Examples
     --------
