@@ -434,3 +434,56 @@ def test_cpu_flags_are_read(tmp_path):
     info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
     assert cpu_has_bfloat16(str(info)) is False
     assert cpu_has_bfloat16(str(tmp_path / "missing")) is False
+
+
+def _big_matmul(paddle):
+    """A GEMM large enough for MKL to thread: its bits depend on the thread count."""
+    rng = np.random.default_rng(7)
+    x = paddle.to_tensor(rng.standard_normal((256, 4096)).astype("float32"))
+    w = paddle.to_tensor(rng.standard_normal((4096, 256)).astype("float32"))
+    return paddle.matmul(x, w).numpy()
+
+
+def test_a_predictor_run_leaves_dygraph_blas_on_all_cores(paddle, plain, tmp_path):
+    """The next call's prompt encoding must sum like the first call's: same seed, same waveform."""
+    from paddle.base import core
+
+    from mgtoolkit.accel.onednn import compile_pipeline
+    from mgtoolkit.accel.pieces import blas_on_all_cores, usable_cores
+
+    if usable_cores() < 2:
+        pytest.skip("one core: the thread count cannot change a sum")
+    blas_on_all_cores()
+    want = _big_matmul(paddle)
+    core.set_num_threads(1)
+    one_thread = _big_matmul(paddle)
+    blas_on_all_cores()
+    if np.array_equal(one_thread, want):
+        pytest.skip("this BLAS sums alike on one thread and on all")
+    pipe = _plain_pipe()
+    compile_pipeline(pipe, "cpu", modules=("vae", "vocoder"), cache=tmp_path)
+    _waves(paddle, pipe, 1.0, [3])  # exports, verifies, runs both predictors
+    _waves(paddle, pipe, 1.0, [3])  # runs the ready predictors
+    assert {e.state for e in _engines(pipe).values()} == {"ready"}
+    np.testing.assert_array_equal(_big_matmul(paddle), want)
+
+
+def test_splitting_a_pipeline_puts_blas_on_all_cores_before_its_first_call(paddle):
+    """Split calls leave BLAS on all cores; the first call must start from the same count."""
+    from paddle.base import core
+
+    from mgtoolkit.accel.pieces import blas_on_all_cores, usable_cores
+    from mgtoolkit.accel.threads import split_threads, undo_split
+
+    if usable_cores() < 2:
+        pytest.skip("one core: nothing to split")
+    blas_on_all_cores()
+    want = _big_matmul(paddle)
+    core.set_num_threads(1)  # paddle's start-up count (FLAGS_paddle_num_threads)
+    pipe = _plain_pipe()
+    try:
+        assert split_threads(pipe)
+        np.testing.assert_array_equal(_big_matmul(paddle), want)
+    finally:
+        undo_split(pipe)
+        blas_on_all_cores()

@@ -166,7 +166,9 @@ def test_timings_cover_each_stage(base):
 def test_musicldm_path_keeps_each_candidates_seed(fast):
     """MusicLDM gets the prompt strings and one call per candidate (it would re-rank a batch)."""
     kwargs = {**fast, "model": "tiny-musicldm"}
-    clips = mg.generate(PROMPT, negative_prompt="noise", seed=3, num_waveforms_per_prompt=2, rank=False, **kwargs)
+    clips = mg.generate(
+        PROMPT, negative_prompt="noise", seed=3, num_waveforms_per_prompt=2, rank=False, **kwargs
+    )
     assert clips[0].model_info["pipeline"] == "MusicLDMPipeline" and [c.seed for c in clips] == [3, 4]
     assert np.array_equal(
         mg.generate(PROMPT, negative_prompt="noise", seed=4, **kwargs).waveform, clips[1].waveform

@@ -147,9 +147,7 @@ def test_guidance_off_runs_the_unet_on_one_branch(fast):
 
     batches = []
     model = mg.load_model("tiny")  # the pipeline generate uses now (the session's may be evicted)
-    handle = model.pipe.unet.register_forward_pre_hook(
-        lambda layer, args: batches.append(args[0].shape[0])
-    )
+    handle = model.pipe.unet.register_forward_pre_hook(lambda layer, args: batches.append(args[0].shape[0]))
     try:
         mg.generate(PROMPT, NEGATIVE, **{**fast, "guidance_scale": 1.0}, seed=1)
         mg.generate(PROMPT, NEGATIVE, **{**fast, "guidance_scale": 2.5}, seed=1)

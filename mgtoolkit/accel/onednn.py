@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import private_dir, setting
-from .pieces import fingerprint, memory_limit_bytes
+from .pieces import blas_on_all_cores, fingerprint, memory_limit_bytes
 
 __all__ = ["Engine", "compile_mode", "compile_pipeline", "fingerprint", "memory_limit_bytes"]
 
@@ -344,7 +344,10 @@ class Engine:
             handle = predictor.get_input_handle(name)
             handle.reshape(list(array.shape))
             handle.copy_from_cpu(array)
-        predictor.run()
+        try:
+            predictor.run()
+        finally:
+            blas_on_all_cores()  # the run leaves the caller on one thread
         out = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
         predictor.clear_intermediate_tensor()  # frees the run's tensors (oneDNN's own memory stays: see above)
         return out

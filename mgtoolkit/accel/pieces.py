@@ -36,6 +36,20 @@ def usable_cores() -> int:
     return max(1, min(cores, cap))
 
 
+def blas_on_all_cores() -> None:
+    """Set paddle's BLAS/OpenMP thread count for the calling thread to :func:`usable_cores`.
+
+    Everything mgtoolkit runs changes that count: the split worker threads take one each, and a
+    oneDNN predictor's run leaves the caller on one. Dygraph stages in the calling thread (prompt
+    encoding above all) then sum their multi-threaded GEMMs in another order, and the same seed
+    gives another waveform (8e-9 on the full-size CLAP embedding between a first and a second
+    call). Setting it at split time and after each such run keeps every call bit-identical.
+    """
+    from paddle.base import core
+
+    core.set_num_threads(usable_cores())
+
+
 def give_back_free_memory() -> None:
     """Return the heap pages freed while loading to the system (glibc only; else nothing)."""
     import ctypes

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .pieces import chunks, stitch, time_windows, usable_cores, vocoder_receptive_frames
+from .pieces import blas_on_all_cores, chunks, stitch, time_windows, usable_cores, vocoder_receptive_frames
 
 __all__ = ["split_threads", "undo_split"]
 
@@ -57,6 +57,7 @@ def split_threads(pipe: Any, *, workers: int | None = None) -> list[str]:
     workers = usable_cores() if workers is None else int(workers)
     applied: list[str] = []
     if workers > 1:
+        blas_on_all_cores()  # as every split call leaves it: the first call like the next
         pool = ThreadPoolExecutor(workers, thread_name_prefix="mgtoolkit-cpu")
         weakref.finalize(pipe, pool.shutdown, wait=False)
         pipe._mgtoolkit_pool = pool
@@ -103,7 +104,7 @@ def _side_by_side(tasks: list[Callable[[], Any]], pool: ThreadPoolExecutor) -> l
     try:
         return list(pool.map(one_thread, tasks))
     finally:
-        core.set_num_threads(usable_cores())
+        blas_on_all_cores()
 
 
 def _replace(module: Any, attr: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:

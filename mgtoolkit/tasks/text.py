@@ -376,7 +376,8 @@ def rank_candidates(clips: list[Clip], loaded, *, device: str | None = None) -> 
         scorer = own or clap.load_clap(tiny=loaded.spec.is_tiny, device=device)
     except ModelUnavailableError as exc:  # the clips are made: never lose them for want of a ranker
         warnings.warn(
-            MgtoolkitWarning(f"candidates kept in seed order: no CLAP model to rank them ({exc})"), stacklevel=3
+            MgtoolkitWarning(f"candidates kept in seed order: no CLAP model to rank them ({exc})"),
+            stacklevel=3,
         )
         return clips
     name = f"{loaded.spec.name} (its own CLAP)" if own else scorer.name
