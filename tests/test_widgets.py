@@ -7,6 +7,7 @@ injected through their constructors, plus the real chains when those are install
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import threading
 import time
@@ -728,6 +729,62 @@ def test_save_twice_says_already_saved(history, in_tmp):
     assert len(list((in_tmp / "outputs").glob("*.wav"))) == 1
 
 
+def test_save_writes_the_format_rate_and_loudness_picked_above_the_list(history, in_tmp):
+    import base64
+    import html
+    import json
+
+    import pyloudnorm
+    import soundfile
+
+    studio = _studio(history)
+    _fill_text(studio.text, seconds=2.0)
+    studio.text.generate_button.click()
+    export = studio.gallery.export
+    assert export.values() == {"format": "wav", "sample_rate": None, "loudness": None}  # the default
+    export.format.value, export.sample_rate.value, export.loudness.value = "flac", 44100, -14.0
+    row = studio.gallery.items.children[0]
+    row.children[2].children[0].click()
+    (path,) = (in_tmp / "outputs").glob("*.flac")
+    wave, rate = soundfile.read(str(path))
+    assert rate == 44100 and soundfile.info(str(path)).subtype == "PCM_24"
+    assert abs(pyloudnorm.Meter(rate).integrated_loudness(wave) - -14.0) < 0.5
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["export"]["format"] == "flac" and sidecar["export"]["sample_rate"] == 44100
+    # the download link is the file as written, not a WAV of the clip
+    link = html.unescape(row.children[3].value)
+    assert f'download="{path.name}"' in link and "data:audio/flac;base64," in link
+    data = link.split("data:audio/flac;base64,")[1].split('"')[0]
+    assert base64.b64decode(data) == path.read_bytes()
+    # other options make another file; the same ones say "already saved"
+    export.format.value, export.sample_rate.value, export.loudness.value = "mp3", 0, 0.0
+    row.children[2].children[0].click()
+    (mp3,) = (in_tmp / "outputs").glob("*.mp3")
+    assert soundfile.info(str(mp3)).samplerate == SR
+    row.children[2].children[0].click()
+    assert "already saved as" in row.children[3].value
+    assert len([p for p in (in_tmp / "outputs").iterdir() if p.suffix != ".json"]) == 2
+
+
+def test_a_loudness_asked_of_silence_names_the_option_and_writes_nothing(history, in_tmp):
+    def silent(request, **kwargs):
+        clip = fake_generate(request, **kwargs)[0]
+        return [dataclasses.replace(clip, waveform=np.zeros_like(clip.waveform))]
+
+    studio = _studio(history)
+    studio.text._generate = silent
+    _fill_text(studio.text)
+    studio.text.generate_button.click()
+    studio.gallery.export.loudness.value = -23.0
+    row = studio.gallery.items.children[0]
+    row.children[2].children[0].click()
+    import html
+
+    message = html.unescape(row.children[3].value)
+    assert message.count("loudness") >= 1 and "Save to" not in message and "Traceback" not in message
+    assert not (in_tmp / "outputs").exists() or not list((in_tmp / "outputs").iterdir())
+
+
 def test_terminal_colour_codes_never_reach_a_status(history):
     def noisy(request, **kwargs):
         raise RuntimeError("\x1b[93mDeprecationWarning: paddle.fluid is deprecated\x1b[0m")
@@ -873,7 +930,7 @@ def test_every_control_has_a_real_tooltip_and_save_buttons_name_their_clip(histo
     assert controls and all(w.tooltip for w in controls), [w.description for w in controls if not w.tooltip]
     # ipywidgets writes title="null" for a tooltip of None, even on hidden labels
     assert not [w for w in _all_widgets(studio) if "tooltip" in w.trait_names() and w.tooltip is None]
-    saves = [w for w in _all_widgets(studio.gallery) if getattr(w, "description", "") == "Save WAV"]
+    saves = [w for w in _all_widgets(studio.gallery) if getattr(w, "description", "") == "Save"]
     assert len(saves) == 2 and len({w.tooltip for w in saves}) == 2 and "second tune" in saves[0].tooltip
 
 

@@ -1,23 +1,25 @@
 """The history gallery: every clip of this kernel with its player, parameters, Save (inside a save
-root) and "Use these settings"."""
+root, in the format, rate and loudness picked above the list) and "Use these settings"."""
 
 from __future__ import annotations
 
+import base64
 import html
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as widgets
 
 from ...errors import InvalidInputError
 from ...types import Clip
-from ..display import audio_data_uri, clip_html
+from ..display import clip_html
 from ..history import History
 from .controls import _no_null_tooltips, _short, _tip
 from .messages import one_line
 
-__all__ = ["HistoryGallery"]
+__all__ = ["ExportChoice", "HistoryGallery"]
 
 
 class HistoryGallery(widgets.VBox):
@@ -37,6 +39,10 @@ class HistoryGallery(widgets.VBox):
     save_box : bool, optional
         Show the "Save to" box; ``False`` keeps every file in ``out_dir``. By default it is shown
         in Jupyter and hidden when Voilà serves the page (a visitor cannot pick folders).
+
+    Save writes what :attr:`export` is set to: format (16-bit WAV, 24-bit FLAC, Ogg Vorbis, MP3),
+    sample rate (the model's, 44.1 or 48 kHz, resampled with soxr) and loudness (as made, or
+    normalised to -14/-16/-23 LUFS with a -1 dBTP ceiling), as :meth:`mgtoolkit.Clip.save` does.
     """
 
     def __init__(
@@ -64,10 +70,11 @@ class HistoryGallery(widgets.VBox):
             f"a folder inside {self.save_root}",
         )
         self.out_dir.layout.display = None if _show_save_box(save_box) else "none"
+        self.export = ExportChoice()
         self.items = widgets.VBox()
         self._rows: dict[int, widgets.Widget] = {}
-        self._saved: dict[tuple[int, Path], Path] = {}
-        super().__init__([self.title, self.out_dir, self.items])
+        self._saved: dict[tuple, Path] = {}
+        super().__init__([self.title, self.out_dir, self.export, self.items])
         self.add_class("mg-gallery")
         _no_null_tooltips(self)
         history.subscribe(self.refresh)
@@ -90,8 +97,8 @@ class HistoryGallery(widgets.VBox):
             saved = widgets.HTML()
             what = f"{_short(clip.prompt, 30)!r}, seed {clip.seed}"
             save = _tip(
-                widgets.Button(description="Save WAV", icon="download", layout=widgets.Layout(width="auto")),
-                f"save the clip {what} as WAV + JSON",
+                widgets.Button(description="Save", icon="download", layout=widgets.Layout(width="auto")),
+                f"save the clip {what} in the format picked above, with its JSON sidecar",
             )
             reuse = _tip(
                 widgets.Button(
@@ -135,20 +142,22 @@ class HistoryGallery(widgets.VBox):
     def _save(self, clip: Clip, saved: widgets.HTML) -> None:
         try:
             folder = self.folder()
-            known = self._saved.get((id(clip), folder))
+            options = self.export.values()
+            key = (id(clip), folder, tuple(sorted(options.items())))
+            known = self._saved.get(key)
             if known is not None and known.exists():
-                saved.value = f"already saved as {html.escape(os.fspath(known))} · " + _download(clip, known)
+                saved.value = f"already saved as {html.escape(os.fspath(known))} · " + _download(known)
                 return
-            path = clip.save(folder)
+            path = clip.save(folder, **options)
         except Exception as exc:  # noqa: BLE001 - shown in the row, never a traceback
             saved.value = f'<span style="color:#b00020">{html.escape(self._save_message(exc))}</span>'
             return
-        self._saved[(id(clip), folder)] = path
-        saved.value = f"saved {html.escape(os.fspath(path))} · " + _download(clip, path)
+        self._saved[key] = path
+        saved.value = f"saved {html.escape(os.fspath(path))} · " + _download(path)
 
     def _save_message(self, exc: BaseException) -> str:
-        """A save error naming the "Save to" box and what was typed there."""
-        if isinstance(exc, InvalidInputError):
+        """A save error naming the "Save to" box and what was typed there, or the export option."""
+        if isinstance(exc, InvalidInputError) and exc.field in ("out_dir", "Save to"):
             return f"Save to {self.out_dir.value.strip() or 'outputs'!r}: {exc.problem}; {exc.fix}."
         return one_line(exc)
 
@@ -174,11 +183,58 @@ def _show_save_box(save_box: bool | None) -> bool:
     return "VOILA_KERNEL_ID" not in os.environ  # Voilà puts it into each visitor's kernel
 
 
-def _download(clip: Clip, path: Path) -> str:
-    return (
-        f'<a download="{html.escape(path.name)}" href="{audio_data_uri(clip.waveform, clip.sample_rate)}">'
-        "download</a>"
+_MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
+
+
+def _download(path: Path) -> str:
+    """A link that downloads the file as written (its format, rate, loudness and tags)."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    mime = _MIME.get(path.suffix.lower(), "application/octet-stream")
+    return f'<a download="{html.escape(path.name)}" href="data:{mime};base64,{data}">download</a>'
+
+
+class ExportChoice(widgets.HBox):
+    """Format, sample rate and loudness for Save: the keyword arguments of :meth:`Clip.save`."""
+
+    FORMATS = (("WAV, 16-bit", "wav"), ("FLAC, 24-bit", "flac"), ("Ogg Vorbis", "ogg"), ("MP3", "mp3"))
+    RATES = (("model's rate", 0), ("44.1 kHz", 44100), ("48 kHz", 48000))
+    LOUDNESS = (
+        ("level as made", 0.0),
+        ("-14 LUFS (streaming)", -14.0),
+        ("-16 LUFS (podcasts)", -16.0),
+        ("-23 LUFS (broadcast)", -23.0),
     )
+
+    def __init__(self) -> None:
+        def pick(label: str, options: tuple, tip: str, width: str) -> widgets.Dropdown:
+            box = widgets.Dropdown(
+                options=options,
+                description=label,
+                style={"description_width": "initial"},
+                layout=widgets.Layout(width=width),
+            )
+            return _tip(box, tip)
+
+        self.format = pick("Format", self.FORMATS, "file format Save writes", "170px")
+        self.sample_rate = pick(
+            "Rate", self.RATES, "sample rate Save writes (resampled with soxr for a DAW session)", "170px"
+        )
+        self.loudness = pick(
+            "Loudness",
+            self.LOUDNESS,
+            "normalise the integrated loudness, never above -1 dBTP true peak",
+            "250px",
+        )
+        super().__init__([self.format, self.sample_rate, self.loudness])
+        self.add_class("mg-wrap")
+
+    def values(self) -> dict[str, Any]:
+        """``{"format": ..., "sample_rate": ..., "loudness": ...}`` (``None``: keep the clip's)."""
+        return {
+            "format": self.format.value,
+            "sample_rate": int(self.sample_rate.value) or None,
+            "loudness": float(self.loudness.value) or None,
+        }
 
 
 def _close_tree(widget: widgets.Widget) -> None:
