@@ -69,6 +69,23 @@ def fake_restyle(audio, prompt, *, strength, callback=None, cancel=None, **kwarg
     return clip.with_extra(restyle={"strength": strength})
 
 
+def fake_describe_audio(audio, *, clap=None):
+    """Like mg.describe_audio: a real AudioDescription, without the signal processing."""
+    from mgtoolkit.analysis.describe import AudioDescription
+
+    if audio is None:
+        raise mg.InvalidInputError("audio", None, "is missing", "upload a clip")
+    return AudioDescription(
+        duration_s=2.4,
+        tempo_bpm=92.0,
+        key="A",
+        mode="minor",
+        loudness_lufs=-18.0,
+        tags={"genre": (("lo-fi", 0.7),), "mood": (("calm", 0.6),), "instruments": (("piano", 0.5),)},
+        tagged_by=f"clap={clap}",
+    )
+
+
 @pytest.fixture()
 def history():
     return History()
@@ -409,8 +426,9 @@ def test_image_panel_with_the_real_chain(history):
 # --- audio panel -----------------------------------------------------------------------------------------
 
 
-def _audio_panel(history, restyle=fake_restyle):
-    panel = AudioPanel(restyle, synchronous=True, history=history)
+def _audio_panel(history, restyle=fake_restyle, **backends):
+    backends = {"describe": fake_describe_audio, "write": fake_write, "generate": fake_generate, **backends}
+    panel = AudioPanel(restyle, synchronous=True, history=history, **backends)
     panel.prompt.value = "lo-fi hip hop"
     panel.settings.steps.value = 4
     panel.settings.model.value = "tiny"
@@ -449,6 +467,74 @@ def test_audio_run_shows_the_clip(history, tmp_path):
     assert _html(panel).count("<audio") == 1 and _ready(panel) and len(history) == 1
 
 
+def test_an_uploaded_clip_is_described_and_starts_the_prompt(history, tmp_path):
+    import soundfile as sf
+
+    wav = tmp_path / "hum.wav"
+    sf.write(wav, 0.3 * np.sin(np.arange(SR) / 3.0), SR)
+    panel = _audio_panel(history)
+    panel.prompt.value = ""
+    panel.audio.path.value = str(wav)
+    assert panel.description.tagged_by == "clap=tiny"  # the tiny CLAP for the tiny music model
+    assert "Heard:" in panel.heard.value and "92 BPM in A minor" in panel.heard.value
+    assert panel.prompt.value == "calm, lo-fi, piano, 92 BPM, A minor"  # the description's prompt
+    assert panel.status.text.startswith("Described") and _ready(panel)
+    # a prompt the user typed is never replaced by a new description
+    panel.prompt.value = "my own words"
+    panel.describe_button.click()
+    assert panel.prompt.value == "my own words"
+    # a new clip forgets the old description
+    panel.audio.path.value = str(tmp_path / "missing.wav")
+    assert panel.description is None and panel.heard.value == ""
+
+
+def test_write_music_prompt_turns_the_description_into_the_prompt(history):
+    panel = _audio_panel(history)
+    panel.audio.path.value = "hum.wav"  # described by the stand-in
+    panel.write_button.click()
+    assert panel.prompt.value == f"soft ambient pads for: {panel.description.sentence()}"
+    assert panel.status.text.startswith("Music prompt ready") and _ready(panel)
+
+
+def test_new_music_makes_a_fresh_clip_as_long_as_the_upload(history):
+    seen = {}
+
+    def generate(request, **kwargs):
+        seen["request"] = request
+        return fake_generate(request, **kwargs)
+
+    panel = _audio_panel(history, generate=generate)
+    panel.audio.path.value = "hum.wav"
+    panel.prompt.value = "dreamy synth pads"
+    panel.settings.random_seed.value, panel.settings.seed.value = False, 11
+    panel.new_music_button.click()
+    request = seen["request"]
+    assert (request.prompt, request.audio_length_in_s, request.seed, request.model) == (
+        "dreamy synth pads",
+        2.4,
+        11,
+        "tiny",
+    )
+    assert panel.result.extra["audio_description"]["tempo_bpm"] == 92.0 and len(history) == 1
+    assert _html(panel).count("<audio") == 1 and _ready(panel)
+    panel._making = "new music"
+    panel._on_step(1, 4)
+    assert panel.status.text == "New music: step 2 of 4"
+
+
+def test_a_clip_too_short_to_describe_names_the_file(history, tmp_path):
+    import soundfile as sf
+
+    from mgtoolkit.analysis.describe import describe_audio
+
+    wav = tmp_path / "blip.wav"
+    sf.write(wav, 0.3 * np.sin(np.arange(SR // 2) / 3.0), SR)
+    panel = _audio_panel(history, describe=lambda audio, clap=None: describe_audio(audio, tags=False))
+    panel.audio.path.value = str(wav)
+    assert "blip.wav" in panel.status.text and "1 s" in panel.status.text, panel.status.text
+    assert "Traceback" not in panel.status.text and panel.description is None and _ready(panel)
+
+
 def test_audio_missing_clip_shows_the_message(history):
     panel = _audio_panel(history)
     panel.generate_button.click()
@@ -470,7 +556,7 @@ def test_audio_cancel(history):
 
 def test_audio_panel_with_the_real_restyle(history):
     restyle = pytest.importorskip("mgtoolkit.tasks.audio").restyle
-    panel = _audio_panel(history, restyle=restyle)
+    panel = _audio_panel(history, restyle=restyle, describe=None)
     panel.settings.steps.value = 2
     panel.strength.value = 1.0
     panel.audio.upload.value = (
@@ -482,6 +568,9 @@ def test_audio_panel_with_the_real_restyle(history):
             "last_modified": _EPOCH,
         },
     )
+    # the real describe_audio heard it on upload, with tags from the tiny CLAP
+    assert panel.description is not None and panel.description.tagged_by
+    assert panel.description.duration_s == pytest.approx(1.0) and "Heard:" in panel.heard.value
     panel.generate_button.click()
     assert panel.status.text.startswith("Done"), panel.status.text
     assert panel.result.duration == pytest.approx(1.0) and panel.result.model_info["name"] == "tiny"
@@ -641,6 +730,7 @@ def _studio(history, **kwargs):
         "describe": fake_describe,
         "write": fake_write,
         "restyle": fake_restyle,
+        "describe_audio": fake_describe_audio,
     }
     return Studio(**backends, synchronous=True, history=history, model="tiny", **kwargs)
 

@@ -40,6 +40,7 @@ _HOMES = {  # the pure tasks: a panel records what it makes in its own history
     "restyle": "mgtoolkit.tasks.audio",
     "describe_image": "mgtoolkit.tasks.image",
     "write_music_prompt": "mgtoolkit.tasks.image",
+    "describe_audio": "mgtoolkit.analysis.describe",
 }
 
 
@@ -98,8 +99,8 @@ class _Panel(widgets.VBox):
         self.cancel_button.on_click(self._on_cancel)
         self.add_class("mg-panel")
 
-    def _layout(self, controls: list[widgets.Widget]) -> None:
-        bar = widgets.HBox([self.generate_button, self.cancel_button, self.progress])
+    def _layout(self, controls: list[widgets.Widget], actions: tuple[widgets.Widget, ...] = ()) -> None:
+        bar = widgets.HBox([self.generate_button, *actions, self.cancel_button, self.progress])
         bar.add_class("mg-wrap")
         self.children = [widgets.HTML(CSS), *controls, bar, self.status, self.output]
         _no_null_tooltips(self)
@@ -469,13 +470,24 @@ def _image_kind(content: bytes) -> str | None:
 
 
 class AudioPanel(_Panel):
-    """Audio to music: restyle an uploaded clip towards a prompt.
+    """Audio to music: listen to an uploaded clip, then restyle it or make new music from it.
+
+    1. *Describe clip* (runs by itself on upload): tempo, key, loudness and CLAP tags
+       (:func:`mgtoolkit.describe_audio`), shown under the player; its tags, tempo and key become
+       the starting prompt when the prompt box is empty (a prompt you typed is never replaced).
+    2. *Write music prompt* (optional): the chat writer turns the description into a musical prompt,
+       as the image chain does (:func:`mgtoolkit.audio_to_music`).
+    3. *Restyle* moves the clip's own sound towards the prompt; *New music* makes a fresh clip of
+       the same length from the prompt alone.
 
     Parameters
     ----------
     restyle : callable, optional
         ``restyle(audio, prompt, *, strength, negative_prompt, num_inference_steps, guidance_scale,
         seed, model, callback, cancel) -> Clip``; :func:`mgtoolkit.restyle` by default.
+    describe, write, generate : callable, optional
+        :func:`mgtoolkit.describe_audio`, :func:`mgtoolkit.write_music_prompt` and
+        :func:`mgtoolkit.generate` by default.
     synchronous, history, model
         As for :class:`TextPanel`.
     """
@@ -487,14 +499,32 @@ class AudioPanel(_Panel):
         self,
         restyle: Callable[..., Any] | None = None,
         *,
+        describe: Callable[..., Any] | None = None,
+        write: Callable[..., str] | None = None,
+        generate: Callable[..., Any] | None = None,
         synchronous: bool = False,
         history: History | None = None,
         model: str | None = None,
     ) -> None:
         super().__init__(synchronous=synchronous, history=history)
-        self._restyle = restyle
+        self._restyle, self._describe, self._write, self._generate = restyle, describe, write, generate
+        self.description: Any = None  # the AudioDescription of the clip now in the panel
+        self._making = "restyle"  # or "new music": what the progress line names
         self.audio = _FileInput("audio/*,.wav,.flac,.ogg,.mp3", "audio", "outputs/my-clip.wav")
         self.preview = widgets.HTML()
+        self.heard = widgets.HTML()
+        self.describe_button = _tip(
+            widgets.Button(
+                description="1 · Describe clip", icon="headphones", layout=widgets.Layout(width="auto")
+            ),
+            "stage 1: tempo, key, loudness and tags of the clip (runs by itself on upload)",
+        )
+        self.write_button = _tip(
+            widgets.Button(
+                description="2 · Write music prompt", icon="pen", layout=widgets.Layout(width="auto")
+            ),
+            "stage 2 (optional): the writer turns the description into a musical prompt",
+        )
         self.strength = _slider(
             widgets.FloatSlider,
             "Strength",
@@ -507,16 +537,34 @@ class AudioPanel(_Panel):
         self.prompt = _text(
             "Prompt",
             "what it should become, e.g. lo-fi hip hop with vinyl crackle",
-            "what the clip should become",
+            "what the clip should become (starts from what the clip sounds like)",
         )
         self.negative_prompt = _text(
             "Negative prompt", "e.g. low quality, noise", "what to steer away from (optional)", rows=1
         )
         self.settings = Settings(duration=False, candidates=False, model=model)
         self.settings.reroll_button.layout.display = "none"
+        self.new_music_button = _tip(
+            widgets.Button(description="New music", icon="music", layout=widgets.Layout(width="auto")),
+            "make a fresh clip of the same length from the prompt alone (the strength is not used)",
+        )
+        self._busy_buttons += [self.describe_button, self.write_button, self.new_music_button]
+        self.describe_button.on_click(lambda _b: self._start(self._describe_job, self._show_description))
+        self.write_button.on_click(lambda _b: self._start(self._write_job, self._set_written_prompt))
+        self.new_music_button.on_click(lambda _b: self._start(self._new_music_job, self._show_result))
         self.audio.observe_change(self._on_audio_change)
         self._layout(
-            [self.audio, self.preview, self.prompt, self.negative_prompt, self.strength, self.settings]
+            [
+                self.audio,
+                self.preview,
+                widgets.HBox([self.describe_button, self.write_button]),
+                self.heard,
+                self.prompt,
+                self.negative_prompt,
+                self.strength,
+                self.settings,
+            ],
+            actions=(self.new_music_button,),
         )
 
     @property
@@ -533,6 +581,22 @@ class AudioPanel(_Panel):
     def _file_names(self) -> dict[str, str]:
         return {"audio": self.audio.described()}
 
+    def describe(self) -> Any:
+        """Stage 1: describe the clip (also in :attr:`description`); fills an empty prompt."""
+        describe = self._describe or _backend("describe_audio")
+        self.description = describe(self.audio.value(), clap=self._clap())
+        if not self.prompt.value.strip():
+            self.prompt.value = self.description.music_prompt()
+        return self.description
+
+    def write(self) -> str:
+        """Stage 2: a musical prompt from the description (put into :attr:`prompt`)."""
+        if self.description is None:
+            self.describe()
+        write = self._write or _backend("write_music_prompt")
+        self.prompt.value = write(self.description.sentence())
+        return self.prompt.value
+
     def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> Clip:
         """Restyle with :attr:`request`; return the clip (also in :attr:`result`)."""
         restyle = self._restyle or _backend("restyle")
@@ -540,20 +604,75 @@ class AudioPanel(_Panel):
         clip = _as_clips(
             restyle(request.pop("audio"), request.pop("prompt"), **request, callback=callback, cancel=cancel)
         )[0]
+        return self._keep(clip)
+
+    def new_music(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> Clip:
+        """Fresh music from the prompt, as long as the clip (1-30 s); the clip's sound is not used."""
+        if self.description is None:
+            self.describe()
+        GenerationCancelled.raise_if_set(cancel, "between stages")
+        settings = {k: v for k, v in self.request.items() if k not in ("audio", "prompt", "strength")}
+        length = min(max(round(float(self.description.duration_s), 1), 1.0), 30.0)
+        request = GenerationRequest(prompt=self.prompt.value, audio_length_in_s=length, **settings)
+        generate = self._generate or _backend("generate")
+        clip = _as_clips(generate(request, callback=callback, cancel=cancel))[0]
+        return self._keep(clip.with_extra(audio_description=self.description.to_dict()))
+
+    def _keep(self, clip: Clip) -> Clip:
         self.result = clip
         self.settings.show_seed(clip.seed)
         self.history.add([clip])
         return clip
 
+    def _clap(self) -> str | None:
+        """The tiny CLAP for a tiny music model (as :func:`mgtoolkit.audio_to_music` picks)."""
+        from ...models.registry import resolve_model
+
+        try:
+            return "tiny" if resolve_model(self.settings.model.value).is_tiny else None
+        except Exception:  # noqa: BLE001 - an unknown model is reported when music is made
+            return None
+
     def _step_text(self, step: int, total: int) -> str:
+        if self._making == "new music":
+            return f"New music: step {step + 1} of {total}"
         strength, steps = _snap(self.strength), int(self.settings.steps.value)
         return (
             f"Restyling: step {step + 1} of {total} (strength {strength:g} × {steps} steps: "
             "the first steps are skipped to keep the original's shape)"
         )
 
+    def _describe_job(self) -> Any:
+        self._say("Listening: tempo, key, loudness and tags...", "")
+        return self.describe()
+
+    def _write_job(self) -> str:
+        self._say("Writing a musical prompt from the description...", "")
+        return self.write()
+
+    def _generate_job(self) -> Clip:
+        self._making = "restyle"
+        return super()._generate_job()
+
+    def _new_music_job(self) -> Clip:
+        self._making = "new music"
+        return self.new_music(callback=self._on_step, cancel=self._cancel)
+
+    def _show_description(self, description: Any) -> None:
+        tagged = "" if description.tags else " (no tags: see the note)"
+        self.heard.value = (
+            f"<div class='mg-heard'><b>Heard:</b> {html.escape(description.sentence())}{tagged}</div>"
+        )
+        self._say("Described: the prompt starts from it; edit it, then press Restyle or New music.", "")
+
+    def _set_written_prompt(self, prompt: str) -> None:
+        self._show_description(self.description)
+        self._say("Music prompt ready: edit it if needed, then press Restyle or New music.", "")
+
     def _on_audio_change(self, _change: Any = None) -> None:
         self.preview.value = ""
+        self.heard.value = ""
+        self.description = None
         found = self.audio.preview_bytes()
         if found is None:
             return
@@ -569,7 +688,8 @@ class AudioPanel(_Panel):
             f"<div>{label}</div>"
             f'<audio controls aria-label="{label}" src="data:audio/{kind};base64,{data}"></audio>'
         )
-        self._say(f"{self.audio.described()} is ready: write a prompt, then press Restyle.", "")
+        self._say(f"{self.audio.described()} is ready: listening to it...", "")
+        self._start(self._describe_job, self._show_description)
 
 
 def _audio_problem(content: bytes) -> str | None:

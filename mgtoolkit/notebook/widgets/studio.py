@@ -27,6 +27,7 @@ class Studio(widgets.VBox):
         write: Callable | None = None,
         restyle: Callable | None = None,
         extend: Callable | None = None,
+        describe_audio: Callable | None = None,
         synchronous: bool = False,
         history: History | None = None,
         model: str | None = None,
@@ -37,7 +38,7 @@ class Studio(widgets.VBox):
         common = {"synchronous": synchronous, "history": self.history, "model": model}
         self.text = TextPanel(generate, extend=extend, **common)
         self.image = ImagePanel(describe, write, generate, **common)
-        self.audio = AudioPanel(restyle, **common)
+        self.audio = AudioPanel(restyle, describe=describe_audio, write=write, generate=generate, **common)
         self.tabs = widgets.Tab(
             children=[self.text, self.image, self.audio],
             titles=["Text → music", "Image → music", "Audio → music"],
