@@ -138,3 +138,52 @@ def test_musicldm_low_memory_swaps_its_clap_too(paddle, tmp_path):
     assert _released(small.text_encoder)
     np.testing.assert_array_equal(wave(small), wave(plain))
     assert small._mgtoolkit_lowmem.loads >= 4
+
+
+def test_the_plain_reader_gives_what_safetensors_gives(tmp_path):
+    """Low-memory loads read ppdiffusers' weights with file reads, not a memory map: same arrays."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from mgtoolkit.accel.lowmem import PlainSafetensors
+
+    rng = np.random.default_rng(3)
+    tensors = {
+        "unet.conv.weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "half": rng.standard_normal((5, 2)).astype(np.float16),
+        "steps": np.arange(7, dtype=np.int64),
+        "scalar": np.asarray(2.5, dtype=np.float32),
+        "empty": np.zeros((0, 3), dtype=np.float32),
+    }
+    path = tmp_path / "w.safetensors"
+    save_file(tensors, str(path), metadata={"format": "pd"})
+    with safe_open(str(path), framework="np") as want, PlainSafetensors(path, "np", mapped=safe_open) as got:
+        assert got.metadata() == want.metadata() == {"format": "pd"}
+        assert sorted(got.keys()) == sorted(want.keys())
+        for key in want.keys():
+            array = got.get_tensor(key)
+            assert array.dtype == want.get_tensor(key).dtype and array.shape == want.get_tensor(key).shape
+            np.testing.assert_array_equal(array, want.get_tensor(key))
+
+
+def test_a_low_memory_load_reads_ppdiffusers_weights_without_a_memory_map(monkeypatch, tmp_path):
+    from ppdiffusers.models import modeling_utils
+
+    from mgtoolkit.accel import lowmem
+    from mgtoolkit.tasks import text
+
+    mapped = modeling_utils.safe_open
+    opened = []
+
+    class Spy(lowmem.PlainSafetensors):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(lowmem, "PlainSafetensors", Spy)
+    monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path))
+    monkeypatch.setenv("MGTOOLKIT_COMPILE", "0")
+    text.unload()  # a load, not the pipeline an earlier test left in the cache
+    text.load_model("tiny", low_memory=True)
+    assert any("unet" in str(p) for p in opened) and any("vae" in str(p) for p in opened), opened
+    assert modeling_utils.safe_open is mapped  # put back after the load
