@@ -77,6 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--save-wave", default=None, help="write the last waveforms here (.npy)")
     ap.add_argument("--model-dir", default=None, help="use this saved pipeline instead of building one")
+    ap.add_argument(
+        "--dtype",
+        default=None,
+        help="float32 or bfloat16 (sets MGTOOLKIT_DTYPE); default: mgtoolkit's own choice (auto)",
+    )
     return ap.parse_args(argv)
 
 
@@ -261,7 +266,8 @@ def time_calls(args: argparse.Namespace, model_dir: Path) -> tuple[dict[str, Any
             f"  run {i + 1}: {run['wall_s']:.2f} s  others_cores {run['others_cores']:.2f}  "
             f"unet_step {run['unet_step_s']:.3f}  vae {run['vae_decode_s']:.2f}  vocoder {run['vocoder_s']:.2f}"
         )
-    return {"load_s": load_s, "runs": runs, "optimizations": _optimizations(loaded.pipe)}, waves
+    timed = {"load_s": load_s, "runs": runs, "optimizations": _optimizations(loaded.pipe), "dtype": loaded.dtype}
+    return timed, waves
 
 
 def _optimizations(pipe: Any) -> Any:
@@ -437,6 +443,8 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["MGTOOLKIT_NO_THREAD_TUNING"] = "1"
     if args.path == "plain":
         os.environ["MGTOOLKIT_OPTIMIZE"] = "0"
+    if args.dtype:
+        os.environ["MGTOOLKIT_DTYPE"] = args.dtype
     model_dir = ensure_model(args)
     if args.scaling:
         print(json.dumps(scaling(args, model_dir), indent=1))
@@ -451,6 +459,7 @@ def main(argv: list[str] | None = None) -> None:
         "preset": args.preset,
         "model_dir": str(model_dir),
         "path": args.path,
+        "dtype": timed["dtype"],
         "args": vars(args),
         **summarise(timed["runs"], args.seconds, args.candidates),
         "peak_rss_mb": peak_rss_mb(),

@@ -2,7 +2,8 @@
 """mgtoolkit beside torch + diffusers in one run, on the same machine; prints one JSON object.
 
 Runs, one after the other: the torch reference (``torch_audioldm_bench.py`` in its own venv), the
-mgtoolkit path (``bench_audioldm.py --check``) and the plain ppdiffusers path (``--path plain``),
+mgtoolkit path with its default dtype (bfloat16 where it pays), the mgtoolkit path in float32
+(``bench_audioldm.py --check --dtype float32``) and the plain ppdiffusers path (``--path plain``),
 optionally paddle with no environment tuning at all. Progress goes to stderr.
 
 Example
@@ -80,15 +81,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     print("torch + diffusers ...", file=sys.stderr, flush=True)
     torch = run_torch(args)
-    print("mgtoolkit (optimised, with equivalence check) ...", file=sys.stderr, flush=True)
-    ours = run_ours(args, "--check")
+    print("mgtoolkit, its default dtype ...", file=sys.stderr, flush=True)
+    ours = run_ours(args)
+    print("mgtoolkit, float32 (with equivalence check) ...", file=sys.stderr, flush=True)
+    ours32 = run_ours(args, "--check", "--dtype", "float32")
     print("plain ppdiffusers path ...", file=sys.stderr, flush=True)
     plain = run_ours(args, "--path", "plain")
+    reference = torch["pipeline"]["median_s"]
     result = {
         "torch": torch,
         "mgtoolkit": ours,
+        "mgtoolkit_float32": ours32,
         "plain_ppdiffusers": plain,
-        "ratio_mgtoolkit_to_torch": ours["whole_s"] / torch["pipeline"]["median_s"],
+        "ratio_mgtoolkit_to_torch": ours["whole_s"] / reference,
+        "ratio_mgtoolkit_float32_to_torch": ours32["whole_s"] / reference,
     }
     if args.with_defaults:
         print("plain ppdiffusers, paddle defaults ...", file=sys.stderr, flush=True)

@@ -12,6 +12,7 @@ paddle.
 | ``MGTOOLKIT_OPTIMIZE`` | ``0`` turns every CPU speed-up off | ``1`` |
 | ``MGTOOLKIT_COMPILE`` | oneDNN predictors: ``auto``, ``0``, ``1`` or ``unet,vae,vocoder`` | ``auto`` |
 | ``MGTOOLKIT_LOW_MEMORY`` | only the running stage's weights in memory: ``auto`` (under 4 GB), ``1``, ``0`` | ``auto`` |
+| ``MGTOOLKIT_DTYPE`` | ``auto`` (float16 on a GPU; on a CPU bfloat16 where it pays, see ``load_model``), ``float32``, ``bfloat16``, ``float16`` | ``auto`` |
 | ``MGTOOLKIT_CAPTIONER`` | the image chain's captioner | ``blip2`` (``tiny`` with the tiny model) |
 | ``MGTOOLKIT_WRITER`` | the image chain's prompt writer | ``qwen2-0.5b`` (``tiny`` with the tiny model) |
 | ``MGTOOLKIT_VERBOSE`` | ``1`` keeps paddlenlp's and ppdiffusers' log chatter | off |
@@ -45,6 +46,7 @@ DEFAULTS: dict[str, str] = {
     "MGTOOLKIT_OPTIMIZE": "1",
     "MGTOOLKIT_COMPILE": "auto",
     "MGTOOLKIT_LOW_MEMORY": "auto",
+    "MGTOOLKIT_DTYPE": "auto",
     "MGTOOLKIT_CAPTIONER": "",
     "MGTOOLKIT_WRITER": "",
     "MGTOOLKIT_VERBOSE": "",

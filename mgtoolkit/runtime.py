@@ -154,8 +154,9 @@ def pick_dtype(device: str, dtype: str | None = None, *, bf16_cpu: bool | None =
     """float16 on GPU, float32 on CPU; or check the one asked for.
 
     ``bfloat16`` on a CPU needs AVX512_BF16 or AMX (``bf16_cpu``; default: read from
-    ``/proc/cpuinfo``): it runs through oneDNN predictors (see :mod:`mgtoolkit.accel`). float32
-    stays the CPU default until bfloat16 is measured faster and accurate enough on a quiet machine.
+    ``/proc/cpuinfo``): it runs through oneDNN predictors (see :mod:`mgtoolkit.accel`). With no
+    dtype asked for, :func:`mgtoolkit.load_model` may still pick bfloat16 once the model is loaded,
+    where it pays (:func:`mgtoolkit.accel.onednn.auto_precision`).
     """
     if dtype is None:
         return "float16" if device.startswith("gpu") else "float32"

@@ -487,3 +487,60 @@ def test_splitting_a_pipeline_puts_blas_on_all_cores_before_its_first_call(paddl
     finally:
         undo_split(pipe)
         blas_on_all_cores()
+
+
+@pytest.mark.parametrize(
+    ("params", "memory_gb", "bf16_cpu", "compile_env", "expected"),
+    [
+        (185_000_000, 24, True, "auto", "bfloat16"),  # the full-size model on this kind of machine
+        (185_000_000, 24, False, "auto", "float32"),  # no AVX512_BF16/AMX
+        (185_000_000, 8, True, "auto", "float32"),  # too little memory for the predictors
+        (1_000, 24, True, "auto", "float32"),  # a tiny model
+        (185_000_000, 24, True, "0", "float32"),  # MGTOOLKIT_COMPILE=0
+        (185_000_000, 24, True, "vae", "float32"),  # a chosen set of float32 predictors
+    ],
+)
+def test_auto_precision_picks_bfloat16_only_where_it_pays(
+    monkeypatch, params, memory_gb, bf16_cpu, compile_env, expected
+):
+    from mgtoolkit.accel import onednn as mod
+
+    monkeypatch.setattr(mod, "_count", lambda module: params)
+    monkeypatch.setattr(mod, "memory_limit_bytes", lambda: memory_gb * 1024**3)
+    monkeypatch.setenv("MGTOOLKIT_COMPILE", compile_env)
+    pipe = type("Pipe", (), {"unet": object()})()
+    assert mod.auto_precision(pipe, bf16_cpu=bf16_cpu) == expected
+
+
+@needs_bf16
+def test_dtype_none_loads_bfloat16_where_it_pays_and_the_environment_can_say_float32(monkeypatch, tmp_path):
+    from mgtoolkit.accel import onednn as mod
+    from mgtoolkit.tasks import text
+
+    monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(mod, "AUTO_MIN_PARAMS", 0)  # the tiny model stands for a full-size one
+    monkeypatch.setattr(mod, "memory_limit_bytes", lambda: 64 * 1024**3)
+    text.unload()
+    try:
+        loaded = text.load_model("tiny", device="cpu", low_memory=False)
+        assert loaded.dtype == "bfloat16"
+        assert loaded.pipe._mgtoolkit_optimizations["precision"] == "bfloat16"
+        monkeypatch.setenv("MGTOOLKIT_DTYPE", "float32")
+        assert text.load_model("tiny", device="cpu", low_memory=False).dtype == "float32"
+        monkeypatch.setenv("MGTOOLKIT_DTYPE", "auto")
+        assert text.load_model("tiny", device="cpu", low_memory=True).dtype == "float32"  # no predictors
+        assert text.load_model("tiny", device="cpu", optimize=False, low_memory=False).dtype == "float32"
+    finally:
+        text.unload()
+
+
+def test_dtype_none_keeps_float32_for_the_tiny_model(monkeypatch, tmp_path):
+    from mgtoolkit.tasks import text
+
+    monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path))
+    text.unload()
+    try:
+        loaded = text.load_model("tiny", device="cpu", low_memory=False)
+        assert loaded.dtype == "float32" and loaded.pipe._mgtoolkit_optimizations["precision"] == "float32"
+    finally:
+        text.unload()

@@ -56,9 +56,11 @@ def optimize(
         Modules to run as oneDNN predictors: any of ``"unet"``, ``"vae"``, ``"vocoder"``, ``"auto"``
         (full-size models on machines with room) or ``()``; default ``$MGTOOLKIT_COMPILE`` (``auto``),
         all three with ``precision="bfloat16"``, none in low-memory mode.
-    precision : {"float32", "bfloat16"}
+    precision : {"float32", "bfloat16", "auto"}
         The predictors' arithmetic (``bfloat16``: CPUs with AVX512_BF16 or AMX; dygraph modules
-        stay float32: paddle has no bfloat16 CPU kernels for all their layers).
+        stay float32: paddle has no bfloat16 CPU kernels for all their layers). ``auto``:
+        :func:`.onednn.auto_precision` (bfloat16 where it pays, float32 elsewhere); the report
+        says which.
     low_memory : bool
         Keep only the running stage's weights in memory (:func:`.lowmem.enable`); same output.
 
@@ -69,12 +71,15 @@ def optimize(
         ``pipe._mgtoolkit_optimizations``; a second call returns the first call's report and
         changes nothing.
     """
-    from .onednn import compile_mode, compile_pipeline
+    from .onednn import auto_precision, compile_mode, compile_pipeline
     from .pieces import give_back_free_memory, usable_cores
 
     done = getattr(pipe, "_mgtoolkit_optimizations", None)
     if done:
         return done
+    if precision == "auto":
+        cpu_auto = device == "cpu" and not low_memory and onednn is None and threads != 1
+        precision = auto_precision(pipe) if cpu_auto else "float32"
     workers = usable_cores() if threads is None else int(threads)
     report: dict[str, Any] = {
         "device": device,
