@@ -115,8 +115,8 @@ def architecture(preset: str) -> dict[str, dict]:
 
 def build(preset: str, folder: Path, seed: int = 0) -> None:
     """Build ``preset`` with random weights and ``save_pretrained`` it into ``folder``."""
-    from mgtoolkit.testing.tiny import write_bpe_tokenizer_files
     from mgtoolkit.runtime import import_paddle
+    from mgtoolkit.testing.tiny import write_bpe_tokenizer_files
 
     paddle = import_paddle()
     from ppdiffusers import AudioLDMPipeline, AutoencoderKL, DDIMScheduler, UNet2DConditionModel
