@@ -77,7 +77,7 @@ def run_child(args: argparse.Namespace) -> dict:
         "calm piano with soft rain", model=args.model_dir, device="cpu", dtype=kwargs.get("dtype"), **call
     )
     first_s = time.perf_counter() - t0
-    times = []
+    times, clip = [], first
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         clip = mg.generate(
