@@ -557,7 +557,7 @@ class AudioPanel(_Panel):
             [
                 self.audio,
                 self.preview,
-                widgets.HBox([self.describe_button, self.write_button]),
+                _wrapping_row(self.describe_button, self.write_button),
                 self.heard,
                 self.prompt,
                 self.negative_prompt,
@@ -690,6 +690,13 @@ class AudioPanel(_Panel):
         )
         self._say(f"{self.audio.described()} is ready: listening to it...", "")
         self._start(self._describe_job, self._show_description)
+
+
+def _wrapping_row(*children: widgets.Widget) -> widgets.HBox:
+    """Buttons side by side that wrap onto a new line on a narrow screen rather than shrink."""
+    row = widgets.HBox(list(children))
+    row.add_class("mg-wrap")
+    return row
 
 
 def _audio_problem(content: bytes) -> str | None:
