@@ -522,14 +522,19 @@ def test_dtype_none_loads_bfloat16_where_it_pays_and_the_environment_can_say_flo
     monkeypatch.setattr(mod, "memory_limit_bytes", lambda: 64 * 1024**3)
     text.unload()
     try:
-        loaded = text.load_model("tiny", device="cpu", low_memory=False)
+        # by name the tiny model is known small before it loads: float32, the float32 cache entry
+        assert text.load_model("tiny", device="cpu", low_memory=False).dtype == "float32"
+        folder = text.load_model("tiny", device="cpu", low_memory=False).weights  # a folder: size unknown
+        loaded = text.load_model(folder, device="cpu", low_memory=False)
         assert loaded.dtype == "bfloat16"
         assert loaded.pipe._mgtoolkit_optimizations["precision"] == "bfloat16"
         monkeypatch.setenv("MGTOOLKIT_DTYPE", "float32")
-        assert text.load_model("tiny", device="cpu", low_memory=False).dtype == "float32"
+        assert text.load_model(folder, device="cpu", low_memory=False).dtype == "float32"
         monkeypatch.setenv("MGTOOLKIT_DTYPE", "auto")
-        assert text.load_model("tiny", device="cpu", low_memory=True).dtype == "float32"  # no predictors
-        assert text.load_model("tiny", device="cpu", optimize=False, low_memory=False).dtype == "float32"
+        assert text.load_model(folder, device="cpu", low_memory=True).dtype == "float32"  # no predictors
+        assert text.load_model(folder, device="cpu", optimize=False, low_memory=False).dtype == "float32"
+        monkeypatch.setattr(mod, "memory_limit_bytes", lambda: 8 * 1024**3)  # too small for predictors
+        assert text.load_model(folder, device="cpu", low_memory=False).dtype == "float32"
     finally:
         text.unload()
 

@@ -112,11 +112,25 @@ def auto_precision(pipe: Any, *, bf16_cpu: bool | None = None) -> str:
     encoder and the vocoder stay float32). Tiny and small models, small machines, low-memory mode
     and ``MGTOOLKIT_COMPILE=0`` stay float32, as does ``MGTOOLKIT_DTYPE=float32``.
     """
+    if not bfloat16_possible(bf16_cpu=bf16_cpu) or not _auto_modules(pipe.unet):
+        return "float32"
+    return "bfloat16"
+
+
+def bfloat16_possible(*, bf16_cpu: bool | None = None) -> bool:
+    """Whether :func:`auto_precision` could pick bfloat16 on this machine, before any model loads.
+
+    ``MGTOOLKIT_COMPILE=auto``, at least :data:`AUTO_MIN_MEMORY` and a CPU with AVX512_BF16 or
+    AMX; the model's size is checked once it is loaded.
+    """
     from ..runtime import cpu_has_bfloat16
 
-    if compile_mode() != ("auto",) or not _auto_modules(pipe.unet):
-        return "float32"
-    return "bfloat16" if (cpu_has_bfloat16() if bf16_cpu is None else bf16_cpu) else "float32"
+    if compile_mode() != ("auto",):
+        return False
+    memory = memory_limit_bytes()
+    if memory is not None and memory < AUTO_MIN_MEMORY:
+        return False
+    return cpu_has_bfloat16() if bf16_cpu is None else bool(bf16_cpu)
 
 
 def _auto_modules(unet: Any) -> tuple[str, ...]:

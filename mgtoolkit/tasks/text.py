@@ -203,7 +203,11 @@ def load_model(
     from ..accel.lowmem import choose, stashing_loads
 
     small = choose(low_memory)
-    precision = "auto" if automatic and wanted and not small else chosen  # bfloat16 where it pays
+    from ..accel.onednn import bfloat16_possible
+
+    # bfloat16 where it pays; decided up front where it cannot (the same cache key as float32)
+    decide_later = automatic and wanted and not small and not spec.is_tiny and bfloat16_possible()
+    precision = "auto" if decide_later else chosen
     prepare = accel.Optimizer(wanted, precision, small) if wanted or small or chosen != "float32" else None
     # bfloat16 lives in the predictors: the dygraph weights load (and stay) float32
     with stashing_loads() if small else contextlib.nullcontext():  # never the whole model in memory
