@@ -1083,6 +1083,29 @@ def test_the_loop_switch_reaches_generate(history):
     assert seen == [False, True] and panel.loop.description.startswith("Loop")
 
 
+def test_use_these_settings_keeps_a_loop_a_loop(history):
+    def generate(request, *, loop=False, **kwargs):
+        clips = fake_generate(request, callback=kwargs.get("callback"), cancel=kwargs.get("cancel"))
+        return [
+            c.with_extra(loop={"start_sample": 0, "end_sample": c.waveform.shape[0]}) if loop else c
+            for c in clips
+        ]
+
+    studio = _studio(history)
+    studio.text._generate = generate
+    _fill_text(studio.text, "drum loop")
+    studio.text.loop.value = True
+    studio.text.generate_button.click()
+    studio.text.loop.value = False
+    _fill_text(studio.text, "plain tune")
+    studio.text.generate_button.click()
+    plain_row, loop_row = studio.gallery.items.children
+    loop_row.children[2].children[1].click()  # Use these settings
+    assert studio.text.prompt.value == "drum loop" and studio.text.loop.value is True
+    plain_row.children[2].children[1].click()
+    assert studio.text.prompt.value == "plain tune" and studio.text.loop.value is False
+
+
 def test_extend_in_the_gallery_continues_the_clip_on_the_real_tiny_model(history, tiny_model):
     """History row -> Extend +10 s: the text tab runs mg.extend; the longer clip joins the history."""
     clip = mg.generate("calm piano", seed=3, audio_length_in_s=3.0, num_inference_steps=2, model="tiny")

@@ -289,6 +289,7 @@ class TextPanel(_Panel):
         self.negative_prompt.value = clip.request.negative_prompt or ""
         self.settings.load(clip.request, clip.seed)
         self.settings.candidates.value = 1
+        self.loop.value = "loop" in clip.extra  # made as a seamless loop: make the next one so too
         self._say(
             f"Filled in from the clip with seed {clip.seed} ({_short(clip.prompt)}): "
             "change what you like, then press Generate.",
