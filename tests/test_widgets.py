@@ -1126,3 +1126,18 @@ def test_extend_in_the_gallery_continues_the_clip_on_the_real_tiny_model(history
     assert longer.waveform.shape == (13 * 16000,)
     assert np.array_equal(longer.waveform[: clip.waveform.shape[0]], clip.waveform)
     assert "Done: 1 clip" in s.text.status.value
+
+
+def test_a_description_of_a_clip_replaced_meanwhile_is_not_kept(history):
+    """A slow describe finishing after another upload must not label the new clip."""
+    panel = _audio_panel(history)
+    panel.prompt.value = ""
+
+    def slow_describe(audio, *, clip=None, clap=None):
+        panel.audio.path.value = "other.wav"  # the user picks another clip while this one is heard
+        return fake_describe_audio(audio, clap=clap)
+
+    panel._describe = slow_describe
+    panel.audio.path.value = "hum.wav"
+    assert panel.description is None and panel.prompt.value == "" and "Heard:" not in panel.heard.value
+    assert "changed while it was being described" in panel.status.text and _ready(panel)

@@ -13,7 +13,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ...errors import GenerationCancelled
+from ...errors import GenerationCancelled, InvalidInputError
 from ...types import Clip, GenerationRequest
 from ..display import clips_html
 from ..history import HISTORY, History
@@ -585,17 +585,19 @@ class AudioPanel(_Panel):
     def describe(self) -> Any:
         """Stage 1: describe the clip (also in :attr:`description`); fills an empty prompt."""
         describe = self._describe or _backend("describe_audio")
-        self.description = describe(self.audio.value(), clap=self._clap())
+        audio = self.audio.value()
+        description = describe(audio, clap=self._clap())
+        if self.audio.value() != audio:  # another clip came meanwhile: this description is not its
+            return None
+        self.description = description
         if not self.prompt.value.strip():
-            self.prompt.value = self.description.music_prompt()
-        return self.description
+            self.prompt.value = description.music_prompt()
+        return description
 
     def write(self) -> str:
         """Stage 2: a musical prompt from the description (put into :attr:`prompt`)."""
-        if self.description is None:
-            self.describe()
         write = self._write or _backend("write_music_prompt")
-        self.prompt.value = write(self.description.sentence())
+        self.prompt.value = write(self._described().sentence())
         return self.prompt.value
 
     def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> Clip:
@@ -609,15 +611,25 @@ class AudioPanel(_Panel):
 
     def new_music(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> Clip:
         """Fresh music from the prompt, as long as the clip (1-30 s); the clip's sound is not used."""
-        if self.description is None:
-            self.describe()
+        description = self._described()
         GenerationCancelled.raise_if_set(cancel, "between stages")
         settings = {k: v for k, v in self.request.items() if k not in ("audio", "prompt", "strength")}
-        length = min(max(round(float(self.description.duration_s), 1), 1.0), 30.0)
+        length = min(max(round(float(description.duration_s), 1), 1.0), 30.0)
         request = GenerationRequest(prompt=self.prompt.value, audio_length_in_s=length, **settings)
         generate = self._generate or _backend("generate")
         clip = _as_clips(generate(request, callback=callback, cancel=cancel))[0]
-        return self._keep(clip.with_extra(audio_description=self.description.to_dict()))
+        return self._keep(clip.with_extra(audio_description=description.to_dict()))
+
+    def _described(self) -> Any:
+        """The clip's description, made now if there is none yet."""
+        if self.description is None and self.describe() is None:
+            raise InvalidInputError(
+                "audio",
+                self.audio.described(),
+                "changed while it was being described",
+                "press 1 · Describe clip, then try again",
+            )
+        return self.description
 
     def _keep(self, clip: Clip) -> Clip:
         self.result = clip
@@ -660,6 +672,9 @@ class AudioPanel(_Panel):
         return self.new_music(callback=self._on_step, cancel=self._cancel)
 
     def _show_description(self, description: Any) -> None:
+        if description is None:
+            self._say("The clip changed while it was being described: press 1 · Describe clip.", "warning")
+            return
         tagged = "" if description.tags else " (no tags: see the note)"
         self.heard.value = (
             f"<div class='mg-heard'><b>Heard:</b> {html.escape(description.sentence())}{tagged}</div>"
