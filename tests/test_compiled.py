@@ -512,40 +512,54 @@ def test_auto_precision_picks_bfloat16_only_where_it_pays(
     assert mod.auto_precision(pipe, bf16_cpu=bf16_cpu) == expected
 
 
-@needs_bf16
-def test_dtype_none_loads_bfloat16_where_it_pays_and_the_environment_can_say_float32(monkeypatch, tmp_path):
+@pytest.mark.parametrize(
+    ("model", "dtype", "env", "optimize", "low_memory", "possible", "expected"),
+    [
+        ("full", None, None, True, False, True, "auto"),  # decided once the model is loaded
+        ("full", None, "auto", True, False, True, "auto"),
+        ("full", None, "float32", True, False, True, "float32"),  # MGTOOLKIT_DTYPE=float32
+        ("full", "float32", None, True, False, True, "float32"),
+        ("full", "bfloat16", None, True, False, True, "bfloat16"),
+        ("full", None, None, True, False, False, "float32"),  # the machine rules bfloat16 out
+        ("full", None, None, True, True, True, "float32"),  # low-memory mode: no predictors
+        ("full", None, None, False, False, True, "float32"),  # speed-ups off
+        ("tiny", None, None, True, False, True, "float32"),  # known small: the float32 cache entry
+    ],
+)
+def test_cpu_precision_is_decided_before_loading_where_it_can_be(
+    monkeypatch, model, dtype, env, optimize, low_memory, possible, expected
+):
     from mgtoolkit.accel import onednn as mod
-    from mgtoolkit.tasks import text
+    from mgtoolkit.models.registry import resolve_model
+    from mgtoolkit.tasks.text import cpu_precision
 
-    monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(mod, "bfloat16_possible", lambda **kw: possible)
+    monkeypatch.setattr("mgtoolkit.runtime.cpu_has_bfloat16", lambda *a: True)
+    if env is None:
+        monkeypatch.delenv("MGTOOLKIT_DTYPE", raising=False)
+    else:
+        monkeypatch.setenv("MGTOOLKIT_DTYPE", env)
+    spec = resolve_model("tiny" if model == "tiny" else "audioldm-s-full-v2")
+    assert cpu_precision(spec, dtype, optimize=optimize, low_memory=low_memory) == expected
+
+
+@needs_bf16
+def test_optimize_auto_runs_bfloat16_predictors_where_they_pay(paddle, monkeypatch, tmp_path):
+    from mgtoolkit import accel
+    from mgtoolkit.accel import onednn as mod
+
+    small = _plain_pipe()
+    assert accel.optimize(small, "cpu", precision="auto")["precision"] == "float32"  # the tiny UNet
     monkeypatch.setattr(mod, "AUTO_MIN_PARAMS", 0)  # the tiny model stands for a full-size one
     monkeypatch.setattr(mod, "memory_limit_bytes", lambda: 64 * 1024**3)
-    text.unload()
-    try:
-        # by name the tiny model is known small before it loads: float32, the float32 cache entry
-        assert text.load_model("tiny", device="cpu", low_memory=False).dtype == "float32"
-        folder = text.load_model("tiny", device="cpu", low_memory=False).weights  # a folder: size unknown
-        loaded = text.load_model(folder, device="cpu", low_memory=False)
-        assert loaded.dtype == "bfloat16"
-        assert loaded.pipe._mgtoolkit_optimizations["precision"] == "bfloat16"
-        monkeypatch.setenv("MGTOOLKIT_DTYPE", "float32")
-        assert text.load_model(folder, device="cpu", low_memory=False).dtype == "float32"
-        monkeypatch.setenv("MGTOOLKIT_DTYPE", "auto")
-        assert text.load_model(folder, device="cpu", low_memory=True).dtype == "float32"  # no predictors
-        assert text.load_model(folder, device="cpu", optimize=False, low_memory=False).dtype == "float32"
-        monkeypatch.setattr(mod, "memory_limit_bytes", lambda: 8 * 1024**3)  # too small for predictors
-        assert text.load_model(folder, device="cpu", low_memory=False).dtype == "float32"
-    finally:
-        text.unload()
-
-
-def test_dtype_none_keeps_float32_for_the_tiny_model(monkeypatch, tmp_path):
-    from mgtoolkit.tasks import text
-
     monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path))
-    text.unload()
-    try:
-        loaded = text.load_model("tiny", device="cpu", low_memory=False)
-        assert loaded.dtype == "float32" and loaded.pipe._mgtoolkit_optimizations["precision"] == "float32"
-    finally:
-        text.unload()
+    pipe = _plain_pipe()
+    report = accel.optimize(pipe, "cpu", precision="auto")
+    assert report["precision"] == "bfloat16"
+    assert {name: e.precision for name, e in _engines(pipe).items()} == {
+        "unet": "bfloat16",
+        "vae": "bfloat16",
+        "vocoder": "float32",
+    }
+    monkeypatch.setattr(mod, "memory_limit_bytes", lambda: 8 * 1024**3)  # too small for predictors
+    assert accel.optimize(_plain_pipe(), "cpu", precision="auto")["precision"] == "float32"

@@ -1128,16 +1128,20 @@ def test_extend_in_the_gallery_continues_the_clip_on_the_real_tiny_model(history
     assert "Done: 1 clip" in s.text.status.value
 
 
-def test_a_description_of_a_clip_replaced_meanwhile_is_not_kept(history):
+def test_a_description_of_a_clip_replaced_meanwhile_is_not_kept(history, tmp_path):
     """A slow describe finishing after another upload must not label the new clip."""
+    import soundfile as sf
+
+    for name in ("hum.wav", "other.wav"):
+        sf.write(tmp_path / name, 0.3 * np.sin(np.arange(SR) / 3.0), SR)
     panel = _audio_panel(history)
     panel.prompt.value = ""
 
-    def slow_describe(audio, *, clip=None, clap=None):
-        panel.audio.path.value = "other.wav"  # the user picks another clip while this one is heard
+    def slow_describe(audio, *, clap=None):
+        panel.audio.path.value = str(tmp_path / "other.wav")  # another clip, picked while this one is heard
         return fake_describe_audio(audio, clap=clap)
 
     panel._describe = slow_describe
-    panel.audio.path.value = "hum.wav"
+    panel.audio.path.value = str(tmp_path / "hum.wav")
     assert panel.description is None and panel.prompt.value == "" and "Heard:" not in panel.heard.value
     assert "changed while it was being described" in panel.status.text and _ready(panel)

@@ -191,23 +191,17 @@ def load_model(
     spec = resolve_model(model)
     dev = pick_device(device)
     wanted = accel.enabled() if optimize is None else bool(optimize)
-    if dtype is None:
-        dtype = setting("MGTOOLKIT_DTYPE").strip().lower()
-    automatic = dtype in ("", "auto")
-    chosen = pick_dtype(dev, None if automatic else dtype)
     if dev != "cpu":
         prepare = accel.optimize if wanted else None
+        chosen = pick_dtype(dev, _asked_dtype(dtype))
         return audioldm.load(spec, dev, chosen, prepare=prepare, allow_unsafe_pickle=allow_unsafe_pickle)
     import contextlib
 
     from ..accel.lowmem import choose, stashing_loads
 
     small = choose(low_memory)
-    from ..accel.onednn import bfloat16_possible
-
-    # bfloat16 where it pays; decided up front where it cannot (the same cache key as float32)
-    decide_later = automatic and wanted and not small and not spec.is_tiny and bfloat16_possible()
-    precision = "auto" if decide_later else chosen
+    precision = cpu_precision(spec, dtype, optimize=wanted, low_memory=small)
+    chosen = "float32" if precision == "auto" else precision
     prepare = accel.Optimizer(wanted, precision, small) if wanted or small or chosen != "float32" else None
     # bfloat16 lives in the predictors: the dygraph weights load (and stay) float32
     with stashing_loads() if small else contextlib.nullcontext():  # never the whole model in memory
@@ -215,6 +209,31 @@ def load_model(
     report = getattr(loaded.pipe, "_mgtoolkit_optimizations", None) or {}
     chosen = report.get("precision", chosen)
     return loaded if chosen == "float32" else dataclasses.replace(loaded, dtype=chosen)
+
+
+def _asked_dtype(dtype: str | None) -> str | None:
+    """``dtype``, or ``$MGTOOLKIT_DTYPE``; ``None`` for ``auto``."""
+    if dtype is None:
+        dtype = setting("MGTOOLKIT_DTYPE").strip().lower()
+    return None if dtype in ("", "auto") else dtype
+
+
+def cpu_precision(spec: ModelSpec, dtype: str | None, *, optimize: bool, low_memory: bool) -> str:
+    """The CPU dtype to load ``spec`` with, or ``"auto"`` when only the loaded model can tell.
+
+    ``auto`` (``dtype=None`` and ``MGTOOLKIT_DTYPE=auto``) means bfloat16 where it pays
+    (:func:`mgtoolkit.accel.onednn.auto_precision`). Where the answer is known before loading (a
+    tiny model, low-memory mode, speed-ups off, a machine or CPU that rules bfloat16 out) it is
+    given here, so that such loads share the float32 pipeline in the model cache.
+    """
+    from ..accel.onednn import bfloat16_possible
+    from ..runtime import pick_dtype
+
+    asked = _asked_dtype(dtype)
+    chosen = pick_dtype("cpu", asked)
+    if asked is None and optimize and not low_memory and not spec.is_tiny and bfloat16_possible():
+        return "auto"
+    return chosen
 
 
 def unload() -> None:
