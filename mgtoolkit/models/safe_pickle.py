@@ -690,7 +690,12 @@ class _Machine:
 
 
 def _describe(obj: Any) -> str:
-    return getattr(obj, "name", None) or type(obj).__name__
+    """A short name for what the pickle handed over (never its repr: it may nest without end)."""
+    ours = {_DTypeSpec: "numpy.dtype", _ArraySpec: "numpy.ndarray", _Storage: "torch storage record"}
+    if type(obj) in ours:
+        return ours[type(obj)]
+    name = getattr(obj, "name", None) if isinstance(obj, (_Call, _Token, _StorageType)) else None
+    return name or type(obj).__name__
 
 
 def _build(inst: Any, state: Any, budget: _Budget) -> None:
@@ -800,6 +805,7 @@ def _unpickle(
 def _tree(obj: Any, budget: _Budget, pending: Callable[[Any], Any] | None, depth: int, seen: set) -> Any:
     """The pickle's object as plain dicts, lists, tuples, arrays and scalars (cycle- and depth-checked)."""
     budget.nodes += 1
+    budget.take(_OBJECT_COST, "the containers")
     if budget.nodes > _MAX_NODES:
         raise budget.limit(f"its containers hold more than {_MAX_NODES:,} items in all")
     if isinstance(obj, _ArraySpec):
