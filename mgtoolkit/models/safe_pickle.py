@@ -102,6 +102,7 @@ _FLOOR = 1 << 20
 _MAX_TENSORS = 1_000_000
 _MAX_DEPTH = 64
 _MAX_NODES = 2_000_000
+_VIEW_ABOVE = 1 << 16  # BINBYTES payloads larger than this stay views of the pickle's bytes
 _OBJECT_COST = 64  # bytes charged for each container, memo entry or call result the pickle makes
 
 _OPT_OUT = "pass allow_unsafe_pickle=True or set MGTOOLKIT_ALLOW_UNSAFE_PICKLE=1"
@@ -294,16 +295,17 @@ def _array(raw: Any, spec: Any, shape: Any, fortran: Any, budget: _Budget) -> np
     """Validated raw bytes, dtype and shape to a new array (the BUILD of numpy's array pickle)."""
     if isinstance(raw, str):
         raw = raw.encode("latin1")  # protocol 0-2 pickles read with encoding="latin1"
-    if not isinstance(raw, (bytes, bytearray)):
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise budget.refuse(f"array data that is a {type(raw).__name__} (object arrays are not weights)")
     if not isinstance(spec, _DTypeSpec):
         raise budget.refuse(f"an array dtype that is a {type(spec).__name__}")
     if type(fortran) not in (bool, int):
         raise budget.refuse("an array order that is not a bool")
     dtype, count = spec.dtype, _count(shape, budget)
-    if len(raw) != count * dtype.itemsize:
-        raise pickle.UnpicklingError(f"array data of {len(raw)} bytes for {count} x {dtype.itemsize}")
-    budget.tensor(len(raw), f"an array of {len(raw):,} bytes")
+    nbytes = memoryview(raw).nbytes
+    if nbytes != count * dtype.itemsize:
+        raise pickle.UnpicklingError(f"array data of {nbytes} bytes for {count} x {dtype.itemsize}")
+    budget.tensor(nbytes, f"an array of {nbytes:,} bytes")
     flat = np.frombuffer(raw, dtype=dtype, count=count)
     return _native(flat.reshape(tuple(shape), order="F" if fortran else "C"))
 
@@ -340,7 +342,7 @@ def _np_frombuffer(budget: _Budget) -> Callable[..., np.ndarray]:
     def frombuffer(buf: Any, spec: Any, shape: Any, order: Any) -> np.ndarray:
         if order not in ("C", "F"):
             raise budget.refuse("numpy _frombuffer with an order other than C or F")
-        return _array(bytes(buf) if isinstance(buf, bytearray) else buf, spec, shape, order == "F", budget)
+        return _array(buf, spec, shape, order == "F", budget)
 
     return frombuffer
 
@@ -467,6 +469,7 @@ class _Machine:
 
     def __init__(self, data: bytes, table: dict, budget: _Budget, persistent_load: Callable | None = None):
         self.data, self.pos, self.table, self.budget = data, 0, table, budget
+        self.view = memoryview(data).toreadonly()
         self.persistent_load = persistent_load
         self.stack: list = []
         self.marks: list[list] = []
@@ -565,6 +568,10 @@ class _Machine:
 
     def op_bytes(self, size_fmt: str, kind: type) -> None:
         n = self.unpack(size_fmt)
+        if kind is bytes and n > _VIEW_ABOVE:  # an array's data: a view of the file, no second copy
+            self.read(n)
+            self.stack.append(self.view[self.pos - n : self.pos])
+            return
         raw = self.read(n)
         self.stack.append(raw if kind is bytes else raw.decode("latin1") if kind is str else bytearray(raw))
 
