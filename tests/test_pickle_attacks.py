@@ -296,6 +296,7 @@ def _code_attempts(marker: Path) -> dict[str, bytes]:
         "extension_code": b"\x82\x01",
         "persistent_id_in_pdparams": t(s("storage")) + b"Q",
         "stack_global": s("os") + s("system") + b"\x93" + t(cmd) + b"R",
+        "name_with_a_newline": s("os\nimport") + s("system\r") + b"\x93" + t(cmd) + b"R",
         "bytes_bomb": call(g("builtins", "bytes"), i(10**12)),
         "codecs_other_encoding": call(g("_codecs", "encode"), s("x"), s("rot13")),
         "eval_other_expression": call(g("builtins", "eval"), s("__import__('os')"), d()),
@@ -654,3 +655,57 @@ def test_safetensors_round_trip_and_bfloat16_bits(tmp_path):
     assert widened.dtype == np.float32 and widened.view(np.uint32).tolist() == [
         b << 16 for b in bits.tolist()
     ]
+
+
+# --- Damaged bytes anywhere: still one line -----------------------------------------------------------
+
+
+def _mutated(source: Path, rng, out: Path) -> Path:
+    """``source`` with 1-4 random bytes changed (inside ``data.pkl`` for a zip checkpoint)."""
+    if zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as archive:
+            members = {info.filename: archive.read(info) for info in archive.infolist()}
+        name = next(n for n in members if n.endswith("data.pkl"))
+        members[name] = _flip(members[name], rng)
+        with zipfile.ZipFile(out, "w") as archive:
+            for member, raw in members.items():
+                archive.writestr(member, raw)
+    else:
+        out.write_bytes(_flip(source.read_bytes(), rng))
+    return out
+
+
+def _flip(raw: bytes, rng) -> bytes:
+    data = bytearray(raw)
+    for _ in range(rng.integers(1, 5)):
+        data[rng.integers(len(data))] = rng.integers(256)
+    return bytes(data)
+
+
+def test_randomly_damaged_files_give_arrays_or_one_line(tmp_path):
+    """400 seeded mutations of clean files of each layout: plain arrays, or our one-line error."""
+    from mgtoolkit.testing.torch_files import write_pdparams, write_torch_bin, write_torch_legacy
+
+    state = {
+        "a": np.arange(12, dtype=np.float32).reshape(3, 4),
+        "b": np.arange(3),
+        "m": np.array([True, False]),
+    }
+    sources = [tmp_path / "z.bin", tmp_path / "l.pt", tmp_path / "p2.pdparams", tmp_path / "p4.pdparams"]
+    write_torch_bin(sources[0], state)
+    write_torch_legacy(sources[1], state)
+    write_pdparams(sources[2], state, style="tensors", protocol=2)
+    write_pdparams(sources[3], state, protocol=4)
+    rng = np.random.default_rng(24)
+    for n in range(400):
+        source = sources[n % len(sources)]
+        path = _mutated(source, rng, tmp_path / f"m{n}{source.suffix}")
+        try:
+            got = read_pickled_weights(path)
+        except ModelUnavailableError as exc:
+            assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
+        else:
+            assert all(
+                type(v) is np.ndarray and v.flags.c_contiguous and v.dtype.isnative for v in got.values()
+            )
+        path.unlink()

@@ -112,6 +112,11 @@ _CONVERT = {
 }
 
 
+def _one_line(text: object) -> str:
+    """``text`` with control characters escaped (a name from a crafted file may hold a newline)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
 class UnsafePickleError(ModelUnavailableError):
     """A weights pickle asked for something other than tensors and plain containers; nothing ran.
 
@@ -128,6 +133,7 @@ class UnsafePickleError(ModelUnavailableError):
 
     def __init__(self, path: str | Path, requested: str, framework: str = "torch"):
         self.path, self.requested = str(path), requested
+        path, requested = _one_line(path), _one_line(requested)[:200]
         super().__init__(
             f"{path}: not loaded: its pickle asks for {requested}, and a weights file needs only "
             f"tensors and plain containers; no code from the file ran. Convert it to safetensors in "
@@ -151,6 +157,7 @@ class PickleLimitError(ModelUnavailableError):
 
     def __init__(self, path: str | Path, reason: str, framework: str = "torch"):
         self.path, self.reason = str(path), reason
+        path, reason = _one_line(path), _one_line(reason)
         super().__init__(
             f"{path}: not loaded: {reason}; a weights file holds only its tensors, so this one is "
             f"crafted or damaged (no code from it ran). Download it again, or convert it to "
@@ -177,9 +184,9 @@ def _damaged(path: Path, what: str, exc: BaseException | str) -> ModelUnavailabl
             detail = f"{type(exc).__name__}: {exc}"
         except Exception:  # noqa: BLE001 - a message that cannot be printed is still a damaged file
             detail = type(exc).__name__
-    detail = " ".join(str(detail).split())[:200]
+    detail = _one_line(" ".join(str(detail).split())[:200])
     return ModelUnavailableError(
-        f"{path}: cannot read it as {what} ({detail}); the file is damaged, truncated or of "
+        f"{_one_line(path)}: cannot read it as {what} ({detail}); the file is damaged, truncated or of "
         "another kind: download it again, or convert it to safetensors where it was made."
     )
 
@@ -708,14 +715,20 @@ def _describe(obj: Any) -> str:
 def _build(inst: Any, state: Any, budget: _Budget) -> None:
     """BUILD: validated state for numpy's array and dtype descriptions, torch's metadata dropped."""
     if isinstance(inst, _ArraySpec) and inst.array is None and type(state) is tuple:
-        if len(state) == 5 and state[0] == 1 and type(state[0]) is int:
+        if len(state) == 5 and type(state[0]) is int and state[0] == 1:
             state = state[1:]
         if len(state) == 4:
             shape, spec, fortran, raw = state
             inst.array = _array(raw, spec, shape, fortran, budget)
             return
     elif isinstance(inst, _DTypeSpec) and not inst.built and type(state) is tuple:
-        if len(state) == 8 and state[0] == 3 and type(state[0]) is int and state[1] in ("<", ">", "|", "="):
+        if (
+            len(state) == 8
+            and type(state[0]) is int
+            and state[0] == 3
+            and type(state[1]) is str
+            and state[1] in ("<", ">", "|", "=")
+        ):
             plain = state[2:] == (None, None, None, -1, -1, 0)
             if plain and all(type(v) is int for v in state[5:]):
                 inst.order, inst.built = state[1], True
@@ -1211,7 +1224,12 @@ def _paddle_eval(budget: _Budget) -> Callable[..., Any]:
     """
 
     def data_only(expression: Any, namespace: Any = None, *_: Any) -> Any:
-        if expression == "data" and type(namespace) is dict and list(namespace) == ["data"]:
+        if (
+            type(expression) is str
+            and expression == "data"
+            and type(namespace) is dict
+            and list(namespace) == ["data"]
+        ):
             return namespace["data"]
         shown = expression[:40] if isinstance(expression, str) else type(expression).__name__
         raise budget.refuse(f"builtins.eval({shown!r})")

@@ -66,6 +66,9 @@ class SafetensorsError(ModelUnavailableError):
     def __init__(self, path: str | Path, detail: str):
         self.path = str(path)
         detail = " ".join(str(detail).split())[:160]
+        path = "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(path)
+        )
         super().__init__(
             f"{path}: cannot read the weights ({detail}); the file is damaged or truncated (an "
             "interrupted download?): download the model again."
