@@ -34,9 +34,11 @@ manner of PyTorch's ``weights_only`` unpickler (``torch/_weights_only_unpickler.
   deep tuple overflows the C stack). A zip member's declared size is checked against the cap before
   it is read.
 
-How ours differs from torch's: torch's ``BUILD`` on an ``OrderedDict`` updates its ``__dict__``
-(ours drops the state) and torch trusts numpy objects a user allowlisted (ours never builds numpy
-objects from the file's state); torch has no cap on total bytes, nesting or stride-0 views.
+Our torch names are the part of torch's ``_get_allowed_globals`` a state dict uses (the tensor and
+parameter rebuilders, the typed storages, ``OrderedDict``). How ours differs from torch's: torch's
+``BUILD`` on an ``OrderedDict`` updates its ``__dict__`` (ours drops the state), torch trusts the
+numpy objects a user allowlists (ours never builds numpy objects from the file's state), and, as
+far as we read it, torch caps neither the bytes a file may materialise nor its nesting.
 ``picklescan`` (a denylist of dangerous globals, reported without loading) and ``fickling`` (static
 analysis of the opcodes plus an allowlist of ML imports) decide from the names alone; we read with
 an allowlist of names *and* of what the allowed objects may be given. Every failure is one line:
