@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import json
 import logging
 import os
 import threading
@@ -100,28 +99,13 @@ def save_weights(modules: tuple[Any, ...], path: Path) -> None:
     Tensor by tensor (no second copy of the weights in memory), through a temporary file and a
     rename: the file is complete or absent.
     """
-    entries, offset = {}, 0
+    from ..models import safetensors_io
+
+    entries = {}
     for key, tensor in _tensors(modules):
-        dtype = str(tensor.dtype).replace("paddle.", "")
-        size = int(tensor.numel()) * tensor.element_size()
-        entries[key] = {
-            "dtype": _DTYPES[dtype],
-            "shape": list(tensor.shape),
-            "data_offsets": [offset, offset + size],
-        }
-        offset += size
-    header = json.dumps(entries, separators=(",", ":")).encode()
-    header += b" " * (-len(header) % 8)
+        entries[key] = (_DTYPES[str(tensor.dtype).replace("paddle.", "")], list(tensor.shape))
     private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(len(header).to_bytes(8, "little") + header)
-            for _, tensor in _tensors(modules):
-                fh.write(_raw(tensor).tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    safetensors_io.write(path, entries, (_raw(tensor) for _, tensor in _tensors(modules)))
 
 
 def _raw(tensor: Any):
@@ -159,26 +143,20 @@ def restore(modules: tuple[Any, ...], path: Path) -> None:
     FileNotFoundError
         If the file is gone (the cache was cleared while the model was loaded): load the model again.
     """
-    import numpy as np
     import paddle
 
     if not path.exists():
         raise FileNotFoundError(f"{path} is gone; load the model again (mg.unload(), then mg.load_model())")
-    numpy_types = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I64": np.int64, "I32": np.int32}
+    from ..models.safetensors_io import read_header, read_tensor
+
     place = paddle.CPUPlace()
+    header = read_header(path)
     with open(path, "rb") as fh:
-        size = int.from_bytes(fh.read(8), "little")
-        header = json.loads(fh.read(size))
-        start = 8 + size
         for key, tensor in _tensors(modules):
             if tensor._is_initialized():
                 continue
-            entry = header[key]
-            begin, end = entry["data_offsets"]
-            dtype = numpy_types[entry["dtype"]]
-            fh.seek(start + begin)
-            array = np.fromfile(fh, dtype=dtype, count=(end - begin) // np.dtype(dtype).itemsize)
-            tensor.get_tensor().set(array.reshape(entry["shape"]), place)
+            array = read_tensor(fh, header, key, widen_bf16=False)  # bfloat16 as its uint16 bits
+            tensor.get_tensor().set(array, place)
 
 
 def released(modules: tuple[Any, ...]) -> bool:
@@ -343,10 +321,10 @@ class PlainSafetensors:
 
     def __init__(self, filename: str | os.PathLike, framework: str = "np", device: str = "cpu", *, mapped):
         self._path, self._framework, self._mapped = os.fspath(filename), framework, mapped
+        from ..models.safetensors_io import read_header
+
+        self._header = read_header(self._path)  # checked: one error line naming a damaged file
         self._fh = open(self._path, "rb")  # noqa: SIM115 - closed by __exit__
-        size = int.from_bytes(self._fh.read(8), "little")
-        self._header = json.loads(self._fh.read(size))
-        self._start = 8 + size
 
     def __enter__(self) -> PlainSafetensors:
         return self
@@ -355,23 +333,18 @@ class PlainSafetensors:
         self._fh.close()
 
     def metadata(self) -> dict[str, str] | None:
-        return self._header.get("__metadata__")
+        return self._header.metadata or None
 
     def keys(self) -> list[str]:
-        return [k for k in self._header if k != "__metadata__"]
+        return list(self._header.tensors)
 
     def get_tensor(self, key: str):
-        import numpy as np
+        from ..models.safetensors_io import read_tensor
 
-        entry = self._header[key]
-        dtype = self._NUMPY.get(entry["dtype"])
-        if dtype is None:
+        if self._header.tensors[key].dtype not in self._NUMPY:
             with self._mapped(self._path, framework=self._framework) as f:
                 return f.get_tensor(key)
-        begin, end = entry["data_offsets"]
-        self._fh.seek(self._start + begin)
-        count = (end - begin) // np.dtype(dtype).itemsize
-        return np.fromfile(self._fh, dtype=dtype, count=count).reshape(entry["shape"])
+        return read_tensor(self._fh, self._header, key)
 
     def get_slice(self, key: str):
         return self._mapped(self._path, framework=self._framework).get_slice(key)

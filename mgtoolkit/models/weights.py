@@ -156,15 +156,9 @@ class WeightFile:
 def _safetensors_format(path: Path) -> str | None:
     """The ``format`` in a safetensors header (``pt``, ``np``, ``pd``) or ``None``, read without
     loading tensors; raises :class:`ModelUnavailableError` when the header is damaged."""
-    try:
-        with open(path, "rb") as fh:
-            size = int.from_bytes(fh.read(8), "little")
-            if not 2 <= size <= 100_000_000:
-                raise ValueError(f"header size {size}")
-            header = json.loads(fh.read(size))
-        return (header.get("__metadata__") or {}).get("format")
-    except (OSError, ValueError) as exc:
-        raise _damaged(path, exc) from None
+    from .safetensors_io import read_header
+
+    return read_header(path).metadata.get("format")
 
 
 def _index_shards(index: Path) -> tuple[Path, ...]:
@@ -229,45 +223,19 @@ def folder_format(folder: str | Path) -> str:
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """Every tensor of a safetensors file as numpy (bfloat16 widened to float32, exactly)."""
-    from safetensors import safe_open
+    """Every tensor of a safetensors file as numpy (bfloat16 widened to float32, exactly), by name.
 
-    out: dict[str, np.ndarray] = {}
-    try:
-        with safe_open(str(path), framework="np") as fh:
-            for key in fh.keys():
-                value = fh.get_tensor(key)  # bfloat16 where ml_dtypes is loaded (paddle loads it)
-                out[key] = value.astype(np.float32) if value.dtype.name == "bfloat16" else value
-        return out
-    except (TypeError, ValueError) as exc:
-        if "bf16" not in str(exc).lower() and "bfloat16" not in str(exc).lower():
-            raise _damaged(path, exc) from None
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError
-        raise _damaged(path, exc) from None
-    return _read_safetensors_raw(path)
+    Read by :mod:`.safetensors_io` (checked header, plain file reads); a damaged file is one
+    :class:`ModelUnavailableError` line naming it.
+    """
+    from .safetensors_io import read_file
 
-
-_RAW_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-               "U8": "u1", "BOOL": "?", "BF16": "<u2"}  # fmt: skip
+    return read_file(path)
 
 
 def _read_safetensors_raw(path: Path) -> dict[str, np.ndarray]:
-    """The safetensors layout read by hand (numpy has no bfloat16): 8-byte header size, JSON, data."""
-    try:
-        raw = np.memmap(path, dtype=np.uint8, mode="r")
-        size = int(np.frombuffer(raw[:8].tobytes(), "<u8")[0])
-        header = json.loads(raw[8 : 8 + size].tobytes())
-        header.pop("__metadata__", None)
-        out = {}
-        for key, info in header.items():
-            start, end = info["data_offsets"]
-            data = np.frombuffer(raw[8 + size + start : 8 + size + end].tobytes(), _RAW_DTYPES[info["dtype"]])
-            if info["dtype"] == "BF16":
-                data = (data.astype(np.uint32) << 16).view(np.float32)
-            out[key] = data.reshape(info["shape"])
-        return out
-    except (OSError, ValueError, KeyError) as exc:
-        raise _damaged(path, exc) from None
+    """:func:`_read_safetensors` (kept for callers of the former hand-written reader)."""
+    return _read_safetensors(path)
 
 
 def _read_tensors(weights: WeightFile, allow_unsafe: bool | None) -> dict[str, np.ndarray]:
