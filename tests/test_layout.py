@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mgtoolkit"
 LAYERS = [
     {"errors"},
     {"config"},
-    {"runtime", "io", "prompts"},
+    {"runtime", "io", "prompts", "i18n"},
     {"types"},
     {"testing"},
     {"models"},
