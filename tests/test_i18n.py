@@ -115,3 +115,122 @@ def test_pinyin_names_keep_their_meaning_and_stay_safe():
     stems = {safe_stem(romanize(text)) for text, _ in _prompts(30)}
     assert len(stems) == 30  # different prompts, different names
     assert all(re.fullmatch(r"[a-z0-9_-]+", s) for s in stems)
+
+
+# --- through generate, on the tiny model ------------------------------------------------------
+
+
+def test_a_chinese_prompt_reaches_the_model_as_its_english(fast):
+    import numpy as np
+
+    import mgtoolkit as mg
+
+    chinese = mg.generate("轻松的爵士钢琴，慢节奏", seed=3, **fast)
+    english = mg.generate("relaxed jazz piano, slow tempo", seed=3, **fast)
+    np.testing.assert_array_equal(chinese.waveform, english.waveform)
+    assert chinese.prompt == "轻松的爵士钢琴，慢节奏"  # the request keeps the user's words
+    record = chinese.extra["translation"]["prompt"]
+    assert record == {
+        "original": "轻松的爵士钢琴，慢节奏",
+        "sent": "relaxed jazz piano, slow tempo",
+        "method": "glossary",
+    }
+    assert "translation" not in english.extra
+
+
+def test_the_negative_prompt_is_translated_too(fast):
+    import numpy as np
+
+    import mgtoolkit as mg
+
+    zh = mg.generate("calm piano", negative_prompt="低质量，噪音", seed=4, **fast)
+    en = mg.generate("calm piano", negative_prompt="low quality, noise", seed=4, **fast)
+    np.testing.assert_array_equal(zh.waveform, en.waveform)
+    assert zh.request.negative_prompt == "低质量，噪音"
+    assert zh.extra["translation"]["negative_prompt"]["sent"] == "low quality, noise"
+
+
+def test_translate_false_sends_the_words_as_they_are(fast):
+    import numpy as np
+
+    import mgtoolkit as mg
+
+    raw = mg.generate("轻松的爵士钢琴", seed=5, translate=False, **fast)
+    glossed = mg.generate("轻松的爵士钢琴", seed=5, **fast)
+    assert "translation" not in raw.extra
+    assert not np.array_equal(raw.waveform, glossed.waveform)
+
+
+def test_english_prompts_are_bit_identical_with_translation_on_or_off(fast):
+    import numpy as np
+
+    import mgtoolkit as mg
+
+    on = mg.generate("warm lo-fi beat", seed=6, **fast)
+    off = mg.generate("warm lo-fi beat", seed=6, translate=False, **fast)
+    np.testing.assert_array_equal(on.waveform, off.waveform)
+    assert "translation" not in on.extra
+
+
+def test_unknown_words_warn_and_are_not_sent(fast):
+    import mgtoolkit as mg
+    from mgtoolkit.tasks.language import UntranslatedWordsWarning
+
+    with pytest.warns(UntranslatedWordsWarning, match="外星人"):
+        clip = mg.generate("钢琴和外星人", seed=7, **fast)
+    assert clip.extra["translation"]["prompt"]["sent"] == "piano"
+    assert clip.extra["translation"]["prompt"]["unknown"] == ["外星人"]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "problem"),
+    [("，。！", "是空的（没有文字）"), ("🎹🎶", "is empty"), ("   ", "is empty")],
+)
+def test_punctuation_or_emoji_only_is_an_empty_prompt_in_the_users_language(prompt, problem, fast):
+    import mgtoolkit as mg
+    from mgtoolkit.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=re.escape(problem)) as info:
+        mg.generate(prompt, **fast)
+    assert info.value.field == "prompt"
+
+
+def test_a_prompt_with_no_known_word_is_refused(fast):
+    import mgtoolkit as mg
+    from mgtoolkit.errors import InvalidInputError
+
+    with pytest.warns(UserWarning), pytest.raises(InvalidInputError, match="has no word the glossary knows"):
+        mg.generate("外星人", **fast)
+
+
+def test_a_bad_translate_value_names_the_field(fast):
+    import mgtoolkit as mg
+    from mgtoolkit.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="^translate=3"):
+        mg.generate("钢琴", translate=3, **fast)
+
+
+def test_the_saved_file_is_named_in_pinyin_and_the_sidecar_has_both_texts(tmp_path, fast):
+    import json
+
+    import mgtoolkit as mg
+
+    clip = mg.generate("轻松的爵士钢琴", seed=1, **fast)
+    wav = clip.save(tmp_path)
+    assert wav.name == "qing-song-de-jue-shi-gang-qin_seed1.wav"
+    sidecar = json.loads(wav.with_suffix(".json").read_text(encoding="utf-8"))
+    assert sidecar["prompt"] == "轻松的爵士钢琴"
+    assert "relaxed jazz piano" in json.dumps(sidecar, ensure_ascii=False)
+
+
+def test_a_writer_translates_once_and_never_hands_chinese_to_the_model():
+    from mgtoolkit.tasks.language import _by_writer, to_english
+
+    _by_writer.cache_clear()
+    first = to_english("轻松的爵士钢琴", "tiny")
+    again = to_english("轻松的爵士钢琴", "tiny")
+    assert first is again  # cached: the writer ran once
+    assert not has_cjk(first.text)
+    assert first.method in ("writer:tiny", "glossary")  # tiny babbles: the glossary may stand in
+    assert to_english("轻松的爵士钢琴", "template").method == "glossary"  # no model to ask

@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mgtoolkit"
 LAYERS = [
     {"errors"},
     {"config"},
-    {"runtime", "io", "prompts", "i18n"},
+    {"i18n"},
+    {"runtime", "io", "prompts"},
     {"types"},
     {"testing"},
     {"models"},
