@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mgtoolkit"
 LAYERS = [
     {"errors"},
     {"config"},
+    {"i18n"},
     {"runtime", "io", "prompts"},
     {"types"},
     {"testing"},

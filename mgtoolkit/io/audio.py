@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..i18n import romanize
 
 __all__ = [
     "load_audio",
@@ -59,7 +60,8 @@ MAX_STEM = 60
 
 
 def safe_stem(text: str, *, max_len: int = MAX_STEM, default: str = "clip") -> str:
-    """A file-name stem made from free text: ASCII letters, digits, ``-`` and ``_`` only.
+    """A file-name stem made from free text: ASCII letters, digits, ``-`` and ``_`` only (Chinese
+    in pinyin).
 
     Examples
     --------
@@ -67,8 +69,10 @@ def safe_stem(text: str, *, max_len: int = MAX_STEM, default: str = "clip") -> s
     'smooth-jazz-piano-relaxed'
     >>> safe_stem("../../etc/passwd")
     'etc-passwd'
+    >>> safe_stem("轻松的爵士钢琴")
+    'qing-song-de-jue-shi-gang-qin'
     """
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    ascii_text = unicodedata.normalize("NFKD", romanize(text)).encode("ascii", "ignore").decode()
     stem = re.sub(r"[^a-z0-9_]+", "-", ascii_text.lower()).strip("-_")
     stem = stem[:max_len].rstrip("-")
     return stem or default

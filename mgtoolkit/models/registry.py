@@ -39,6 +39,9 @@ class ModelSpec:
     min_audio_length_in_s : float
         The shortest: one latent frame (hop × VAE scale / rate; 0.04 s for every preset). The
         loaded model's own value is checked again before it runs.
+    text_language : str
+        The language its text encoder was trained on: ``"en"`` (every preset: CLAP's RoBERTa,
+        T5), or ``"multi"`` for a multilingual encoder, whose prompts are not translated.
     """
 
     name: str
@@ -49,6 +52,7 @@ class ModelSpec:
     max_audio_length_in_s: float = 60.0
     min_audio_length_in_s: float = 0.04
     description: str = ""
+    text_language: str = "en"
 
     @property
     def is_tiny(self) -> bool:

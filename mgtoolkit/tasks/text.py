@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import re
 import threading
 import warnings
 from typing import Any
@@ -14,6 +15,7 @@ import numpy as np
 from .. import accel
 from ..config import SEED_MAX, draw_seed, setting
 from ..errors import InvalidInputError, MgtoolkitWarning, ModelUnavailableError
+from ..i18n import has_words
 from ..models.registry import ModelSpec, resolve_model
 from ..types import Clip, GenerationRequest, StepCallback
 
@@ -60,9 +62,14 @@ def _require_text(field: str, value: Any, *, allow_empty: bool) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidInputError(field, value, "is not text", "pass a string such as 'calm piano'")
-    if not value.strip() and not allow_empty:
+    if not has_words(value) and not allow_empty:  # empty, or only punctuation and emoji
+        if _CJK_MARKS.search(value):  # the user writes Chinese: say it in Chinese
+            raise InvalidInputError(field, value, "是空的（没有文字）", "请描述音乐，例如“轻松的钢琴，细雨”")
         raise InvalidInputError(field, value, "is empty", "describe the music, e.g. 'calm piano, soft rain'")
     return " ".join(value.split()) or None
+
+
+_CJK_MARKS = re.compile("[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
 
 
 def validate_request(request: GenerationRequest, spec: ModelSpec | None = None) -> GenerationRequest:
@@ -260,6 +267,7 @@ def generate(
     rank: bool = True,
     loop: bool = False,
     dtype: str | None = None,
+    translate: bool | str = True,
 ) -> Clip | list[Clip]:
     """Make music from a text prompt with AudioLDM.
 
@@ -302,6 +310,12 @@ def generate(
     rank : bool
         With several candidates, return them best first, each with ``clip.score`` (CLAP
         similarity to the prompt; see :func:`rank_candidates`). ``False`` keeps seed order.
+    translate : bool or str
+        Prompts in Chinese (simplified or traditional, or mixed with English) become English
+        before they reach an English text encoder: ``True`` through the built-in music glossary
+        (no model; unknown words are left out with an :class:`UntranslatedWordsWarning`), a writer
+        name (``"qwen2-0.5b"``, ``"chatglm-6b"``) through that chat model, ``False`` not at all.
+        The request keeps your words; ``clip.extra["translation"]`` records both.
 
     Returns
     -------
@@ -329,7 +343,14 @@ def generate(
             scheduler=scheduler,
         )
     clips = generate_clips(
-        request, device=device, callback=callback, cancel=cancel, rank=rank, loop=loop, dtype=dtype
+        request,
+        device=device,
+        callback=callback,
+        cancel=cancel,
+        rank=rank,
+        loop=loop,
+        dtype=dtype,
+        translate=translate,
     )
     return clips[0] if len(clips) == 1 else clips
 
@@ -343,14 +364,17 @@ def generate_clips(
     rank: bool = True,
     loop: bool = False,
     dtype: str | None = None,
+    translate: bool | str = True,
 ) -> list[Clip]:
     """Like :func:`generate` for a ready request, always returning a list."""
     from ..models import audioldm
+    from .language import english_request
 
-    # 1. Check the request before touching any model.
+    # 1. Check the request before touching any model; the words in the encoder's language.
     spec = resolve_model(request.model)
     request = validate_request(request, spec)
     _check_loop(loop, request, spec)
+    asked, (request, translation) = request, english_request(request, spec, translate)
     # 2. Load (cached) the model; its own shortest clip decides (the spec's is a default).
     loaded = load_model(spec.source if spec.is_local else spec.name, device=device, dtype=dtype)
     check_length(request.audio_length_in_s, loaded.min_audio_length_in_s, max_length(spec), spec.name)
@@ -360,7 +384,8 @@ def generate_clips(
     seeds = [request.seed + k for k in range(request.num_waveforms_per_prompt)]
     if loop or _beyond_window(request, spec):  # window by window (mgtoolkit.models.inpaint)
         clips = [_piece_clip(loaded, request, s, loop, callback, cancel) for s in seeds]
-        return rank_candidates(clips, loaded, device=device) if rank and len(clips) > 1 else clips
+        clips = rank_candidates(clips, loaded, device=device) if rank and len(clips) > 1 else clips
+        return _in_users_words(clips, asked, translation)
     waves, timings = audioldm.run(
         loaded,
         prompt=request.prompt,
@@ -387,7 +412,22 @@ def generate_clips(
         for w, s in zip(waves, seeds, strict=True)
     ]
     # 5. Several candidates: best first by CLAP score (each keeps its own seed).
-    return rank_candidates(clips, loaded, device=device) if rank and len(clips) > 1 else clips
+    clips = rank_candidates(clips, loaded, device=device) if rank and len(clips) > 1 else clips
+    return _in_users_words(clips, asked, translation)
+
+
+def _in_users_words(clips: list[Clip], asked: GenerationRequest, translation: dict | None) -> list[Clip]:
+    """The clips with the user's own request back, and what the model received in ``extra``."""
+    if translation is None:
+        return clips
+    return [
+        dataclasses.replace(
+            c,
+            request=asked.replace(audio_length_in_s=c.request.audio_length_in_s),
+            extra={**c.extra, "translation": translation},
+        )
+        for c in clips
+    ]
 
 
 def rank_candidates(clips: list[Clip], loaded, *, device: str | None = None) -> list[Clip]:
