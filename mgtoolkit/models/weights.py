@@ -151,6 +151,7 @@ class WeightFile:
     framework: str
     container: str
     paths: tuple[Path, ...]
+    index: Path | None = None
 
 
 def _safetensors_format(path: Path) -> str | None:
@@ -168,11 +169,14 @@ def _safetensors_format(path: Path) -> str | None:
 
 
 def _index_shards(index: Path) -> tuple[Path, ...]:
+    """The shards an index lists: plain file names beside it (never ``..``, absolute or nested)."""
+    from .model_files import shard_names
+
     try:
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise _damaged(index, exc) from None
-    return tuple(index.parent / name for name in sorted(set(weight_map.values())))
+    return tuple(index.parent / name for name in shard_names(index, weight_map))
 
 
 def weight_files(folder: Path) -> WeightFile | None:
@@ -190,7 +194,7 @@ def weight_files(folder: Path) -> WeightFile | None:
         if index.is_file():
             shards = _index_shards(index)
             framework = "torch" if "pytorch" in name or _safetensors_format(shards[0]) == "pt" else "paddle"
-            return WeightFile(framework, "safetensors", shards)
+            return WeightFile(framework, "safetensors", shards, index)
     for names, framework in ((_TORCH_PICKLE, "torch"), (_PADDLE_PICKLE, "paddle")):
         for name in names:
             if (folder / name).is_file():
@@ -206,7 +210,12 @@ def _components(folder: Path) -> dict[str, tuple[str, str]]:
     return {
         name: (value[0], value[1])
         for name, value in index.items()
-        if not name.startswith("_") and isinstance(value, list) and len(value) == 2 and value[0] and value[1]
+        if not name.startswith("_")
+        and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)
+        and isinstance(value, list)
+        and len(value) == 2
+        and value[0]
+        and value[1]
     }
 
 
@@ -306,19 +315,11 @@ def _import_ppdiffusers():
 
 def component_class(library: str, class_name: str):
     """The paddle class for a ``model_index.json`` entry (``["diffusers", "UNet2DConditionModel"]``,
-    ``["transformers", "ClapTextModelWithProjection"]``, ``["audioldm2", "AudioLDM2ProjectionModel"]``)."""
-    import importlib
+    ``["transformers", "ClapTextModelWithProjection"]``, ``["audioldm2", "AudioLDM2ProjectionModel"]``),
+    taken from that library only (see :func:`mgtoolkit.models.model_files.library_class`), or ``None``."""
+    from .model_files import library_class
 
-    ppdiffusers = _import_ppdiffusers()
-    from ppdiffusers import transformers as pp_transformers
-
-    for module in (ppdiffusers, pp_transformers):
-        if hasattr(module, class_name):
-            return getattr(module, class_name)
-    try:
-        return getattr(importlib.import_module(f"ppdiffusers.pipelines.{library}"), class_name)
-    except (ImportError, AttributeError):
-        return None
+    return library_class(library, class_name)
 
 
 def _is_diffusers_model(cls) -> bool:
@@ -500,7 +501,15 @@ def paddle_folder(
     model_class: Any = None,
     allow_unsafe: bool | None = None,
 ) -> Path:
-    """A folder paddle's ``from_pretrained`` loads with no conversion and no pickle.
+    """The folder paddle's ``from_pretrained`` is given for ``folder``: always one built by mgtoolkit.
+
+    It holds the model's configurations and tokenizer files (``auto_map`` removed) and the weights
+    chosen here as safetensors, nothing else: no ``.py`` (ppdiffusers would import
+    ``<component>/<library>.py`` or ``None.py``), no pickle and no pickle index (ppdiffusers and
+    paddlenlp would open ``model_state.pdparams`` with ``paddle.load``, ahead of the safetensors in
+    some cases). Paddle safetensors are linked into it (hard links where the file system allows,
+    else links to their checked real paths); torch weights and every pickle are read through
+    :mod:`mgtoolkit.models.safe_pickle` and written converted.
 
     Parameters
     ----------
@@ -509,7 +518,7 @@ def paddle_folder(
     name : str
         What the user called the model (names the cache entry and the errors).
     field : str
-        ``"model"``, ``"captioner"`` or ``"writer"``: the argument named in errors.
+        ``"model"``, ``"captioner"``, ``"writer"`` or ``"clap"``: the argument named in errors.
     model_class : type, optional
         For a one-model folder, the paddle class (else taken from ``config.json``'s architectures).
     allow_unsafe : bool or None
@@ -518,37 +527,53 @@ def paddle_folder(
     Returns
     -------
     Path
-        ``folder`` itself when it already holds paddle safetensors only; otherwise the converted copy
-        in :func:`converted_root` (made now if it is not there or no longer matches its manifest).
+        The entry in :func:`converted_root` (made now if it is not there or no longer matches its
+        manifest).
+
+    Raises
+    ------
+    ModelUnavailableError
+        One line: a component naming code of its own in ``model_index.json``, a file linking outside
+        the folder, a weights index naming files elsewhere, a crafted pickle, a cache others can
+        write into, damaged or missing files.
     """
+    from .model_files import check_cache, check_links
+
     folder = Path(folder)
-    _check_complete(folder, name, field)
+    parts = _check_complete(folder, name, field)
+    check_links(folder, [folder / p for p in parts] + [p for _, p in _walk(folder)], field=field, name=name)
     kind = folder_format(folder)
     if kind == "empty":
         raise ModelUnavailableError(
             f"{field}={name!r}: {folder} holds no weights (no .safetensors, .bin or .pdparams files): a partial "
             "download? Download the model again (python -m mgtoolkit fetch NAME) or pass the complete folder."
         )
-    if kind == "paddle":
-        return folder
+    for root in (cache_root(), converted_root()):
+        check_cache(root, field=field, name=name)
     label = folder.name if os.path.isdir(name) else name  # a folder: its own name, not its whole path
     entry = converted_root() / f"{_slug(label)}-{source_key(folder)}"
     if _entry_ok(entry):
         return entry
-    return _convert(folder, entry, name=name, field=field, model_class=model_class, allow_unsafe=allow_unsafe)
+    return _convert(
+        folder, entry, name=name, field=field, model_class=model_class, allow_unsafe=allow_unsafe, kind=kind
+    )
 
 
-def _check_complete(folder: Path, name: str, field: str) -> None:
+def check_cache_root(*, field: str = "model", name: str = "") -> None:
+    """Refuse a cache other users can write into (tiny models are read from it as they are)."""
+    from .model_files import check_cache
+
+    check_cache(cache_root(), field=field, name=name)
+
+
+def _check_complete(folder: Path, name: str, field: str) -> list[str]:
+    """The component folders of a pipeline (``["."]`` for one model's folder), checked."""
+    from .model_files import pipeline_components
+
     if not folder.is_dir():
         raise ModelUnavailableError(f"{field}={name!r}: {folder} is not a folder; pass the model's folder.")
-    index = folder / "model_index.json"
-    if index.is_file():
-        try:
-            parts = _components(folder)
-        except (OSError, ValueError) as exc:
-            raise ModelUnavailableError(
-                f"{field}={name!r}: {index} cannot be read ({exc}); download the model again."
-            ) from None
+    if (folder / "model_index.json").is_file():
+        parts = pipeline_components(folder, field=field, name=name)
         missing = [p for p in parts if not (folder / p).is_dir()]
         if missing:
             raise ModelUnavailableError(
@@ -556,26 +581,35 @@ def _check_complete(folder: Path, name: str, field: str) -> None:
                 "model_index.json names (a partial download?); download the model again "
                 "(python -m mgtoolkit fetch NAME) or copy the whole folder."
             )
-    elif not (folder / "config.json").is_file():
+        return list(parts)
+    if not (folder / "config.json").is_file():
         raise ModelUnavailableError(
             f"{field}={name!r}: {folder} holds neither model_index.json nor config.json, so it is not a "
             "model folder; pass the folder that contains them."
         )
+    return ["."]
 
 
-def _convert(folder: Path, entry: Path, *, name: str, field: str, model_class, allow_unsafe) -> Path:
-    """Write the paddle copy of ``folder`` into a staging folder, then rename it to ``entry``."""
+def _convert(
+    folder: Path, entry: Path, *, name: str, field: str, model_class, allow_unsafe, kind: str = "convert"
+) -> Path:
+    """Write the folder the libraries read into a staging folder, then rename it to ``entry``:
+    paddle safetensors linked (``kind="paddle"``), anything else converted."""
     root = private_dir(converted_root())
     _clear_stale_staging(root)
-    _check_space(folder, root, name, field)
+    if kind != "paddle":
+        _check_space(folder, root, name, field)
     staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{entry.name}-", dir=root))
     try:
-        files = _convert_into(folder, staging, model_class=model_class, allow_unsafe=allow_unsafe)
+        files = _convert_into(
+            folder, staging, model_class=model_class, allow_unsafe=allow_unsafe, link=kind == "paddle"
+        )
         manifest = {
             "version": CONVERTER_VERSION,
             "source": str(folder.resolve()),
             "name": name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "kind": "linked" if kind == "paddle" else "converted",
             "allow_unsafe_pickle": bool(allow_unsafe),
             "files": files,
         }
@@ -602,25 +636,40 @@ def _convert(folder: Path, entry: Path, *, name: str, field: str, model_class, a
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _COUNTER["conversions"] += 1
+    if kind != "paddle":
+        _COUNTER["conversions"] += 1
     _drop_older_copies(root, entry, str(folder.resolve()))
     return entry
 
 
-def _convert_into(folder: Path, staging: Path, *, model_class, allow_unsafe) -> dict[str, dict]:
-    """Copy the non-weight files and convert each component's weights; return the manifest's files."""
+def _part_classes(folder: Path, model_class) -> dict[str, tuple[Any, str]]:
+    """``component -> (paddle class, class name)``; ``"."`` for a one-model folder."""
     if (folder / "model_index.json").is_file():
-        parts = {p: component_class(*lib_cls) for p, lib_cls in _components(folder).items()}
-        classes = {p: (cls, _components(folder)[p][1]) for p, cls in parts.items()}
+        return {p: (component_class(*lib_cls), lib_cls[1]) for p, lib_cls in _components(folder).items()}
+    return {".": (model_class or _architecture_class(folder), "the model")}
+
+
+def _convert_into(
+    folder: Path, staging: Path, *, model_class, allow_unsafe, link: bool = False
+) -> dict[str, dict]:
+    """Copy the configuration and tokenizer files, then link (``link``) or convert each component's
+    weights; return the manifest's files. Nothing else of the folder is written."""
+    from .model_files import is_data_file, strip_custom_code
+
+    if link and not (folder / "model_index.json").is_file():
+        classes: dict[str, tuple[Any, str]] = {".": (None, "the model")}  # no class needed to link
     else:
-        classes = {".": (model_class or _architecture_class(folder), "the model")}
+        classes = _part_classes(folder, model_class)
     written: dict[str, dict] = {}
     for rel, path in _walk(folder):  # configurations, tokenizers, schedulers: copied
-        if rel.endswith(_WEIGHT_SUFFIXES) or rel.endswith(".index.json"):
+        if not is_data_file(rel):
             continue
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, staging / rel)
-        if Path(rel).name == "config.json":
+        strip_custom_code(staging / rel)
+        if link:  # paddle's own files: as they are
+            pass
+        elif Path(rel).name == "config.json":
             _paddle_config(staging / rel)
         elif Path(rel).name == "tokenizer_config.json":
             _paddle_tokenizer_config(staging / rel)
@@ -631,12 +680,39 @@ def _convert_into(folder: Path, staging: Path, *, model_class, allow_unsafe) -> 
             continue
         target = staging / part
         target.mkdir(parents=True, exist_ok=True)
-        out = _convert_component(folder / part, target, cls, class_name, weights, allow_unsafe)
-        written[(Path(part) / out.name).as_posix()] = {}
+        if link:
+            outs = _link_component(weights, target)
+        else:
+            outs = [_convert_component(folder / part, target, cls, class_name, weights, allow_unsafe)]
+        for out in outs:
+            written[(Path(part) / out.name).as_posix()] = {}
     for rel in written:
         stat = (staging / rel).stat()
         written[rel] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(staging / rel)}
     return written
+
+
+def _link_component(weights: WeightFile, target: Path) -> list[Path]:
+    """Paddle safetensors placed into ``target`` under their own names (a shard index rewritten
+    from the checked shard names); every file's header is read first, so a damaged one is named."""
+    from .model_files import place
+
+    for path in weights.paths:
+        if not path.is_file():
+            raise _damaged(path, "the file is missing (a partial download?)")
+        _safetensors_format(path)
+    if len(weights.paths) == 1:
+        out = target / weights.paths[0].name
+        place(weights.paths[0], out)
+        return [out]
+    index = weights.index
+    weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    outs = [target / index.name]
+    outs[0].write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1), encoding="utf-8")
+    for path in weights.paths:
+        place(path, target / path.name)
+        outs.append(target / path.name)
+    return outs
 
 
 _TOKENIZERS = {"GPT2Tokenizer": "GPTTokenizer"}
@@ -756,14 +832,16 @@ def _damaged(path: Path, exc: BaseException | str) -> ModelUnavailableError:
 # --- Sizes and fetching --------------------------------------------------------------------------
 
 
-def disk_size(folder: Path) -> int:
-    """Bytes the folder's files take (symlinks followed, each blob counted once)."""
+def disk_size(folder: Path, *more: Path) -> int:
+    """Bytes the folders' files take (symlinks followed, each file counted once however many links
+    lead to it: a hub blob, a weights file linked into our cache)."""
     seen, total = set(), 0
-    for _, path in _walk(folder):
-        real = path.resolve()
-        if real not in seen:
-            seen.add(real)
-            total += real.stat().st_size
+    for top in (folder, *more):
+        for _, path in _walk(top):
+            info = path.stat()
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_size
     return total
 
 
@@ -776,7 +854,8 @@ class FetchResult:
     folder: Path
 
 
-_ALLOW = ["*.json", "*.txt", "*.model", "*.safetensors", "*.py", "*.tiktoken", "*.md"]
+_ALLOW = ["*.json", "*.txt", "*.model", "*.safetensors", "*.tiktoken", "*.md"]
+"""What a hub download fetches: configurations, tokenizer files, safetensors; never code (``*.py``)."""
 
 
 def _is_offline() -> bool:
@@ -842,12 +921,19 @@ _PADDLE_WEIGHTS = ("diffusion_paddle_model.safetensors", "model.safetensors", "m
 
 
 def _download_paddlenlp(repo_id: str, to: str | Path | None) -> Path:
-    """Fetch a paddle pipeline from PaddleNLP's store (ppdiffusers' ``bos_download``) file by file:
-    ``model_index.json``, then each component's configuration, tokenizer files and the first weights
-    file that exists (safetensors before ``.pdparams``)."""
+    """Fetch a paddle model from PaddleNLP's store (ppdiffusers' ``bos_download``) file by file.
+
+    A pipeline: ``model_index.json`` (checked: components are ppdiffusers/transformers classes in
+    plain folders), then each component's configuration, tokenizer files and weights. One model
+    (captioner, writer, CLAP): ``config.json``, its tokenizer files and weights. Weights: the first
+    of safetensors, a safetensors index and its shards, ``.pdparams`` (read later through the
+    restricted reader), a ``.pdparams`` index and its shards. Never code.
+    """
     _import_ppdiffusers()
     from huggingface_hub.utils import EntryNotFoundError
     from ppdiffusers.utils.download_utils import bos_download
+
+    from .model_files import pipeline_components
 
     cache = str(to) if to is not None else str(_ppdiffusers_cache() / "ppdiffusers")
 
@@ -858,14 +944,28 @@ def _download_paddlenlp(repo_id: str, to: str | Path | None) -> Path:
         except EntryNotFoundError:
             return False
 
-    if not get("model_index.json"):
-        raise FileNotFoundError(f"{repo_id} is not in the store")
     folder = Path(cache) / repo_id
-    for part in _components(folder):
+    if get("model_index.json"):
+        parts: list[str | None] = list(pipeline_components(folder, name=repo_id))
+    elif get("config.json"):
+        parts = [None]
+    else:
+        raise FileNotFoundError(f"{repo_id} is not in the store")
+    for part in parts:
         for filename in _PADDLE_FILES:
             get(filename, part)
-        any(get(filename, part) for filename in _PADDLE_WEIGHTS)
+        _get_weights(get, folder / part if part else folder, part)
     return folder
+
+
+def _get_weights(get, where: Path, part: str | None) -> bool:
+    """The first weights file of :data:`_PADDLE_WEIGHTS` there is, or an index and its shards."""
+    for filename in _PADDLE_WEIGHTS:
+        if get(filename, part):
+            return True
+        if get(f"{filename}.index.json", part):
+            return all(get(shard, part) for shard in _index_shards(where / f"{filename}.index.json"))
+    return False
 
 
 def _download_hf(repo_id: str, to: str | Path | None) -> Path:
@@ -938,12 +1038,11 @@ def presence(source: str, *, marker: str = "model_index.json") -> tuple[Path | N
     folder = locate(source, marker=marker)
     if folder is None:
         return None, 0
-    size = disk_size(folder)
-    real = str(folder.resolve())
+    real, copies = str(folder.resolve()), []
     for manifest in converted_root().glob(f"*/{MANIFEST}") if converted_root().is_dir() else []:
         try:
             if json.loads(manifest.read_text(encoding="utf-8")).get("source") == real:
-                size += disk_size(manifest.parent)
+                copies.append(manifest.parent)
         except (OSError, ValueError):
             continue
-    return folder, size
+    return folder, disk_size(folder, *copies)
