@@ -84,34 +84,39 @@ def conversions_done() -> int:
 
 
 def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
+    """The Hugging Face hub cache: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
+    ``huggingface_hub.constants.HF_HUB_CACHE``; read at each call (the library reads it once, at
+    import)."""
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface"
-    )
-    return Path(home).expanduser() / "hub"
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE).expanduser()
 
 
 def find_hf_snapshot(repo_id: str, cache: Path | None = None) -> Path | None:
-    """The snapshot folder of ``repo_id`` in the Hugging Face cache (``refs/main`` first), or ``None``.
+    """The snapshot folder ``refs/main`` names for ``repo_id`` in the Hugging Face cache, or ``None``.
+
+    Found by huggingface_hub itself (``snapshot_download(local_files_only=True)``: no network, the
+    hub id validated); an empty snapshot counts as absent.
 
     Examples
     --------
     >>> find_hf_snapshot("nobody/nothing", Path("/nonexistent")) is None
     True
     """
-    repo = (cache or hf_cache_dir()) / ("models--" + repo_id.replace("/", "--"))
-    snapshots = repo / "snapshots"
-    if not snapshots.is_dir():
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        folder = Path(
+            snapshot_download(repo_id, cache_dir=str(cache or hf_cache_dir()), local_files_only=True)
+        )
+    except (LocalEntryNotFoundError, HFValidationError, OSError, ValueError):
         return None
-    ref = repo / "refs" / "main"
-    if ref.is_file():
-        pinned = snapshots / ref.read_text(encoding="utf-8").strip()
-        if pinned.is_dir() and any(pinned.iterdir()):
-            return pinned
-    candidates = [p for p in snapshots.iterdir() if p.is_dir() and any(p.iterdir())]
-    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+    return folder if folder.is_dir() and any(folder.iterdir()) else None
 
 
 def _ppdiffusers_cache() -> Path:
