@@ -33,6 +33,7 @@ from ..errors import ModelUnavailableError
 
 __all__ = [
     "DATA_SUFFIXES",
+    "import_ppdiffusers_quietly",
     "pipeline_components",
     "library_class",
     "is_data_file",
@@ -67,6 +68,21 @@ def _refuse(field: str, name: str, where: Path, problem: str, fix: str) -> Model
 _NO_CODE = "mgtoolkit reads configurations, tokenizer files and tensors from a model, never its code"
 
 
+def import_ppdiffusers_quietly():
+    """ppdiffusers, imported quietly (its import warns about distutils)."""
+    import warnings
+
+    from ..runtime import import_paddle, quiet_model_logs
+
+    import_paddle()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*distutils.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        import ppdiffusers
+    quiet_model_logs()
+    return ppdiffusers
+
+
 def library_class(library: str, class_name: str):
     """The class ``[library, class_name]`` names, as ppdiffusers would resolve it, or ``None``.
 
@@ -76,11 +92,9 @@ def library_class(library: str, class_name: str):
     """
     import importlib
 
-    from .weights import _import_ppdiffusers
-
     if not (isinstance(library, str) and isinstance(class_name, str) and _PLAIN.match(class_name)):
         return None
-    ppdiffusers = _import_ppdiffusers()
+    ppdiffusers = import_ppdiffusers_quietly()
     class_name = class_name[4:] if class_name.startswith("Flax") else class_name
     if class_name.endswith("Fast") and "tokenizer" in class_name.lower():
         class_name = class_name[:-4]

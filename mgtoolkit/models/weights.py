@@ -305,17 +305,9 @@ def _read_tensors(weights: WeightFile, allow_unsafe: bool | None) -> dict[str, n
 
 def _import_ppdiffusers():
     """ppdiffusers, imported quietly (its import warns about distutils)."""
-    import warnings
+    from .model_files import import_ppdiffusers_quietly
 
-    from ..runtime import import_paddle, quiet_model_logs
-
-    import_paddle()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*distutils.*")
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        import ppdiffusers
-    quiet_model_logs()
-    return ppdiffusers
+    return import_ppdiffusers_quietly()
 
 
 def component_class(library: str, class_name: str):
