@@ -765,3 +765,60 @@ def test_a_cache_others_can_write_into_is_refused(crafted, tmp_path, monkeypatch
     assert list(shared.iterdir()) == []
     shared.chmod(0o700)
     assert weights.paddle_folder(crafted["st"], name="clean").parent == shared / "converted"
+
+
+def _store_serving(monkeypatch, repos: dict):
+    """PaddleNLP's store replaced by one serving local folders (``repo id -> folder``), no network."""
+    import shutil
+
+    from huggingface_hub.utils import EntryNotFoundError
+    from ppdiffusers.utils import download_utils
+
+    asked = []
+
+    def bos_download(repo_id, filename, subfolder=None, cache_dir=None, **_):
+        rel = f"{subfolder}/{filename}" if subfolder else filename
+        asked.append(rel)
+        source = repos[repo_id] / rel
+        if not source.is_file():
+            raise EntryNotFoundError(f"{rel} is not in the store")
+        target = Path(cache_dir) / repo_id / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        return str(target)
+
+    monkeypatch.setattr(download_utils, "bos_download", bos_download)
+    return asked
+
+
+def test_paddlenlps_store_is_asked_for_data_files_only(crafted, monkeypatch, tmp_path):
+    """Our download from PaddleNLP's store (captioners, writers, CLAP and pipelines not in a cache):
+    named configuration, tokenizer and weights files; never a .py; index shards checked first."""
+    import json
+    import shutil
+
+    from mgtoolkit.models import weights
+    from mgtoolkit.testing.tiny_llm import tiny_dir
+
+    marker = crafted["root"] / "store.marker"
+    writer = _crafted_writer(crafted, "store-writer", marker)
+    pipeline, _ = _copy(crafted, "paddle", "store-pipeline")
+    _code(pipeline, "None.py", marker)
+    _code(pipeline, "unet/unet.py", marker)
+    sharded = tmp_path / "sharded"
+    shutil.copytree(tiny_dir("qwen2"), sharded)
+    (sharded / "model.safetensors").unlink()
+    (sharded / "model_state.pdparams.index.json").write_text(
+        json.dumps({"weight_map": {"w": "../../x.pdparams"}})
+    )
+    asked = _store_serving(monkeypatch, {"o/writer": writer, "o/pipe": pipeline, "o/sharded": sharded})
+    got = weights._download_paddlenlp("o/writer", tmp_path / "store")
+    assert (got / "model.safetensors").is_file() and (got / "config.json").is_file()
+    got = weights._download_paddlenlp("o/pipe", tmp_path / "store")
+    assert (got / "unet" / "diffusion_paddle_model.safetensors").is_file()
+    assert not [a for a in asked if a.endswith(".py")]
+    assert not list((tmp_path / "store").rglob("*.py"))
+    with pytest.raises(ModelUnavailableError) as caught:
+        weights._download_paddlenlp("o/sharded", tmp_path / "store")
+    _one_line(caught, "model_state.pdparams.index.json", "'../../x.pdparams'")
+    assert not (tmp_path / "x.pdparams").exists() and not marker.exists()
