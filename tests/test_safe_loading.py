@@ -797,7 +797,7 @@ def test_paddlenlps_store_is_asked_for_data_files_only(crafted, monkeypatch, tmp
     import json
     import shutil
 
-    from mgtoolkit.models import weights
+    from mgtoolkit.models import fetch as hubs
     from mgtoolkit.testing.tiny_llm import tiny_dir
 
     marker = crafted["root"] / "store.marker"
@@ -812,13 +812,13 @@ def test_paddlenlps_store_is_asked_for_data_files_only(crafted, monkeypatch, tmp
         json.dumps({"weight_map": {"w": "../../x.pdparams"}})
     )
     asked = _store_serving(monkeypatch, {"o/writer": writer, "o/pipe": pipeline, "o/sharded": sharded})
-    got = weights._download_paddlenlp("o/writer", tmp_path / "store")
+    got = hubs._download_paddlenlp("o/writer", tmp_path / "store")
     assert (got / "model.safetensors").is_file() and (got / "config.json").is_file()
-    got = weights._download_paddlenlp("o/pipe", tmp_path / "store")
+    got = hubs._download_paddlenlp("o/pipe", tmp_path / "store")
     assert (got / "unet" / "diffusion_paddle_model.safetensors").is_file()
     assert not [a for a in asked if a.endswith(".py")]
     assert not list((tmp_path / "store").rglob("*.py"))
     with pytest.raises(ModelUnavailableError) as caught:
-        weights._download_paddlenlp("o/sharded", tmp_path / "store")
+        hubs._download_paddlenlp("o/sharded", tmp_path / "store")
     _one_line(caught, "model_state.pdparams.index.json", "'../../x.pdparams'")
     assert not (tmp_path / "x.pdparams").exists() and not marker.exists()

@@ -20,6 +20,7 @@ import pytest
 import mgtoolkit as mg
 from mgtoolkit.errors import ModelUnavailableError
 from mgtoolkit.models import audioldm, weights
+from mgtoolkit.models import fetch as hubs
 from mgtoolkit.testing.hub_layouts import write_diffusers_folder, write_hf_cache
 from mgtoolkit.testing.tiny import tiny_dir
 
@@ -387,7 +388,7 @@ def test_fetch_downloads_through_the_hub_client(hub, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     monkeypatch.setattr(
-        weights, "_download_paddlenlp", lambda repo, to: (_ for _ in ()).throw(OSError("not there"))
+        hubs, "_download_paddlenlp", lambda repo, to: (_ for _ in ()).throw(OSError("not there"))
     )
     (got,) = weights.fetch("audioldm-l-full", to=tmp_path / "carry")
     assert (
@@ -427,7 +428,7 @@ def test_cli_fetch_with_chain_fetches_the_captioner_and_writer_too(monkeypatch, 
         got.append((field, name, source, to))
         return Path(to) / source.replace("/", "-")
 
-    monkeypatch.setattr(weights, "fetch_repo", fake_fetch_repo)
+    monkeypatch.setattr(hubs, "fetch_repo", fake_fetch_repo)
     monkeypatch.delenv("MGTOOLKIT_CAPTIONER", raising=False)
     monkeypatch.delenv("MGTOOLKIT_WRITER", raising=False)
     assert main(["fetch", "audioldm-s-full-v2", "--to", str(tmp_path), "--with-chain"]) == 0
