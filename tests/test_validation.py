@@ -101,6 +101,7 @@ def test_too_long_prompt_is_truncated_with_a_warning(fast, tiny_model):
 def test_offline_hub_gives_one_clear_message(monkeypatch):
     """What a user without internet sees for a real preset (every hub download is made to fail)."""
     from mgtoolkit.models import audioldm, weights
+    from mgtoolkit.models import fetch as hubs
 
     tried = []
 
@@ -112,8 +113,8 @@ def test_offline_hub_gives_one_clear_message(monkeypatch):
         return download
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(weights, "_download_paddlenlp", unreachable("paddlenlp"))
-    monkeypatch.setattr(weights, "_download_hf", unreachable("hf"))
+    monkeypatch.setattr(hubs, "_download_paddlenlp", unreachable("paddlenlp"))
+    monkeypatch.setattr(hubs, "_download_hf", unreachable("hf"))
     monkeypatch.setattr(weights, "locate", lambda source, **_: None)
     audioldm._load_cached.cache_clear()
     with pytest.raises(mg.ModelUnavailableError) as info:

@@ -20,6 +20,7 @@ import pytest
 import mgtoolkit as mg
 from mgtoolkit.errors import ModelUnavailableError
 from mgtoolkit.models import audioldm, weights
+from mgtoolkit.models import fetch as hubs
 from mgtoolkit.testing.hub_layouts import write_diffusers_folder, write_hf_cache
 from mgtoolkit.testing.tiny import tiny_dir
 
@@ -91,14 +92,25 @@ def test_hub_id_found_in_the_hf_cache_offline(hub, repo, name):
     assert listing(hub["hf"]) == before  # nothing written into the HF cache
 
 
-def test_paddle_folder_loads_as_it_is(hub):
+def test_paddle_folder_is_linked_not_converted(hub):
+    """A paddle folder is given to ppdiffusers as a folder we build: its configurations and tokenizer
+    files copied, its safetensors linked (same bytes, no second copy on disk), nothing converted."""
     src = hub["tiny"]["paddle"]
     assert weights.folder_format(src) == "paddle"
-    assert weights.paddle_folder(src, name="x") == src
     done = weights.conversions_done()
+    entry = weights.paddle_folder(src, name=str(src))
+    assert entry.parent == weights.converted_root() and weights.folder_format(entry) == "paddle"
+    for part in ("unet", "vae", "text_encoder", "vocoder"):
+        (mine,) = (entry / part).glob("*.safetensors")
+        theirs = src / part / mine.name
+        assert mine.samefile(theirs) or mine.resolve() == theirs.resolve()
+    assert sorted(p.relative_to(entry).as_posix() for p in entry.rglob("*") if p.is_file()) == sorted(
+        [p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()] + [weights.MANIFEST]
+    )
     clip = mg.generate(PROMPT, model=str(src), **KW)
     np.testing.assert_array_equal(clip.waveform, hub["tiny"]["ref"])
     assert weights.conversions_done() == done
+    assert mg.load_model(str(src)).weights == str(entry)
 
 
 def test_second_load_reads_the_copy_without_converting(hub, tmp_path):
@@ -376,7 +388,7 @@ def test_fetch_downloads_through_the_hub_client(hub, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     monkeypatch.setattr(
-        weights, "_download_paddlenlp", lambda repo, to: (_ for _ in ()).throw(OSError("not there"))
+        hubs, "_download_paddlenlp", lambda repo, to: (_ for _ in ()).throw(OSError("not there"))
     )
     (got,) = weights.fetch("audioldm-l-full", to=tmp_path / "carry")
     assert (
@@ -416,7 +428,7 @@ def test_cli_fetch_with_chain_fetches_the_captioner_and_writer_too(monkeypatch, 
         got.append((field, name, source, to))
         return Path(to) / source.replace("/", "-")
 
-    monkeypatch.setattr(weights, "fetch_repo", fake_fetch_repo)
+    monkeypatch.setattr(hubs, "fetch_repo", fake_fetch_repo)
     monkeypatch.delenv("MGTOOLKIT_CAPTIONER", raising=False)
     monkeypatch.delenv("MGTOOLKIT_WRITER", raising=False)
     assert main(["fetch", "audioldm-s-full-v2", "--to", str(tmp_path), "--with-chain"]) == 0

@@ -197,13 +197,16 @@ def _load_cached(
 
 
 def _weights_folder(spec: ModelSpec, allow_unsafe: bool):
-    """The paddle-format folder of ``spec``: local, in the Hugging Face cache or downloaded; a
-    converted copy when the files are torch's (see :mod:`mgtoolkit.models.weights`)."""
+    """The folder ppdiffusers is given for ``spec``: always one mgtoolkit built, from a local folder,
+    a Hugging Face cache snapshot or a download: configurations, tokenizer files and safetensors
+    only, torch weights and pickles converted (see :func:`mgtoolkit.models.weights.paddle_folder`);
+    a tiny model's own build in a cache nobody else can write into."""
     from . import weights
 
     if spec.is_tiny:
         from ..testing.tiny import tiny_dir
 
+        weights.check_cache_root(name=spec.name)
         return tiny_dir(spec.source)
     folder = weights.locate(spec.source)
     if folder is None:
@@ -227,7 +230,11 @@ def _pipeline_class(spec: ModelSpec, folder):
         raise ModelUnavailableError(
             f"model={spec.name!r}: {index} cannot be read ({type(exc).__name__}); download the model again."
         ) from None
-    name = name[-1] if isinstance(name, list) else str(name)
+    if not isinstance(name, str):  # ["module", "Class"]: a pipeline in the folder's own module.py
+        raise ModelUnavailableError(
+            f"model={spec.name!r}: {index}: _class_name {name!r} names a custom pipeline module; mgtoolkit "
+            "reads configurations, tokenizer files and tensors from a model, never its code."
+        )
     if spec.name in PRESETS and name != spec.pipeline:
         raise ModelUnavailableError(
             f"model={spec.name!r}: {folder} holds a {name}, and the preset is a {spec.pipeline}; "
@@ -249,8 +256,15 @@ def _from_pretrained(cls, spec: ModelSpec, folder: str, dtype: str):
     """``cls.from_pretrained`` on a paddle-format folder (modules built empty and filled from the
     files: no second copy of the weights), with one clear line when the files do not load."""
     paddle = import_paddle()
+    local_only = {
+        "from_hf_hub": False,
+        "from_aistudio": False,
+        "from_diffusers": False,
+    }  # our folder as it is
     try:
-        return cls.from_pretrained(folder, low_cpu_mem_usage=True, paddle_dtype=getattr(paddle, dtype))
+        return cls.from_pretrained(
+            folder, low_cpu_mem_usage=True, paddle_dtype=getattr(paddle, dtype), **local_only
+        )
     except Exception as exc:  # noqa: BLE001 - paddlenlp/ppdiffusers raise anything; one line for the user
         if isinstance(exc, ModelUnavailableError):
             raise

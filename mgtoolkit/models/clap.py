@@ -83,6 +83,13 @@ class LoadedClap:
         return int(self.feature_extractor.nb_max_samples)
 
 
+def _looks_like_hub_id(name: str) -> bool:
+    """``owner/name`` with plain parts (no ``..``, no spaces, no further slashes)."""
+    from .registry import _looks_like_hub_id as hub_id
+
+    return hub_id(name)
+
+
 def resolve_clap(clap: str | os.PathLike | None = None, *, tiny: bool = False) -> tuple[str, str]:
     """``(name, source)`` for a CLAP name, hub id or folder; ``None`` is the default (``tiny`` if asked).
 
@@ -98,7 +105,7 @@ def resolve_clap(clap: str | os.PathLike | None = None, *, tiny: bool = False) -
     name = os.fspath(clap).strip() if isinstance(clap, (str, os.PathLike)) else clap
     if isinstance(name, str) and name in CLAP_MODELS:
         return name, CLAP_MODELS[name]
-    if isinstance(name, str) and (os.path.isdir(name) or name.count("/") == 1):
+    if isinstance(name, str) and (os.path.isdir(name) or _looks_like_hub_id(name)):
         return name, name
     raise InvalidInputError(
         "clap",
@@ -131,17 +138,20 @@ def _load_cached(name: str, source: str, device: str) -> LoadedClap:
 
     import_paddle().set_device(device)
     quiet_model_logs()
-    if source == "tiny-clap":
-        from ..testing.tiny_clap import tiny_clap_dir
-
-        source = str(tiny_clap_dir())
     model, tokenizer, extractor = _from_pretrained(name, source)
     model.eval()
     return LoadedClap(name, model, tokenizer, extractor, time.perf_counter() - t0)
 
 
 def _from_pretrained(name: str, source: str):
-    """Model, tokenizer and feature extractor from a folder, paddlenlp's store or the HF hub."""
+    """Model, tokenizer and feature extractor from the folder mgtoolkit builds for ``source``.
+
+    A folder, the hub id's copy in the Hugging Face cache or PaddleNLP's, or a download through
+    :func:`mgtoolkit.models.weights.fetch_repo` (configurations, tokenizer files and safetensors,
+    never code): always read through :func:`mgtoolkit.models.weights.paddle_folder`, so torch
+    weights are converted and pickles go through the restricted reader. The libraries' own
+    download and pickle readers are never reached.
+    """
     from .audioldm import import_ppdiffusers
 
     import_ppdiffusers()  # its RobertaTokenizer reads the hub's vocab.json + merges.txt, as AudioLDM's
@@ -149,25 +159,30 @@ def _from_pretrained(name: str, source: str):
 
     from . import weights
 
-    folder = weights.locate(source, marker="config.json")  # a folder, or the hub id's cached copy
-    if folder is not None:  # torch weights (as the hub ships them) converted once, never unpickled
+    if source == "tiny-clap":  # built by mgtoolkit in its own cache
+        from ..testing.tiny_clap import tiny_clap_dir
+
+        weights.check_cache_root(field="clap", name=name)
+        folder = tiny_clap_dir()
+        source = str(folder)
+    else:
+        folder = weights.locate(source, marker="config.json")  # a folder, or the hub id's cached copy
+        if folder is None:
+            folder = weights.fetch_repo(source, field="clap", name=name, size=f" (about {_SIZE_GB:g} GB)")
         source = str(weights.paddle_folder(folder, name=name, field="clap", model_class=ClapModel))
-    tries = [{}] if os.path.isdir(source) else [{}, {"from_hf_hub": True}]
-    errors = []
-    for extra in tries:
-        try:
-            return (
-                ClapModel.from_pretrained(source, **extra),
-                RobertaTokenizer.from_pretrained(source, **extra),
-                ClapFeatureExtractor.from_pretrained(source, **extra),
-            )
-        except (OSError, ValueError, KeyError, ConnectionError, RuntimeError) as exc:
-            errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
-    raise ModelUnavailableError(
-        f"clap={name!r}: could not load {source!r} (about {_SIZE_GB:g} GB) locally or from the model "
-        "hubs; download it where there is internet and pass clap='/path/to/that/folder', or rank=False "
-        f"to keep the candidates in seed order. ({errors[-1]})"
-    )
+    try:
+        return (
+            ClapModel.from_pretrained(source),
+            RobertaTokenizer.from_pretrained(source),
+            ClapFeatureExtractor.from_pretrained(source),
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise ModelUnavailableError(
+            f"clap={name!r}: {folder} does not load as a CLAP model ({type(exc).__name__}: {detail}); some "
+            "files are missing or damaged: download it again and pass clap='/path/to/that/folder', or rank=False "
+            "to keep the candidates in seed order."
+        ) from None
 
 
 def pipeline_clap(pipe: Any) -> LoadedClap | None:

@@ -96,19 +96,21 @@ def weights_source(
     """What ``from_pretrained`` reads: a paddle-format folder, or a hub id for paddlenlp's store.
 
     A tiny model's folder (built once); a local folder or the Hugging Face cache's copy of the hub
-    id, as it is when it holds paddle safetensors, else converted once into the mgtoolkit cache
-    (:func:`mgtoolkit.models.weights.paddle_folder`; ``model_class`` is the paddle class, or a
-    function of the folder giving it); otherwise the hub id itself.
+    id, or a download through :func:`mgtoolkit.models.weights.fetch_repo`; always read through
+    :func:`mgtoolkit.models.weights.paddle_folder` (``model_class`` is the paddle class, or a
+    function of the folder giving it), so paddlenlp only ever sees a folder mgtoolkit built.
     """
+    from . import weights
+
     if spec.is_tiny:
         from ..testing.tiny_llm import tiny_dir
 
+        weights.check_cache_root(field=field, name=spec.name)
         return str(tiny_dir(spec.source.removeprefix("tiny-")))
-    from . import weights
-
     folder = weights.locate(spec.source, marker="config.json")
-    if folder is None:
-        return spec.source
+    if folder is None:  # downloaded through mgtoolkit (never code), then read as any folder
+        size = f" (about {spec.size_gb:g} GB)" if spec.size_gb else ""
+        folder = weights.fetch_repo(spec.source, field=field, name=spec.name, size=size)
     if callable(model_class) and not isinstance(model_class, type):
         model_class = model_class(folder)
     return str(

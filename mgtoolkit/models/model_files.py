@@ -1,0 +1,262 @@
+"""What mgtoolkit reads from a model folder: configurations, tokenizer files and tensors, nothing else.
+
+A model folder (one the user gave, a Hugging Face cache snapshot, a download) is data written by
+someone else. ppdiffusers and paddlenlp would also import Python from it (ppdiffusers:
+``<component>/<library>.py`` named in ``model_index.json``, ``None.py`` or ``<_class_name[0]>.py``
+at the top) and pick pickled weights on their own (``model_state.pdparams`` and its index, opened
+with ``paddle.load``). So the libraries are only ever given a folder mgtoolkit built (see
+:func:`mgtoolkit.models.weights.paddle_folder`), and what goes into it is decided here:
+
+- :func:`pipeline_components` checks ``model_index.json``: every component's library is
+  ppdiffusers/diffusers, paddlenlp/transformers or a pipeline module of ppdiffusers, and its class is
+  a class of that library; anything else is refused in one line naming the file and the component.
+- :func:`is_data_file`: the files copied besides the weights (``.json``, ``.txt``, tokenizer models);
+  never a ``.py``, never a pickle, never a weights index (ours are written afresh).
+- :func:`check_links`: no file of the folder is a link leading outside it (a snapshot's links may
+  lead into its repository's ``blobs``).
+- :func:`shard_names`: a weights index lists plain file names of its own folder.
+- :func:`check_cache`: the cache we build those folders in is not writable by other users.
+
+Nothing here imports paddle at module import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+from pathlib import Path, PurePosixPath
+
+from ..errors import ModelUnavailableError
+
+__all__ = [
+    "DATA_SUFFIXES",
+    "import_ppdiffusers_quietly",
+    "pipeline_components",
+    "library_class",
+    "is_data_file",
+    "check_links",
+    "shard_names",
+    "check_cache",
+    "place",
+    "strip_custom_code",
+]
+
+DATA_SUFFIXES = (".json", ".txt", ".model", ".tiktoken", ".vocab", ".bpe", ".jinja")
+"""Files copied into the folder the libraries read, besides the weights we choose."""
+
+# model_index.json library -> the module ppdiffusers takes the class from (its own mapping, 6.1).
+_LIBRARIES = {
+    "ppdiffusers": "ppdiffusers",
+    "diffusers": "ppdiffusers",
+    "diffusers_paddle": "ppdiffusers",
+    "transformers": "ppdiffusers.transformers",
+    "paddlenlp.transformers": "ppdiffusers.transformers",
+    "ppdiffusers.transformers": "ppdiffusers.transformers",
+    "paddlenlp": "paddlenlp",
+}
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+
+def _refuse(field: str, name: str, where: Path, problem: str, fix: str) -> ModelUnavailableError:
+    return ModelUnavailableError(f"{field}={name!r}: {where}: {problem}; {fix}.")
+
+
+_NO_CODE = "mgtoolkit reads configurations, tokenizer files and tensors from a model, never its code"
+
+
+def import_ppdiffusers_quietly():
+    """ppdiffusers, imported quietly (its import warns about distutils)."""
+    import warnings
+
+    from ..runtime import import_paddle, quiet_model_logs
+
+    import_paddle()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*distutils.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        import ppdiffusers
+    quiet_model_logs()
+    return ppdiffusers
+
+
+def library_class(library: str, class_name: str):
+    """The class ``[library, class_name]`` names, as ppdiffusers would resolve it, or ``None``.
+
+    Only the libraries of :data:`_LIBRARIES` and ppdiffusers' own pipeline modules (``audioldm2``)
+    are looked in; ``Flax``/``...TokenizerFast`` spellings map to the paddle class as ppdiffusers
+    maps them. Nothing is imported from a model folder.
+    """
+    import importlib
+
+    if not (isinstance(library, str) and isinstance(class_name, str) and _PLAIN.match(class_name)):
+        return None
+    ppdiffusers = import_ppdiffusers_quietly()
+    class_name = class_name[4:] if class_name.startswith("Flax") else class_name
+    if class_name.endswith("Fast") and "tokenizer" in class_name.lower():
+        class_name = class_name[:-4]
+    if library in _LIBRARIES:
+        module = importlib.import_module(_LIBRARIES[library])
+    elif _PLAIN.match(library) and isinstance(
+        getattr(ppdiffusers.pipelines, library, None), type(ppdiffusers)
+    ):
+        module = getattr(ppdiffusers.pipelines, library)
+    else:
+        return None
+    cls = getattr(module, class_name, None)
+    return cls if isinstance(cls, type) else None
+
+
+def pipeline_components(folder: Path, *, field: str = "model", name: str = "") -> dict[str, tuple[str, str]]:
+    """``component -> (library, class)`` of ``folder/model_index.json``, checked.
+
+    Raises
+    ------
+    ModelUnavailableError
+        One line naming ``model_index.json`` and the component, when a pipeline or component names
+        code of its own (a ``_class_name`` list, a library that is not ppdiffusers/diffusers,
+        paddlenlp/transformers or a ppdiffusers pipeline module, a class that library lacks) or a
+        component name that is not a plain folder name.
+    """
+    index = folder / "model_index.json"
+    fix = f"{_NO_CODE}: pass a folder whose model_index.json names ppdiffusers/transformers classes only"
+    try:
+        config = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _refuse(
+            field, name or str(folder), index, f"cannot be read ({exc})", "download the model again"
+        ) from None
+    if not isinstance(config, dict):
+        raise _refuse(field, name or str(folder), index, "is not a JSON object", "download the model again")
+    pipeline = config.get("_class_name")
+    if not isinstance(pipeline, str):
+        raise _refuse(
+            field, name or str(folder), index, f"_class_name {pipeline!r} names a custom pipeline module", fix
+        )
+    out = {}
+    for part, value in config.items():
+        if part.startswith("_") or not isinstance(value, list):
+            continue
+        if len(value) != 2 or (value[0] is None and value[1] is None):
+            continue  # an optional component left out ([null, null])
+        library, class_name = value
+        if not (isinstance(part, str) and _PLAIN.match(part)):
+            raise _refuse(
+                field, name or str(folder), index, f"component {part!r} is not a plain folder name", fix
+            )
+        if library_class(library, class_name) is None:
+            raise _refuse(
+                field,
+                name or str(folder),
+                index,
+                f"component {part!r} names {library!r}/{class_name!r}, which is not a class of ppdiffusers, "
+                "paddlenlp or transformers (a module of the folder's own?)",
+                fix,
+            )
+        out[part] = (library, class_name)
+    return out
+
+
+def is_data_file(rel: str) -> bool:
+    """Whether ``rel`` (a path in a model folder) is copied as it is: a configuration or tokenizer
+    file; never code, pickles, weights or a weights index (:func:`shard_names` reads those)."""
+    path = PurePosixPath(rel)
+    return (
+        path.suffix in DATA_SUFFIXES
+        and not path.name.endswith(".index.json")
+        and not any(part.startswith(".") for part in path.parts)
+    )
+
+
+def _trust_root(folder: Path) -> Path:
+    """Where links in ``folder`` may lead: the folder, or a cache snapshot's whole repository."""
+    real = folder.resolve()
+    if real.parent.name == "snapshots" and real.parent.parent.name.startswith("models--"):
+        return real.parent.parent
+    return real
+
+
+def check_links(folder: Path, files, *, field: str = "model", name: str = "") -> None:
+    """Refuse, in one line, a file of ``files`` (paths under ``folder``) that resolves outside it."""
+    root = _trust_root(folder)
+    for path in files:
+        real = Path(path).resolve()
+        if real != root and root not in real.parents:
+            raise _refuse(
+                field,
+                name or str(folder),
+                Path(path),
+                f"is a link to {real}, outside the model folder",
+                "copy the model's own files into the folder (a model reads nothing outside its folder)",
+            )
+
+
+def shard_names(index: Path, weight_map) -> tuple[str, ...]:
+    """The shard file names a weights index lists, each a plain name in the index's own folder.
+
+    Raises
+    ------
+    ModelUnavailableError
+        One line naming the index and the entry, for a path (``../x``, ``/abs``, ``sub/x``).
+    """
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ModelUnavailableError(
+            f"{index}: its weight_map is empty or not a mapping; download the model again."
+        )
+    names = set()
+    for value in weight_map.values():
+        if not (isinstance(value, str) and _FILE.match(value) and value not in (".", "..")):
+            raise ModelUnavailableError(
+                f"{index}: lists the shard {value!r}, which is not a file name in the index's own folder; "
+                "a weights index may only name files beside it: download the model again."
+            )
+        names.add(value)
+    return tuple(sorted(names))
+
+
+def check_cache(root: Path, *, field: str = "model", name: str = "") -> None:
+    """Refuse a cache folder others may write into: world-writable, or another user's and
+    group-writable. Whatever is in it (converted weights, tiny models) is read back as trusted."""
+    try:
+        info = root.stat()
+    except FileNotFoundError:
+        return
+    mode, owner = stat.S_IMODE(info.st_mode), info.st_uid
+    ours = owner == os.geteuid()
+    if mode & 0o002 or (not ours and mode & 0o020):
+        who = "every user" if mode & 0o002 else "its group"
+        raise ModelUnavailableError(
+            f"{field}={name!r}: the mgtoolkit cache {root} can be written by {who} (mode {mode:o}, owner uid "
+            f"{owner}), so the weights read back from it could be someone else's; point MGTOOLKIT_CACHE at a "
+            f"folder of your own (mgtoolkit creates it 0700), or make this one yours only (chmod 700 {root})."
+        )
+
+
+def place(source: Path, target: Path) -> None:
+    """Put ``source``'s content at ``target`` without copying where possible: a hard link, else a
+    symbolic link to its real path (already checked to be inside the model folder), else a copy."""
+    real = source.resolve()
+    try:
+        os.link(real, target)
+        return
+    except OSError:
+        pass
+    try:
+        os.symlink(real, target)
+    except OSError:
+        shutil.copyfile(real, target)
+
+
+def strip_custom_code(path: Path) -> None:
+    """Remove ``auto_map`` (classes in the folder's own ``.py`` files) from a copied JSON file: the
+    libraries' own class for the model type is used, as transformers does without trust_remote_code."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(config, dict) and "auto_map" in config:
+        del config["auto_map"]
+        path.write_text(json.dumps(config, indent=2), encoding="utf-8")
