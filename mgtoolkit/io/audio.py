@@ -368,16 +368,23 @@ def check_audio_header(
             f"has {info.channels} channels, more than the {max_channels} taken here: mix it down first",
             "export it in mono or stereo",
         )
-    _check_length(info.frames / info.samplerate, max_s, field, "this app's")
+    seconds = info.frames / info.samplerate
+    if seconds > max_s:
+        raise InvalidInputError(
+            field,
+            shown,
+            f"is {seconds:.1f} s long, longer than this app's {max_s:g} s: trim it first",
+            f"trim it to at most {max_s:g} s",
+        )
     return info
 
 
-def _check_length(duration: float, max_s: float | None, field: str, whose: str = "the model's") -> None:
+def _check_length(duration: float, max_s: float | None, field: str) -> None:
     if max_s is not None and duration > max_s:
         raise InvalidInputError(
             field,
             f"{duration:.1f} s of audio",
-            f"is longer than {whose} {max_s:g} s",
+            f"is longer than the model's {max_s:g} s",
             f"trim it to at most {max_s:g} s",
         )
 

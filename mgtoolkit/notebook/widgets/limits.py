@@ -195,9 +195,10 @@ def read_allowed_file(typed: str, root: Path, *, field: str, max_bytes: int) -> 
         fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except (OSError, ValueError):
         raise refused from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise refused
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise refused
         try:
             data = handle.read(max_bytes + 1)
         except OSError:

@@ -30,7 +30,7 @@ from .controls import (
     _tip,
 )
 from .limits import StudioLimits
-from .messages import FILE_FIXES, panel_message
+from .messages import FILE_FIXES, UPLOAD_FIXES, panel_message
 
 __all__ = ["TextPanel", "ImagePanel", "AudioPanel"]
 
@@ -128,6 +128,10 @@ class _Panel(widgets.VBox):
         """How the panel names its file inputs' values in messages."""
         return {}
 
+    def _fixes(self) -> dict[str, str]:
+        """What a message about a file says to do (no "type a path" where there is no Path box)."""
+        return UPLOAD_FIXES if self.limits.paths is False else FILE_FIXES
+
     # - the handler
     @property
     def busy(self) -> bool:
@@ -173,7 +177,7 @@ class _Panel(widgets.VBox):
         except GenerationCancelled:
             self._say("Cancelled: stopped at the next step; nothing was kept.", "warning")
         except Exception as exc:  # noqa: BLE001 - the one place errors are caught and shown
-            self._say(panel_message(exc, files=self._file_names()), "danger")
+            self._say(panel_message(exc, files=self._file_names(), fixes=self._fixes()), "danger")
         finally:
             self._set_busy(False)
             self._job.release()
@@ -482,7 +486,7 @@ class ImagePanel(_Panel):
         try:
             found = self.image.preview_bytes()
         except InvalidInputError as exc:  # an upload beyond the app's limits
-            self._say(panel_message(exc, files=self._file_names()), "danger")
+            self._say(panel_message(exc, files=self._file_names(), fixes=self._fixes()), "danger")
             return
         if found is None:
             return
@@ -490,7 +494,7 @@ class ImagePanel(_Panel):
         kind = _image_kind(content)
         if kind is None:
             self._say(
-                f"{self.image.described()}: is not a picture this panel can read; {FILE_FIXES['image']}.",
+                f"{self.image.described()}: is not a picture this panel can read; {self._fixes()['image']}.",
                 "danger",
             )
             return
@@ -754,14 +758,14 @@ class AudioPanel(_Panel):
         try:
             found = self.audio.preview_bytes()
         except InvalidInputError as exc:  # refused by its header or size, before any decoding
-            self._say(panel_message(exc, files=self._file_names()), "danger")
+            self._say(panel_message(exc, files=self._file_names(), fixes=self._fixes()), "danger")
             return
         if found is None:
             return
         content, name = found
         problem, mime = _audio_problem(content)
         if problem is not None:
-            self._say(f"{self.audio.described()}: {problem}; {FILE_FIXES['audio']}.", "danger")
+            self._say(f"{self.audio.described()}: {problem}; {self._fixes()['audio']}.", "danger")
             return
         self.preview.value = _player(content, mime, f"original: {name}")
         self._say(f"{self.audio.described()} is ready: listening to it...", "")
