@@ -546,3 +546,46 @@ def test_a_batch_never_deletes_a_sidecar_it_did_not_write(tmp_path):
 def test_wav_bytes_round_trip_for_the_header_check():
     info = check_audio_header(wav_bytes(np.zeros(1600), SR), max_s=1, max_channels=1)
     assert (info.frames, info.samplerate, info.channels) == (1600, SR, 1)
+
+
+def test_the_core_refuses_a_long_file_by_path_before_reading_it(
+    flac_bomb, no_decoding, tmp_path, monkeypatch
+):
+    bomb = tmp_path / "bomb.flac"
+    bomb.write_bytes(flac_bomb)
+    monkeypatch.setattr(type(bomb), "read_bytes", lambda self: pytest.fail("the file was read whole"))
+    with pytest.raises(mg.InvalidInputError, match="longer than the model's 600 s"):
+        load_audio(str(bomb), SR, max_s=600.0)
+
+
+def test_texts_longer_than_the_limit_are_refused_before_anything_runs(calls):
+    limits = StudioLimits.published(model="tiny")
+    text = _text_panel(calls, limits, model="tiny")
+    text.prompt.set_state({"value": "piano " * 1000})
+    _browser_click(text.generate_button)
+    assert text.status.text == "Prompt: 6000 characters are more than this app's 1000; shorten it."
+    image = _image_panel(calls, limits)
+    image.caption.set_state({"value": "a lake " * 1000})
+    _browser_click(image.write_button)
+    assert image.status.text == "Caption: 7000 characters are more than this app's 1000; shorten it."
+    _browser_click(image.generate_button)
+    assert image.status.text.startswith("Caption: 7000 characters")
+    assert _ran_nothing(calls)
+
+
+def test_extend_is_refused_past_the_longest_clip_the_app_makes(calls):
+    extended = []
+
+    def fake_extend(clip, *, seconds, callback=None, cancel=None):
+        extended.append(seconds)
+        return clip
+
+    limits = StudioLimits.notebook(max_extended_s=5.0)
+    panel = TextPanel(
+        calls.fake_generate, extend=fake_extend, synchronous=True, history=History(), limits=limits
+    )
+    clip = calls.fake_generate(mg.GenerationRequest(prompt="calm", model="tiny", audio_length_in_s=1.0))[0]
+    panel.extend_clip(clip, 10.0)
+    assert panel.status.text == "Seconds: 11.0 is above this app's limit of 5 s; choose at most 5."
+    panel.extend_clip(clip, 3.0)
+    assert extended == [3.0]

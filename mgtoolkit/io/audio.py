@@ -327,13 +327,13 @@ def load_audio(
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
-def audio_header(data: bytes) -> Any | None:
-    """What ``data``'s header says (``soundfile.info``: frames, rate, channels, format), read
-    without decoding a sample; ``None`` if libsndfile does not know the format."""
+def audio_header(data: bytes | Path) -> Any | None:
+    """What the header of ``data`` (bytes or a file) says (``soundfile.info``: frames, rate,
+    channels, format), read without decoding a sample; ``None`` if libsndfile does not know it."""
     import soundfile as sf
 
     try:
-        return sf.info(io.BytesIO(data))
+        return sf.info(str(data) if isinstance(data, Path) else io.BytesIO(data))
     except Exception:  # noqa: BLE001 - any reader error means "not a format libsndfile reads"
         return None
 
@@ -389,6 +389,15 @@ def _check_length(duration: float, max_s: float | None, field: str) -> None:
         )
 
 
+def _refuse_long(source: bytes | Path, max_s: float | None, field: str) -> None:
+    """Refuse a file whose header says it is longer than ``max_s`` (nothing decoded)."""
+    if max_s is None:
+        return
+    info = audio_header(source)
+    if info is not None and info.samplerate > 0:
+        _check_length(info.frames / info.samplerate, max_s, field)
+
+
 def _decode(audio: Any, field: str, max_s: float | None = None) -> tuple[np.ndarray, int]:
     """Samples and their rate, from any accepted kind of input."""
     if audio is None:
@@ -441,6 +450,7 @@ def _read_file(audio: Any, field: str, max_s: float | None = None) -> tuple[np.n
         path = Path(audio).expanduser()
         if not path.is_file():
             raise InvalidInputError(field, str(audio), "is not an existing file", _FIX)
+        _refuse_long(path, max_s, field)  # before reading it into memory
         data = path.read_bytes()
     elif hasattr(audio, "read"):
         data = audio.read()
@@ -448,9 +458,7 @@ def _read_file(audio: Any, field: str, max_s: float | None = None) -> tuple[np.n
         raise InvalidInputError(field, audio, f"is a {type(audio).__name__}, not audio", _FIX)
     if not data:
         raise InvalidInputError(field, shown, "is empty (zero bytes)", "upload the file again; " + _FIX)
-    info = audio_header(data)
-    if info is not None and info.samplerate > 0:  # refuse a long file before decoding it
-        _check_length(info.frames / info.samplerate, max_s, field)
+    _refuse_long(data, max_s, field)  # before decoding it
     try:
         wave, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):

@@ -53,6 +53,8 @@ class StudioLimits:
         Longest uploaded audio, read from its header before it is decoded.
     max_upload_channels : int
         Most channels of uploaded audio, read from its header.
+    max_text_chars : int
+        Longest prompt, negative prompt, caption or music prompt, in characters.
 
     Examples
     --------
@@ -71,6 +73,7 @@ class StudioLimits:
     max_upload_bytes: int = 100_000_000
     max_upload_s: float = 600.0
     max_upload_channels: int = 8
+    max_text_chars: int = 10_000
 
     def __post_init__(self) -> None:
         if self.models is not None:
@@ -87,7 +90,7 @@ class StudioLimits:
     def published(cls, *, model: str | None = None, **changes: Any) -> StudioLimits:
         """Strict limits for an app served to visitors (Voilà): no Path boxes, no downloads, only
         ``model`` (the default model otherwise) and ``tiny``, 30 s clips, 100 steps, 2 candidates,
-        uploads of at most 10 MB, 30 s and 2 channels."""
+        uploads of at most 10 MB, 30 s and 2 channels, texts of at most 1000 characters."""
         from ...models.registry import default_model
 
         strict = cls(
@@ -100,6 +103,7 @@ class StudioLimits:
             max_upload_bytes=10_000_000,
             max_upload_s=30.0,
             max_upload_channels=2,
+            max_text_chars=1000,
         )
         return dataclasses.replace(strict, **changes)
 
@@ -117,6 +121,17 @@ class StudioLimits:
         _at_most("num_waveforms_per_prompt", values.get("num_waveforms_per_prompt"), self.max_candidates, "")
         if values.get("model") is not None:
             self.check_model(values["model"])
+
+    def check_texts(self, texts: Mapping[str, Any]) -> None:
+        """Refuse a text box holding more than :attr:`max_text_chars` characters."""
+        for field, text in texts.items():
+            if text is not None and len(str(text)) > self.max_text_chars:
+                raise InvalidInputError(
+                    field,
+                    len(str(text)),
+                    f"characters are more than this app's {self.max_text_chars}",
+                    "shorten it",
+                )
 
     def check_model(self, name: Any) -> None:
         """Refuse a model this app does not offer, or one it would have to download."""

@@ -43,6 +43,8 @@ _CONTROLS = {
     "num_waveforms_per_prompt": "Candidates",
     "strength": "Strength",
     "model": "Model",
+    "caption": "Caption",
+    "music_prompt": "Music prompt",
 }
 FILE_FIXES = {
     "image": "upload a PNG, JPEG or WebP picture, or remove the upload and type the path of one",

@@ -294,6 +294,7 @@ class TextPanel(_Panel):
     def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> list[Clip]:
         """Generate from :attr:`request`; return the clips (also kept in :attr:`result`)."""
         self.settings.checked_values()  # this studio's limits, before anything runs
+        self.limits.check_texts({"prompt": self.prompt.value, "negative_prompt": self.negative_prompt.value})
         generate = self._generate or _backend("generate")
         extra = {"loop": True} if self.loop.value else {}
         clips = _as_clips(generate(self.request, callback=callback, cancel=cancel, **extra))
@@ -434,6 +435,15 @@ class ImagePanel(_Panel):
     def _file_names(self) -> dict[str, str]:
         return {"image": self.image.described()}
 
+    def _check_texts(self) -> None:
+        self.limits.check_texts(
+            {
+                "caption": self.caption.value,
+                "music_prompt": self.music_prompt.value,
+                "negative_prompt": self.negative_prompt.value,
+            }
+        )
+
     def describe(self) -> str:
         """Stage 1: caption the image (also put into :attr:`caption`)."""
         describe = self._describe or _backend("describe_image")
@@ -442,6 +452,7 @@ class ImagePanel(_Panel):
 
     def write(self) -> str:
         """Stage 2: the musical prompt from the caption (also put into :attr:`music_prompt`)."""
+        self.limits.check_texts({"caption": self.caption.value})
         write = self._write or _backend("write_music_prompt")
         self.music_prompt.value = write(self.caption.value)
         return self.music_prompt.value
@@ -449,6 +460,7 @@ class ImagePanel(_Panel):
     def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> Clip:
         """Run the stages still empty, then generate; return the clip (also in :attr:`result`)."""
         self.settings.checked_values()  # this studio's limits, before anything runs
+        self._check_texts()
         if not self.caption.value.strip():
             self._say("Describing the image...", "")
             self.describe()
@@ -665,6 +677,7 @@ class AudioPanel(_Panel):
     def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> Clip:
         """Restyle with :attr:`request`; return the clip (also in :attr:`result`)."""
         self.settings.checked_values()  # this studio's limits, before anything runs
+        self.limits.check_texts({"prompt": self.prompt.value, "negative_prompt": self.negative_prompt.value})
         restyle = self._restyle or _backend("restyle")
         request = self.request
         clip = _as_clips(
@@ -681,6 +694,7 @@ class AudioPanel(_Panel):
             max(round(float(description.duration_s), 1), 1.0), 30.0, self.limits.max_audio_length_in_s
         )
         self.limits.check({**settings, "audio_length_in_s": length})
+        self.limits.check_texts({"prompt": self.prompt.value, "negative_prompt": self.negative_prompt.value})
         request = GenerationRequest(prompt=self.prompt.value, audio_length_in_s=length, **settings)
         generate = self._generate or _backend("generate")
         clip = _as_clips(generate(request, callback=callback, cancel=cancel))[0]
