@@ -589,3 +589,36 @@ def test_extend_is_refused_past_the_longest_clip_the_app_makes(calls):
     assert panel.status.text == "Seconds: 11.0 is above this app's limit of 5 s; choose at most 5."
     panel.extend_clip(clip, 3.0)
     assert extended == [3.0]
+
+
+def test_a_captioner_or_writer_is_not_downloaded_where_downloads_are_off(calls, monkeypatch):
+    import mgtoolkit.models.weights as weights
+    import mgtoolkit.tasks.image as image_tasks
+
+    monkeypatch.setenv("MGTOOLKIT_CAPTIONER", "blip2")
+    monkeypatch.setenv("MGTOOLKIT_WRITER", "qwen2-0.5b")
+    monkeypatch.setattr(weights, "locate", lambda source, **kw: None)
+    for name in ("describe_image", "write_music_prompt", "fetch_repo"):
+        monkeypatch.setattr(
+            image_tasks, name, lambda *a, **k: pytest.fail("a model was loaded"), raising=False
+        )
+    panel = ImagePanel(synchronous=True, history=History(), limits=StudioLimits.published(model="tiny"))
+    _browser_upload(panel.image, "lake.png", PNG)
+    _browser_click(panel.describe_button)
+    assert panel.status.text.startswith(
+        "The captioner (stage 1) 'blip2' is not on this machine and cannot be downloaded from here."
+    )
+    panel.caption.value = "a lake at dawn"
+    _browser_click(panel.write_button)
+    assert panel.status.text.startswith("The writer (stage 2) 'qwen2-0.5b' is not on this machine")
+
+
+def test_an_image_file_over_the_size_cap_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import mgtoolkit.io.images as images
+
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 100)
+    big = tmp_path / "big.png"
+    big.write_bytes(PNG + bytes(200))
+    monkeypatch.setattr(type(big), "read_bytes", lambda self: pytest.fail("the file was read"))
+    with pytest.raises(mg.InvalidInputError, match="is larger than 0.0001 MB"):
+        images.load_image(str(big))

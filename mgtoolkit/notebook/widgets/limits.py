@@ -144,6 +144,14 @@ class StudioLimits:
                 f"model={str(name)!r}: not on this machine, and this app does not download models"
             )
 
+    def check_helper(self, field: str, name: str) -> None:
+        """Refuse a captioner or writer (``field``) that would be downloaded where downloads are off."""
+        if self.allow_downloads or not _needs_download(field, name):
+            return
+        raise ModelUnavailableError(
+            f"{field}={name!r}: not on this machine, and this app does not download models"
+        )
+
     def check_extended(self, seconds: float) -> None:
         """Refuse an Extend whose result would be longer than :attr:`max_extended_s`."""
         if self.max_extended_s is not None:
@@ -174,6 +182,24 @@ def _at_most(field: str, value: Any, limit: float, unit: str) -> None:
             f"is above this app's limit of {limit:g}{' ' + unit if unit else ''}",
             f"choose at most {limit:g}",
         )
+
+
+def _needs_download(field: str, name: str) -> bool:
+    """Whether the captioner or writer ``name`` has weights to fetch before it can run."""
+    if name.startswith(("tiny", "text:")) or name == "template":
+        return False
+    from ...models.captioners import resolve_captioner
+    from ...models.writers import resolve_writer
+
+    try:
+        source = {"captioner": resolve_captioner, "writer": resolve_writer}[field](name).source
+    except Exception:  # noqa: BLE001 - an unknown name is reported by the task itself, downloading nothing
+        return False
+    if not source or source.startswith("tiny") or os.path.isdir(source):
+        return False
+    from ...models.weights import locate
+
+    return locate(source, marker="config.json") is None
 
 
 def _on_this_machine(name: str) -> bool:

@@ -40,6 +40,8 @@ _HOMES = {  # the pure tasks: a panel records what it makes in its own history
     "restyle": "mgtoolkit.tasks.audio",
     "describe_image": "mgtoolkit.tasks.image",
     "write_music_prompt": "mgtoolkit.tasks.image",
+    "default_captioner": "mgtoolkit.tasks.image",
+    "default_writer": "mgtoolkit.tasks.image",
     "describe_audio": "mgtoolkit.analysis.describe",
 }
 
@@ -127,6 +129,11 @@ class _Panel(widgets.VBox):
     def _file_names(self) -> dict[str, str]:
         """How the panel names its file inputs' values in messages."""
         return {}
+
+    def _check_writer(self) -> None:
+        """Where downloads are off, refuse the default writer if it is not on this machine."""
+        if getattr(self, "_write", None) is None:
+            self.limits.check_helper("writer", _backend("default_writer")())
 
     def _fixes(self) -> dict[str, str]:
         """What a message about a file says to do (no "type a path" where there is no Path box)."""
@@ -446,13 +453,17 @@ class ImagePanel(_Panel):
 
     def describe(self) -> str:
         """Stage 1: caption the image (also put into :attr:`caption`)."""
+        image = self.image.value()
+        if self._describe is None:
+            self.limits.check_helper("captioner", _backend("default_captioner")())
         describe = self._describe or _backend("describe_image")
-        self.caption.value = describe(self.image.value())
+        self.caption.value = describe(image)
         return self.caption.value
 
     def write(self) -> str:
         """Stage 2: the musical prompt from the caption (also put into :attr:`music_prompt`)."""
         self.limits.check_texts({"caption": self.caption.value})
+        self._check_writer()
         write = self._write or _backend("write_music_prompt")
         self.music_prompt.value = write(self.caption.value)
         return self.music_prompt.value
@@ -670,6 +681,7 @@ class AudioPanel(_Panel):
 
     def write(self) -> str:
         """Stage 2: a musical prompt from the description (put into :attr:`prompt`)."""
+        self._check_writer()
         write = self._write or _backend("write_music_prompt")
         self.prompt.value = write(self._described().sentence())
         return self.prompt.value
