@@ -628,3 +628,23 @@ def test_an_image_file_over_the_size_cap_is_refused_before_it_is_read(tmp_path, 
     monkeypatch.setattr(type(big), "read_bytes", lambda self: pytest.fail("the file was read"))
     with pytest.raises(mg.InvalidInputError, match="is larger than 0.0001 MB"):
         images.load_image(str(big))
+
+
+def test_audio_is_described_without_tags_where_clap_would_be_downloaded(monkeypatch):
+    import mgtoolkit.analysis.describe as describe_module
+    import mgtoolkit.models.weights as weights
+
+    asked = []
+
+    def fake_describe_audio(audio, *, clap=None, tags=True):
+        asked.append((clap, tags))
+        return Calls().fake_describe_audio(audio, clap=clap)
+
+    monkeypatch.setattr(weights, "locate", lambda source, **kw: None)
+    monkeypatch.setattr(describe_module, "describe_audio", fake_describe_audio)
+    limits = StudioLimits.published(model="audioldm-s-full-v2")
+    assert not limits.may_load("clap", None) and limits.may_load("clap", "tiny")
+    panel = AudioPanel(synchronous=True, history=History(), limits=limits, model="audioldm-s-full-v2")
+    _browser_upload(panel.audio, "hum.wav", _wav())
+    assert asked == [(None, False)]  # the default CLAP is not here: no tags, and no download
+    assert StudioLimits.notebook().may_load("clap", None)

@@ -170,9 +170,7 @@ class Settings(widgets.VBox):
         self.model = _tip(
             widgets.Dropdown(
                 options=options,
-                value=model
-                if model in options
-                else (default_model() if default_model() in options else options[0]),
+                value=_first_offered((model, default_model()), options),
                 description="Model",
                 style=_STYLE,
             ),
@@ -188,8 +186,8 @@ class Settings(widgets.VBox):
         self._has_duration, self._has_candidates = duration, candidates
 
     def checked_values(self) -> dict[str, Any]:
-        """:meth:`values`, refused in one line if they pass this studio's :class:`StudioLimits`
-        (whatever the browser did to the sliders' bounds)."""
+        """:meth:`values`, refused in one line where they go beyond this studio's
+        :class:`StudioLimits` (whatever the browser did to the sliders' bounds)."""
         values = self.values()
         self.limits.check(values)
         return values
@@ -256,6 +254,11 @@ def _keep_bounds(slider: widgets.Widget) -> None:
             setattr(slider, change["name"], bounds[change["name"]])
 
     slider.observe(restore, names=list(bounds))
+
+
+def _first_offered(wanted: tuple[str | None, ...], options: list[str]) -> str:
+    """The first of ``wanted`` that ``options`` holds, else the first option."""
+    return next((name for name in wanted if name in options), options[0])
 
 
 def _model_options(extra: str | None, allowed: tuple[str, ...] | None = None) -> list[str]:

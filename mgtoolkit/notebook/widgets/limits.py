@@ -144,9 +144,14 @@ class StudioLimits:
                 f"model={str(name)!r}: not on this machine, and this app does not download models"
             )
 
+    def may_load(self, field: str, name: str | None) -> bool:
+        """Whether the captioner, writer or CLAP model (``field``) ``name`` may be loaded here:
+        downloads are allowed, or it needs none."""
+        return self.allow_downloads or not _needs_download(field, name)
+
     def check_helper(self, field: str, name: str) -> None:
         """Refuse a captioner or writer (``field``) that would be downloaded where downloads are off."""
-        if self.allow_downloads or not _needs_download(field, name):
+        if self.may_load(field, name):
             return
         raise ModelUnavailableError(
             f"{field}={name!r}: not on this machine, and this app does not download models"
@@ -172,7 +177,7 @@ def _at_most(field: str, value: Any, limit: float, unit: str) -> None:
     if value is None:
         return
     try:
-        over = float(value) > float(limit)
+        over = not float(value) <= float(limit)  # NaN is over too
     except (TypeError, ValueError):
         raise InvalidInputError(field, value, "is not a number", "use the slider") from None
     if over:
@@ -184,15 +189,21 @@ def _at_most(field: str, value: Any, limit: float, unit: str) -> None:
         )
 
 
-def _needs_download(field: str, name: str) -> bool:
-    """Whether the captioner or writer ``name`` has weights to fetch before it can run."""
-    if name.startswith(("tiny", "text:")) or name == "template":
+def _needs_download(field: str, name: str | None) -> bool:
+    """Whether the captioner, writer or CLAP model ``name`` has weights to fetch before it can run."""
+    if isinstance(name, str) and (name.startswith(("tiny", "text:")) or name == "template"):
         return False
     from ...models.captioners import resolve_captioner
+    from ...models.clap import resolve_clap
     from ...models.writers import resolve_writer
 
+    resolvers = {
+        "captioner": lambda n: resolve_captioner(n).source,
+        "writer": lambda n: resolve_writer(n).source,
+        "clap": lambda n: resolve_clap(n)[1],
+    }
     try:
-        source = {"captioner": resolve_captioner, "writer": resolve_writer}[field](name).source
+        source = resolvers[field](name)
     except Exception:  # noqa: BLE001 - an unknown name is reported by the task itself, downloading nothing
         return False
     if not source or source.startswith("tiny") or os.path.isdir(source):

@@ -104,9 +104,8 @@ class _Panel(widgets.VBox):
         self.output = widgets.Output()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
-        self._job = (
-            threading.Lock()
-        )  # one job at a time, decided here: not by a button the browser can enable
+        # one job at a time, decided here: not by a button's state, which the browser can change
+        self._job = threading.Lock()
         self._busy_buttons: list[widgets.Button] = [self.generate_button]
         self.generate_button.on_click(lambda _b: self._start(self._generate_job, self._show_result))
         self.cancel_button.on_click(self._on_cancel)
@@ -671,7 +670,10 @@ class AudioPanel(_Panel):
         """Stage 1: describe the clip (also in :attr:`description`); fills an empty prompt."""
         describe = self._describe or _backend("describe_audio")
         audio = self.audio.value()
-        description = describe(audio, clap=self._clap())
+        options: dict[str, Any] = {"clap": self._clap()}
+        if self._describe is None and not self.limits.may_load("clap", options["clap"]):
+            options["tags"] = False  # no CLAP here and no downloads: tempo, key and loudness only
+        description = describe(audio, **options)
         if self.audio.value() != audio:  # another clip came meanwhile: this description is not its
             return None
         self.description = description
