@@ -184,6 +184,14 @@ class _Folder:
     def remove(self, name: str) -> None:
         (self.root / name).unlink(missing_ok=True)
 
+    def read(self, name: str, limit: int) -> bytes | None:
+        """The first ``limit`` bytes of ``name`` (a regular file, not followed through a symlink)."""
+        path = self.root / name
+        if path.is_symlink() or not path.is_file():
+            return None
+        with path.open("rb") as handle:
+            return handle.read(limit)
+
     def write(self, name: str, data: bytes) -> str:
         return str(write_atomic(self.root / name, lambda tmp: tmp.write_bytes(data)))
 
@@ -214,6 +222,13 @@ class _Remote:
     def remove(self, name: str) -> None:
         if self.exists(name):
             self.fs.rm(self._path(name))
+
+    def read(self, name: str, limit: int) -> bytes | None:
+        """The first ``limit`` bytes of ``name``, if it is there."""
+        if not self.exists(name):
+            return None
+        with self.fs.open(self._path(name), "rb") as handle:
+            return handle.read(limit)
 
     def write(self, name: str, data: bytes) -> str:
         path = self._path(name)
@@ -263,7 +278,12 @@ def _write_clip(output: _Folder | _Remote, stem: str, clip: Clip) -> str | None:
     if output.exists(f"{stem}.wav"):
         return None
     metadata = {**clip.metadata(), "file": f"{stem}.wav"}
-    output.remove(f"{stem}.json")  # a sidecar without its WAV: left by a run that was stopped
+    if output.exists(f"{stem}.json"):  # a sidecar without its WAV: left by a run that was stopped?
+        if not _our_sidecar(output, stem):
+            raise FileExistsError(
+                f"{output.shown}/{stem}.json exists and was not written by mgtoolkit; move it away"
+            )
+        output.remove(f"{stem}.json")
     output.write(
         f"{stem}.json", (json.dumps(metadata, indent=2, ensure_ascii=False, default=_plain) + "\n").encode()
     )
@@ -271,6 +291,22 @@ def _write_clip(output: _Folder | _Remote, stem: str, clip: Clip) -> str | None:
         return output.write(f"{stem}.wav", wav_bytes(clip.waveform, clip.sample_rate))
     except FileExistsError:
         return None
+
+
+def _our_sidecar(output: _Folder | _Remote, stem: str) -> bool:
+    """Whether ``stem.json`` is a sidecar a batch wrote for ``stem.wav`` (JSON naming that WAV,
+    with mgtoolkit's version): only such a file is replaced, never someone else's."""
+    data = output.read(f"{stem}.json", 10_000_000)
+    try:
+        sidecar = json.loads(data or b"")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return (
+        isinstance(sidecar, dict)
+        and sidecar.get("file") == f"{stem}.wav"
+        and "mgtoolkit_version" in sidecar
+        and isinstance(sidecar.get("parameters"), dict)
+    )
 
 
 def _plain(obj: Any) -> Any:

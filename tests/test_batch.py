@@ -92,7 +92,8 @@ def test_a_rerun_writes_nothing(made):
 def test_a_stopped_run_resumes_without_overwriting(tmp_path, tiny_model):
     # A run stopped after the first clip of a row, and after a sidecar whose WAV never came.
     (tmp_path / "0001-sea_seed0.wav").write_bytes(b"made by the first run")
-    (tmp_path / "0001-sea_seed1.json").write_text("{half")
+    left = {"file": "0001-sea_seed1.wav", "mgtoolkit_version": "0", "parameters": {}, "seed": 9}
+    (tmp_path / "0001-sea_seed1.json").write_text(json.dumps(left))  # a batch's own sidecar (issue 24)
     summary = mg.batch([{"prompt": "sea", "n": "2"}], out=tmp_path, **QUICK)
     assert summary.clips == 1 and summary.written[0].endswith("0001-sea_seed1.wav")
     assert (tmp_path / "0001-sea_seed0.wav").read_bytes() == b"made by the first run"

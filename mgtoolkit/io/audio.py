@@ -40,6 +40,8 @@ __all__ = [
     "save_clip",
     "write_atomic",
     "free_stem",
+    "audio_header",
+    "check_audio_header",
 ]
 
 
@@ -71,11 +73,21 @@ def safe_stem(text: str, *, max_len: int = MAX_STEM, default: str = "clip") -> s
     'etc-passwd'
     >>> safe_stem("轻松的爵士钢琴")
     'qing-song-de-jue-shi-gang-qin'
+    >>> safe_stem("CON")  # a device name on Windows, whatever the extension
+    'con_'
     """
     ascii_text = unicodedata.normalize("NFKD", romanize(text)).encode("ascii", "ignore").decode()
     stem = re.sub(r"[^a-z0-9_]+", "-", ascii_text.lower()).strip("-_")
     stem = stem[:max_len].rstrip("-")
-    return stem or default
+    stem = stem or default
+    return f"{stem}_" if stem in _WINDOWS_RESERVED else stem
+
+
+_WINDOWS_RESERVED = frozenset(
+    ["con", "prn", "aux", "nul", "conin", "conout"]
+    + [f"{port}{n}" for port in ("com", "lpt") for n in range(10)]
+)
+"""Names Windows keeps for devices (``CON``, ``COM1``...), with any extension: a stem never is one."""
 
 
 def to_pcm16(waveform: np.ndarray) -> np.ndarray:
@@ -296,20 +308,14 @@ def load_audio(
     >>> load_audio((np.sin(2 * np.pi * 440 * t), 44100), 16000).shape
     (16000,)
     """
-    wave, rate = _decode(audio, field)
+    wave, rate = _decode(audio, field, max_s)
     wave = _mono(wave, field)
     duration = wave.shape[0] / rate
     if duration < min_s:
         raise InvalidInputError(
             field, f"{duration:.2f} s of audio", f"is shorter than {min_s:g} s", "pass a longer clip"
         )
-    if max_s is not None and duration > max_s:
-        raise InvalidInputError(
-            field,
-            f"{duration:.1f} s of audio",
-            f"is longer than the model's {max_s:g} s",
-            f"trim it to at most {max_s:g} s",
-        )
+    _check_length(duration, max_s, field)
     if not np.isfinite(wave).all():
         raise InvalidInputError(
             field, "samples with NaN/inf", "has non-finite samples", "pass finite samples"
@@ -325,7 +331,78 @@ def load_audio(
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
-def _decode(audio: Any, field: str) -> tuple[np.ndarray, int]:
+def audio_header(data: bytes | Path) -> Any | None:
+    """What the header of ``data`` (bytes or a file) says (``soundfile.info``: frames, rate,
+    channels, format), read without decoding a sample; ``None`` if libsndfile does not know it."""
+    import soundfile as sf
+
+    try:
+        return sf.info(str(data) if isinstance(data, Path) else io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - any reader error means "not a format libsndfile reads"
+        return None
+
+
+def check_audio_header(
+    data: bytes, *, max_s: float, max_channels: int, field: str = "audio", shown: str = "the file"
+) -> Any:
+    """Refuse audio by its header, before decoding: unknown format, no frames, an odd sample rate,
+    more than ``max_channels`` channels or longer than ``max_s`` seconds. Returns the header.
+
+    A few hundred kilobytes of FLAC can claim ten minutes of eight channels: its header says so,
+    and decoding it would take hundreds of megabytes. Nothing is decoded here.
+
+    Examples
+    --------
+    >>> check_audio_header(wav_bytes(np.zeros(1600), 16000), max_s=1, max_channels=2).duration
+    0.1
+    """
+    info = audio_header(data)
+    if info is None:
+        raise InvalidInputError(field, shown, "is not an audio file this app can read", _FIX)
+    if int(info.frames) <= 0 or not 0 < int(info.channels):
+        raise InvalidInputError(field, shown, "holds no sound", "pass a clip with sound in it")
+    if not 1000 <= int(info.samplerate) <= 384000:
+        raise InvalidInputError(
+            field, shown, f"says its sample rate is {info.samplerate} Hz", "export it at 16-48 kHz"
+        )
+    if int(info.channels) > max_channels:
+        raise InvalidInputError(
+            field,
+            shown,
+            f"has {info.channels} channels, more than the {max_channels} taken here: mix it down first",
+            "export it in mono or stereo",
+        )
+    seconds = info.frames / info.samplerate
+    if seconds > max_s:
+        raise InvalidInputError(
+            field,
+            shown,
+            f"is {seconds:.1f} s long, longer than this app's {max_s:g} s: trim it first",
+            f"trim it to at most {max_s:g} s",
+        )
+    return info
+
+
+def _check_length(duration: float, max_s: float | None, field: str) -> None:
+    if max_s is not None and duration > max_s:
+        raise InvalidInputError(
+            field,
+            f"{duration:.1f} s of audio",
+            f"is longer than the model's {max_s:g} s",
+            f"trim it to at most {max_s:g} s",
+        )
+
+
+def _refuse_long(source: bytes | Path, max_s: float | None, field: str) -> None:
+    """Refuse a file whose header says it is longer than ``max_s`` (nothing decoded)."""
+    if max_s is None:
+        return
+    info = audio_header(source)
+    if info is not None and info.samplerate > 0:
+        _check_length(info.frames / info.samplerate, max_s, field)
+
+
+def _decode(audio: Any, field: str, max_s: float | None = None) -> tuple[np.ndarray, int]:
     """Samples and their rate, from any accepted kind of input."""
     if audio is None:
         raise InvalidInputError(field, audio, "is missing", _FIX)
@@ -340,7 +417,7 @@ def _decode(audio: Any, field: str) -> tuple[np.ndarray, int]:
             "has no sample rate",
             "pass (samples, sample_rate), e.g. (y, 16000)",
         )
-    return _read_file(audio, field)
+    return _read_file(audio, field, max_s)
 
 
 def _from_pair(pair: tuple, field: str) -> tuple[np.ndarray, int]:
@@ -366,7 +443,7 @@ def _from_pair(pair: tuple, field: str) -> tuple[np.ndarray, int]:
     return wave.astype(np.float32), int(rate)
 
 
-def _read_file(audio: Any, field: str) -> tuple[np.ndarray, int]:
+def _read_file(audio: Any, field: str, max_s: float | None = None) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     shown = f"{len(audio)} bytes" if isinstance(audio, (bytes, bytearray)) else str(audio)[:60]
@@ -377,6 +454,7 @@ def _read_file(audio: Any, field: str) -> tuple[np.ndarray, int]:
         path = Path(audio).expanduser()
         if not path.is_file():
             raise InvalidInputError(field, str(audio), "is not an existing file", _FIX)
+        _refuse_long(path, max_s, field)  # before reading it into memory
         data = path.read_bytes()
     elif hasattr(audio, "read"):
         data = audio.read()
@@ -384,6 +462,7 @@ def _read_file(audio: Any, field: str) -> tuple[np.ndarray, int]:
         raise InvalidInputError(field, audio, f"is a {type(audio).__name__}, not audio", _FIX)
     if not data:
         raise InvalidInputError(field, shown, "is empty (zero bytes)", "upload the file again; " + _FIX)
+    _refuse_long(data, max_s, field)  # before decoding it
     try:
         wave, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):

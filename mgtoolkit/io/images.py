@@ -17,13 +17,16 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["load_image", "example_image", "MAX_SIDE", "MAX_PIXELS"]
+__all__ = ["load_image", "example_image", "MAX_SIDE", "MAX_PIXELS", "MAX_FILE_BYTES"]
 
 MAX_SIDE = 1024
 """Longest side (pixels) of the image handed to a captioner; larger images are downscaled."""
 
 MAX_PIXELS = 100_000_000
 """Images claiming more pixels than this are refused before decoding (decompression bombs)."""
+
+MAX_FILE_BYTES = 200_000_000
+"""Image files larger than this are refused before they are read."""
 
 _FIX_FILE = "pass a PNG/JPEG/WebP file path, its bytes, a PIL image or an RGB array"
 
@@ -79,6 +82,13 @@ def _read_bytes(image: Any, field: str) -> bytes:
         path = Path(image).expanduser()
         if not path.is_file():
             raise InvalidInputError(field, str(image), "is not an existing file", _FIX_FILE)
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InvalidInputError(
+                field,
+                str(image),
+                f"is larger than {MAX_FILE_BYTES / 1e6:g} MB",
+                "resize or compress it first",
+            )
         data = path.read_bytes()
     elif hasattr(image, "read"):
         data = image.read()

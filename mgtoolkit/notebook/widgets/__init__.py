@@ -29,6 +29,7 @@ from __future__ import annotations
 from ..history import HISTORY, History  # the gallery's model; re-exported
 from .controls import Settings, StatusLine
 from .gallery import HistoryGallery
+from .limits import StudioLimits
 from .messages import one_line, panel_message, strip_ansi
 from .panels import AudioPanel, ImagePanel, TextPanel
 from .studio import Studio, studio
@@ -43,6 +44,7 @@ __all__ = [
     "AudioPanel",
     "HistoryGallery",
     "Studio",
+    "StudioLimits",
     "studio",
     "one_line",
     "panel_message",

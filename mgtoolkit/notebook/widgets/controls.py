@@ -12,8 +12,10 @@ import ipywidgets as widgets
 import traitlets
 
 from ...config import SEED_MAX, draw_seed
+from ...errors import InvalidInputError
 from ...models.registry import PRESETS, default_model
 from ...types import GenerationRequest
+from .limits import StudioLimits, read_allowed_file
 from .messages import strip_ansi
 
 __all__ = ["StatusLine", "Settings", "CSS"]
@@ -104,12 +106,27 @@ class Settings(widgets.VBox):
         steps: int = 20,
         guidance: float = 2.5,
         model: str | None = None,
+        limits: StudioLimits | None = None,
     ) -> None:
+        self.limits = limits if limits is not None else StudioLimits.for_environment(model=model)
+        top = self.limits
         self.duration = _slider(
-            widgets.FloatSlider, "Seconds", "length of the clip in seconds", 5.0, 0.5, 30.0, 0.5
+            widgets.FloatSlider,
+            "Seconds",
+            "length of the clip in seconds",
+            min(5.0, top.max_audio_length_in_s),
+            0.5,
+            top.max_audio_length_in_s,
+            0.5,
         )
         self.steps = _slider(
-            widgets.IntSlider, "Steps", "denoising steps: more is slower and cleaner", steps, 1, 200, 1
+            widgets.IntSlider,
+            "Steps",
+            "denoising steps: more is slower and cleaner",
+            min(steps, top.max_num_inference_steps),
+            1,
+            top.max_num_inference_steps,
+            1,
         )
         self.guidance = _slider(
             widgets.FloatSlider,
@@ -141,12 +158,19 @@ class Settings(widgets.VBox):
             "draw a new seed and generate again",
         )
         self.candidates = _slider(
-            widgets.IntSlider, "Candidates", "how many clips to make (seeds seed, seed+1, ...)", 1, 1, 4, 1
+            widgets.IntSlider,
+            "Candidates",
+            "how many clips to make (seeds seed, seed+1, ...)",
+            1,
+            1,
+            top.max_candidates,
+            1,
         )
+        options = _model_options(model, top.models)
         self.model = _tip(
             widgets.Dropdown(
-                options=_model_options(model),
-                value=model or default_model(),
+                options=options,
+                value=_first_offered((model, default_model()), options),
                 description="Model",
                 style=_STYLE,
             ),
@@ -160,6 +184,13 @@ class Settings(widgets.VBox):
         rows += [self.candidates] if candidates else []
         super().__init__(rows + [self.model])
         self._has_duration, self._has_candidates = duration, candidates
+
+    def checked_values(self) -> dict[str, Any]:
+        """:meth:`values`, refused in one line where they go beyond this studio's
+        :class:`StudioLimits` (whatever the browser did to the sliders' bounds)."""
+        values = self.values()
+        self.limits.check(values)
+        return values
 
     def values(self) -> dict[str, Any]:
         """The generation arguments these controls set (names as in :func:`mgtoolkit.generate`)."""
@@ -192,9 +223,11 @@ class Settings(widgets.VBox):
         self.guidance.value = float(request.guidance_scale)
         self.random_seed.value = False
         self.seed.value = int(seed)
-        if request.model and request.model not in self.model.options:
+        allowed = self.limits.models is None or request.model in self.limits.models
+        if request.model and request.model not in self.model.options and allowed:
             self.model.options = (*self.model.options, request.model)
-        self.model.value = request.model or default_model()
+        if (request.model or default_model()) in self.model.options:
+            self.model.value = request.model or default_model()
 
 
 def _slider(kind: type, label: str, tip: str, value: float, low: float, high: float, step: float) -> Any:
@@ -207,10 +240,30 @@ def _slider(kind: type, label: str, tip: str, value: float, low: float, high: fl
         style=_STYLE,
         layout=widgets.Layout(width="100%", max_width="560px"),
     )
+    _keep_bounds(slider)
     return _tip(slider, tip)
 
 
-def _model_options(extra: str | None) -> list[str]:
+def _keep_bounds(slider: widgets.Widget) -> None:
+    """Put ``min``, ``max`` and ``step`` back whenever they change (a browser may send new ones);
+    the value is clamped into the bounds again by the slider itself."""
+    bounds = {"min": slider.min, "max": slider.max, "step": slider.step}
+
+    def restore(change: dict) -> None:
+        if change["new"] != bounds[change["name"]]:
+            setattr(slider, change["name"], bounds[change["name"]])
+
+    slider.observe(restore, names=list(bounds))
+
+
+def _first_offered(wanted: tuple[str | None, ...], options: list[str]) -> str:
+    """The first of ``wanted`` that ``options`` holds, else the first option."""
+    return next((name for name in wanted if name in options), options[0])
+
+
+def _model_options(extra: str | None, allowed: tuple[str, ...] | None = None) -> list[str]:
+    if allowed is not None:
+        return list(allowed)
     names = list(PRESETS)
     for name in (default_model(), extra):
         if name and name not in names:
@@ -233,8 +286,18 @@ def _short(text: str, limit: int = 40) -> str:
 class _FileInput(widgets.VBox):
     """A FileUpload or a path (relative to the notebook's folder), a Remove button, and which one wins."""
 
-    def __init__(self, accept: str, what: str, example: str) -> None:
+    def __init__(
+        self,
+        accept: str,
+        what: str,
+        example: str,
+        *,
+        limits: StudioLimits | None = None,
+        check: Callable[[bytes, str], Any] | None = None,
+    ) -> None:
         self.what = what
+        self.limits = limits if limits is not None else StudioLimits.for_environment()
+        self._check = check  # check(content, shown): refuse an upload before it is decoded
         self.upload = _tip(
             widgets.FileUpload(
                 accept=accept,
@@ -259,6 +322,10 @@ class _FileInput(widgets.VBox):
             ),
             f"a {what} file on the server, relative to the notebook's folder",
         )
+        if self.limits.paths is False:  # uploads only; a value the browser writes here is ignored too
+            self.path.layout.display = "none"
+        elif self.limits.paths is not True:
+            self.path.tooltip = f"a {what} file inside {self.limits.paths}, relative to it"
         self.source = widgets.HTML()
         self.remove_button.on_click(self.clear_upload)
         self.upload.observe(self._update_source, "value")
@@ -272,19 +339,23 @@ class _FileInput(widgets.VBox):
         """The uploaded file's name, if one is uploaded."""
         return str(self.upload.value[0].get("name", "") or "file") if self.upload.value else None
 
+    def typed(self) -> str:
+        """The typed path, or ``""`` when the app has no Path box."""
+        return "" if self.limits.paths is False else self.path.value.strip()
+
     def described(self) -> str:
         """How messages name the current value: the uploaded file's name or the typed path."""
         name = self.upload_name()
         if name is not None:
             return f"Uploaded file {name!r}"
-        return f"Path {self.path.value.strip()!r}" if self.path.value.strip() else f"{self.what.capitalize()}"
+        return f"Path {self.typed()!r}" if self.typed() else f"{self.what.capitalize()}"
 
     def clear_upload(self, _button: Any = None) -> None:
         """Forget the uploaded file."""
         self.upload.value = ()
 
     def _update_source(self, _change: Any = None) -> None:
-        name, typed = self.upload_name(), self.path.value.strip()
+        name, typed = self.upload_name(), self.typed()
         self.remove_button.disabled = name is None
         if name is not None and typed:
             text = f"Using the uploaded file {name} (the typed path is ignored until you remove the upload)."
@@ -297,18 +368,43 @@ class _FileInput(widgets.VBox):
         self.source.value = f"<small>{html.escape(text)}</small>"
 
     def value(self) -> str | bytes | None:
-        """Uploaded bytes if a file was uploaded, else the path typed, else ``None``."""
+        """Uploaded bytes if a file was uploaded, else the typed path (its bytes when the app
+        confines paths to a folder), else ``None``. Refused in one line beyond the app's limits."""
         if self.upload.value:
-            return bytes(self.upload.value[0]["content"])
-        return self.path.value.strip() or None
+            return self._upload_bytes()
+        typed = self.typed()
+        if not typed:
+            return None
+        if self.limits.paths is True:
+            return typed
+        return read_allowed_file(
+            typed, Path(self.limits.paths), field=self.what, max_bytes=self.limits.max_upload_bytes
+        )
+
+    def _upload_bytes(self) -> bytes:
+        item = self.upload.value[0]
+        shown = f"the uploaded file {self.upload_name()!r}"
+        self.limits.check_upload_size(int(len(item["content"])), self.what, shown)
+        content = bytes(item["content"])
+        if self._check is not None:
+            self._check(content, shown)
+        return content
 
     def preview_bytes(self) -> tuple[bytes, str] | None:
-        """(content, file name) to preview, if there is a readable file."""
+        """(content, file name) to preview, if there is a readable file; an upload beyond the
+        app's limits raises its message, a typed path that cannot be read gives ``None``."""
         if self.upload.value:
-            item = self.upload.value[0]
-            return bytes(item["content"]), str(item.get("name", ""))
-        path = Path(self.path.value.strip()) if self.path.value.strip() else None
-        if path is not None and path.is_file() and path.stat().st_size < 20_000_000:
+            return self._upload_bytes(), str(self.upload_name())
+        typed = self.typed()
+        if not typed:
+            return None
+        if self.limits.paths is not True:
+            try:
+                return self.value(), Path(typed).name
+            except InvalidInputError:  # missing or forbidden alike: said when the file is used
+                return None
+        path = Path(typed)
+        if path.is_file() and path.stat().st_size < min(20_000_000, self.limits.max_upload_bytes):
             return path.read_bytes(), path.name
         return None
 

@@ -8,7 +8,7 @@ import re
 from ...config import SEED_MAX
 from ...errors import InvalidInputError, MgtoolkitError, ModelUnavailableError
 
-__all__ = ["strip_ansi", "one_line", "panel_message", "FILE_FIXES"]
+__all__ = ["strip_ansi", "one_line", "panel_message", "FILE_FIXES", "UPLOAD_FIXES"]
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|\[\d{1,3}(;\d{1,3})*m")
 
@@ -43,14 +43,23 @@ _CONTROLS = {
     "num_waveforms_per_prompt": "Candidates",
     "strength": "Strength",
     "model": "Model",
+    "caption": "Caption",
+    "music_prompt": "Music prompt",
 }
 FILE_FIXES = {
     "image": "upload a PNG, JPEG or WebP picture, or remove the upload and type the path of one",
     "audio": "upload a WAV, FLAC, OGG or MP3 file (at least 0.5 s), or remove the upload and type a path",
 }
+UPLOAD_FIXES = {
+    "image": "upload a PNG, JPEG or WebP picture",
+    "audio": "upload a WAV, FLAC, OGG or MP3 file (at least 0.5 s)",
+}
+"""The fixes in an app without Path boxes (a published app: uploads only)."""
 
 
-def panel_message(exc: BaseException, *, files: dict[str, str] | None = None) -> str:
+def panel_message(
+    exc: BaseException, *, files: dict[str, str] | None = None, fixes: dict[str, str] | None = None
+) -> str:
     """What a panel says about ``exc``: the control to change, the uploaded file by its name.
 
     Parameters
@@ -59,6 +68,8 @@ def panel_message(exc: BaseException, *, files: dict[str, str] | None = None) ->
         What the task raised.
     files : dict, optional
         ``{"image": "Uploaded file 'lake.png'", ...}``: how to name each file input's value.
+    fixes : dict, optional
+        What to do about each file input's value (:data:`FILE_FIXES` by default).
 
     Examples
     --------
@@ -78,7 +89,7 @@ def panel_message(exc: BaseException, *, files: dict[str, str] | None = None) ->
     if field in FILE_FIXES:
         named = (files or {}).get(field) or f"{field.capitalize()}"
         problem = _LIBRARIES.sub("this panel", strip_ansi(exc.problem))
-        return f"{named}: {problem}; {FILE_FIXES[field]}."
+        return f"{named}: {problem}; {(fixes or FILE_FIXES)[field]}."
     if field in _CONTROLS:
         return f"{_CONTROLS[field]}: {exc.value!r} {strip_ansi(exc.problem)}; {strip_ansi(exc.fix)}."
     return one_line(exc)

@@ -8,7 +8,6 @@ import html
 import importlib
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
@@ -30,7 +29,8 @@ from .controls import (
     _text,
     _tip,
 )
-from .messages import FILE_FIXES, panel_message
+from .limits import StudioLimits
+from .messages import FILE_FIXES, UPLOAD_FIXES, panel_message
 
 __all__ = ["TextPanel", "ImagePanel", "AudioPanel"]
 
@@ -40,6 +40,8 @@ _HOMES = {  # the pure tasks: a panel records what it makes in its own history
     "restyle": "mgtoolkit.tasks.audio",
     "describe_image": "mgtoolkit.tasks.image",
     "write_music_prompt": "mgtoolkit.tasks.image",
+    "default_captioner": "mgtoolkit.tasks.image",
+    "default_writer": "mgtoolkit.tasks.image",
     "describe_audio": "mgtoolkit.analysis.describe",
 }
 
@@ -66,8 +68,16 @@ class _Panel(widgets.VBox):
     generate_label = "Generate"
     generate_tip = "make music from the settings above"
 
-    def __init__(self, *, synchronous: bool = False, history: History | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        synchronous: bool = False,
+        history: History | None = None,
+        limits: StudioLimits | None = None,
+        model: str | None = None,
+    ) -> None:
         super().__init__()
+        self.limits = limits if limits is not None else StudioLimits.for_environment(model=model)
         self.synchronous = synchronous
         self.history = HISTORY if history is None else history
         self.result: Any = None
@@ -94,6 +104,8 @@ class _Panel(widgets.VBox):
         self.output = widgets.Output()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
+        # one job at a time, decided here: not by a button's state, which the browser can change
+        self._job = threading.Lock()
         self._busy_buttons: list[widgets.Button] = [self.generate_button]
         self.generate_button.on_click(lambda _b: self._start(self._generate_job, self._show_result))
         self.cancel_button.on_click(self._on_cancel)
@@ -117,10 +129,20 @@ class _Panel(widgets.VBox):
         """How the panel names its file inputs' values in messages."""
         return {}
 
+    def _check_writer(self) -> None:
+        """Where downloads are off, refuse the default writer if it is not on this machine."""
+        if getattr(self, "_write", None) is None:
+            self.limits.check_helper("writer", _backend("default_writer")())
+
+    def _fixes(self) -> dict[str, str]:
+        """What a message about a file says to do (no "type a path" where there is no Path box)."""
+        return UPLOAD_FIXES if self.limits.paths is False else FILE_FIXES
+
     # - the handler
     @property
     def busy(self) -> bool:
-        return self.cancel_button.disabled is False
+        """Whether a job is running (the kernel's own flag, whatever the buttons say)."""
+        return self._job.locked()
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the current worker thread (if any) is done."""
@@ -130,16 +152,26 @@ class _Panel(widgets.VBox):
     def _generate_job(self) -> Any:
         return self.run(callback=self._on_step, cancel=self._cancel)
 
-    def _start(self, job: Callable[[], Any], done: Callable[[Any], None]) -> None:
-        if self.busy:
-            return
+    def _start(self, job: Callable[[], Any], done: Callable[[Any], None]) -> bool:
+        """Run ``job`` (then ``done`` with its result) unless one is running; whether it started."""
+        if not self._job.acquire(blocking=False):
+            self.status.text = (
+                "Busy: the panel is still working on the last request; wait for it, or press Cancel."
+            )
+            return False
         self._cancel = threading.Event()
         self._set_busy(True)
         if self.synchronous:
             self._work(job, done)
-        else:
-            self._thread = threading.Thread(target=self._work, args=(job, done), daemon=True)
+            return True
+        self._thread = threading.Thread(target=self._work, args=(job, done), daemon=True)
+        try:
             self._thread.start()
+        except BaseException:
+            self._set_busy(False)
+            self._job.release()
+            raise
+        return True
 
     def _work(self, job: Callable[[], Any], done: Callable[[Any], None]) -> None:
         try:
@@ -151,9 +183,10 @@ class _Panel(widgets.VBox):
         except GenerationCancelled:
             self._say("Cancelled: stopped at the next step; nothing was kept.", "warning")
         except Exception as exc:  # noqa: BLE001 - the one place errors are caught and shown
-            self._say(panel_message(exc, files=self._file_names()), "danger")
+            self._say(panel_message(exc, files=self._file_names(), fixes=self._fixes()), "danger")
         finally:
             self._set_busy(False)
+            self._job.release()
 
     def _set_busy(self, busy: bool) -> None:
         for button in self._busy_buttons:
@@ -222,6 +255,9 @@ class TextPanel(_Panel):
         Where finished clips are recorded (the kernel-wide one by default).
     model : str, optional
         The model selected at start (``$MGTOOLKIT_MODEL`` or the default otherwise).
+    limits : StudioLimits, optional
+        What the panel allows, checked in the kernel before anything runs (by default
+        :meth:`StudioLimits.published` when Voilà serves the page, else :meth:`StudioLimits.notebook`).
     """
 
     def __init__(
@@ -232,8 +268,9 @@ class TextPanel(_Panel):
         history: History | None = None,
         model: str | None = None,
         extend: Callable[..., Any] | None = None,
+        limits: StudioLimits | None = None,
     ) -> None:
-        super().__init__(synchronous=synchronous, history=history)
+        super().__init__(synchronous=synchronous, history=history, limits=limits, model=model)
         self._generate = generate
         self._extend = extend
         self.loop = _tip(
@@ -246,7 +283,7 @@ class TextPanel(_Panel):
         self.negative_prompt = _text(
             "Negative prompt", "e.g. low quality, noise", "what to steer away from (optional)", rows=1
         )
-        self.settings = Settings(model=model)
+        self.settings = Settings(model=model, limits=self.limits)
         self.settings.reroll_button.on_click(self._on_reroll)
         self._busy_buttons.append(self.settings.reroll_button)
         self._layout([self.prompt, self.negative_prompt, self.settings, self.loop])
@@ -262,6 +299,8 @@ class TextPanel(_Panel):
 
     def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> list[Clip]:
         """Generate from :attr:`request`; return the clips (also kept in :attr:`result`)."""
+        self.settings.checked_values()  # this studio's limits, before anything runs
+        self.limits.check_texts({"prompt": self.prompt.value, "negative_prompt": self.negative_prompt.value})
         generate = self._generate or _backend("generate")
         extra = {"loop": True} if self.loop.value else {}
         clips = _as_clips(generate(self.request, callback=callback, cancel=cancel, **extra))
@@ -275,6 +314,10 @@ class TextPanel(_Panel):
         worker, with its progress bar and Cancel; the longer clip joins the history."""
 
         def job() -> Clip:
+            self.limits.check_extended(clip.duration + float(seconds))
+            self.limits.check(
+                {"num_inference_steps": clip.request.num_inference_steps, "model": clip.request.model}
+            )
             extend = self._extend or _backend("extend")
             longer = extend(clip, seconds=seconds, callback=self._on_step, cancel=self._cancel)
             self.history.add([longer])
@@ -316,7 +359,7 @@ class ImagePanel(_Panel):
     describe, write, generate : callable, optional
         Backends, by default :func:`mgtoolkit.describe_image`, :func:`mgtoolkit.write_music_prompt`
         and :func:`mgtoolkit.generate`.
-    synchronous, history, model
+    synchronous, history, model, limits
         As for :class:`TextPanel`.
     """
 
@@ -332,10 +375,13 @@ class ImagePanel(_Panel):
         synchronous: bool = False,
         history: History | None = None,
         model: str | None = None,
+        limits: StudioLimits | None = None,
     ) -> None:
-        super().__init__(synchronous=synchronous, history=history)
+        super().__init__(synchronous=synchronous, history=history, limits=limits, model=model)
         self._describe, self._write, self._generate = describe, write, generate
-        self.image = _FileInput("image/*", "image", "../mgtoolkit/assets/example_scene.png")
+        self.image = _FileInput(
+            "image/*", "image", "../mgtoolkit/assets/example_scene.png", limits=self.limits
+        )
         self.preview = widgets.Image(
             format="png", layout=widgets.Layout(max_width="256px", max_height="256px", display="none")
         )
@@ -364,7 +410,7 @@ class ImagePanel(_Panel):
         self.negative_prompt = _text(
             "Negative prompt", "e.g. low quality, noise", "what to steer away from (optional)", rows=1
         )
-        self.settings = Settings(candidates=False, model=model)
+        self.settings = Settings(candidates=False, model=model, limits=self.limits)
         self.settings.reroll_button.layout.display = "none"
         self._busy_buttons += [self.describe_button, self.write_button]
         self.describe_button.on_click(lambda _b: self._start(self._describe_job, self._set_caption))
@@ -395,20 +441,36 @@ class ImagePanel(_Panel):
     def _file_names(self) -> dict[str, str]:
         return {"image": self.image.described()}
 
+    def _check_texts(self) -> None:
+        self.limits.check_texts(
+            {
+                "caption": self.caption.value,
+                "music_prompt": self.music_prompt.value,
+                "negative_prompt": self.negative_prompt.value,
+            }
+        )
+
     def describe(self) -> str:
         """Stage 1: caption the image (also put into :attr:`caption`)."""
+        image = self.image.value()
+        if self._describe is None:
+            self.limits.check_helper("captioner", _backend("default_captioner")())
         describe = self._describe or _backend("describe_image")
-        self.caption.value = describe(self.image.value())
+        self.caption.value = describe(image)
         return self.caption.value
 
     def write(self) -> str:
         """Stage 2: the musical prompt from the caption (also put into :attr:`music_prompt`)."""
+        self.limits.check_texts({"caption": self.caption.value})
+        self._check_writer()
         write = self._write or _backend("write_music_prompt")
         self.music_prompt.value = write(self.caption.value)
         return self.music_prompt.value
 
     def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> Clip:
         """Run the stages still empty, then generate; return the clip (also in :attr:`result`)."""
+        self.settings.checked_values()  # this studio's limits, before anything runs
+        self._check_texts()
         if not self.caption.value.strip():
             self._say("Describing the image...", "")
             self.describe()
@@ -442,15 +504,19 @@ class ImagePanel(_Panel):
     def _on_image_change(self, _change: Any = None) -> None:
         self.caption.value = ""
         self.music_prompt.value = ""
-        found = self.image.preview_bytes()
         self.preview.layout.display = "none"
+        try:
+            found = self.image.preview_bytes()
+        except InvalidInputError as exc:  # an upload beyond the app's limits
+            self._say(panel_message(exc, files=self._file_names(), fixes=self._fixes()), "danger")
+            return
         if found is None:
             return
         content, _name = found
         kind = _image_kind(content)
         if kind is None:
             self._say(
-                f"{self.image.described()}: is not a picture this panel can read; {FILE_FIXES['image']}.",
+                f"{self.image.described()}: is not a picture this panel can read; {self._fixes()['image']}.",
                 "danger",
             )
             return
@@ -489,7 +555,7 @@ class AudioPanel(_Panel):
     describe, write, generate : callable, optional
         :func:`mgtoolkit.describe_audio`, :func:`mgtoolkit.write_music_prompt` and
         :func:`mgtoolkit.generate` by default.
-    synchronous, history, model
+    synchronous, history, model, limits
         As for :class:`TextPanel`.
     """
 
@@ -506,12 +572,19 @@ class AudioPanel(_Panel):
         synchronous: bool = False,
         history: History | None = None,
         model: str | None = None,
+        limits: StudioLimits | None = None,
     ) -> None:
-        super().__init__(synchronous=synchronous, history=history)
+        super().__init__(synchronous=synchronous, history=history, limits=limits, model=model)
         self._restyle, self._describe, self._write, self._generate = restyle, describe, write, generate
         self.description: Any = None  # the AudioDescription of the clip now in the panel
         self._making = "restyle"  # or "new music": what the progress line names
-        self.audio = _FileInput("audio/*,.wav,.flac,.ogg,.mp3", "audio", "outputs/my-clip.wav")
+        self.audio = _FileInput(
+            "audio/*,.wav,.flac,.ogg,.mp3",
+            "audio",
+            "outputs/my-clip.wav",
+            limits=self.limits,
+            check=self._check_header,
+        )
         self.preview = widgets.HTML()
         self.heard = widgets.HTML()
         self.describe_button = _tip(
@@ -543,7 +616,7 @@ class AudioPanel(_Panel):
         self.negative_prompt = _text(
             "Negative prompt", "e.g. low quality, noise", "what to steer away from (optional)", rows=1
         )
-        self.settings = Settings(duration=False, candidates=False, model=model)
+        self.settings = Settings(duration=False, candidates=False, model=model, limits=self.limits)
         self.settings.reroll_button.layout.display = "none"
         self.new_music_button = _tip(
             widgets.Button(description="New music", icon="music", layout=widgets.Layout(width="auto")),
@@ -582,11 +655,25 @@ class AudioPanel(_Panel):
     def _file_names(self) -> dict[str, str]:
         return {"audio": self.audio.described()}
 
+    def _check_header(self, content: bytes, shown: str) -> Any:
+        """Refuse audio by its header (length, channels, rate) before anything decodes it."""
+        from ...io.audio import check_audio_header
+
+        return check_audio_header(
+            content,
+            max_s=self.limits.max_upload_s,
+            max_channels=self.limits.max_upload_channels,
+            shown=shown,
+        )
+
     def describe(self) -> Any:
         """Stage 1: describe the clip (also in :attr:`description`); fills an empty prompt."""
         describe = self._describe or _backend("describe_audio")
         audio = self.audio.value()
-        description = describe(audio, clap=self._clap())
+        options: dict[str, Any] = {"clap": self._clap()}
+        if self._describe is None and not self.limits.may_load("clap", options["clap"]):
+            options["tags"] = False  # no CLAP here and no downloads: tempo, key and loudness only
+        description = describe(audio, **options)
         if self.audio.value() != audio:  # another clip came meanwhile: this description is not its
             return None
         self.description = description
@@ -596,12 +683,15 @@ class AudioPanel(_Panel):
 
     def write(self) -> str:
         """Stage 2: a musical prompt from the description (put into :attr:`prompt`)."""
+        self._check_writer()
         write = self._write or _backend("write_music_prompt")
         self.prompt.value = write(self._described().sentence())
         return self.prompt.value
 
     def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> Clip:
         """Restyle with :attr:`request`; return the clip (also in :attr:`result`)."""
+        self.settings.checked_values()  # this studio's limits, before anything runs
+        self.limits.check_texts({"prompt": self.prompt.value, "negative_prompt": self.negative_prompt.value})
         restyle = self._restyle or _backend("restyle")
         request = self.request
         clip = _as_clips(
@@ -614,7 +704,11 @@ class AudioPanel(_Panel):
         description = self._described()
         GenerationCancelled.raise_if_set(cancel, "between stages")
         settings = {k: v for k, v in self.request.items() if k not in ("audio", "prompt", "strength")}
-        length = min(max(round(float(description.duration_s), 1), 1.0), 30.0)
+        length = min(
+            max(round(float(description.duration_s), 1), 1.0), 30.0, self.limits.max_audio_length_in_s
+        )
+        self.limits.check({**settings, "audio_length_in_s": length})
+        self.limits.check_texts({"prompt": self.prompt.value, "negative_prompt": self.negative_prompt.value})
         request = GenerationRequest(prompt=self.prompt.value, audio_length_in_s=length, **settings)
         generate = self._generate or _backend("generate")
         clip = _as_clips(generate(request, callback=callback, cancel=cancel))[0]
@@ -689,21 +783,19 @@ class AudioPanel(_Panel):
         self.preview.value = ""
         self.heard.value = ""
         self.description = None
-        found = self.audio.preview_bytes()
+        try:
+            found = self.audio.preview_bytes()
+        except InvalidInputError as exc:  # refused by its header or size, before any decoding
+            self._say(panel_message(exc, files=self._file_names(), fixes=self._fixes()), "danger")
+            return
         if found is None:
             return
         content, name = found
-        problem = _audio_problem(content)
+        problem, mime = _audio_problem(content)
         if problem is not None:
-            self._say(f"{self.audio.described()}: {problem}; {FILE_FIXES['audio']}.", "danger")
+            self._say(f"{self.audio.described()}: {problem}; {self._fixes()['audio']}.", "danger")
             return
-        kind = (Path(name).suffix.lstrip(".").lower() or "wav").replace("mp3", "mpeg")
-        data = base64.b64encode(content).decode("ascii")
-        label = html.escape(f"original: {name}")
-        self.preview.value = (
-            f"<div>{label}</div>"
-            f'<audio controls aria-label="{label}" src="data:audio/{kind};base64,{data}"></audio>'
-        )
+        self.preview.value = _player(content, mime, f"original: {name}")
         self._say(f"{self.audio.described()} is ready: listening to it...", "")
         self._start(self._describe_job, self._show_description)
 
@@ -715,18 +807,24 @@ def _wrapping_row(*children: widgets.Widget) -> widgets.HBox:
     return row
 
 
-def _audio_problem(content: bytes) -> str | None:
-    """Why ``content`` cannot be played and restyled, or ``None`` if it reads as audio."""
-    import io
+_MIMES = {"WAV": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg", "MP3": "audio/mpeg"}
+"""The data URL's type, from the format libsndfile read (never from the file's name)."""
 
-    try:
-        import soundfile
-    except ImportError:  # pragma: no cover - soundfile is a core dependency
-        return None
-    try:
-        info = soundfile.info(io.BytesIO(content))
-    except Exception:  # noqa: BLE001 - any reader error means "not audio we can read"
-        return "is not an audio file this panel can read"
+
+def _audio_problem(content: bytes) -> tuple[str | None, str]:
+    """Why ``content`` cannot be played and restyled (``None`` if it reads as audio), and its MIME type."""
+    from ...io.audio import audio_header
+
+    info = audio_header(content)  # the header only: nothing is decoded here
+    if info is None:
+        return "is not an audio file this panel can read", ""
     if info.frames == 0:
-        return "holds no sound"
-    return None
+        return "holds no sound", ""
+    return None, _MIMES.get(str(info.format).upper(), "audio/wav")
+
+
+def _player(content: bytes, mime: str, caption: str) -> str:
+    """An ``<audio>`` player for ``content``: the caption escaped, the data URL of a known type."""
+    label = html.escape(caption, quote=True)
+    data = base64.b64encode(content).decode("ascii")
+    return f'<div>{label}</div><audio controls aria-label="{label}" src="data:{mime};base64,{data}"></audio>'

@@ -11,13 +11,17 @@ from ...types import Clip
 from ..history import HISTORY, History
 from .controls import _no_null_tooltips
 from .gallery import HistoryGallery
+from .limits import StudioLimits
 from .panels import AudioPanel, ImagePanel, TextPanel
 
 __all__ = ["Studio", "studio"]
 
 
 class Studio(widgets.VBox):
-    """The three panels as tabs, above the history gallery. Build it with :func:`studio`."""
+    """The three panels as tabs, above the history gallery. Build it with :func:`studio`.
+
+    ``limits`` (a :class:`StudioLimits`) is what every panel allows, checked in the kernel.
+    """
 
     def __init__(
         self,
@@ -33,9 +37,11 @@ class Studio(widgets.VBox):
         model: str | None = None,
         save_root: str | os.PathLike | None = None,
         save_box: bool | None = None,
+        limits: StudioLimits | None = None,
     ) -> None:
         self.history = HISTORY if history is None else history
-        common = {"synchronous": synchronous, "history": self.history, "model": model}
+        self.limits = limits if limits is not None else StudioLimits.for_environment(model=model)
+        common = {"synchronous": synchronous, "history": self.history, "model": model, "limits": self.limits}
         self.text = TextPanel(generate, extend=extend, **common)
         self.image = ImagePanel(describe, write, generate, **common)
         self.audio = AudioPanel(restyle, describe=describe_audio, write=write, generate=generate, **common)
@@ -72,6 +78,7 @@ def studio(
     synchronous: bool = False,
     save_root: str | os.PathLike | None = None,
     save_box: bool | None = None,
+    limits: StudioLimits | None = None,
     **backends: Callable,
 ) -> Studio:
     """The notebook studio: text, image and audio panels as tabs, plus the history of this kernel.
@@ -88,6 +95,11 @@ def studio(
     save_box : bool, optional
         Show the "Save to" folder box (``False``: files go to ``outputs/`` under ``save_root``). By
         default shown in Jupyter, hidden when Voilà serves the page.
+    limits : StudioLimits, optional
+        What the app allows, enforced in the kernel whatever the browser sends: clip length, steps,
+        candidates, models, downloads, Path boxes and uploads. By default
+        :meth:`StudioLimits.published` when Voilà serves the page (no Path boxes, no downloads,
+        the default model and ``tiny`` only), :meth:`StudioLimits.notebook` otherwise.
     **backends
         ``generate``, ``describe``, ``write``, ``restyle``, ``extend`` stand-ins (for tests).
 
@@ -99,4 +111,11 @@ def studio(
     >>> s.text.settings.values()["model"]
     'tiny'
     """
-    return Studio(model=model, synchronous=synchronous, save_root=save_root, save_box=save_box, **backends)
+    return Studio(
+        model=model,
+        synchronous=synchronous,
+        save_root=save_root,
+        save_box=save_box,
+        limits=limits,
+        **backends,
+    )
