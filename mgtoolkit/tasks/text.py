@@ -260,6 +260,10 @@ def generate(
     rank: bool = True,
     loop: bool = False,
     dtype: str | None = None,
+    bpm: float | None = None,
+    bars: int | None = None,
+    beats_per_bar: int = 4,
+    key: str | None = None,
 ) -> Clip | list[Clip]:
     """Make music from a text prompt with AudioLDM.
 
@@ -302,6 +306,12 @@ def generate(
     rank : bool
         With several candidates, return them best first, each with ``clip.score`` (CLAP
         similarity to the prompt; see :func:`rank_candidates`). ``False`` keeps seed order.
+    bpm, bars, beats_per_bar, key : optional
+        Make each clip obey a grid (see :func:`mgtoolkit.conform`): generated with a margin,
+        stretched to exactly ``bpm`` (40-240), cut at a downbeat to exactly ``bars`` bars
+        (1-64) of ``beats_per_bar`` beats (1-12), shifted to ``key`` (``"A minor"``, ``"Am"``,
+        ``"F#"``); with ``loop`` the loop points fall on the bar lines. The bars decide the
+        length: an ``audio_length_in_s`` that contradicts them is refused.
 
     Returns
     -------
@@ -328,9 +338,17 @@ def generate(
             model=model,
             scheduler=scheduler,
         )
+    from ..analysis import conform
+
+    grid = conform.check_grid(bpm=bpm, bars=bars, beats_per_bar=beats_per_bar, key=key, loop=loop)
+    if grid is not None:  # a margin to cut whole bars from; the loop is made from the bars
+        grid, length = conform.generation_length(grid, request.audio_length_in_s, 5.0)
+        request, loop = request.replace(audio_length_in_s=length), False
     clips = generate_clips(
         request, device=device, callback=callback, cancel=cancel, rank=rank, loop=loop, dtype=dtype
     )
+    if grid is not None:
+        clips = [conform.conform_clip(c, grid) for c in clips]
     return clips[0] if len(clips) == 1 else clips
 
 
