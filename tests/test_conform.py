@@ -75,9 +75,10 @@ def test_a_loops_end_flows_into_its_start_on_the_bar_line(drums):
     asked, clip = drums
     y, sr = clip.waveform, clip.sample_rate
     assert clip.extra["loop"] == {"start_sample": 0, "end_sample": y.shape[0]}
-    assert 0.75 <= inpaint.level_seam(y, sr) <= 1.33
-    # the wrap is no bigger a change than the music makes at its other bar lines
+    # the wrap is no bigger a change than the music makes at its other bar lines, in level and spectrum
     bar = round(4 * 60 / asked * sr)
+    levels = [inpaint.level_seam(y, sr, k * bar) for k in (1, 2, 3)]
+    assert 0.75 * min(levels) <= inpaint.level_seam(y, sr) <= 1.33 * max(levels)
     inside = [inpaint.spectral_seam(y, sr, k * bar) for k in (1, 2, 3)]
     assert inpaint.spectral_seam(y, sr) <= 1.5 * max(inside)
 
@@ -117,9 +118,9 @@ def test_key_names(text, tonic, mode):
 
 
 def test_sidecar_and_file_name(tmp_path):
-    clip = cf.conform(synth.example_loop(), bpm=120, bars=2, key="Am")
+    clip = cf.conform(synth.example_loop(), bpm=120, bars=4, key="Am")
     wav = clip.save(tmp_path)
-    assert wav.name == "audio_120bpm_Am_2bars_seed0.wav"
+    assert wav.name == "audio_120bpm_Am_4bars_seed0.wav"
     meta = json.loads(wav.with_suffix(".json").read_text())["extra"]["conform"]
     for field in ("bpm_before", "bpm_after", "key_before", "key_after", "stretch_ratio", "semitones"):
         assert meta[field] is not None, field
@@ -159,14 +160,14 @@ def test_bad_input_is_one_line_naming_the_field(kwargs, message, tmp_path):
 
 
 def test_too_far_a_stretch_and_no_pulse_are_refused():
-    with pytest.raises(InvalidInputError, match=r"^bpm=160: would stretch the audio 0\.62 times"):
+    with pytest.raises(InvalidInputError, match=r"^bpm=160(\.0)?: would stretch the audio 0\.6\d times \(it is at 100\.0 BPM\)"):
         cf.conform(synth.click_track(bpm=100, seconds=8), bpm=160)
     t = np.arange(4 * SR) / SR
     held = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
     with pytest.raises(InvalidInputError, match="^audio=.*has no clear pulse"):
         cf.conform((held, SR), bpm=120)
     with pytest.raises(InvalidInputError, match="^key='Am': cannot be set: the audio has no clear key"):
-        cf.conform(synth.click_track(bpm=100, seconds=4), key="Am")
+        cf.conform((np.random.default_rng(0).standard_normal(4 * SR).astype(np.float32) * 0.1, SR), key="Am")
     with pytest.raises(InvalidInputError, match=r"^bars=8: need 16\.00 s after the first downbeat"):
         cf.conform(synth.click_track(bpm=120, seconds=6), bpm=120, bars=8)
 

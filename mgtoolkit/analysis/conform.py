@@ -426,8 +426,7 @@ def conform_clip(clip: Clip, grid: Grid) -> Clip:
     if grid.bpm is None:
         out, ratio, pulse = stretch(y, sr, ratio=1.0, semitones=semitones), 1.0, None
     else:
-        measured = _folded(before.bpm, grid.bpm)
-        _check_ratio(measured / grid.bpm, measured, grid.bpm)
+        measured = _heard(before.bpm, grid.bpm)
         out, ratio, pulse = _on_tempo(y, sr, grid.bpm, measured, semitones)
     # 3. Cut whole bars from the first downbeat.
     start, end = _cut_points(out, sr, grid, pulse)
@@ -471,15 +470,26 @@ def _semitones(found: tuple[str | None, str | None, float], target: Key | None) 
     return key_shift(found, target)
 
 
-def _check_ratio(ratio: float, measured: float, bpm: float) -> None:
+def _heard(measured: float, bpm: float) -> float:
+    """The tempo to stretch from: ``measured``, or its half or double when that is within 10 % of
+    ``bpm`` (a tracker often hears half or double time); refused beyond a sane stretch."""
+    ratio = measured / bpm
     if not MIN_STRETCH <= ratio <= MAX_STRETCH:
-        raise InvalidInputError(
-            "bpm",
-            bpm,
-            f"would stretch the audio {ratio:.2f} times (it is at {measured:.1f} BPM); "
-            f"the stretch must stay within {MIN_STRETCH:g} to {MAX_STRETCH:g}",
-            f"ask a tempo from {measured / MAX_STRETCH:.0f} to {measured / MIN_STRETCH:.0f} BPM",
-        )
+        folded = _folded(measured, bpm)
+        if abs(math.log(folded / bpm)) > math.log(1.1):
+            _refuse_ratio(ratio, measured, bpm)
+        measured = folded
+    return measured
+
+
+def _refuse_ratio(ratio: float, measured: float, bpm: float) -> None:
+    raise InvalidInputError(
+        "bpm",
+        bpm,
+        f"would stretch the audio {ratio:.2f} times (it is at {measured:.1f} BPM); "
+        f"the stretch must stay within {MIN_STRETCH:g} to {MAX_STRETCH:g}",
+        f"ask a tempo from {measured / MAX_STRETCH:.0f} to {measured / MIN_STRETCH:.0f} BPM",
+    )
 
 
 def _cut_points(out: np.ndarray, sr: int, grid: Grid, pulse: Pulse | None) -> tuple[int, int]:

@@ -82,10 +82,14 @@ _MINOR = (0, 2, 3, 5, 7, 8, 10)
 
 
 def chord_progression(
-    *, tonic: int, mode: str, bpm: float, bars: int, sr: int = SR, degrees: tuple[int, ...] = (0, 3, 4, 0)
+    *, tonic: int, mode: str, bpm: float, bars: int, sr: int = SR, degrees: tuple[int, ...] | None = None
 ) -> tuple[np.ndarray, int]:
-    """Triads on the scale ``degrees`` (0 = I), one a bar in 4/4, around middle C, with the tonic as bass."""
+    """Triads on the scale ``degrees`` (0 = I), one a bar in 4/4, around middle C, with the root as bass.
+
+    ``None``: I-IV-V-I in major, i-iv-VI-i in minor (a minor v would make it sound like its relative major).
+    """
     scale = _MAJOR if mode == "major" else _MINOR
+    degrees = degrees or ((0, 3, 4, 0) if mode == "major" else (0, 3, 5, 0))
     bar = 4 * 60.0 / bpm
     y = np.zeros(int(bars * bar * sr), np.float32)
     for b in range(bars):
@@ -114,7 +118,7 @@ def melody(
 
 
 def example_loop(*, bpm: float = 104.0, bars: int = 6, sr: int = SR) -> tuple[np.ndarray, int]:
-    """A groove to conform: drums, and chords i-iv-v-i in G minor, ``bars`` bars at ``bpm``."""
+    """A groove to conform: drums, and chords i-iv-VI-i in G minor, ``bars`` bars at ``bpm``."""
     seconds = bars * 4 * 60.0 / bpm
     drums, _ = drum_pattern(bpm=bpm, seconds=seconds, sr=sr)
     chords, _ = chord_progression(tonic=7, mode="minor", bpm=bpm, bars=bars, sr=sr)
