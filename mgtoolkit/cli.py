@@ -43,10 +43,14 @@ def _parser() -> argparse.ArgumentParser:
         help="continue this audio file by --seconds under the prompt (the file's part is kept as it is)",
     )
     gen.add_argument("--bpm", type=float, default=None, help="stretch to exactly this tempo (40-240)")
-    gen.add_argument("--bars", type=int, default=None, help="cut exactly this many bars from a downbeat (1-64)")
+    gen.add_argument(
+        "--bars", type=int, default=None, help="cut exactly this many bars from a downbeat (1-64)"
+    )
     gen.add_argument("--beats-per-bar", type=int, default=4, help="beats in a bar (1-12; default 4)")
     gen.add_argument("--key", default=None, help='shift to this key: "A minor", "Am", "F#", "Gb major"')
-    gen.add_argument("--midi", action="store_true", help="also write the notes as a .mid file (the midi extra)")
+    gen.add_argument(
+        "--midi", action="store_true", help="also write the notes as a .mid file (the midi extra)"
+    )
     batch = sub.add_parser("batch", help="a file of prompts (one per line, or CSV with parameter columns)")
     batch.add_argument("file", type=Path)
     batch.add_argument(
@@ -120,7 +124,6 @@ def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.extend is not None:
         return cmd_extend(args, out, err)
     request = validate_request(_base_request(args, args.prompt))
-    folder = ensure_writable_dir(args.out, "--out")
     if args.midi:  # the transcriber is there before anything is made
         from .io import midi
 
@@ -128,6 +131,7 @@ def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     grid = conform.check_grid(
         bpm=args.bpm, bars=args.bars, beats_per_bar=args.beats_per_bar, key=args.key, loop=args.loop
     )
+    folder = ensure_writable_dir(args.out, "--out")
     _note_if_tiny(request, err)
     if grid is None:
         clips = generate_clips(request, device=args.device, loop=args.loop)

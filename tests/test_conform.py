@@ -16,7 +16,7 @@ import mgtoolkit as mg
 from mgtoolkit.analysis import conform as cf
 from mgtoolkit.analysis import synth
 from mgtoolkit.errors import InvalidInputError
-from mgtoolkit.io.features import PITCH_CLASSES, estimate_key, estimate_tempo
+from mgtoolkit.io.features import PITCH_CLASSES, estimate_key
 from mgtoolkit.models import inpaint
 
 SR = synth.SR
@@ -62,6 +62,8 @@ def both(request):
 
 def test_tempo_length_and_first_beat(both):
     which, asked, clip = both
+
+
 def test_the_cut_starts_on_the_downbeat(clicks):
     asked, clip = clicks
     # the click track's downbeats are 1.5 kHz, its other beats 1 kHz: the first click is a downbeat
@@ -110,7 +112,13 @@ def test_key_shift_takes_the_smallest_interval_and_relative_keys():
 
 @pytest.mark.parametrize(
     ("text", "tonic", "mode"),
-    [("A minor", 9, "minor"), ("Am", 9, "minor"), ("F#", 6, "major"), ("Gb major", 6, "major"), ("bbm", 10, "minor")],
+    [
+        ("A minor", 9, "minor"),
+        ("Am", 9, "minor"),
+        ("F#", 6, "major"),
+        ("Gb major", 6, "major"),
+        ("bbm", 10, "minor"),
+    ],
 )
 def test_key_names(text, tonic, mode):
     key = cf.parse_key(text)
@@ -147,7 +155,10 @@ BAD = [
     ({"bpm": 120, "bars": 2.5}, "bars=2.5"),
     ({"bpm": 120, "beats_per_bar": 13}, "beats_per_bar=13: must be a whole number from 1 to 12"),
     ({"bpm": 120, "beats_per_bar": 0}, "beats_per_bar=0"),
-    ({"key": "H minor"}, "key='H minor': is not a key name; write it as one of \"A minor\", \"Am\", \"F#\", \"Gb major\""),
+    (
+        {"key": "H minor"},
+        'key=\'H minor\': is not a key name; write it as one of "A minor", "Am", "F#", "Gb major"',
+    ),
     ({"bars": 4}, "bars=4: needs a tempo"),
 ]
 
@@ -160,7 +171,10 @@ def test_bad_input_is_one_line_naming_the_field(kwargs, message, tmp_path):
 
 
 def test_too_far_a_stretch_and_no_pulse_are_refused():
-    with pytest.raises(InvalidInputError, match=r"^bpm=160(\.0)?: would stretch the audio 0\.6\d times \(it is at 100\.0 BPM\)"):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"^bpm=160(\.0)?: would stretch the audio 0\.6\d times \(it is at 100\.0 BPM\)",
+    ):
         cf.conform(synth.click_track(bpm=100, seconds=8), bpm=160)
     t = np.arange(4 * SR) / SR
     held = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
@@ -192,7 +206,9 @@ def test_generate_checks_the_grid_before_the_model(monkeypatch):
     monkeypatch.setattr(text, "generate_clips", lambda *a, **k: pytest.fail("generated"))
     with pytest.raises(InvalidInputError, match="^bpm=300"):
         mg.generate("x", bpm=300, **KW)
-    with pytest.raises(InvalidInputError, match=r"^audio_length_in_s=3\.0: contradicts bars=4 at bpm=120 \(8\.000 s\)"):
+    with pytest.raises(
+        InvalidInputError, match=r"^audio_length_in_s=3\.0: contradicts bars=4 at bpm=120 \(8\.000 s\)"
+    ):
         mg.generate("x", bpm=120, bars=4, audio_length_in_s=3.0, **KW)
     with pytest.raises(InvalidInputError, match="^key='Q'"):
         mg.generate("x", key="Q", **KW)
@@ -220,3 +236,75 @@ def test_generate_with_a_grid_makes_a_margin_and_conforms(monkeypatch):
     monkeypatch.setattr(text, "generate_clips", real)
     with pytest.raises(InvalidInputError, match="has no clear pulse"):
         mg.generate("x", bpm=120, bars=1, **KW)
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [(["--bpm", "20"], "bpm"), (["--bpm", "120", "--bars", "99"], "bars"), (["--key", "X#"], "key")],
+)
+def test_cli_bad_grid_is_one_line_and_writes_nothing(tmp_path, args, field):
+    import io
+
+    from mgtoolkit.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["generate", "x", *args, "--out", str(tmp_path / "out")], out, err)
+    assert code == 2 and err.getvalue().startswith(f"mgtoolkit: error: {field}=")
+    assert err.getvalue().count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_cli_writes_the_grid_in_the_name_and_the_midi(tmp_path, monkeypatch):
+    import io
+
+    from mgtoolkit import cli
+    from mgtoolkit.errors import ModelUnavailableError
+    from mgtoolkit.io import midi
+
+    try:
+        midi.model_path()
+    except ModelUnavailableError:
+        pytest.skip("basic-pitch's model file is not installed (make install)")
+
+    def made(request, **kwargs):  # a real grid to obey: the tiny model's noise has no pulse
+        y, sr = synth.example_loop(bpm=118, bars=8, sr=16000)
+        return [Clip(waveform=y, sample_rate=sr, seed=request.seed, request=request)]
+
+    from mgtoolkit.types import Clip
+
+    monkeypatch.setattr(cli, "generate_clips", made)
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(
+        [
+            "generate",
+            "funky drum loop",
+            "--seed",
+            "7",
+            "--bpm",
+            "120",
+            "--bars",
+            "4",
+            "--key",
+            "Am",
+            "--loop",
+            "--midi",
+            "--model",
+            "tiny",
+            "--out",
+            str(tmp_path),
+        ],
+        out,
+        err,
+    )
+    assert code == 0, err.getvalue()
+    wav, mid = (p.rsplit("/", 1)[1] for p in out.getvalue().split())
+    assert (wav, mid) == (
+        "funky-drum-loop_120bpm_Am_4bars_seed7.wav",
+        "funky-drum-loop_120bpm_Am_4bars_seed7.mid",
+    )
+    import mido
+
+    song = mido.MidiFile(tmp_path / mid)
+    assert [m.tempo for m in song.tracks[0] if m.type == "set_tempo"] == [mido.bpm2tempo(120)]

@@ -24,7 +24,9 @@ def onset_f1(found, expected, tolerance_s: float = 0.05) -> float:
     """Note-onset F1 (mir_eval's rule): same pitch, onset within 50 ms, one-to-one matching."""
     if not found or not expected:
         return 0.0
-    hit = np.array([[abs(f.start - e[0]) <= tolerance_s and f.pitch == e[2] for e in expected] for f in found])
+    hit = np.array(
+        [[abs(f.start - e[0]) <= tolerance_s and f.pitch == e[2] for e in expected] for f in found]
+    )
     rows, cols = linear_sum_assignment(-hit.astype(float))
     matched = hit[rows, cols].sum()
     precision, recall = matched / len(found), matched / len(expected)
@@ -44,7 +46,9 @@ def test_melodies_transcribe_with_the_right_notes(pitches):
     notes = mg.transcribe((y, sr))
     assert onset_f1(notes.notes, expected) >= 0.9
     for start, end, pitch in expected:  # every note heard at its pitch, sounding through its length
-        assert any(n.pitch == pitch and abs(n.start - start) < 0.05 and n.end > end - 0.1 for n in notes.notes)
+        assert any(
+            n.pitch == pitch and abs(n.start - start) < 0.05 and n.end > end - 0.1 for n in notes.notes
+        )
 
 
 def test_chords_are_polyphonic():
@@ -89,5 +93,7 @@ def test_bad_input_and_a_missing_transcriber(monkeypatch, tmp_path):
         midi.write_midi(midi.Notes(notes=()), tmp_path / "x.mid", quantize=0)
     assert not (tmp_path / "x.mid").exists()
     monkeypatch.setattr(midi.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModelUnavailableError, match=r'^transcribing needs the midi extra: pip install "mgtoolkit\[midi\]"'):
+    with pytest.raises(
+        ModelUnavailableError, match=r'^transcribing needs the midi extra: pip install "mgtoolkit\[midi\]"'
+    ):
         mg.transcribe((y, sr))

@@ -105,7 +105,10 @@ def parse_key(value: Any, field: str = "key") -> Key:
     found = _KEY.match(value) if isinstance(value, str) else None
     if not found:
         raise InvalidInputError(
-            field, value, "is not a key name", f"write it as one of {KEY_FORMS} (a tonic, then major or minor)"
+            field,
+            value,
+            "is not a key name",
+            f"write it as one of {KEY_FORMS} (a tonic, then major or minor)",
         )
     letter, accidental, mode = found.groups()
     accidental = {"♯": "#", "♭": "b"}.get(accidental, accidental)
@@ -176,7 +179,9 @@ def _check_count(field: str, value: Any, most: int, example: str, *, allow_none:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= most:
-        raise InvalidInputError(field, value, f"must be a whole number from 1 to {most}", f"pass e.g. {example}")
+        raise InvalidInputError(
+            field, value, f"must be a whole number from 1 to {most}", f"pass e.g. {example}"
+        )
 
 
 def generation_length(grid: Grid, audio_length_in_s: float, default_s: float) -> tuple[Grid, float]:
@@ -244,7 +249,9 @@ def measure_pulse(y: np.ndarray, sr: int) -> Pulse | None:
     if slope <= 0:
         return None
     first = intercept - math.floor(intercept / slope) * slope
-    return Pulse(bpm=float(60.0 / slope), period_s=float(slope), first_beat_s=float(first), beats=tuple(snapped))
+    return Pulse(
+        bpm=float(60.0 / slope), period_s=float(slope), first_beat_s=float(first), beats=tuple(snapped)
+    )
 
 
 def _rise_curve(y: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
@@ -303,7 +310,9 @@ def stretch(y: np.ndarray, sr: int, *, ratio: float, semitones: float = 0.0) -> 
     return np.ascontiguousarray(out[0], dtype=np.float32)
 
 
-def _on_tempo(y: np.ndarray, sr: int, bpm: float, measured: float, semitones: int) -> tuple[np.ndarray, float, Pulse]:
+def _on_tempo(
+    y: np.ndarray, sr: int, bpm: float, measured: float, semitones: int
+) -> tuple[np.ndarray, float, Pulse]:
     """``y`` stretched from ``measured`` to ``bpm``, measured and once corrected; with the ratio used."""
     ratio = measured / bpm
     out = stretch(y, sr, ratio=ratio, semitones=semitones)
@@ -335,7 +344,10 @@ def _downbeat(y: np.ndarray, sr: int, beats: np.ndarray, beats_per_bar: int) -> 
         s = int(round(t * sr))
         accents.append(np.sum(np.square(y[s : s + span])) + 4 * np.sum(np.square(lows[s : s + span])))
     accents = np.asarray(accents)
-    strength = [accents[j::beats_per_bar].mean() if accents[j::beats_per_bar].size else 0.0 for j in range(beats_per_bar)]
+    strength = [
+        accents[j::beats_per_bar].mean() if accents[j::beats_per_bar].size else 0.0
+        for j in range(beats_per_bar)
+    ]
     return int(np.argmax(strength[: max(1, min(beats_per_bar, beats.size))]))
 
 
@@ -422,7 +434,10 @@ def conform_clip(clip: Clip, grid: Grid) -> Clip:
     key_before = estimate_key(y, sr)
     semitones = _semitones(key_before, grid.key)
     # 2. Stretch to the tempo (and shift to the key) in one pass.
-    record: dict[str, Any] = {"bpm_before": _round(before.bpm if before else None), "key_before": _key_record(key_before)}
+    record: dict[str, Any] = {
+        "bpm_before": _round(before.bpm if before else None),
+        "key_before": _key_record(key_before),
+    }
     if grid.bpm is None:
         out, ratio, pulse = stretch(y, sr, ratio=1.0, semitones=semitones), 1.0, None
     else:

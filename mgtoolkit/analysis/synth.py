@@ -20,7 +20,9 @@ def midi_to_hz(pitch: float) -> float:
 
 
 def _hits(seconds: float, sr: int, period_s: float, offset_s: float = 0.0) -> list[int]:
-    return [int(round((offset_s + k * period_s) * sr)) for k in range(int((seconds - offset_s) / period_s) + 1)]
+    return [
+        int(round((offset_s + k * period_s) * sr)) for k in range(int((seconds - offset_s) / period_s) + 1)
+    ]
 
 
 def _add(y: np.ndarray, at: int, sound: np.ndarray) -> None:
@@ -34,7 +36,9 @@ def _click(sr: int, freq: float, level: float) -> np.ndarray:
     return (level * np.sin(2 * np.pi * freq * t) * np.exp(-t / 0.005)).astype(np.float32)
 
 
-def click_track(*, bpm: float, seconds: float, sr: int = SR, beats_per_bar: int = 4) -> tuple[np.ndarray, int]:
+def click_track(
+    *, bpm: float, seconds: float, sr: int = SR, beats_per_bar: int = 4
+) -> tuple[np.ndarray, int]:
     """A metronome: a 1.5 kHz click on every downbeat, 1 kHz on the other beats, each 30 ms."""
     y = np.zeros(int(seconds * sr), np.float32)
     for k, at in enumerate(_hits(seconds, sr, 60.0 / bpm)):

@@ -22,7 +22,15 @@ import numpy as np
 from ..config import VERSION
 from ..errors import InvalidInputError
 from . import features
-from .audio import SILENCE_PEAK, SavableClip, default_stem, ensure_writable_dir, free_stem, safe_stem, write_atomic
+from .audio import (
+    SILENCE_PEAK,
+    SavableClip,
+    default_stem,
+    ensure_writable_dir,
+    free_stem,
+    safe_stem,
+    write_atomic,
+)
 
 __all__ = [
     "FORMATS",

@@ -26,9 +26,7 @@ from ..errors import InvalidInputError, ModelUnavailableError
 
 __all__ = ["Note", "Notes", "transcribe", "write_midi", "model_path", "MIDI_EXTRA"]
 
-MIDI_EXTRA = (
-    'transcribing needs the midi extra: pip install "mgtoolkit[midi]" && pip install --no-deps basic-pitch==0.4.0'
-)
+MIDI_EXTRA = 'transcribing needs the midi extra: pip install "mgtoolkit[midi]" && pip install --no-deps basic-pitch==0.4.0'
 _RATE = 22050  # the model's input rate
 _HOP = 256  # samples per output frame
 _WINDOW = 2 * _RATE - _HOP  # samples per model window (43844 -> 172 frames)
@@ -38,7 +36,9 @@ _MODEL = ("saved_models", "icassp_2022", "nmp.onnx")
 _INPUT, _OUTPUTS = "serving_default_input_2:0", ("StatefulPartitionedCall:1", "StatefulPartitionedCall:2")
 _GAP_FRAMES = 11  # a note may dip below the frame threshold this long and go on
 _OVERTONES = (12, 19, 24)  # semitones from a fundamental to its 2nd, 3rd and 4th harmonic
-_OVERTONE_RATIO = 1.5  # a note this much weaker than one starting with it at an overtone's distance below is that overtone
+_OVERTONE_RATIO = (
+    1.5  # a note this much weaker than one starting with it at an overtone's distance below is that overtone
+)
 _PPQ = 480
 
 
@@ -246,8 +246,12 @@ def write_midi(notes: Notes, path: str | os.PathLike, *, quantize: int | None = 
 
     from .audio import write_atomic
 
-    if quantize is not None and (isinstance(quantize, bool) or not isinstance(quantize, int) or not 1 <= quantize <= 16):
-        raise InvalidInputError("quantize", quantize, "must be steps per beat from 1 to 16", "pass e.g. quantize=4")
+    if quantize is not None and (
+        isinstance(quantize, bool) or not isinstance(quantize, int) or not 1 <= quantize <= 16
+    ):
+        raise InvalidInputError(
+            "quantize", quantize, "must be steps per beat from 1 to 16", "pass e.g. quantize=4"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     track = mido.MidiTrack()
