@@ -41,6 +41,7 @@ _LAZY = {
     "conform": "mgtoolkit.analysis.conform",
     "transcribe": "mgtoolkit.io.midi",
     "example_loop": "mgtoolkit.analysis.synth",
+    "click_along": "mgtoolkit.analysis.conform",
     # the models
     "SCHEDULERS": "mgtoolkit.models.audioldm",
     "PromptTruncatedWarning": "mgtoolkit.models.audioldm",

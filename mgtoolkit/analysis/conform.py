@@ -46,6 +46,7 @@ __all__ = [
     "conform",
     "conform_clip",
     "generation_length",
+    "click_along",
     "MIN_BPM",
     "MAX_BPM",
     "MAX_BARS",
@@ -470,6 +471,41 @@ def conform_clip(clip: Clip, grid: Grid) -> Clip:
     if grid.loop:
         extra["loop"] = {"start_sample": 0, "end_sample": int(wave.shape[0])}
     return dataclasses.replace(clip, waveform=np.ascontiguousarray(wave), extra={**clip.extra, **extra})
+
+
+def click_along(clip: Clip, *, level: float = 0.5) -> Clip:
+    """``clip`` with a metronome mixed in at its conformed tempo (downbeats higher), to hear it line up.
+
+    Examples
+    --------
+    >>> from mgtoolkit.analysis.synth import drum_pattern
+    >>> clicked = click_along(conform(drum_pattern(bpm=100, seconds=12), bpm=100, bars=2))
+    >>> clicked.extra["click_along"]
+    0.5
+    """
+    from .synth import click_track
+
+    record = clip.extra.get("conform") or {}
+    if not record.get("bpm"):
+        raise InvalidInputError(
+            "clip",
+            clip.prompt,
+            "has no conformed tempo to click along to",
+            "conform it first: mg.conform(clip, bpm=...)",
+        )
+    y = np.asarray(clip.waveform, dtype=np.float32)
+    clicks, _ = click_track(
+        bpm=record["bpm"],
+        seconds=y.shape[0] / clip.sample_rate,
+        sr=clip.sample_rate,
+        beats_per_bar=record["beats_per_bar"],
+    )
+    mixed = y + level * clicks[: y.shape[0]]
+    peak = float(np.max(np.abs(mixed)))
+    mixed = mixed / peak if peak > 1.0 else mixed
+    return dataclasses.replace(
+        clip, waveform=mixed.astype(np.float32), extra={**clip.extra, "click_along": level}
+    )
 
 
 def _semitones(found: tuple[str | None, str | None, float], target: Key | None) -> int:
