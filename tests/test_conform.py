@@ -7,6 +7,7 @@ check on the intervals between onsets found by a plain level threshold.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -40,6 +41,7 @@ def interval_bpm(onsets: np.ndarray, period_guess: float) -> tuple[float, float]
 CASES = [(90, 97), (120, 113), (124, 131)]  # (made at, asked for)
 
 
+@functools.cache  # each case made once for the module's tests
 def _conformed(kind: str, made: float, asked: float):
     make = synth.click_track if kind == "clicks" else synth.drum_pattern
     return asked, cf.conform(make(bpm=made, seconds=14), bpm=asked, bars=4, loop=kind == "drums")
