@@ -310,3 +310,26 @@ def test_cli_writes_the_grid_in_the_name_and_the_midi(tmp_path, monkeypatch):
 
     song = mido.MidiFile(tmp_path / mid)
     assert [m.tempo for m in song.tracks[0] if m.type == "set_tempo"] == [mido.bpm2tempo(120)]
+
+
+# --- batch CSV columns ------------------------------------------------------------------------
+
+
+def test_batch_rows_carry_a_grid_into_the_name(tmp_path, monkeypatch):
+    from mgtoolkit import batching
+    from mgtoolkit.types import Clip
+
+    def made(request, **kwargs):  # a groove to conform (the tiny model's noise has no pulse)
+        y, sr = synth.example_loop(bpm=118, bars=8, sr=16000)
+        return [Clip(waveform=y, sample_rate=sr, seed=request.seed, request=request)]
+
+    monkeypatch.setattr(batching, "generate_clips", made)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("prompt,seed,bpm,bars,key\nfunky drums,7,120,2,Am\nplain,3,,,\nbad,1,120,99,\n")
+    summary = mg.batch(rows, out=tmp_path / "out", model="tiny", progress=False)
+    names = sorted(p.rsplit("/", 1)[1] for p in summary.written)
+    assert names == ["0002-funky-drums_120bpm_Am_2bars_seed7.wav", "0003-plain_seed3.wav"]
+    assert summary.failed == ("line 4: bars=99: must be a whole number from 1 to 64; pass e.g. bars=4.",)
+    meta = json.loads((tmp_path / "out" / "0002-funky-drums_120bpm_Am_2bars_seed7.json").read_text())
+    record = meta["extra"]["conform"]
+    assert meta["num_samples"] == 4 * 16000 and (record["key"], record["semitones"]) == ("A minor", 2)

@@ -97,3 +97,16 @@ def test_bad_input_and_a_missing_transcriber(monkeypatch, tmp_path):
         ModelUnavailableError, match=r'^transcribing needs the midi extra: pip install "mgtoolkit\[midi\]"'
     ):
         mg.transcribe((y, sr))
+
+
+def test_piano_roll_under_the_spectrogram():
+    from mgtoolkit.notebook import display, plots
+
+    y, sr, expected = synth.melody((60, 67, 64))
+    clip = mg.conform((y, sr), key="C")
+    notes = mg.transcribe(clip)
+    fig = plots.clip_figure(clip, notes=notes)
+    roll = fig.axes[-1]
+    assert roll.get_ylabel() == "MIDI note" and len(roll.collections[0].get_paths()) == len(notes)
+    assert len(plots.clip_figure(clip).axes) == len(fig.axes) - 1
+    assert display.clips_html(clip, notes=True).count("<img") == 1
