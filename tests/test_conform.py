@@ -17,7 +17,7 @@ import mgtoolkit as mg
 from mgtoolkit.analysis import conform as cf
 from mgtoolkit.analysis import synth
 from mgtoolkit.errors import InvalidInputError
-from mgtoolkit.io.features import PITCH_CLASSES, estimate_key
+from mgtoolkit.io.features import PITCH_CLASSES, estimate_key, estimate_tempo
 from mgtoolkit.models import inpaint
 
 SR = synth.SR
@@ -64,6 +64,23 @@ def both(request):
 
 def test_tempo_length_and_first_beat(both):
     which, asked, clip = both
+    y, sr = clip.waveform, clip.sample_rate
+    # exactly 4 bars of 4 beats, to the sample
+    assert y.shape[0] == round(4 * 4 * 60 / asked * sr)
+    # the project's tracker
+    tracked, _ = estimate_tempo(y, sr)
+    assert tracked == pytest.approx(asked, abs=0.5)
+    # the independent onset-interval check (the drums' hi-hats make eighths: half the period)
+    period = 60 / asked / (2 if which == "drums" else 1)
+    onsets = onset_times(y, sr, gap_s=0.8 * period)
+    measured, phase = interval_bpm(onsets, period)
+    assert measured * (0.5 if which == "drums" else 1) == pytest.approx(asked, abs=0.5)
+    # the first sample is on a beat: the first onset is there, and the grid of onsets passes through it
+    assert onsets[0] < 0.005 and abs(phase) < 0.005
+    record = clip.extra["conform"]
+    assert record["bpm"] == asked and record["bars"] == 4
+    assert record["cut_end_sample"] - record["cut_start_sample"] == y.shape[0]
+    assert record["stretch_ratio"] == pytest.approx(record["bpm_before"] / asked, rel=0.01)
 
 
 def test_the_cut_starts_on_the_downbeat(clicks):
