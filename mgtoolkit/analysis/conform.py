@@ -63,6 +63,8 @@ MIN_STRETCH, MAX_STRETCH = 0.7, 1.4
 KEY_FORMS = '"A minor", "Am", "F#", "Gb major"'
 _BLOCK_S = 0.001  # energy blocks of the fine onset curve
 _SNAP_S = 0.06  # how far a tracked beat may move to the sharpest rise near it
+_STEADY_S = 0.01  # beats further than this from the fitted grid are left out of a second fit
+_MIN_STEADY = 4
 _SEAM_S = 0.010  # a loop's start takes in what follows its end over this long
 _TOLERANCE_BPM = 0.05  # below this the stretch is not made again
 _LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -247,6 +249,9 @@ def measure_pulse(y: np.ndarray, sr: int) -> Pulse | None:
     snapped = np.array([_sharpest_rise(curve, block_s, b, period) for b in beats])
     numbers = np.round((snapped - snapped[0]) / period)
     slope, intercept = np.polyfit(numbers, snapped, 1)
+    steady = np.abs(snapped - (intercept + slope * numbers)) < _STEADY_S  # beats off the line: refit without them
+    if _MIN_STEADY <= steady.sum() < steady.size:
+        slope, intercept = np.polyfit(numbers[steady], snapped[steady], 1)
     if slope <= 0:
         return None
     first = intercept - math.floor(intercept / slope) * slope
@@ -256,12 +261,14 @@ def measure_pulse(y: np.ndarray, sr: int) -> Pulse | None:
 
 
 def _rise_curve(y: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
-    """Rise of log energy from one ~1 ms block to the next (dB; falls count 0), and the block's seconds."""
+    """Rise of the RMS level from one ~1 ms block to the next (falls count 0), and the block's seconds.
+
+    Linear, not in dB: a hit's attack is the biggest jump, where a dB curve would also jump in
+    the quiet between hits.
+    """
     block = max(1, int(round(sr * _BLOCK_S)))
     count = y.shape[0] // block
-    energy = np.mean(np.square(y[: count * block], dtype=np.float64).reshape(count, block), axis=1)
-    floor = 1e-5 * float(energy.max()) + 1e-20
-    level = 10.0 * np.log10(energy + floor)
+    level = np.sqrt(np.mean(np.square(y[: count * block], dtype=np.float64).reshape(count, block), axis=1))
     return np.maximum(np.diff(level, prepend=level[:1]), 0.0), block / sr
 
 
