@@ -249,7 +249,8 @@ def measure_pulse(y: np.ndarray, sr: int) -> Pulse | None:
     snapped = np.array([_sharpest_rise(curve, block_s, b, period) for b in beats])
     numbers = np.round((snapped - snapped[0]) / period)
     slope, intercept = np.polyfit(numbers, snapped, 1)
-    steady = np.abs(snapped - (intercept + slope * numbers)) < _STEADY_S  # beats off the line: refit without them
+    # beats off the line (a snap to the wrong hit): fit again without them
+    steady = np.abs(snapped - (intercept + slope * numbers)) < _STEADY_S
     if _MIN_STEADY <= steady.sum() < steady.size:
         slope, intercept = np.polyfit(numbers[steady], snapped[steady], 1)
     if slope <= 0:
