@@ -67,6 +67,7 @@ _STEADY_S = 0.01  # beats further than this from the fitted grid are left out of
 _MIN_STEADY = 4
 _SEAM_S = 0.010  # a loop's start takes in what follows its end over this long
 _TOLERANCE_BPM = 0.05  # below this the stretch is not made again
+_HELD_BPM = 0.5  # a result further than this from the asked tempo is refused, never handed back
 _LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _KEY = re.compile(r"^\s*([A-Ga-g])\s*([#♯b♭]?)\s*(major|minor|maj|min|m|M)?\s*$")
 
@@ -330,9 +331,13 @@ def _on_tempo(
         ratio *= _folded(pulse.bpm, bpm) / bpm
         out = stretch(y, sr, ratio=ratio, semitones=semitones)
         pulse = measure_pulse(out, sr)
-    if pulse is None:
+    if pulse is None or abs(_folded(pulse.bpm, bpm) - bpm) > _HELD_BPM:
+        found = "no pulse" if pulse is None else f"{_folded(pulse.bpm, bpm):.1f} BPM"
         raise InvalidInputError(
-            "audio", "the stretched audio", "lost its pulse when stretched", "give audio with a steadier beat"
+            "audio",
+            f"stretched to {bpm:g} BPM",
+            f"measures {found} afterwards: its beat is not steady enough to hold a tempo",
+            "give audio with a steadier beat",
         )
     return out, ratio, pulse
 

@@ -343,7 +343,7 @@ def generate(
     grid = conform.check_grid(bpm=bpm, bars=bars, beats_per_bar=beats_per_bar, key=key, loop=loop)
     if grid is not None:  # a margin to cut whole bars from; the loop is made from the bars
         grid, length = conform.generation_length(grid, request.audio_length_in_s, 5.0)
-        request, loop = request.replace(audio_length_in_s=length), False
+        request, loop = request.replace(audio_length_in_s=length), loop and grid.bpm is None
     clips = generate_clips(
         request, device=device, callback=callback, cancel=cancel, rank=rank, loop=loop, dtype=dtype
     )
