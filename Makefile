@@ -12,7 +12,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[cpu,notebook,test,dev,cluster]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[cpu,notebook,test,dev,cluster,midi]"
+	# Basic Pitch's model file (nmp.onnx) for mgtoolkit.transcribe, without its TensorFlow dependency
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt basic-pitch
 	rm -f $(VENV)/.installed-*
 	touch $@
 

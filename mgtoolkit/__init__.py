@@ -37,6 +37,11 @@ _LAZY = {
     # listening: describe a clip, CLAP tags
     "describe_audio": "mgtoolkit.analysis.describe",
     "AudioDescription": "mgtoolkit.analysis.describe",
+    # a DAW's grid: exact tempo, whole bars, a key; the notes as MIDI
+    "conform": "mgtoolkit.analysis.conform",
+    "transcribe": "mgtoolkit.io.midi",
+    "example_loop": "mgtoolkit.analysis.synth",
+    "click_along": "mgtoolkit.analysis.conform",
     # the models
     "SCHEDULERS": "mgtoolkit.models.audioldm",
     "PromptTruncatedWarning": "mgtoolkit.models.audioldm",

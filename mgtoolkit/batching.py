@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TextIO
 
+from .analysis import conform
 from .errors import InvalidInputError, MgtoolkitError
 from .io.audio import ensure_writable_dir, safe_stem, wav_bytes, write_atomic
 from .tasks.text import generate_clips, validate_request
@@ -60,6 +61,8 @@ _NUMBER_FIELDS = {
     "num_waveforms_per_prompt": int,
 }
 _FIELDS = frozenset(f.name for f in fields(GenerationRequest))
+_GRID = {"bpm": float, "bars": int, "beats_per_bar": int, "key": str}
+"""CSV columns that make each clip obey a grid (see :func:`mgtoolkit.conform`)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,10 +78,13 @@ class Row:
     number: int
     request: GenerationRequest | None = None
     error: MgtoolkitError | None = None
+    grid: Any = None
 
     def stem(self, seed: int) -> str:
-        """The file stem of the row's clip made with ``seed``: ``NNNN-<prompt>_seed<seed>``."""
-        return f"{self.number:04d}-{safe_stem(self.request.prompt, max_len=40)}_seed{seed}"
+        """The file stem of the row's clip made with ``seed``: ``NNNN-<prompt>_seed<seed>``
+        (``NNNN-<prompt>_120bpm_Am_4bars_seed<seed>`` with a grid)."""
+        label = f"{self.grid.label()}_" if self.grid is not None else ""
+        return f"{self.number:04d}-{safe_stem(self.request.prompt, max_len=40)}_{label}seed{seed}"
 
     def stems(self) -> list[str]:
         """The file stems of the row's clips, one per candidate (seeds ``seed``, ``seed + 1``, ...)."""
@@ -144,18 +150,40 @@ def _checked(number: int, item: Any, base: GenerationRequest) -> Row:
     try:
         if isinstance(item, Exception):
             raise item
+        grid = _row_grid(item) if isinstance(item, dict) else None
         request = item if isinstance(item, GenerationRequest) else _row_request(item, base)
-        return Row(number=number, request=validate_request(request))
+        if grid is not None:
+            grid, length = conform.generation_length(grid, request.audio_length_in_s, base.audio_length_in_s)
+            request = request.replace(audio_length_in_s=length)
+        return Row(number=number, request=validate_request(request), grid=grid)
     except MgtoolkitError as exc:
         return Row(number=number, error=exc)
+
+
+def _row_grid(row: dict) -> Any:
+    """The row's grid (``bpm``, ``bars``, ``beats_per_bar``, ``key`` cells), checked; ``None`` without one."""
+    cells = {}
+    for key, value in row.items():
+        name = str(key or "").strip().replace("-", "_")
+        if name not in _GRID or value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        try:
+            cells[name] = _GRID[name](value.strip()) if isinstance(value, str) else value
+        except ValueError:
+            raise InvalidInputError(name, value, "is not a number", "fix that cell") from None
+    return conform.check_grid(**cells)
 
 
 def _row_request(row: dict, base: GenerationRequest) -> GenerationRequest:
     changes = {}
     for key, value in row.items():
         name = _ALIASES.get(str(key or "").strip(), str(key or "").strip())
+        if name.replace("-", "_") in _GRID:
+            continue
         if name not in _FIELDS:
-            raise InvalidInputError("column", key, "is not a parameter", f"use {', '.join(sorted(_FIELDS))}")
+            raise InvalidInputError(
+                "column", key, "is not a parameter", f"use {', '.join(sorted(_FIELDS | set(_GRID)))}"
+            )
         if value is None or (isinstance(value, str) and value.strip() == ""):
             continue
         if not isinstance(value, str):
@@ -544,9 +572,11 @@ class _Reporter:
         self.bar.update(1)
 
 
-def _make(request: GenerationRequest, device: str | None) -> list[Clip]:
-    """A row's clips in seed order (files are named by seed; ranking would only cost time)."""
-    return generate_clips(request, device=device, rank=False)
+def _make(request: GenerationRequest, device: str | None, grid: Any = None) -> list[Clip]:
+    """A row's clips in seed order (files are named by seed; ranking would only cost time), each
+    conformed to the row's grid if it has one."""
+    clips = generate_clips(request, device=device, rank=False)
+    return clips if grid is None else [conform.conform_clip(c, grid) for c in clips]
 
 
 def _run_local(rows: list[Row], report: _Reporter, *, device: str | None, fault) -> None:
@@ -554,7 +584,7 @@ def _run_local(rows: list[Row], report: _Reporter, *, device: str | None, fault)
         try:
             if fault is not None:
                 fault(row.number)
-            clips = _make(row.request, device)
+            clips = _make(row.request, device, row.grid)
         except MgtoolkitError as exc:  # this row's problem; a failed write stops the job
             report.failed(row, exc)
             continue
@@ -581,11 +611,11 @@ class _Worker:
     def pid(self) -> int:
         return os.getpid()
 
-    def make(self, number: int, request: GenerationRequest) -> tuple[str, Any]:
+    def make(self, number: int, request: GenerationRequest, grid: Any = None) -> tuple[str, Any]:
         if self.fault is not None:
             self.fault(number)
         try:
-            return "ok", _make(request, self.device)
+            return "ok", _make(request, self.device, grid)
         except MgtoolkitError as exc:
             return "error", str(exc)
 
@@ -721,7 +751,7 @@ def _dispatch(ray, rows: list[Row], report: _Reporter, pool: list, restart: Call
             actor, plan = idle.popleft()
             row = queue.popleft()
             attempts[row.number] += 1
-            running[actor.make.remote(row.number, row.request)] = (actor, plan, row)
+            running[actor.make.remote(row.number, row.request, row.grid)] = (actor, plan, row)
         if not running:  # rows left, no actor left
             for row in queue:
                 report.failed(row, "no Ray actor left to run it")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from .analysis import conform
 from .errors import InvalidInputError, MgtoolkitError
 from .io.audio import ensure_writable_dir
 from .models.registry import PRESETS, default_model, resolve_model
@@ -40,6 +41,15 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help="continue this audio file by --seconds under the prompt (the file's part is kept as it is)",
+    )
+    gen.add_argument("--bpm", type=float, default=None, help="stretch to exactly this tempo (40-240)")
+    gen.add_argument(
+        "--bars", type=int, default=None, help="cut exactly this many bars from a downbeat (1-64)"
+    )
+    gen.add_argument("--beats-per-bar", type=int, default=4, help="beats in a bar (1-12; default 4)")
+    gen.add_argument("--key", default=None, help='shift to this key: "A minor", "Am", "F#", "Gb major"')
+    gen.add_argument(
+        "--midi", action="store_true", help="also write the notes as a .mid file (the midi extra)"
     )
     batch = sub.add_parser("batch", help="a file of prompts (one per line, or CSV with parameter columns)")
     batch.add_argument("file", type=Path)
@@ -114,13 +124,37 @@ def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.extend is not None:
         return cmd_extend(args, out, err)
     request = validate_request(_base_request(args, args.prompt))
+    if args.midi:  # the transcriber is there before anything is made
+        from .io import midi
+
+        midi.model_path()
+    grid = conform.check_grid(
+        bpm=args.bpm, bars=args.bars, beats_per_bar=args.beats_per_bar, key=args.key, loop=args.loop
+    )
     folder = ensure_writable_dir(args.out, "--out")
     _note_if_tiny(request, err)
-    clips = generate_clips(request, device=args.device, loop=args.loop)
+    if grid is None:
+        clips = generate_clips(request, device=args.device, loop=args.loop)
+    else:  # generated with a margin, then stretched, cut and shifted (see mgtoolkit.conform)
+        grid, length = conform.generation_length(grid, request.audio_length_in_s, 5.0)
+        made = generate_clips(request.replace(audio_length_in_s=length), device=args.device)
+        clips = [conform.conform_clip(c, grid) for c in made]
     # Written and listed in seed order; each sidecar records its CLAP score and rank.
     for clip in sorted(clips, key=lambda c: c.seed):
-        print(clip.save(folder), file=out)
+        wav = clip.save(folder)
+        print(wav, file=out)
+        if args.midi:
+            print(clip.to_midi(_free_midi(wav)), file=out)
     return 0
+
+
+def _free_midi(wav: Path) -> Path:
+    """``<stem>.mid`` beside the WAV; ``-1``, ``-2``, ... if taken (never overwrite)."""
+    path, k = wav.with_suffix(".mid"), 0
+    while path.exists():
+        k += 1
+        path = wav.with_name(f"{wav.stem}-{k}.mid")
+    return path
 
 
 def cmd_extend(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

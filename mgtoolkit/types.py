@@ -171,6 +171,17 @@ class Clip:
             self, out_dir, name=name, format=format, sample_rate=sample_rate, loudness=loudness
         )
 
+    def to_midi(self, path: str | Path, *, quantize: int | None = None, **options: Any) -> Path:
+        """Transcribe the clip's notes (Basic Pitch; the ``midi`` extra) and write a MIDI file.
+
+        The tempo is the conformed ``bpm`` (``clip.extra["conform"]``), else 120; ``quantize``
+        snaps the notes to that many steps a beat (4: sixteenths). ``options`` go to
+        :func:`mgtoolkit.transcribe`. Returns the path written.
+        """
+        from .io import midi
+
+        return midi.write_midi(midi.transcribe(self, **options), path, quantize=quantize)
+
     def with_extra(self, **extra: Any) -> Clip:
         """A copy with more provenance in ``extra``."""
         return dataclasses.replace(self, extra={**self.extra, **extra})

@@ -32,6 +32,7 @@ __all__ = [
     "MIN_AUDIO_S",
     "SILENCE_PEAK",
     "safe_stem",
+    "default_stem",
     "to_pcm16",
     "wav_bytes",
     "smpl_chunk",
@@ -88,6 +89,14 @@ _WINDOWS_RESERVED = frozenset(
     + [f"{port}{n}" for port in ("com", "lpt") for n in range(10)]
 )
 """Names Windows keeps for devices (``CON``, ``COM1``...), with any extension: a stem never is one."""
+
+
+def default_stem(clip: Any) -> str:
+    """``<prompt>_seed<seed>``; a conformed clip adds its grid as sample packs do:
+    ``funky-drum-loop_120bpm_Am_4bars_seed7`` (``clip.extra["conform"]["label"]``)."""
+    label = ((getattr(clip, "extra", None) or {}).get("conform") or {}).get("label") or ""
+    label = re.sub(r"[^A-Za-z0-9_]+", "", str(label))
+    return f"{safe_stem(clip.prompt)}_{label + '_' if label else ''}seed{clip.seed}"
 
 
 def to_pcm16(waveform: np.ndarray) -> np.ndarray:
@@ -209,7 +218,7 @@ def ensure_writable_dir(out_dir: str | os.PathLike, field: str = "out_dir") -> P
 def save_clip(clip: SavableClip, out_dir: str | os.PathLike = "outputs", *, name: str | None = None) -> Path:
     """Write ``clip`` as ``<stem>.wav`` (16-bit PCM) plus ``<stem>.json``; return the WAV path."""
     folder = ensure_writable_dir(out_dir)
-    base = safe_stem(name) if name else f"{safe_stem(clip.prompt)}_seed{clip.seed}"
+    base = safe_stem(name) if name else default_stem(clip)
     metadata = clip.metadata()
     loop = _loop_points(clip)
     for _ in range(100):  # another writer may take a name between the check and the link

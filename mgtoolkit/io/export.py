@@ -22,7 +22,15 @@ import numpy as np
 from ..config import VERSION
 from ..errors import InvalidInputError
 from . import features
-from .audio import SILENCE_PEAK, SavableClip, ensure_writable_dir, free_stem, safe_stem, write_atomic
+from .audio import (
+    SILENCE_PEAK,
+    SavableClip,
+    default_stem,
+    ensure_writable_dir,
+    free_stem,
+    safe_stem,
+    write_atomic,
+)
 
 __all__ = [
     "FORMATS",
@@ -260,7 +268,7 @@ def export_clip(
     metadata["export"] = {"format": fmt, "subtype": subtype, "sample_rate": rate, **done}
     tags = _tags(clip, facts, fmt)
     # 3. Audio, then sidecar, each through a temporary file; both or neither.
-    base = safe_stem(name) if name else f"{safe_stem(clip.prompt)}_seed{clip.seed}"
+    base = safe_stem(name) if name else default_stem(clip)
     for _ in range(100):
         stem = free_stem(folder, base, (f".{fmt}", ".json"))
         audio_path, sidecar = folder / f"{stem}.{fmt}", folder / f"{stem}.json"

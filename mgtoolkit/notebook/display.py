@@ -77,7 +77,9 @@ def _heard(clip: Clip):
     return listen(clip)
 
 
-def clip_card_html(clip: Clip, *, plots: bool = True, title: str | None = None, chroma: bool = False) -> str:
+def clip_card_html(
+    clip: Clip, *, plots: bool = True, title: str | None = None, chroma: bool = False, notes: bool = False
+) -> str:
     """One clip as a card: waveform (beat grid) + mel (+ chroma) image, player, prompt, tempo and key, seed, model."""
     heard = _heard(clip)
     parts = ['<div class="mg-card">']
@@ -86,7 +88,13 @@ def clip_card_html(clip: Clip, *, plots: bool = True, title: str | None = None, 
     if plots:
         from .plots import clip_figure
 
-        fig = clip_figure(clip, title=False, beats=heard.beat_times if heard else None, chroma=chroma)
+        fig = clip_figure(
+            clip,
+            title=False,
+            beats=heard.beat_times if heard else None,
+            chroma=chroma,
+            notes=_notes(clip, notes),
+        )
         png = base64.b64encode(figure_png(fig)).decode("ascii")
         parts.append(
             f'<img class="mg-spectrogram" alt="waveform and mel spectrogram" '
@@ -106,6 +114,15 @@ def clip_card_html(clip: Clip, *, plots: bool = True, title: str | None = None, 
     meta += f"<br>{html.escape(clip.summary())}"
     parts.append(f'<div class="mg-meta">{meta}</div></div>')
     return "".join(parts)
+
+
+def _notes(clip: Clip, wanted: bool):
+    """The clip's transcribed notes for a piano roll (:func:`mgtoolkit.transcribe`), if ``wanted``."""
+    if not wanted:
+        return None
+    from ..io.midi import transcribe
+
+    return transcribe(clip)
 
 
 def _strength(clip: Clip) -> float | None:
@@ -134,18 +151,24 @@ def _card_title(clip: Clip, index: int) -> str:
     return f"#{index + 1}{best} · score {clip.score:.3f}"
 
 
-def clips_html(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True, chroma: bool = False) -> str:
+def clips_html(
+    clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True, chroma: bool = False, notes: bool = False
+) -> str:
     """The HTML :func:`show` displays: cards side by side, wrapping on narrow screens."""
     clips = _as_list(clip_or_clips)
     titled = len(clips) > 1
     cards = [
-        clip_card_html(c, plots=plots, title=_card_title(c, i) if titled else None, chroma=chroma)
+        clip_card_html(
+            c, plots=plots, title=_card_title(c, i) if titled else None, chroma=chroma, notes=notes
+        )
         for i, c in enumerate(clips)
     ]
     return f'{_CSS}<div class="mg-clips">{"".join(cards)}</div>'
 
 
-def show(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True, chroma: bool = False) -> None:
+def show(
+    clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True, chroma: bool = False, notes: bool = False
+) -> None:
     """Show clips inline: waveform and mel spectrogram, a player, and prompt/seed/model beneath.
 
     Parameters
@@ -157,6 +180,8 @@ def show(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True, chroma: bo
     chroma : bool
         Add a chromagram (the pitch classes the key is read from). Tempo and key are named under
         each player.
+    notes : bool
+        Add a piano roll of the notes heard (:func:`mgtoolkit.transcribe`; the ``midi`` extra).
 
     Examples
     --------
@@ -165,7 +190,7 @@ def show(clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True, chroma: bo
     ...                     num_inference_steps=2, model="tiny")
     >>> mg.show(clips)  # doctest: +SKIP
     """
-    _display(_html(clips_html(clip_or_clips, plots=plots, chroma=chroma)))
+    _display(_html(clips_html(clip_or_clips, plots=plots, chroma=chroma, notes=notes)))
 
 
 def show_denoising(

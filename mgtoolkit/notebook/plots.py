@@ -39,7 +39,9 @@ __all__ = [
     "loopshow",
     "melshow",
     "chromashow",
+    "pianoshow",
     "clip_figure",
+    "grid_figure",
     "denoising_figure",
 ]
 
@@ -242,6 +244,42 @@ def loopshow(start: float, end: float, *, ax: Axes | None = None, **kwargs: Any)
     return lines
 
 
+def pianoshow(notes: Any, *, ax: Axes | None = None, **kwargs: Any):
+    """Draw a piano roll: a bar per note, time (s) across, MIDI pitch up, darker when louder.
+
+    ``notes`` is what :func:`mgtoolkit.transcribe` returns (or any sequence with ``start``,
+    ``end``, ``pitch`` and ``velocity``).
+
+    Returns
+    -------
+    matplotlib.collections.PolyCollection
+
+    Examples
+    --------
+    >>> from mgtoolkit.io.midi import Note
+    >>> len(pianoshow([Note(start=0.0, end=0.5, pitch=60), Note(start=0.5, end=1.0, pitch=64)]).get_paths())
+    2
+    """
+    from matplotlib.collections import PolyCollection
+
+    ax = _axes(ax)
+    found = list(getattr(notes, "notes", notes))
+    boxes = [
+        [(n.start, n.pitch - 0.4), (n.end, n.pitch - 0.4), (n.end, n.pitch + 0.4), (n.start, n.pitch + 0.4)]
+        for n in found
+    ]
+    kwargs.setdefault("cmap", "Blues")
+    kwargs.setdefault("edgecolor", "none")
+    bars = PolyCollection(boxes, **kwargs)
+    bars.set_array(np.array([n.velocity for n in found], dtype=float))
+    bars.set_clim(0, 127)
+    ax.add_collection(bars)
+    pitches = [n.pitch for n in found] or [60]
+    ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
+    ax.set_ylabel("MIDI note")
+    return bars
+
+
 def _mark_windows(clip: Clip, axes) -> None:
     """Window joins and loop points of a clip (from ``clip.extra``) on each of ``axes``."""
     joins = (clip.extra.get("windows") or {}).get("joins_s") or []
@@ -390,11 +428,13 @@ def clip_figure(
     title: bool = True,
     beats: Any = None,
     chroma: bool = False,
+    notes: Any = None,
 ) -> Figure:
     """Waveform above mel spectrogram (with a dB colour bar) of one clip; optionally beats and chroma.
 
     ``beats`` (seconds, e.g. ``mg.describe_audio(clip).beat_times``) are drawn as a grid on the
-    waveform; ``chroma=True`` adds a chromagram below the spectrogram. A clip made window by
+    waveform; ``chroma=True`` adds a chromagram below the spectrogram, ``notes`` (from
+    :func:`mgtoolkit.transcribe`) a piano roll at the bottom. A clip made window by
     window shows its window joins (dashed), a loop its loop points (:func:`joinshow`, :func:`loopshow`).
 
     Returns a new :class:`matplotlib.figure.Figure` that belongs to no pyplot window; in a
@@ -407,7 +447,7 @@ def clip_figure(
     >>> len(clip_figure(clip).axes)  # waveform, mel and its colour bar
     3
     """
-    rows = 3 if chroma else 2
+    rows = 2 + bool(chroma) + (notes is not None)
     fig, axes = _new_figure(rows, 1, figsize or (6.0, 2.0 * rows))
     ax_wave, ax_mel = axes[0], axes[1]
     waveshow(clip.waveform, sr=clip.sample_rate, ax=ax_wave)
@@ -417,11 +457,49 @@ def clip_figure(
     if chroma:
         chromashow(clip.waveform, sr=clip.sample_rate, ax=axes[2], colorbar=True)
         axes[2].sharex(ax_mel)
+    if notes is not None:
+        pianoshow(notes, ax=axes[-1])
+        axes[-1].sharex(ax_mel)
     _mark_windows(clip, (ax_wave, ax_mel))
     ax_wave.sharex(ax_mel)  # one time axis: the same ticks and limits above and below
     ax_wave.set_xlim(0.0, len(clip.waveform) / clip.sample_rate)
     if title:
         ax_wave.set_title(f"{_short(clip.prompt)}  ·  seed {clip.seed}", fontsize=9)
+    return fig
+
+
+def grid_figure(before: Any, after: Clip, *, figsize: tuple[float, float] = (7.0, 4.0)) -> Figure:
+    """The beat grid before and after :func:`mgtoolkit.conform`: the beats heard on the original,
+    and the exact grid of the result (bar lines thick, beats thin) over its waveform.
+
+    ``before`` is the original audio (a clip or ``(y, sr)``); ``after`` the conformed clip.
+
+    Examples
+    --------
+    >>> from mgtoolkit.analysis import conform, synth
+    >>> groove = synth.drum_pattern(bpm=100, seconds=12)
+    >>> len(grid_figure(groove, conform.conform(groove, bpm=104, bars=2)).axes)
+    2
+    """
+    from ..io.features import estimate_tempo
+
+    y, sr = (before.waveform, before.sample_rate) if hasattr(before, "waveform") else before
+    record = after.extra["conform"]
+    fig, (ax_before, ax_after) = _new_figure(2, 1, figsize)
+    waveshow(np.asarray(y, dtype=np.float32), sr=sr, ax=ax_before)
+    tempo, beats = estimate_tempo(np.asarray(y, dtype=np.float32), sr)
+    beatshow(beats, ax=ax_before)
+    ax_before.set_title(f"before: {tempo or 0:.1f} BPM, beats as heard", fontsize=9)
+    waveshow(after.waveform, sr=after.sample_rate, ax=ax_after)
+    beat_s = 60.0 / record["bpm"]
+    grid = np.arange(0.0, after.duration - 1e-9, beat_s)
+    bar = record["beats_per_bar"]
+    beatshow(grid[::bar], ax=ax_after, linewidth=2.0, alpha=0.9, label="bars")
+    beatshow([t for k, t in enumerate(grid) if k % bar], ax=ax_after)
+    ax_after.set_xlim(0.0, after.duration)
+    ax_after.set_title(
+        f"after: exactly {record['bpm']:g} BPM, {record['bars']:g} bars from a downbeat", fontsize=9
+    )
     return fig
 
 

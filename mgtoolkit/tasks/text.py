@@ -268,6 +268,10 @@ def generate(
     loop: bool = False,
     dtype: str | None = None,
     translate: bool | str = True,
+    bpm: float | None = None,
+    bars: int | None = None,
+    beats_per_bar: int = 4,
+    key: str | None = None,
 ) -> Clip | list[Clip]:
     """Make music from a text prompt with AudioLDM.
 
@@ -316,6 +320,12 @@ def generate(
         (no model; unknown words are left out with an :class:`UntranslatedWordsWarning`), a writer
         name (``"qwen2-0.5b"``, ``"chatglm-6b"``) through that chat model, ``False`` not at all.
         The request keeps your words; ``clip.extra["translation"]`` records both.
+    bpm, bars, beats_per_bar, key : optional
+        Make each clip obey a grid (see :func:`mgtoolkit.conform`): generated with a margin,
+        stretched to exactly ``bpm`` (40-240), cut at a downbeat to exactly ``bars`` bars
+        (1-64) of ``beats_per_bar`` beats (1-12), shifted to ``key`` (``"A minor"``, ``"Am"``,
+        ``"F#"``); with ``loop`` the loop points fall on the bar lines. The bars decide the
+        length: an ``audio_length_in_s`` that contradicts them is refused.
 
     Returns
     -------
@@ -342,6 +352,12 @@ def generate(
             model=model,
             scheduler=scheduler,
         )
+    from ..analysis import conform
+
+    grid = conform.check_grid(bpm=bpm, bars=bars, beats_per_bar=beats_per_bar, key=key, loop=loop)
+    if grid is not None:  # a margin to cut whole bars from; the loop is made from the bars
+        grid, length = conform.generation_length(grid, request.audio_length_in_s, 5.0)
+        request, loop = request.replace(audio_length_in_s=length), loop and grid.bpm is None
     clips = generate_clips(
         request,
         device=device,
@@ -352,6 +368,8 @@ def generate(
         dtype=dtype,
         translate=translate,
     )
+    if grid is not None:
+        clips = [conform.conform_clip(c, grid) for c in clips]
     return clips[0] if len(clips) == 1 else clips
 
 
