@@ -53,7 +53,7 @@ def test_post_build_installs_the_package_under_the_constraints():
     script = (BINDER / "postBuild").read_text(encoding="utf-8")
     assert script.startswith("#!/bin/bash") and (BINDER / "postBuild").stat().st_mode & 0o111
     install = [line for line in script.splitlines() if "pip install" in line]
-    assert install and "-c constraints.txt" in install[0] and '-e ".[cpu,notebook]"' in install[0]
+    assert install and "-c constraints.txt" in install[0] and '-e ".[cpu,notebook,midi]"' in install[0]
 
 
 def test_binder_python_matches_the_project():
