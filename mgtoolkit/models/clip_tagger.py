@@ -332,7 +332,7 @@ def score_labels(
         for label in names
     ]
     dtype = model.visual_projection.weight.dtype
-    pixels = processor.image_processor(images=image, return_tensors="np")["pixel_values"]
+    pixels = processor.image_processor(images=_big_enough(image), return_tensors="np")["pixel_values"]
     tokens = processor.tokenizer(texts, padding=True, truncation=True, max_length=77, return_tensors="pd")
     with paddle.no_grad():
         picture = model.get_image_features(pixel_values=paddle.to_tensor(np.asarray(pixels)).cast(dtype))
@@ -350,6 +350,16 @@ def score_labels(
         order = np.argsort(-probs, kind="stable")
         out[category] = tuple((names[i], float(probs[i])) for i in order)
     return out
+
+
+def _big_enough(image: Any, side: int = 16) -> Any:
+    """``image`` with its short side at least ``side`` pixels: the processor takes an image a few
+    pixels high for a channels-first array (a 1x1 picture fails there). It resizes to 224 anyway."""
+    width, height = image.size
+    if min(width, height) >= side:
+        return image
+    scale = side / min(width, height)
+    return image.resize((max(side, round(width * scale)), max(side, round(height * scale))), 3)  # bicubic
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

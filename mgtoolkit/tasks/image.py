@@ -136,6 +136,7 @@ def _describe(
     from ..runtime import pick_device
 
     spec = captioners.resolve_captioner(captioner)
+    _check_labels(spec, labels)
     picture = load_image(image)
     t0 = time.perf_counter()
     if not keep_loaded:
@@ -147,6 +148,19 @@ def _describe(
         if not keep_loaded:
             captioners.release_captioners()
     return text, {"caption_s": time.perf_counter() - t0, "caption_load_s": loaded.load_s}
+
+
+def _check_labels(spec, labels: Mapping[str, Any] | None) -> None:
+    """CLIP's tag lists, checked before any model loads; the other captioners read none."""
+    if labels is None:
+        return
+    from ..models.clip_tagger import check_labels
+
+    check_labels(labels)
+    if spec.family != "clip":
+        raise InvalidInputError(
+            "labels", labels, f"is read by CLIP captioners only, not {spec.name!r}", "pass captioner='clip'"
+        )
 
 
 def _tidy(text: str) -> str:
@@ -525,18 +539,7 @@ def _check(
         resolve_writer(s["writer"])
         prompts.build_instruction(caption or "scene", s["instruction"])
     if caption is None and _typed_description(s["captioner"]) is None:
-        spec = resolve_captioner(s["captioner"])
-        if s.get("labels") is not None:
-            from ..models.clip_tagger import check_labels
-
-            check_labels(s["labels"])
-            if spec.family != "clip":
-                raise InvalidInputError(
-                    "labels",
-                    s["labels"],
-                    f"is read by CLIP captioners only, not {spec.name!r}",
-                    "pass captioner='clip'",
-                )
+        _check_labels(resolve_captioner(s["captioner"]), s.get("labels"))
         from ..io.images import load_image
 
         return s, load_image(image)
