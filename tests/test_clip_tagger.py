@@ -372,6 +372,15 @@ def test_clip_equals_transformers_on_the_same_weights(tmp_path, monkeypatch, pic
     np.testing.assert_allclose(pixels, want["pixel_values"], atol=1e-5)
     ids = processor.tokenizer(texts, padding=True, return_tensors="np")["input_ids"]
     np.testing.assert_array_equal(ids, want["input_ids"])
+    import paddle
+
+    with paddle.no_grad():
+        got_image = model.get_image_features(pixel_values=paddle.to_tensor(pixels)).numpy()
+        got_text = model.get_text_features(input_ids=paddle.to_tensor(ids)).numpy()
+    for got, key in ((got_image, "image_embeds"), (got_text, "text_embeds")):
+        unit = got / np.linalg.norm(got, axis=-1, keepdims=True)
+        np.testing.assert_allclose(unit, want[key], atol=2e-5, err_msg=key)
+    assert float(model.logit_scale.numpy()) == pytest.approx(3.1)  # the 0-d scale was read, not left at init
     scored = clip_tagger.score_labels(
         model, processor, image, {"mood": ["calm", "tense", "a joyful, bright"]}
     )

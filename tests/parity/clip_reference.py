@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,13 @@ def build(work: Path):
     tokenizer = CLIPTokenizer(str(work / "vocab.json"), str(work / "merges.txt"))
     images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     processor = CLIPProcessor(image_processor=images, tokenizer=tokenizer)
+    # As openai/clip-vit-base-patch32 is published: the slow tokenizer's vocab.json and merges.txt
+    # beside tokenizer.json, and the image processor's preprocessor_config.json.
     model.save_pretrained(str(work / "model"), safe_serialization=True)
-    processor.save_pretrained(str(work / "model"))
+    tokenizer.save_pretrained(str(work / "model"))
+    images.save_pretrained(str(work / "model"))
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copyfile(work / name, work / "model" / name)
     return model, processor
 
 
