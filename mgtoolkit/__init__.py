@@ -35,8 +35,8 @@ _LAZY = {
     "WRITERS": "mgtoolkit.tasks.image",
     "WriterFallbackWarning": "mgtoolkit.tasks.image",
     # seeing: CLIP tags of a picture (the default captioner)
-    "tag_image": "mgtoolkit.models.clip_tagger",
-    "ImageTags": "mgtoolkit.models.clip_tagger",
+    "tag_image": "mgtoolkit.tasks.image_tags",
+    "ImageTags": "mgtoolkit.tasks.image_tags",
     # listening: describe a clip, CLAP tags
     "describe_audio": "mgtoolkit.analysis.describe",
     "AudioDescription": "mgtoolkit.analysis.describe",

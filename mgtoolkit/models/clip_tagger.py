@@ -6,7 +6,9 @@ softmax over the category's labels of the cosine similarity of image and text, t
 learned scale. The best labels make a short sentence (``"a beach at sunset; calm, warm golden
 colours, slow energy"``) that the chain's writer turns into a music prompt. It mirrors
 :func:`mgtoolkit.describe_audio`'s CLAP tags: ``labels=`` replaces the lists, kept here as data
-(:data:`DEFAULT_LABELS`).
+(:data:`DEFAULT_LABELS`). Users call it through :func:`mgtoolkit.tag_image` (tags with their
+scores) or as the ``clip`` captioner of :func:`mgtoolkit.describe_image` and
+:func:`mgtoolkit.image_to_music`.
 
 The weights are read as data: the folder (``tiny`` built locally, a folder, the Hugging Face
 cache's copy, or a download) goes through :func:`mgtoolkit.models.weights.paddle_folder` (a
@@ -39,7 +41,6 @@ __all__ = [
     "caption_from_tags",
     "load_clip_parts",
     "score_labels",
-    "tag_image",
 ]
 
 CLIP_SOURCE = "openai/clip-vit-base-patch32"
@@ -364,81 +365,3 @@ def _big_enough(image: Any, side: int = 16) -> Any:
 
 def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def tag_image(
-    image: Any,
-    labels: Mapping[str, Sequence[str]] | None = None,
-    *,
-    captioner: str | os.PathLike | None = None,
-    device: str | None = None,
-    top_k: int | None = TOP_K,
-    keep_loaded: bool = False,
-) -> ImageTags:
-    """Zero-shot tags of ``image`` from editable label lists, and the caption they make.
-
-    Parameters
-    ----------
-    image : str, Path, bytes, PIL.Image.Image or numpy.ndarray
-        The picture (any mode or size; see :func:`mgtoolkit.images.load_image`).
-    labels : mapping of str to list of str, optional
-        ``{category: [label, ...]}``; ``None`` is :data:`DEFAULT_LABELS` (scene, mood, colour, time
-        of day, energy).
-    captioner : str, optional
-        ``"clip"`` (``openai/clip-vit-base-patch32``, about 0.6 GB), ``"tiny-clip"``, or a CLIP
-        folder. ``None``: ``"tiny-clip"`` when the music model is tiny, else ``"clip"``.
-    device : str, optional
-        ``"cpu"``, ``"gpu"`` or ``None`` for automatic.
-    top_k : int or None
-        Labels kept per category (``None``: all of them).
-    keep_loaded : bool
-        Keep CLIP in memory for the next call (else it is released at once).
-
-    Returns
-    -------
-    ImageTags
-        ``.tags`` with their probabilities, ``.caption``, ``.model``.
-
-    Raises
-    ------
-    InvalidInputError
-        One line naming ``labels``, ``top_k``, ``image`` or ``captioner``, before any model loads.
-
-    Examples
-    --------
-    >>> tags = tag_image(mg.example_image(), {"mood": ["calm", "energetic"]})  # doctest: +SKIP
-    >>> tags.caption, tags.tags["mood"]                                          # doctest: +SKIP
-    ('energetic', (('energetic', 0.81), ('calm', 0.19)))
-    """
-    from ..io.images import load_image
-    from ..runtime import pick_device
-    from . import captioners
-
-    checked = check_labels(labels)
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise InvalidInputError(
-            "top_k", top_k, "is not a positive whole number", "use e.g. top_k=3, or None for all"
-        )
-    spec = captioners.resolve_captioner(_default_name() if captioner is None else captioner)
-    if spec.family != "clip":
-        raise InvalidInputError(
-            "captioner", captioner, "is not a CLIP model", "use 'clip', 'tiny-clip' or a CLIP folder"
-        )
-    picture = load_image(image)
-    loaded = captioners.load_captioner(spec, pick_device(device))
-    try:
-        scored = score_labels(loaded.model, loaded.processor, picture, checked)
-    finally:
-        if not keep_loaded:
-            captioners.release_captioners()
-    tags = {k: v[:top_k] if top_k else v for k, v in scored.items()}
-    return ImageTags(tags, caption_from_tags(scored), spec.name)
-
-
-def _default_name() -> str:
-    from .registry import resolve_model
-
-    try:
-        return "tiny-clip" if resolve_model(None).is_tiny else "clip"
-    except InvalidInputError:
-        return "clip"
