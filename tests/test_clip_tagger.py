@@ -316,6 +316,17 @@ def test_clip_loads_from_the_hugging_face_cache_as_transformers_publishes_it(tmp
     assert weights.conversions_done() == before + 1  # the second load reads the converted copy
 
 
+def test_a_clip_folder_without_its_tokenizer_files_says_which(tmp_path, monkeypatch, picture):
+    from mgtoolkit.testing.tiny_clip import tiny_clip_dir
+
+    folder = tmp_path / "clip-no-vocab"
+    shutil.copytree(tiny_clip_dir(), folder)
+    (folder / "merges.txt").unlink()
+    with pytest.raises(mg.ModelUnavailableError) as err:
+        mg.tag_image(picture, captioner=str(folder))
+    assert "lacks merges.txt" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_an_absent_clip_offline_says_what_to_download(tmp_path, monkeypatch, picture):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     monkeypatch.setenv("PPNLP_HOME", str(tmp_path / "empty-ppnlp"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -239,7 +240,14 @@ def load_clip_parts(source: str, *, name: str, dtype: str = "float32") -> tuple[
 
     from . import weights
 
-    folder = weights.paddle_folder(_folder(source, name), name=name, field="captioner", model_class=CLIPModel)
+    found = Path(_folder(source, name))
+    missing = [f for f in _PROCESSOR_FILES if not (found / f).is_file()]
+    if missing:  # checked before converting: transformers 5 saves tokenizer.json alone
+        raise ModelUnavailableError(
+            f"captioner={name!r}: {found} lacks {', '.join(missing)} (the tokenizer and image processor "
+            f"files {CLIP_SOURCE} publishes); download the model again or copy them beside its config.json."
+        )
+    folder = weights.paddle_folder(found, name=name, field="captioner", model_class=CLIPModel)
     model = _read_model(folder, CLIPModel)
     if dtype != "float32":
         model.to(dtype=dtype)
@@ -248,6 +256,9 @@ def load_clip_parts(source: str, *, name: str, dtype: str = "float32") -> tuple[
         CLIPTokenizer.from_pretrained(str(folder)), CLIPImageProcessor.from_pretrained(str(folder))
     )
     return model, processor
+
+
+_PROCESSOR_FILES = ("vocab.json", "merges.txt", "preprocessor_config.json")
 
 
 def _folder(source: str, name: str):
