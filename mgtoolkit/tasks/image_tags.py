@@ -92,7 +92,11 @@ def tag_image(
         scored = score_labels(loaded.model, loaded.processor, picture, checked)
     finally:
         if not keep_loaded:
+            from ..accel.pieces import give_back_free_memory
+
+            loaded = None  # the last reference, so that releasing frees the model
             captioners.release_captioners()
+            give_back_free_memory()
     tags = {k: v[:top_k] if top_k else v for k, v in scored.items()}
     return ImageTags(tags, caption_from_tags(scored), spec.name)
 
