@@ -34,6 +34,9 @@ _LAZY = {
     "CAPTIONERS": "mgtoolkit.tasks.image",
     "WRITERS": "mgtoolkit.tasks.image",
     "WriterFallbackWarning": "mgtoolkit.tasks.image",
+    # seeing: CLIP tags of a picture (the default captioner)
+    "tag_image": "mgtoolkit.tasks.image_tags",
+    "ImageTags": "mgtoolkit.tasks.image_tags",
     # listening: describe a clip, CLAP tags
     "describe_audio": "mgtoolkit.analysis.describe",
     "AudioDescription": "mgtoolkit.analysis.describe",

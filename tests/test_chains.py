@@ -61,12 +61,12 @@ def story(calls):
 def test_defaults_follow_the_music_model(monkeypatch):
     monkeypatch.delenv("MGTOOLKIT_CAPTIONER", raising=False)
     monkeypatch.delenv("MGTOOLKIT_WRITER", raising=False)
-    assert chains.default_captioner() == "tiny" and chains.default_writer() == "tiny"
-    # laptop-sized by default (BLIP-2 + Qwen2-0.5B, about 9 GB), not the app's 28 GB pair
-    assert chains.default_captioner("audioldm-s-full-v2") == "blip2"
+    assert chains.default_captioner() == "tiny-clip" and chains.default_writer() == "tiny"
+    # Binder-sized by default (CLIP tags + Qwen2-0.5B, about 1.6 GB), not the app's 28 GB pair
+    assert chains.default_captioner("audioldm-s-full-v2") == "clip"
     assert chains.default_writer("audioldm-s-full-v2") == "qwen2-0.5b"
     monkeypatch.setenv("MGTOOLKIT_MODEL", "audioldm-s-full-v2")
-    assert (chains.default_captioner(), chains.default_writer()) == ("blip2", "qwen2-0.5b")
+    assert (chains.default_captioner(), chains.default_writer()) == ("clip", "qwen2-0.5b")
     monkeypatch.setenv("MGTOOLKIT_CAPTIONER", "minigpt4")
     monkeypatch.setenv("MGTOOLKIT_WRITER", "template")
     assert (chains.default_captioner(), chains.default_writer()) == ("minigpt4", "template")

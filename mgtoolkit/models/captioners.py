@@ -1,8 +1,10 @@
-"""Captioners: vision-language models (paddlenlp MiniGPT4, BLIP-2) that describe an image.
+"""Captioners: models that describe an image (CLIP tags, paddlenlp MiniGPT4, BLIP-2).
 
 Chosen by name (:data:`CAPTIONERS`), a hub id or a local directory (MiniGPT4's weights are
-converted by hand, so a directory is the usual way). ``tiny`` and ``tiny-blip2`` are random models
-built offline by :mod:`mgtoolkit.backends.tiny_llm`. On the CPU everything runs in float32
+converted by hand, so a directory is the usual way). ``clip`` (the default, about 0.6 GB) gives
+zero-shot tags from editable lists (:mod:`mgtoolkit.models.clip_tagger`); BLIP-2 (about 8 GB, some 15 GB
+of memory on a CPU) and MiniGPT4 (about 15 GB) write free text. ``tiny``, ``tiny-blip2`` and
+``tiny-clip`` are random models built offline. On the CPU everything runs in float32
 (MiniGPT4's float16 defaults have no CPU kernels). paddle and paddlenlp load inside functions only.
 """
 
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..errors import ModelUnavailableError
+from ..errors import InvalidInputError, ModelUnavailableError
 from .stages import StageSpec, prepare_paddle, resolve_stage, unavailable, weights_source
 
 __all__ = [
@@ -45,28 +47,44 @@ _LOCK = threading.RLock()
 
 
 CaptionerSpec = StageSpec
-"""A captioner's spec: ``family`` is ``"minigpt4"`` or ``"blip2"``."""
+"""A captioner's spec: ``family`` is ``"clip"``, ``"minigpt4"`` or ``"blip2"``."""
 
 CAPTIONERS: dict[str, CaptionerSpec] = {
     spec.name: spec
     for spec in [
         CaptionerSpec(
+            "clip",
+            "openai/clip-vit-base-patch32",
+            "clip",
+            0.6,
+            "CLIP ViT-B/32 zero-shot tags (scene, mood, colour, time of day, energy): 0.6 GB download, "
+            "about 0.6 GB of memory; fits a 2 GiB Binder",
+        ),
+        CaptionerSpec(
             "minigpt4",
             "miniGPT4/MiniGPT4-7B",
             "minigpt4",
             15.0,
-            "MiniGPT4 (Vicuna-7B), the appflow's captioner; usually a local converted folder",
+            "MiniGPT4 (Vicuna-7B), the appflow's captioner: about 15 GB download and more than that in "
+            "memory on a CPU; usually a local converted folder",
         ),
-        CaptionerSpec("blip2", "Salesforce/blip2-opt-2.7b", "blip2", 8.0, "BLIP-2 with OPT-2.7B"),
+        CaptionerSpec(
+            "blip2",
+            "Salesforce/blip2-opt-2.7b",
+            "blip2",
+            8.0,
+            "BLIP-2 with OPT-2.7B, free-text captions: about 8 GB download, about 15 GB of memory on a CPU",
+        ),
         CaptionerSpec(
             "tiny", "tiny-minigpt4", "minigpt4", 0.0, "tiny random MiniGPT4: checks the setup offline"
         ),
         CaptionerSpec("tiny-blip2", "tiny-blip2", "blip2", 0.0, "tiny random BLIP-2"),
+        CaptionerSpec("tiny-clip", "tiny-clip", "clip", 0.0, "tiny random CLIP: the clip captioner offline"),
     ]
 }
 _ALIASES = {spec.source: name for name, spec in CAPTIONERS.items() if "/" in spec.source}
 _ALIASES["miniGPT4/MiniGPT4-13B"] = "minigpt4"
-_FAMILIES = {"minigpt4": "minigpt4", "blip-2": "blip2", "blip2": "blip2"}
+_FAMILIES = {"minigpt4": "minigpt4", "blip-2": "blip2", "blip2": "blip2", "clip": "clip"}
 
 
 def resolve_captioner(captioner: str | os.PathLike) -> CaptionerSpec:
@@ -114,10 +132,15 @@ def _load_cached(spec: CaptionerSpec, device: str) -> LoadedCaptioner:
     t0 = time.perf_counter()
     dtype = prepare_paddle(device)
     try:
-        loader = _load_minigpt4 if spec.family == "minigpt4" else _load_blip2
-        model, processor = loader(
-            weights_source(spec, field="captioner", model_class=_model_class(spec)), dtype
-        )
+        if spec.family == "clip":  # its own road: tags, not text generation (see clip_tagger)
+            from .clip_tagger import load_clip_parts
+
+            model, processor = load_clip_parts(spec.source, name=spec.name, dtype=dtype)
+        else:
+            loader = _load_minigpt4 if spec.family == "minigpt4" else _load_blip2
+            model, processor = loader(
+                weights_source(spec, field="captioner", model_class=_model_class(spec)), dtype
+            )
     except ModelUnavailableError:
         raise
     except (OSError, ValueError, KeyError, ConnectionError, RuntimeError) as exc:
@@ -153,14 +176,36 @@ def _load_blip2(source: str, dtype: str):
 
 
 def caption(
-    loaded: LoadedCaptioner, image, question: str | None = None, *, max_new_tokens: int | None = None
+    loaded: LoadedCaptioner,
+    image,
+    question: str | None = None,
+    *,
+    max_new_tokens: int | None = None,
+    labels=None,
 ) -> str:
     """The model's raw description of ``image`` (an RGB PIL image), greedy so it is repeatable.
 
     ``question=None`` asks MiniGPT4 :data:`DEFAULT_QUESTION` and lets BLIP-2 caption freely (BLIP-2
     treats a question as the start of its answer). MiniGPT4's answer is cut at the first ``#`` as the appflow example does (its turns end in ``###``).
+    A ``clip`` captioner ignores ``question`` and says its best tags over ``labels`` (``None``: the
+    default lists of :mod:`mgtoolkit.models.clip_tagger`); ``labels`` is for it alone.
     """
     from ..runtime import import_paddle
+
+    if loaded.spec.family == "clip":
+        from . import clip_tagger
+
+        checked = clip_tagger.check_labels(labels)
+        with _LOCK:
+            scored = clip_tagger.score_labels(loaded.model, loaded.processor, image, checked)
+        return clip_tagger.caption_from_tags(scored)
+    if labels is not None:
+        raise InvalidInputError(
+            "labels",
+            labels,
+            f"is read by CLIP captioners only, not {loaded.spec.name!r}",
+            "pass captioner='clip'",
+        )
 
     paddle = import_paddle()
     if max_new_tokens is None:

@@ -63,12 +63,13 @@ def _tiny_setup(model: str | None = None) -> bool:
 
 
 def default_captioner(model: str | None = None) -> str:
-    """``$MGTOOLKIT_CAPTIONER``, else ``"tiny"`` when the music model is tiny, else ``"blip2"``.
+    """``$MGTOOLKIT_CAPTIONER``, else ``"tiny-clip"`` when the music model is tiny, else ``"clip"``.
 
-    BLIP-2 (about 8 GB) rather than the app's MiniGPT4 (about 15 GB): the default should fit a
-    laptop; ``captioner="minigpt4"`` is one argument away.
+    CLIP tags (about 0.6 GB download and memory) fit a 2 GiB Binder; ``captioner="blip2"`` (free
+    text, about 8 GB download and 15 GB of memory on a CPU) and ``captioner="minigpt4"`` (about
+    15 GB) are one argument away.
     """
-    return setting("MGTOOLKIT_CAPTIONER") or ("tiny" if _tiny_setup(model) else "blip2")
+    return setting("MGTOOLKIT_CAPTIONER") or ("tiny-clip" if _tiny_setup(model) else "clip")
 
 
 def default_writer(model: str | None = None) -> str:
@@ -124,6 +125,7 @@ def _describe(
     device: str | None,
     keep_loaded: bool,
     notes: list[str] | None = None,
+    labels: Mapping[str, Any] | None = None,
 ) -> tuple[str, dict[str, float]]:
     """Caption ``image``; returns the caption and the stage's timings."""
     typed = _typed_description(captioner)
@@ -134,17 +136,36 @@ def _describe(
     from ..runtime import pick_device
 
     spec = captioners.resolve_captioner(captioner)
+    _check_labels(spec, labels)
     picture = load_image(image)
     t0 = time.perf_counter()
     if not keep_loaded:
         _free_music_models(spec, notes)
     loaded = captioners.load_captioner(spec, pick_device(device))
+    load_s = loaded.load_s
     try:
-        text = _tidy(captioners.caption(loaded, picture, question))
+        text = _tidy(captioners.caption(loaded, picture, question, labels=labels))
     finally:
         if not keep_loaded:
+            from ..accel.pieces import give_back_free_memory
+
+            loaded = None  # the last reference, so that releasing frees the model
             captioners.release_captioners()
-    return text, {"caption_s": time.perf_counter() - t0, "caption_load_s": loaded.load_s}
+            give_back_free_memory()  # the freed heap goes back before the music model loads
+    return text, {"caption_s": time.perf_counter() - t0, "caption_load_s": load_s}
+
+
+def _check_labels(spec, labels: Mapping[str, Any] | None) -> None:
+    """CLIP's tag lists, checked before any model loads; the other captioners read none."""
+    if labels is None:
+        return
+    from ..models.clip_tagger import check_labels
+
+    check_labels(labels)
+    if spec.family != "clip":
+        raise InvalidInputError(
+            "labels", labels, f"is read by CLIP captioners only, not {spec.name!r}", "pass captioner='clip'"
+        )
 
 
 def _tidy(text: str) -> str:
@@ -158,20 +179,28 @@ def describe_image(
     captioner: str | None = None,
     *,
     question: str | None = None,
+    labels: Mapping[str, Any] | None = None,
     device: str | None = None,
     keep_loaded: bool = False,
 ) -> str:
-    """What a vision-language model sees in ``image``.
+    """What a captioner sees in ``image``: CLIP's best tags, or a vision-language model's sentence.
 
     Parameters
     ----------
     image : str, Path, bytes, PIL.Image.Image or numpy.ndarray
         The picture (see :func:`mgtoolkit.images.load_image`); may be ``None`` with ``captioner="text:..."``.
     captioner : str, optional
-        ``"minigpt4"``, ``"blip2"``, ``"tiny"``, a hub id, a local model folder, or
-        ``"text:<description>"`` for the user's own words. ``None``: see :func:`default_captioner`.
+        ``"clip"`` (zero-shot tags, about 0.6 GB), ``"blip2"`` (about 8 GB download, 15 GB of memory
+        on a CPU), ``"minigpt4"`` (about 15 GB), ``"tiny-clip"``, ``"tiny"``, a hub id, a local model
+        folder, or ``"text:<description>"`` for the user's own words. ``None``: see
+        :func:`default_captioner`.
     question : str, optional
-        What to ask the model; ``None`` asks the appflow's ``"describe the image, "``.
+        What to ask MiniGPT4 or BLIP-2; ``None`` asks the appflow's ``"describe the image, "``.
+        CLIP ignores it.
+    labels : mapping of str to list of str, optional
+        CLIP only: the tag lists, ``{category: [label, ...]}``; ``None`` is
+        :data:`mgtoolkit.models.clip_tagger.DEFAULT_LABELS` (scene, mood, colour, time of day,
+        energy). :func:`mgtoolkit.tag_image` gives the tags with their scores.
     device : str, optional
         ``"cpu"``, ``"gpu"`` or ``None`` for automatic.
     keep_loaded : bool
@@ -188,7 +217,7 @@ def describe_image(
     'a quiet forest at dawn'
     """
     captioner = default_captioner() if captioner is None else captioner
-    text, _ = _describe(image, captioner, question, device=device, keep_loaded=keep_loaded)
+    text, _ = _describe(image, captioner, question, device=device, keep_loaded=keep_loaded, labels=labels)
     return text
 
 
@@ -285,7 +314,7 @@ _GENERATE_KEYS = (
     "device",
 )
 _WRITE_KEYS = ("writer", "instruction")
-_CAPTION_KEYS = ("captioner", "question", "image")
+_CAPTION_KEYS = ("captioner", "question", "labels", "image")
 _CALL_KEYS = ("keep_loaded", "callback", "cancel")
 
 
@@ -402,6 +431,7 @@ def image_to_music(
     writer: str | None = None,
     instruction: str | None = None,
     question: str | None = None,
+    labels: Mapping[str, Any] | None = None,
     negative_prompt: str | None = None,
     audio_length_in_s: float = 5.0,
     num_inference_steps: int = 20,
@@ -428,6 +458,8 @@ def image_to_music(
         The writer's instruction template (with ``{description}``).
     question : str, optional
         What to ask the captioner.
+    labels : mapping, optional
+        The CLIP captioner's tag lists (see :func:`describe_image`).
     negative_prompt, audio_length_in_s, num_inference_steps, guidance_scale, seed, model, scheduler, device
         As for :func:`mgtoolkit.generate`.
     keep_loaded : bool
@@ -460,6 +492,7 @@ def image_to_music(
         writer=writer,
         instruction=instruction,
         question=question,
+        labels=labels,
         negative_prompt=negative_prompt,
         audio_length_in_s=audio_length_in_s,
         num_inference_steps=num_inference_steps,
@@ -511,7 +544,7 @@ def _check(
         resolve_writer(s["writer"])
         prompts.build_instruction(caption or "scene", s["instruction"])
     if caption is None and _typed_description(s["captioner"]) is None:
-        resolve_captioner(s["captioner"])
+        _check_labels(resolve_captioner(s["captioner"]), s.get("labels"))
         from ..io.images import load_image
 
         return s, load_image(image)
@@ -535,7 +568,13 @@ def _chain(
     if caption is None:
         GenerationCancelled.raise_if_set(cancel, "before describing the image")
         caption, stage = _describe(
-            picture, s["captioner"], s["question"], device=device, keep_loaded=keep, notes=notes
+            picture,
+            s["captioner"],
+            s["question"],
+            device=device,
+            keep_loaded=keep,
+            notes=notes,
+            labels=s.get("labels"),
         )
         timings.update(stage)
         if not caption:
