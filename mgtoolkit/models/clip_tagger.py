@@ -315,34 +315,18 @@ def _read_model(folder, model_class):
     return model
 
 
-_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64, "I64": np.int64}
-
-
 def _tensors(path):
-    """``(name, float32 array)`` for each tensor of a safetensors file, read one at a time.
+    """``(name, array)`` for each tensor of a safetensors file, read one at a time with plain file
+    reads (:mod:`mgtoolkit.models.safetensors_io`: checked header, no memory map, bfloat16 widened)."""
+    from .safetensors_io import SafetensorsError, read_header, read_tensor
 
-    Only the header (JSON) and the bytes of each tensor are read: no pickle, no code, no memory map.
-    bfloat16 is widened exactly (its bits are the top half of a float32).
-    """
-    import json
-
-    with open(path, "rb") as fh:
-        size = int.from_bytes(fh.read(8), "little")
-        header = json.loads(fh.read(size))
-        for key, info in header.items():
-            if key == "__metadata__":
-                continue
-            if info.get("dtype") not in _DTYPES:
-                raise ModelUnavailableError(
-                    f"captioner: {path}: tensor {key!r} is {info.get('dtype')}, not a float type CLIP uses; "
-                    "download the model again."
-                )
-            start, end = info["data_offsets"]
-            fh.seek(8 + size + start)
-            raw = np.frombuffer(fh.read(end - start), dtype=_DTYPES[info["dtype"]])
-            if info["dtype"] == "BF16":
-                raw = (raw.astype(np.uint32) << 16).view(np.float32)
-            yield key, raw.reshape(info["shape"])
+    header = read_header(path)
+    try:
+        with open(path, "rb") as fh:
+            for name in header.tensors:
+                yield name, read_tensor(fh, header, name)
+    except (OSError, ValueError, MemoryError) as exc:
+        raise SafetensorsError(path, f"{type(exc).__name__}: {exc}") from None
 
 
 def _assign(param, value: np.ndarray, key: str, folder) -> None:
