@@ -90,6 +90,14 @@ def test_another_sampler_keeps_the_snapshots_but_no_predicted_clean(tiny_model):
     assert [s for s, _ in run.snapshots] == [0, 1] and run.clean == [] and run.clean_clips == []
 
 
+@pytest.mark.parametrize("option", [{"scheduler": "dpm++"}, {"loop": True}], ids=lambda o: next(iter(o)))
+def test_show_predicted_clean_refuses_what_has_none_before_generating(option):
+    with pytest.raises(InvalidInputError, match=f"^{next(iter(option))}=.*leave {next(iter(option))} out"):
+        teaching.show_predicted_clean(
+            "calm piano", steps_to_show=(0,), num_inference_steps=2, model="tiny", **option
+        )
+
+
 # --- beat clicks and key candidates -----------------------------------------------------------------
 
 

@@ -281,16 +281,17 @@ def show_predicted_clean(
 
     from .display import _CSS, _display, _html, clip_card_html, figure_png
 
+    for name in ("scheduler", "loop"):  # only DDIM without rolling the latents has one to show
+        if generate_kwargs.get(name):
+            raise InvalidInputError(
+                name, generate_kwargs[name], "leaves no predicted clean sample to show", f"leave {name} out"
+            )
     run = denoise_with_snapshots(
         prompt, steps_to_show=steps_to_show, num_inference_steps=num_inference_steps, **generate_kwargs
     )
     if not run.clean:
-        raise InvalidInputError(
-            "scheduler",
-            generate_kwargs.get("scheduler"),
-            "has no predicted clean sample here",
-            "leave it out (DDIM)",
-        )
+        model = generate_kwargs.get("model")
+        raise InvalidInputError("model", model, "does not sample with DDIM", "use an AudioLDM model")
     png = base64.b64encode(figure_png(predicted_clean_figure(run))).decode("ascii")
     cards = "".join(
         clip_card_html(c, plots=False, title=f"predicted clean after step {s + 1} of {run.total_steps}")
