@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-STUDIO = ROOT / "notebooks" / "04_studio.ipynb"
+STUDIO = ROOT / "notebooks" / "07_studio.ipynb"
 CHROMIUM = os.environ.get("MGTOOLKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
