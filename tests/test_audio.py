@@ -39,7 +39,8 @@ def make_clip(prompt="Smooth jazz / piano", seed=7, sr=16000, seconds=0.5) -> Cl
         ("../../etc/passwd", "etc-passwd"),
         ("C:\\Windows\\system32", "c-windows-system32"),
         ("Café déjà vu", "cafe-deja-vu"),
-        ("日本の音楽", "clip"),
+        ("日本の音楽", "ri-ben-yin-le"),  # Han characters in pinyin; kana have no pinyin
+        ("🎹🎶", "clip"),
         ("", "clip"),
         ("a" * 500, "a" * 60),
     ],
