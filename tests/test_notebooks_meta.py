@@ -23,9 +23,13 @@ EXPECTED = [
     "05_listen_like_a_musician",
     "06_longer_music_and_loops",
     "07_studio",
+    "08_loop_for_your_daw",
 ]
 STUDIO = "07_studio"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
+ZH = NOTEBOOKS / "zh"  # the lessons in Chinese, for AI Studio's users (issue 25)
+ZH_PATHS = sorted(ZH.glob("*.ipynb"))
+ALL_PATHS = PATHS + ZH_PATHS
 MAX_LINES = 10
 
 
@@ -39,8 +43,12 @@ def _markdown(path: Path) -> str:
     return "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
 
 
-def test_the_seven_notebooks_are_there_in_course_order():
+def test_the_eight_notebooks_are_there_in_course_order():
     assert [p.stem for p in PATHS] == EXPECTED  # 01, 02, ...: the order a class takes them
+
+
+def test_the_chinese_quickstart_is_there():
+    assert [p.stem for p in ZH_PATHS] == ["01_快速开始"]
 
 
 CHECKED = "# NBVAL_CHECK_OUTPUT"
@@ -50,7 +58,7 @@ def _cells(path: Path) -> list[dict]:
     return [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
 
 
-@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_PATHS, ids=lambda p: p.stem)
 def test_outputs_are_stripped(path):
     """No outputs in git, except the reference text of cells nbval compares (``# NBVAL_CHECK_OUTPUT``)."""
     book = json.loads(path.read_text(encoding="utf-8"))
@@ -68,9 +76,11 @@ WITH_CHECKS = [
     "04_audio_to_music",
 ]
 WITH_CHECKS += ["06_longer_music_and_loops"]  # 05 ranks and describes: nothing in it is fixed on noise
+WITH_CHECKS += ["08_loop_for_your_daw"]  # the conformed loop's exact length
+CHECKED_PATHS = [NOTEBOOKS / f"{stem}.ipynb" for stem in WITH_CHECKS] + ZH_PATHS  # zh: the English sent
 
 
-@pytest.mark.parametrize("path", [NOTEBOOKS / f"{stem}.ipynb" for stem in WITH_CHECKS], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", CHECKED_PATHS, ids=lambda p: p.stem)
 def test_deterministic_cells_are_compared_by_nbval(path):
     """nbval compares only marked cells that hold a reference output and an execution count
     (nbstripout keeps them: ``keep_output`` metadata, and the hook runs with ``--keep-count``)."""
@@ -106,7 +116,7 @@ def test_the_diffusion_notebook_explains_the_step_numbers_and_the_colour_scale()
     assert "counts from 0" in text and "−80 dB" in text
 
 
-@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_PATHS, ids=lambda p: p.stem)
 def test_one_import_and_it_comes_first_with_the_model_note(path):
     code = _code(path)
     imports = [line for cell in code for line in cell.splitlines() if re.match(r"\s*(import|from)\s", line)]
@@ -114,7 +124,7 @@ def test_one_import_and_it_comes_first_with_the_model_note(path):
     assert code[0].startswith("import mgtoolkit as mg") and "mg.about()" in code[0]
 
 
-@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_PATHS, ids=lambda p: p.stem)
 def test_few_short_cells(path):
     code = _code(path)
     fewest = 2 if path.stem == STUDIO else 5  # the served studio: the model note and the studio
@@ -123,7 +133,7 @@ def test_few_short_cells(path):
     assert not long
 
 
-@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_PATHS, ids=lambda p: p.stem)
 def test_no_helpers_devices_absolute_paths_or_environment(path):
     source = "\n".join(_code(path))
     assert not re.search(r"^\s*(def|class|lambda)\b", source, re.M), "move helpers into the package"
@@ -216,6 +226,17 @@ def test_the_notebook_docs_table_has_a_row_per_notebook_with_its_figures():
         assert len(cells) == 7 and all(cells), row  # notebook, download, disk, peak, tiny, laptop, Binder
 
 
+def test_the_loop_notebook_runs_no_generative_model_as_its_needs_box_says():
+    """08 conforms the package's own groove: its cells download nothing; the real model is an exercise."""
+    path = NOTEBOOKS / "08_loop_for_your_daw.ipynb"
+    code = "\n".join(_code(path))
+    for call in ("mg.generate(", "mg.restyle(", "mg.extend(", "image_to_music(", "audio_to_music("):
+        assert call not in code, call
+    assert "tags=False" in code  # describe_audio without CLAP
+    text = _markdown(path)
+    assert "**download:** nothing" in text and "mg.generate(" in text.split("Try this")[1]
+
+
 def test_the_glossary_defines_the_words_the_course_uses():
     text = (ROOT / "docs/glossary.md").read_text(encoding="utf-8")
     terms = re.findall(r"^\*\*(.+?)\*\*", text, re.M)
@@ -231,6 +252,61 @@ def test_the_glossary_defines_the_words_the_course_uses():
         "LUFS",
         "true peak",
         "seam",
+        "BPM",
+        "bar",
+        "downbeat",
+        "time-stretch",
+        "pitch shift",
+        "MIDI",
+        "transcription",
     ]
     for word in wanted:
         assert any(word.lower() in term.lower() for term in terms), word
+
+
+# --- the quickstart in Chinese (issue 25): the same promises, in Chinese ---------------------------------
+
+ZH_QUICKSTART = ZH / "01_快速开始.ipynb"
+ZH_NEEDS = re.compile(r"\*\*需要什么\*\*.*\*\*下载：\*\*.+\*\*磁盘：\*\*.+\*\*内存：\*\*.+\*\*时间：\*\*(.+)")
+
+
+def test_the_chinese_quickstart_opens_with_what_it_needs():
+    first = json.loads(ZH_QUICKSTART.read_text(encoding="utf-8"))["cells"][0]
+    assert first["cell_type"] == "markdown"
+    found = ZH_NEEDS.search("".join(first["source"]))
+    assert found, "the first cell needs a 需要什么 box: 下载, 磁盘, 内存, 时间"
+    assert "../../docs/notebooks.md#what-each-notebook-needs" in found.group(1)
+    assert re.search(r"在 `tiny`（测试模型）上约 \d+ 秒", found.group(1))
+
+
+def test_the_chinese_quickstart_says_what_you_will_hear():
+    text = _markdown(ZH_QUICKSTART)
+    box = text[text.index("**你会听到什么**") :].split("\n\n")[0]
+    for words in ("`tiny`", "噪声", "16 kHz 单声道", "8 kHz 以上", "通用音频", "大致", "种子"):
+        assert words in box, words
+
+
+def test_the_chinese_quickstart_has_exercises_that_say_what_to_listen_for():
+    text = _markdown(ZH_QUICKSTART)
+    section = text[text.index("## 试一试") :].split("**下一课：**")[0]
+    exercises = re.findall(r"^(\d)\. (.+)$", section, re.M)
+    assert 2 <= len(exercises) <= 4 and [int(n) for n, _ in exercises] == list(range(1, len(exercises) + 1))
+    assert all("注意听" in body for _, body in exercises)
+
+
+def test_the_chinese_quickstart_links_on_to_files_that_exist():
+    text = _markdown(ZH_QUICKSTART)
+    nexts = re.findall(r"\]\((\.\./[^)#]+)\)", text[text.rindex("**下一课：**") :])
+    assert {(ZH / link).resolve().name for link in nexts if link.endswith(".ipynb")} == {
+        f"{stem}.ipynb" for stem in EXPECTED if stem != "01_quickstart"
+    }
+    assert all((ZH / link).exists() for link in nexts), nexts
+    assert "../../docs/glossary.md" in nexts
+
+
+def test_the_notebook_docs_have_a_chinese_section_for_ai_studio():
+    text = (ROOT / "docs/notebooks.md").read_text(encoding="utf-8")
+    section = text[text.index("## 中文") :].split("\n## ")[0]
+    assert "notebooks/zh/01_快速开始.ipynb" in section and "AI Studio" in section
+    for words in ('translate="qwen2-0.5b"', "translate=False", 'mg.studio(lang="zh")', "拼音"):
+        assert words in section, words
