@@ -34,6 +34,7 @@ __all__ = [
     "AUTO_BELOW",
     "PlainSafetensors",
     "choose",
+    "switch",
     "enable",
     "release",
     "restore",
@@ -63,7 +64,24 @@ def choose(low_memory: bool | str | None = None, *, memory_bytes: int | None = N
     >>> choose("auto", memory_bytes=2 * 1024**3), choose("auto", memory_bytes=16 * 1024**3)
     (True, False)
     """
-    value = setting("MGTOOLKIT_LOW_MEMORY") if low_memory is None else low_memory
+    asked = switch(setting("MGTOOLKIT_LOW_MEMORY") if low_memory is None else low_memory)
+    if asked is not None:
+        return asked
+    if memory_bytes is None:
+        from .pieces import memory_limit_bytes
+
+        memory_bytes = memory_limit_bytes()
+    return memory_bytes is not None and memory_bytes < AUTO_BELOW
+
+
+def switch(value: bool | str) -> bool | None:
+    """A ``low_memory=`` / ``MGTOOLKIT_LOW_MEMORY`` value as ``True``/``False``, or ``None`` for ``auto``.
+
+    Examples
+    --------
+    >>> switch("on"), switch(False), switch("auto")
+    (True, False, None)
+    """
     if isinstance(value, bool):
         return value
     value = str(value).strip().lower()
@@ -71,11 +89,7 @@ def choose(low_memory: bool | str | None = None, *, memory_bytes: int | None = N
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    if memory_bytes is None:
-        from .pieces import memory_limit_bytes
-
-        memory_bytes = memory_limit_bytes()
-    return memory_bytes is not None and memory_bytes < AUTO_BELOW
+    return None
 
 
 def is_on(pipe: Any) -> bool:
