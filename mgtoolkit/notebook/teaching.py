@@ -104,11 +104,14 @@ def denoise_with_snapshots(
     >>> [step for step, _ in run.snapshots], run.snapshots[0][1].shape
     ([0, 3], (64, 100))
     """
-    from ..tasks.text import generate, load_model
+    from ..models.loading import use_model
+    from ..tasks.text import generate
 
     steps = _check_steps(steps_to_show, num_inference_steps)
     generate_kwargs.pop("num_waveforms_per_prompt", None)
-    loaded = load_model(generate_kwargs.get("model"), device=generate_kwargs.get("device"))
+    loaded = use_model(
+        generate_kwargs.get("model"), device=generate_kwargs.get("device"), dtype=generate_kwargs.get("dtype")
+    )
     snapshots: list[tuple[int, np.ndarray]] = []
     user_callback = generate_kwargs.pop("callback", None)
 

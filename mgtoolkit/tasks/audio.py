@@ -8,9 +8,10 @@ from typing import Any
 
 from ..config import draw_seed
 from ..errors import InvalidInputError
-from ..models.registry import ModelSpec, resolve_model
+from ..models.loading import spec_of, use_model
+from ..models.registry import ModelSpec
 from ..types import Clip, GenerationRequest, StepCallback
-from .text import load_model, validate_request
+from .text import validate_request
 
 __all__ = ["restyle", "variations", "MAX_VARIATIONS"]
 
@@ -96,7 +97,7 @@ def restyle(
 
     # 1. Check everything that needs no model.
     strength = _check_strength(strength)
-    spec = resolve_model(model)
+    spec = spec_of(model)
     _require_audioldm(spec)
     request = GenerationRequest(
         prompt=prompt,
@@ -109,7 +110,7 @@ def restyle(
     )
     request = validate_request(request, spec)
     # 2. Load the model and the user's audio at the model's rate.
-    loaded = load_model(spec.source if spec.is_local else spec.name, device=device)
+    loaded = use_model(model, spec, device=device)
     wave = load_audio(audio, loaded.sample_rate, max_s=spec.max_audio_length_in_s)
     request = request.replace(audio_length_in_s=round(wave.shape[0] / loaded.sample_rate, 6))
     # 3. Noise and denoise.

@@ -53,11 +53,11 @@ class WriterFallbackWarning(MgtoolkitWarning):
 # Which models by default
 
 
-def _tiny_setup(model: str | None = None) -> bool:
-    from ..models.registry import resolve_model
+def _tiny_setup(model: Any = None) -> bool:
+    from ..models.loading import spec_of
 
     try:
-        return resolve_model(model).is_tiny
+        return spec_of(model).is_tiny
     except InvalidInputError:
         return False
 
