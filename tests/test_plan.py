@@ -253,3 +253,20 @@ def test_the_stub_lists_what_the_package_gives():
     for name, module in mg._SUBMODULES.items():
         where, what = imported[name]
         assert ".".join(filter(None, ("mgtoolkit", where, what))) == module, name
+
+
+def test_every_task_runs_on_the_model_loaded_before(fresh):
+    """restyle, extend and audio_to_music take the name (its latest load) or the loaded model."""
+    loaded = mg.load_model("tiny", low_memory=True)
+    t = np.arange(16000) / 16000
+    hum = (0.3 * np.sin(2 * np.pi * 220 * t), 16000)
+    steps = {"num_inference_steps": 2, "seed": 3}
+    clips = [
+        mg.restyle(hum, "jazz piano", strength=0.5, model="tiny", **steps),
+        mg.restyle(hum, "jazz piano", strength=0.5, model=loaded, **steps),
+        mg.extend(hum, 0.5, "piano", window_s=1.0, overlap_s=0.5, model=loaded, **steps),
+        mg.audio_to_music(hum, writer="template", audio_length_in_s=1.0, model=loaded, **steps).clip,
+    ]
+    assert _cached_pipelines() == 1
+    assert all(c.model_info["plan"]["low_memory"] is True and c.request.model == "tiny" for c in clips)
+    np.testing.assert_array_equal(clips[0].waveform, clips[1].waveform)

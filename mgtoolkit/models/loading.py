@@ -17,7 +17,7 @@ from ..errors import InvalidInputError
 from .plan import LoadOptions, Machine, Plan, plan
 from .registry import ModelSpec, resolve_model
 
-__all__ = ["load_model", "unload", "use_model", "spec_of", "plan_for"]
+__all__ = ["load_model", "unload", "use_model", "spec_of", "split_model", "plan_for"]
 
 _LATEST: dict[ModelSpec, LoadOptions] = {}
 """Per model, the options of its latest :func:`load_model` (as given: ``None`` stays a default)."""
@@ -108,6 +108,18 @@ def spec_of(model: Any) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model
     return resolve_model(model)
+
+
+def split_model(model: Any) -> tuple[Any, Any]:
+    """A task's ``model=`` as (what its request records, the loaded model or ``None``).
+
+    A loaded model is recorded by its name (its folder for a local one); anything else as given.
+    """
+    from .audioldm import LoadedModel
+
+    if isinstance(model, LoadedModel):
+        return (model.spec.source if model.spec.is_local else model.spec.name), model
+    return model, None
 
 
 def use_model(

@@ -485,6 +485,7 @@ def _check(
     """
     from .. import prompts
     from ..models.captioners import resolve_captioner
+    from ..models.loading import spec_of, split_model
     from ..models.writers import resolve_writer
     from ..types import GenerationRequest
     from .text import validate_request
@@ -503,10 +504,10 @@ def _check(
         num_inference_steps=s["num_inference_steps"],
         guidance_scale=s["guidance_scale"],
         seed=s["seed"],
-        model=s["model"],
+        model=split_model(s["model"])[0],
         scheduler=s["scheduler"],
     )
-    validate_request(request)
+    validate_request(request, spec_of(s["model"]))
     if music_prompt is None:
         resolve_writer(s["writer"])
         prompts.build_instruction(caption or "scene", s["instruction"])
@@ -568,10 +569,12 @@ def _chain(
 
 
 def _generate(music_prompt: str, s: dict[str, Any]) -> tuple[Clip, float]:
+    from ..models.loading import split_model
     from ..types import GenerationRequest
     from .text import generate_clips
 
     t0 = time.perf_counter()
+    model, loaded = split_model(s["model"])
     request = GenerationRequest(
         prompt=music_prompt,
         negative_prompt=s["negative_prompt"],
@@ -579,10 +582,12 @@ def _generate(music_prompt: str, s: dict[str, Any]) -> tuple[Clip, float]:
         num_inference_steps=s["num_inference_steps"],
         guidance_scale=s["guidance_scale"],
         seed=s["seed"],
-        model=s["model"],
+        model=model,
         scheduler=s["scheduler"],
     )
-    clips = generate_clips(request, device=s["device"], callback=s["callback"], cancel=s["cancel"])
+    clips = generate_clips(
+        request, device=s["device"], callback=s["callback"], cancel=s["cancel"], model=loaded
+    )
     return clips[0], time.perf_counter() - t0
 
 

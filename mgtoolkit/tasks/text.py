@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import SEED_MAX, draw_seed
 from ..errors import InvalidInputError, MgtoolkitWarning, ModelUnavailableError
-from ..models.loading import load_model, unload, use_model
+from ..models.loading import load_model, split_model, unload, use_model
 from ..models.registry import ModelSpec, resolve_model
 from ..types import Clip, GenerationRequest, StepCallback
 
@@ -242,9 +242,7 @@ def generate(
     >>> clip.sample_rate, clip.waveform.shape
     (16000, (16000,))
     """
-    loaded = model if _is_loaded(model) else None
-    if loaded is not None:
-        model = loaded.spec.source if loaded.spec.is_local else loaded.spec.name
+    model, loaded = split_model(model)
     if isinstance(prompt, GenerationRequest):
         request = prompt
     else:
@@ -328,12 +326,6 @@ def generate_clips(
     ]
     # 5. Several candidates: best first by CLAP score (each keeps its own seed).
     return rank_candidates(clips, loaded, device=device) if rank and len(clips) > 1 else clips
-
-
-def _is_loaded(model: Any) -> bool:
-    from ..models.audioldm import LoadedModel
-
-    return isinstance(model, LoadedModel)
 
 
 def rank_candidates(clips: list[Clip], loaded, *, device: str | None = None) -> list[Clip]:
