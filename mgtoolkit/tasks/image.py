@@ -11,7 +11,6 @@ The first stage can always be the user's own words: ``captioner="text:a foggy ha
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import threading
 import time
@@ -29,7 +28,6 @@ from ..types import Clip, StepCallback
 __all__ = [
     "Story",
     "image_to_music",
-    "audio_to_music",
     "describe_image",
     "write_music_prompt",
     "default_captioner",
@@ -589,88 +587,3 @@ def _generate(music_prompt: str, s: dict[str, Any]) -> tuple[Clip, float]:
         request, device=s["device"], callback=s["callback"], cancel=s["cancel"], model=loaded
     )
     return clips[0], time.perf_counter() - t0
-
-
-# --------------------------------------------------------------------------------------------------
-# A clip instead of an image
-
-
-def audio_to_music(
-    audio: Any,
-    *,
-    writer: str | None = None,
-    instruction: str | None = None,
-    labels: Mapping[str, Any] | None = None,
-    clap: str | None = None,
-    **generation: Any,
-) -> Story:
-    """Music from a clip: describe it like a musician, write a musical prompt from that, generate.
-
-    The first stage is :func:`mgtoolkit.describe_audio` (tempo, key, loudness, CLAP tags) in place
-    of a captioner; its sentence goes to the chain's writer stage, then to the music model.
-
-    Parameters
-    ----------
-    audio : str, Path, bytes, (numpy.ndarray, int) or Clip
-        The clip to start from (1 s to 10 minutes).
-    writer, instruction
-        As for :func:`image_to_music` (``writer="template"`` needs no model).
-    labels, clap
-        The tag lists and CLAP model of :func:`mgtoolkit.describe_audio` (``clap=None`` with a
-        tiny ``model`` is the tiny CLAP).
-    **generation
-        ``negative_prompt``, ``audio_length_in_s``, ``num_inference_steps``, ``guidance_scale``,
-        ``seed``, ``model``, ``scheduler``, ``device``, ``keep_loaded``, ``callback``, ``cancel``.
-
-    Returns
-    -------
-    Story
-        ``.caption`` is the clip's description; its sidecar keeps the whole description under
-        ``extra["audio_description"]``; ``.rerun(...)`` reuses it.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> t = np.arange(2 * 16000) / 16000
-    >>> story = audio_to_music((0.3 * np.sin(2 * np.pi * 440 * t), 16000), writer="template",
-    ...                        audio_length_in_s=1.0, num_inference_steps=2, seed=1, model="tiny")
-    >>> story.caption.startswith("A 2.0 s clip")
-    True
-    """
-    from ..analysis.describe import describe_audio
-
-    unknown = set(generation) - set(_GENERATE_KEYS + _CALL_KEYS)
-    if unknown:
-        name = sorted(unknown)[0]
-        raise InvalidInputError(
-            name,
-            generation[name],
-            "is not an argument of audio_to_music",
-            "pass e.g. seed= or audio_length_in_s=",
-        )
-    settings = {k: generation.get(k) for k in _GENERATE_KEYS + _CALL_KEYS}
-    settings.update(
-        captioner=TEXT_PREFIX + "a clip",
-        writer=writer,
-        instruction=instruction,
-        question=None,
-        audio_length_in_s=generation.get("audio_length_in_s", 5.0),
-        num_inference_steps=generation.get("num_inference_steps", 20),
-        guidance_scale=generation.get("guidance_scale", 2.5),
-        keep_loaded=bool(generation.get("keep_loaded", False)),
-    )
-    # 1. Check the generation and writer arguments before the clip is analysed.
-    settings, _ = _check(None, None, None, settings)
-    # 2. Describe the clip (signal processing, then CLAP tags).
-    GenerationCancelled.raise_if_set(settings["cancel"], "before describing the clip")
-    t0 = time.perf_counter()
-    if clap is None and _tiny_setup(settings["model"]):
-        clap = "tiny"  # a tiny music model: tags from the tiny CLAP too, like the tiny writer
-    description = describe_audio(audio, labels=labels, clap=clap, device=settings["device"])
-    seconds = time.perf_counter() - t0
-    # 3. The rest of the chain, with the description as the first stage's words.
-    settings["captioner"] = TEXT_PREFIX + description.sentence()
-    story = _chain(None, None, None, settings, ())
-    clip = story.clip.with_extra(audio_description=description.to_dict(), captioner="describe_audio")
-    timings = {"describe_s": seconds, **story.timings}
-    return dataclasses.replace(story, clip=clip, captioner="describe_audio", timings=timings)
