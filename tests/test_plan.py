@@ -75,7 +75,12 @@ def test_explicit_options_load_what_they_ask(fresh):
 
 
 def test_unload_forgets_the_settings(fresh):
+    from mgtoolkit.models.loading import unload
+
     mg.load_model("tiny", optimize=False)
+    unload(forget=False)  # as the image chain makes room for its captioner: loaded again as before
+    clip = mg.generate("soft rain", model="tiny", **FAST)
+    assert clip.model_info["plan"]["optimize"] is False
     mg.unload()
     clip = mg.generate("soft rain", model="tiny", **FAST)
     assert clip.model_info["plan"]["optimize"] is True

@@ -90,12 +90,18 @@ def load_model(
     return loaded
 
 
-def unload() -> None:
-    """Release every cached model (and the GPU memory it held), and forget the options they were loaded with."""
+def unload(*, forget: bool = True) -> None:
+    """Release every cached model (and the GPU memory it held).
+
+    ``forget=True`` also forgets the options each was loaded with (the next task loads with the
+    ``MGTOOLKIT_*`` defaults); ``False`` keeps them, so the next task loads each model as before
+    (the image chain makes room for its captioner this way).
+    """
     from . import audioldm
 
-    with _LATEST_LOCK:
-        _LATEST.clear()
+    if forget:
+        with _LATEST_LOCK:
+            _LATEST.clear()
     audioldm.unload()
 
 

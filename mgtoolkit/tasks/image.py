@@ -104,9 +104,9 @@ def _free_music_models(needed, notes: list[str] | None) -> None:
     """
     if notes is None or needed.is_tiny:
         return
-    from .text import unload
+    from ..models.loading import unload
 
-    unload()
+    unload(forget=False)  # loaded again as the user loaded it
     if "the music model was unloaded" not in " ".join(notes):
         notes.append(
             f"the music model was unloaded to make room for {needed.name!r} and loaded again "
