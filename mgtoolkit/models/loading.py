@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
 from .plan import LoadOptions, Machine, Plan, plan
 from .registry import ModelSpec, resolve_model
+
+if TYPE_CHECKING:
+    from .audioldm import LoadedModel
 
 __all__ = ["load_model", "unload", "use_model", "spec_of", "split_model", "plan_for"]
 
@@ -33,7 +36,7 @@ def load_model(
     low_memory: bool | str | None = None,
     allow_unsafe_pickle: bool | None = None,
     predictors: str | bool | tuple[str, ...] | None = None,
-):
+) -> LoadedModel:
     """Load a text-to-audio model (cached per process and plan) and return it.
 
     Later tasks naming the same model (``mg.generate(..., model=name)``) run on this one: the
@@ -116,7 +119,7 @@ def spec_of(model: Any) -> ModelSpec:
     return resolve_model(model)
 
 
-def split_model(model: Any) -> tuple[Any, Any]:
+def split_model(model: Any) -> tuple[Any, LoadedModel | None]:
     """A task's ``model=`` as (what its request records, the loaded model or ``None``).
 
     A loaded model is recorded by its name (its folder for a local one); anything else as given.
@@ -130,7 +133,7 @@ def split_model(model: Any) -> tuple[Any, Any]:
 
 def use_model(
     model: Any, spec: ModelSpec | None = None, *, device: str | None = None, dtype: str | None = None
-):
+) -> LoadedModel:
     """The loaded model a task runs on.
 
     Parameters
@@ -172,7 +175,7 @@ def plan_for(spec: ModelSpec, options: LoadOptions) -> Plan:
     return plan(spec, options, Machine.detect(gpu=not cpu_only))
 
 
-def _load(spec: ModelSpec, options: LoadOptions):
+def _load(spec: ModelSpec, options: LoadOptions) -> LoadedModel:
     from . import audioldm
 
     chosen = plan_for(spec, options)
