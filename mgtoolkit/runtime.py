@@ -159,8 +159,8 @@ def pick_dtype(device: str, dtype: str | None = None, *, bf16_cpu: bool | None =
 
     ``bfloat16`` on a CPU needs AVX512_BF16 or AMX (``bf16_cpu``; default: read from
     ``/proc/cpuinfo``): it runs through oneDNN predictors (see :mod:`mgtoolkit.accel`). With no
-    dtype asked for, :func:`mgtoolkit.load_model` may still pick bfloat16 once the model is loaded,
-    where it pays (:func:`mgtoolkit.accel.onednn.auto_precision`).
+    dtype asked for, :func:`mgtoolkit.load_model` may still run bfloat16 predictors where they pay
+    (rule 5 of :func:`mgtoolkit.models.plan.plan`).
     """
     if dtype is None:
         return "float16" if device.startswith("gpu") else "float32"

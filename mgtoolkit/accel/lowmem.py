@@ -7,8 +7,9 @@ released; a stage's weights are read back when it is called, and those of the st
 released then. Outputs are the same, bit for bit: the same numbers go through the same kernels.
 The cost is reading each stage's weights once per call (from the page cache after the first).
 
-:func:`choose` decides the mode: on when asked, or (``auto``) when the machine or its cgroup has
-less than :data:`AUTO_BELOW` of memory. Low-memory mode also means no oneDNN predictors (they keep
+:func:`choose` says whether the mode is on: when asked, or (``auto``) when the machine or its cgroup
+has less than :data:`AUTO_BELOW` of memory (a model load decides it in its plan,
+:func:`mgtoolkit.models.plan.plan`, with the same rule). Low-memory mode also means no oneDNN predictors (they keep
 every activation of a run).
 
 The same file format stashes the weights a oneDNN predictor replaces (:mod:`.onednn`), so that a
