@@ -35,6 +35,7 @@ __all__ = [
     "AUTO_BELOW",
     "PlainSafetensors",
     "choose",
+    "small_machine",
     "switch",
     "enable",
     "release",
@@ -72,6 +73,11 @@ def choose(low_memory: bool | str | None = None, *, memory_bytes: int | None = N
         from .pieces import memory_limit_bytes
 
         memory_bytes = memory_limit_bytes()
+    return small_machine(memory_bytes)
+
+
+def small_machine(memory_bytes: int | None) -> bool:
+    """What ``auto`` means: under :data:`AUTO_BELOW` (``None``, unknown memory: not small)."""
     return memory_bytes is not None and memory_bytes < AUTO_BELOW
 
 

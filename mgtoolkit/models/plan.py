@@ -270,7 +270,7 @@ def _low_memory(value: Any, memory_bytes: int | None) -> bool:
         raise InvalidInputError("low_memory", value, "is not on, off or auto", "pass True, False or 'auto'")
     if asked is not None:
         return asked
-    return memory_bytes is not None and memory_bytes < lowmem.AUTO_BELOW
+    return lowmem.small_machine(memory_bytes)
 
 
 def _modules(value: Any) -> tuple[str, ...]:
