@@ -20,7 +20,7 @@ from .registry import ModelSpec, resolve_model
 if TYPE_CHECKING:
     from .audioldm import LoadedModel
 
-__all__ = ["load_model", "unload", "use_model", "spec_of", "split_model", "plan_for"]
+__all__ = ["load_model", "unload", "forget_settings", "use_model", "spec_of", "split_model", "plan_for"]
 
 _LATEST: dict[ModelSpec, LoadOptions] = {}
 """Per model, the options of its latest :func:`load_model` (as given: ``None`` stays a default)."""
@@ -103,9 +103,16 @@ def unload(*, forget: bool = True) -> None:
     from . import audioldm
 
     if forget:
-        with _LATEST_LOCK:
-            _LATEST.clear()
+        forget_settings()
     audioldm.unload()
+
+
+def forget_settings() -> None:
+    """Forget the options of every earlier :func:`load_model` (tasks then load with the
+    ``MGTOOLKIT_*`` defaults), keeping the cached pipelines. The test suite's fixture calls it
+    after each test, so that no test runs on the options another one loaded with."""
+    with _LATEST_LOCK:
+        _LATEST.clear()
 
 
 def spec_of(model: Any) -> ModelSpec:
