@@ -14,8 +14,9 @@ from typing import Any
 
 from .config import VERSION as __version__  # noqa: E402
 from .errors import GenerationCancelled, InvalidInputError, MgtoolkitError, ModelUnavailableError  # noqa: E402
+from .models.loading import load_model, unload  # noqa: E402
 from .models.registry import PRESETS, resolve_model  # noqa: E402
-from .tasks.text import load_model, unload, validate_request  # noqa: E402
+from .tasks.text import validate_request  # noqa: E402
 from .types import Clip, GenerationRequest  # noqa: E402
 
 # name -> module; imported on first attribute access so that ipywidgets, matplotlib and the

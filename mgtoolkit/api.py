@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from .notebook.history import record
 from .tasks import audio, image, text
@@ -18,9 +18,13 @@ from .tasks import extend as extend_task
 __all__ = ["generate", "extend", "restyle", "variations", "image_to_music", "audio_to_music"]
 
 
-def _recorded(task: Callable[..., Any], clips_of: Callable[[Any], Any] = lambda result: result):
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _recorded(task: Callable[P, R], clips_of: Callable[[Any], Any] = lambda result: result) -> Callable[P, R]:
     @functools.wraps(task)
-    def call(*args: Any, **kwargs: Any) -> Any:
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
         result = task(*args, **kwargs)
         record(clips_of(result))
         return result
@@ -33,4 +37,4 @@ restyle = _recorded(audio.restyle)
 extend = _recorded(extend_task.extend)
 variations = _recorded(audio.variations)
 image_to_music = _recorded(image.image_to_music, lambda story: story.clip)
-audio_to_music = _recorded(image.audio_to_music, lambda story: story.clip)
+audio_to_music = _recorded(audio.audio_to_music, lambda story: story.clip)

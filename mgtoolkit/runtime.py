@@ -115,18 +115,22 @@ def _gpu_available() -> bool:
         return False
 
 
-def pick_device(device: str | None = None) -> str:
+def pick_device(device: str | None = None, *, gpu: bool | None = None) -> str:
     """``"gpu"`` if paddle has CUDA and sees a GPU, else ``"cpu"``; or check the one asked for.
 
-    ``$MGTOOLKIT_DEVICE`` overrides the automatic choice.
+    ``$MGTOOLKIT_DEVICE`` overrides the automatic choice. ``gpu`` says whether there is a GPU
+    (default: ask paddle, importing it, unless ``"cpu"`` is asked for).
     """
+    if device is not None and not isinstance(device, str):
+        raise InvalidInputError("device", device, "is not a device name", "use 'auto', 'cpu' or 'gpu'")
     wanted = (device or setting("MGTOOLKIT_DEVICE")).strip().lower()
+    has_gpu = _gpu_available if gpu is None else (lambda: gpu)
     if wanted == "auto":
-        return "gpu" if _gpu_available() else "cpu"
+        return "gpu" if has_gpu() else "cpu"
     if wanted in ("cpu",):
         return "cpu"
     if wanted in ("gpu", "cuda") or wanted.startswith(("gpu:", "cuda:")):
-        if not _gpu_available():
+        if not has_gpu():
             raise InvalidInputError(
                 "device",
                 device,
@@ -155,8 +159,8 @@ def pick_dtype(device: str, dtype: str | None = None, *, bf16_cpu: bool | None =
 
     ``bfloat16`` on a CPU needs AVX512_BF16 or AMX (``bf16_cpu``; default: read from
     ``/proc/cpuinfo``): it runs through oneDNN predictors (see :mod:`mgtoolkit.accel`). With no
-    dtype asked for, :func:`mgtoolkit.load_model` may still pick bfloat16 once the model is loaded,
-    where it pays (:func:`mgtoolkit.accel.onednn.auto_precision`).
+    dtype asked for, :func:`mgtoolkit.load_model` may still run bfloat16 predictors where they pay
+    (rule 5 of :func:`mgtoolkit.models.plan.plan`).
     """
     if dtype is None:
         return "float16" if device.startswith("gpu") else "float32"

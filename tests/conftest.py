@@ -17,6 +17,16 @@ import pytest  # noqa: E402
 FAST = {"audio_length_in_s": 1.0, "num_inference_steps": 3, "model": "tiny"}
 
 
+@pytest.fixture(autouse=True)
+def _load_settings_per_test():
+    """No test runs on the options another test passed to ``load_model`` (a task naming a model
+    uses its latest load's options); the cached pipelines stay, for speed."""
+    yield
+    from mgtoolkit.models.loading import forget_settings
+
+    forget_settings()
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     """The tiny AudioLDM, loaded once (built into the cache on first use)."""

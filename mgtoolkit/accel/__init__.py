@@ -1,9 +1,9 @@
 """Speed-ups for a loaded pipeline, as one explicit call that keeps every output.
 
-:func:`optimize` is what :func:`mgtoolkit.load_model` calls (``optimize=True``, the default);
-a user can call it on any ppdiffusers AudioLDM/MusicLDM pipeline, or load with ``optimize=False``
-for the plain pipeline. The environment gives the defaults only (``MGTOOLKIT_OPTIMIZE``,
-``MGTOOLKIT_COMPILE``; see :mod:`mgtoolkit.config`). On a CPU:
+:func:`optimize` is what :func:`mgtoolkit.load_model` calls, with the settings its plan decided
+(:func:`mgtoolkit.models.plan.plan`; the table of ``MGTOOLKIT_*`` variables is in
+``docs/configuration.md``); a user can call it on any ppdiffusers AudioLDM/MusicLDM pipeline, or
+load with ``optimize=False`` for the plain pipeline. On a CPU:
 
 - :mod:`.threads` splits the UNet's guidance pair or candidates, the VAE's batch and the vocoder's
   batch or time over the cores (reversible with :func:`undo`);
@@ -20,12 +20,11 @@ GPUs are left as they are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ..config import flag
 
-__all__ = ["optimize", "undo", "enabled", "Optimizer"]
+__all__ = ["optimize", "undo", "enabled"]
 
 
 def enabled() -> bool:
@@ -67,7 +66,8 @@ def optimize(
     Returns
     -------
     dict
-        ``{"device", "workers", "precision", "low_memory", "applied": [...]}``, also kept as
+        ``{"device", "workers", "precision", "low_memory", "predictors": [...], "applied": [...]}``
+        (``predictors``: the modules routed through oneDNN predictors), also kept as
         ``pipe._mgtoolkit_optimizations``; a second call returns the first call's report and
         changes nothing.
     """
@@ -86,6 +86,7 @@ def optimize(
         "workers": workers,
         "precision": precision,
         "low_memory": bool(low_memory),
+        "predictors": [],
         "applied": [],
     }
     if device == "cpu":
@@ -102,7 +103,8 @@ def optimize(
             )
         modules = (onednn,) if isinstance(onednn, str) else tuple(onednn)
         # wraps the thread split, which stays as the fallback
-        for name in compile_pipeline(pipe, device, modules=modules, precision=precision):
+        report["predictors"] = compile_pipeline(pipe, device, modules=modules, precision=precision)
+        for name in report["predictors"]:
             report["applied"].append(f"{name}: oneDNN {precision} inference predictor, verified on first use")
         if low_memory:
             from .lowmem import enable
@@ -134,22 +136,3 @@ def undo(pipe: Any) -> None:
     undo_split(pipe)
     if hasattr(pipe, "_mgtoolkit_optimizations"):
         del pipe._mgtoolkit_optimizations
-
-
-@dataclass(frozen=True)
-class Optimizer:
-    """``prepare(pipe, device)`` for the model loader: :func:`optimize` with these settings.
-
-    A value (equal settings compare equal), so that loaded pipelines are cached per setting.
-    """
-
-    speedups: bool = True
-    precision: str = "float32"
-    low_memory: bool = False
-
-    def __call__(self, pipe: Any, device: str) -> dict[str, Any]:
-        threads = None if self.speedups else 1
-        onednn = None if self.speedups or self.precision != "float32" else ()
-        return optimize(
-            pipe, device, threads=threads, onednn=onednn, precision=self.precision, low_memory=self.low_memory
-        )

@@ -7,8 +7,9 @@ released; a stage's weights are read back when it is called, and those of the st
 released then. Outputs are the same, bit for bit: the same numbers go through the same kernels.
 The cost is reading each stage's weights once per call (from the page cache after the first).
 
-:func:`choose` decides the mode: on when asked, or (``auto``) when the machine or its cgroup has
-less than :data:`AUTO_BELOW` of memory. Low-memory mode also means no oneDNN predictors (they keep
+:func:`choose` says whether the mode is on: when asked, or (``auto``) when the machine or its cgroup
+has less than :data:`AUTO_BELOW` of memory (a model load decides it in its plan,
+:func:`mgtoolkit.models.plan.plan`, with the same rule). Low-memory mode also means no oneDNN predictors (they keep
 every activation of a run).
 
 The same file format stashes the weights a oneDNN predictor replaces (:mod:`.onednn`), so that a
@@ -33,6 +34,8 @@ __all__ = [
     "AUTO_BELOW",
     "PlainSafetensors",
     "choose",
+    "small_machine",
+    "switch",
     "enable",
     "release",
     "restore",
@@ -62,7 +65,29 @@ def choose(low_memory: bool | str | None = None, *, memory_bytes: int | None = N
     >>> choose("auto", memory_bytes=2 * 1024**3), choose("auto", memory_bytes=16 * 1024**3)
     (True, False)
     """
-    value = setting("MGTOOLKIT_LOW_MEMORY") if low_memory is None else low_memory
+    asked = switch(setting("MGTOOLKIT_LOW_MEMORY") if low_memory is None else low_memory)
+    if asked is not None:
+        return asked
+    if memory_bytes is None:
+        from .pieces import memory_limit_bytes
+
+        memory_bytes = memory_limit_bytes()
+    return small_machine(memory_bytes)
+
+
+def small_machine(memory_bytes: int | None) -> bool:
+    """What ``auto`` means: under :data:`AUTO_BELOW` (``None``, unknown memory: not small)."""
+    return memory_bytes is not None and memory_bytes < AUTO_BELOW
+
+
+def switch(value: bool | str) -> bool | None:
+    """A ``low_memory=`` / ``MGTOOLKIT_LOW_MEMORY`` value as ``True``/``False``, or ``None`` for ``auto``.
+
+    Examples
+    --------
+    >>> switch("on"), switch(False), switch("auto")
+    (True, False, None)
+    """
     if isinstance(value, bool):
         return value
     value = str(value).strip().lower()
@@ -70,11 +95,7 @@ def choose(low_memory: bool | str | None = None, *, memory_bytes: int | None = N
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    if memory_bytes is None:
-        from .pieces import memory_limit_bytes
-
-        memory_bytes = memory_limit_bytes()
-    return memory_bytes is not None and memory_bytes < AUTO_BELOW
+    return None
 
 
 def is_on(pipe: Any) -> bool:

@@ -69,6 +69,9 @@ __all__ = [
     "auto_precision",
     "compile_mode",
     "compile_pipeline",
+    "full_size",
+    "parse_modules",
+    "roomy",
     "fingerprint",
     "memory_limit_bytes",
 ]
@@ -92,13 +95,38 @@ def compile_mode(environ: dict | None = None) -> tuple[str, ...]:
     ``auto`` (default), ``on``/``1`` (VAE decoder and vocoder, whatever the model or machine),
     ``off``/``0``, or a comma-separated choice of ``unet``, ``vae``, ``vocoder``.
     """
-    value = setting("MGTOOLKIT_COMPILE", environ=environ).lower()
+    return parse_modules(setting("MGTOOLKIT_COMPILE", environ=environ))
+
+
+def parse_modules(value: Any) -> tuple[str, ...]:
+    """A ``predictors=`` / ``MGTOOLKIT_COMPILE`` value as module names, ``()`` or ``("auto",)``.
+
+    Examples
+    --------
+    >>> parse_modules("off"), parse_modules(True), parse_modules("unet, vae"), parse_modules("auto")
+    ((), ('vae', 'vocoder'), ('unet', 'vae'), ('auto',))
+    """
+    if isinstance(value, bool):
+        return DEFAULT_MODULES if value else ()
+    if isinstance(value, (tuple, list)):
+        value = ",".join(str(v) for v in value) or "off"
+    value = str(value).strip().lower()
     if value in ("0", "false", "no", "off", "none"):
         return ()
     if value in ("1", "true", "yes", "on"):
         return DEFAULT_MODULES
     chosen = tuple(part.strip() for part in value.split(",") if part.strip() in MODULES)
     return chosen or ("auto",)
+
+
+def roomy(memory_bytes: int | None) -> bool:
+    """Whether a machine with ``memory_bytes`` (``None``: unknown) has room for the predictors."""
+    return memory_bytes is None or memory_bytes >= AUTO_MIN_MEMORY
+
+
+def full_size(unet: Any) -> bool:
+    """Whether ``unet`` is full-size (at least :data:`AUTO_MIN_PARAMS` weights): ``auto`` compiles only those."""
+    return _count(unet) >= AUTO_MIN_PARAMS
 
 
 def auto_precision(pipe: Any, *, bf16_cpu: bool | None = None) -> str:
@@ -117,27 +145,26 @@ def auto_precision(pipe: Any, *, bf16_cpu: bool | None = None) -> str:
     return "bfloat16"
 
 
-def bfloat16_possible(*, bf16_cpu: bool | None = None) -> bool:
+def bfloat16_possible(
+    *, bf16_cpu: bool | None = None, memory_bytes: int | None | str = "probe", modules: Any = None
+) -> bool:
     """Whether :func:`auto_precision` could pick bfloat16 on this machine, before any model loads.
 
-    ``MGTOOLKIT_COMPILE=auto``, at least :data:`AUTO_MIN_MEMORY` and a CPU with AVX512_BF16 or
-    AMX; the model's size is checked once it is loaded.
+    ``MGTOOLKIT_COMPILE=auto`` (or ``modules=("auto",)``), at least :data:`AUTO_MIN_MEMORY` and a
+    CPU with AVX512_BF16 or AMX; the model's size is checked once it is loaded. The facts not
+    passed are read from this machine; :func:`mgtoolkit.models.plan.plan` passes them all.
     """
     from ..runtime import cpu_has_bfloat16
 
-    if compile_mode() != ("auto",):
+    if (compile_mode() if modules is None else parse_modules(modules)) != ("auto",):
         return False
-    memory = memory_limit_bytes()
-    if memory is not None and memory < AUTO_MIN_MEMORY:
+    if not roomy(memory_limit_bytes() if memory_bytes == "probe" else memory_bytes):  # type: ignore[arg-type]
         return False
     return cpu_has_bfloat16() if bf16_cpu is None else bool(bf16_cpu)
 
 
 def _auto_modules(unet: Any) -> tuple[str, ...]:
-    memory = memory_limit_bytes()
-    if _count(unet) < AUTO_MIN_PARAMS or (memory is not None and memory < AUTO_MIN_MEMORY):
-        return ()
-    return DEFAULT_MODULES
+    return DEFAULT_MODULES if full_size(unet) and roomy(memory_limit_bytes()) else ()
 
 
 def compile_pipeline(

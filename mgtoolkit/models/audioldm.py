@@ -16,13 +16,16 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import GenerationCancelled, InvalidInputError, MgtoolkitWarning, ModelUnavailableError
 from ..runtime import import_paddle, quiet_model_logs
 from .registry import ModelSpec
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 __all__ = [
     "SCHEDULERS",
@@ -66,6 +69,10 @@ class LoadedModel:
     allow_unsafe_pickle: bool = False
     weights: str = ""
     """The folder the weights were read from (a converted copy for torch-format weights)."""
+    plan: Plan | None = None
+    """How it runs (:func:`mgtoolkit.models.plan.plan`, settled once the weights told the UNet's size)."""
+    report: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    """What :func:`mgtoolkit.accel.optimize` applied (``{}``: the plain pipeline)."""
 
     @property
     def sample_rate(self) -> int:
@@ -105,29 +112,21 @@ class LoadedModel:
             "device": self.device,
             "dtype": self.dtype,
             **({"allow_unsafe_pickle": True} if self.allow_unsafe_pickle else {}),
+            **({"plan": self.plan.record()} if self.plan is not None else {}),
         }
 
 
-def load(
-    spec: ModelSpec,
-    device: str,
-    dtype: str,
-    *,
-    prepare: Callable[[Any, str], Any] | None = None,
-    allow_unsafe_pickle: bool | None = None,
-) -> LoadedModel:
-    """Load (once per process and ``prepare``) the pipeline of ``spec`` on ``device`` in ``dtype``.
+def load(spec: ModelSpec, plan: Plan) -> LoadedModel:
+    """Load (once per process and ``plan``) the pipeline of ``spec`` as ``plan`` says.
 
-    ``prepare(pipe, device)`` runs once on a newly loaded pipeline (the tasks pass
-    :func:`mgtoolkit.accel.optimize`); pipelines loaded with another ``prepare`` are cached apart.
+    The plan (:func:`mgtoolkit.models.plan.plan`) is the cache key: the device, the dtype the
+    weights load in, the speed-ups :func:`mgtoolkit.accel.optimize` applies, low-memory mode.
     Weights in any published form load (see :mod:`mgtoolkit.models.weights`); pickled ``.bin`` /
     ``.pdparams`` files are read through :mod:`mgtoolkit.models.safe_pickle`, with its full
-    unpickler only when ``allow_unsafe_pickle`` (``None``: ``MGTOOLKIT_ALLOW_UNSAFE_PICKLE``) is on.
+    unpickler only when ``plan.allow_unsafe_pickle``. :func:`mgtoolkit.load_model` is the public door.
     """
-    from .safe_pickle import resolve_allow_unsafe
-
     with PIPELINE_LOCK:
-        return _load_cached(spec, device, dtype, prepare, resolve_allow_unsafe(allow_unsafe_pickle))
+        return _load_cached(spec, plan)
 
 
 def unload() -> None:
@@ -166,14 +165,12 @@ def import_paddle_or_explain():
 
 
 @lru_cache(maxsize=2)
-def _load_cached(
-    spec: ModelSpec, device: str, dtype: str, prepare, allow_unsafe: bool = False
-) -> LoadedModel:
+def _load_cached(spec: ModelSpec, plan: Plan) -> LoadedModel:
     t0 = time.perf_counter()
     paddle = import_paddle()
-    paddle.set_device(device)
+    paddle.set_device(plan.device)
     import_ppdiffusers()
-    folder = _weights_folder(spec, allow_unsafe)
+    folder = _weights_folder(spec, plan.allow_unsafe_pickle)
     from ppdiffusers.utils import logging as pp_logging
 
     bar_was_on = pp_logging.is_progress_bar_enabled()
@@ -182,7 +179,7 @@ def _load_cached(
         cls = _pipeline_class(spec, folder)
         if cls.__name__ != spec.pipeline:  # a hub id whose name did not tell its pipeline
             spec = dataclasses.replace(spec, pipeline=cls.__name__)
-        pipe = _from_pretrained(cls, spec, str(folder), dtype)
+        pipe = _from_pretrained(cls, spec, str(folder), plan.dtype)
     finally:
         if bar_was_on:
             pp_logging.enable_progress_bar()
@@ -191,9 +188,32 @@ def _load_cached(
         module = getattr(pipe, part, None)
         if module is not None and hasattr(module, "eval"):
             module.eval()
-    if prepare is not None:
-        prepare(pipe, device)
-    return LoadedModel(spec, pipe, device, dtype, time.perf_counter() - t0, allow_unsafe, str(folder))
+    plan, report = _prepare(pipe, plan)
+    seconds = time.perf_counter() - t0
+    return LoadedModel(
+        spec, pipe, plan.device, plan.run_dtype, seconds, plan.allow_unsafe_pickle, str(folder), plan, report
+    )
+
+
+def _prepare(pipe: Any, plan: Plan) -> tuple[Plan, dict[str, Any]]:
+    """Apply ``plan``'s speed-ups to ``pipe`` (settling ``full_size_only`` on its UNet); the settled
+    plan and what was applied."""
+    from .. import accel
+    from ..accel.onednn import full_size
+
+    if plan.full_size_only:
+        plan = plan.settled(getattr(pipe, "unet", None) is not None and full_size(pipe.unet))
+    if not plan.prepares:
+        return plan, {}
+    report = accel.optimize(
+        pipe,
+        plan.device,
+        threads=None if plan.optimize else 1,
+        onednn=plan.modules,
+        precision="bfloat16" if plan.predictors == "bfloat16" else "float32",
+        low_memory=plan.low_memory,
+    )
+    return plan, dict(report)
 
 
 def _weights_folder(spec: ModelSpec, allow_unsafe: bool):

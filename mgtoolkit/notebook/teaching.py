@@ -208,11 +208,14 @@ def denoise_with_snapshots(
     >>> [step for step, _ in run.clean], run.clean_clips[0].waveform.shape
     ([0, 3], (16000,))
     """
-    from ..tasks.text import generate, load_model
+    from ..models.loading import use_model
+    from ..tasks.text import generate
 
     steps = _check_steps(steps_to_show, num_inference_steps)
     generate_kwargs.pop("num_waveforms_per_prompt", None)
-    loaded = load_model(generate_kwargs.get("model"), device=generate_kwargs.get("device"))
+    loaded = use_model(
+        generate_kwargs.get("model"), device=generate_kwargs.get("device"), dtype=generate_kwargs.get("dtype")
+    )
     plain = not generate_kwargs.get("scheduler") and not generate_kwargs.get("loop")  # loops roll the latents
     alphas = _ddim_alphas(loaded, num_inference_steps) if plain else None
     snapshots: list[tuple[int, np.ndarray]] = []

@@ -1,18 +1,26 @@
-"""Audio + prompt → music: restyle a clip under a prompt (SDEdit), and variations of a clip."""
+"""Audio + prompt → music: restyle a clip under a prompt (SDEdit), variations of a clip, and music
+from a clip's description (the image chain with the clip as its first stage)."""
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import threading
-from typing import Any
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..config import draw_seed
-from ..errors import InvalidInputError
-from ..models.registry import ModelSpec, resolve_model
+from ..errors import GenerationCancelled, InvalidInputError
+from ..models.loading import spec_of, use_model
+from ..models.registry import ModelSpec
 from ..types import Clip, GenerationRequest, StepCallback
-from .text import load_model, validate_request
+from .text import validate_request
 
-__all__ = ["restyle", "variations", "MAX_VARIATIONS"]
+if TYPE_CHECKING:
+    from .image import Story
+
+__all__ = ["restyle", "variations", "audio_to_music", "MAX_VARIATIONS"]
 
 MAX_VARIATIONS = 16
 
@@ -96,7 +104,7 @@ def restyle(
 
     # 1. Check everything that needs no model.
     strength = _check_strength(strength)
-    spec = resolve_model(model)
+    spec = spec_of(model)
     _require_audioldm(spec)
     request = GenerationRequest(
         prompt=prompt,
@@ -109,7 +117,7 @@ def restyle(
     )
     request = validate_request(request, spec)
     # 2. Load the model and the user's audio at the model's rate.
-    loaded = load_model(spec.source if spec.is_local else spec.name, device=device)
+    loaded = use_model(model, spec, device=device)
     wave = load_audio(audio, loaded.sample_rate, max_s=spec.max_audio_length_in_s)
     request = request.replace(audio_length_in_s=round(wave.shape[0] / loaded.sample_rate, 6))
     # 3. Noise and denoise.
@@ -212,3 +220,89 @@ def variations(
         )
         for k in range(int(n))
     ]
+
+
+# --------------------------------------------------------------------------------------------------
+# A clip as the first stage of the image chain
+
+
+def audio_to_music(
+    audio: Any,
+    *,
+    writer: str | None = None,
+    instruction: str | None = None,
+    labels: Mapping[str, Any] | None = None,
+    clap: str | None = None,
+    **generation: Any,
+) -> Story:
+    """Music from a clip: describe it like a musician, write a musical prompt from that, generate.
+
+    The first stage is :func:`mgtoolkit.describe_audio` (tempo, key, loudness, CLAP tags) in place
+    of a captioner; its sentence goes to the chain's writer stage, then to the music model.
+
+    Parameters
+    ----------
+    audio : str, Path, bytes, (numpy.ndarray, int) or Clip
+        The clip to start from (1 s to 10 minutes).
+    writer, instruction
+        As for :func:`image_to_music` (``writer="template"`` needs no model).
+    labels, clap
+        The tag lists and CLAP model of :func:`mgtoolkit.describe_audio` (``clap=None`` with a
+        tiny ``model`` is the tiny CLAP).
+    **generation
+        ``negative_prompt``, ``audio_length_in_s``, ``num_inference_steps``, ``guidance_scale``,
+        ``seed``, ``model``, ``scheduler``, ``device``, ``keep_loaded``, ``callback``, ``cancel``.
+
+    Returns
+    -------
+    Story
+        ``.caption`` is the clip's description; its sidecar keeps the whole description under
+        ``extra["audio_description"]``; ``.rerun(...)`` reuses it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.arange(2 * 16000) / 16000
+    >>> story = audio_to_music((0.3 * np.sin(2 * np.pi * 440 * t), 16000), writer="template",
+    ...                        audio_length_in_s=1.0, num_inference_steps=2, seed=1, model="tiny")
+    >>> story.caption.startswith("A 2.0 s clip")
+    True
+    """
+    from ..analysis.describe import describe_audio
+    from .image import _CALL_KEYS, _GENERATE_KEYS, TEXT_PREFIX, _chain, _check, _tiny_setup
+
+    unknown = set(generation) - set(_GENERATE_KEYS + _CALL_KEYS)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidInputError(
+            name,
+            generation[name],
+            "is not an argument of audio_to_music",
+            "pass e.g. seed= or audio_length_in_s=",
+        )
+    settings = {k: generation.get(k) for k in _GENERATE_KEYS + _CALL_KEYS}
+    settings.update(
+        captioner=TEXT_PREFIX + "a clip",
+        writer=writer,
+        instruction=instruction,
+        question=None,
+        audio_length_in_s=generation.get("audio_length_in_s", 5.0),
+        num_inference_steps=generation.get("num_inference_steps", 20),
+        guidance_scale=generation.get("guidance_scale", 2.5),
+        keep_loaded=bool(generation.get("keep_loaded", False)),
+    )
+    # 1. Check the generation and writer arguments before the clip is analysed.
+    settings, _ = _check(None, None, None, settings)
+    # 2. Describe the clip (signal processing, then CLAP tags).
+    GenerationCancelled.raise_if_set(settings["cancel"], "before describing the clip")
+    t0 = time.perf_counter()
+    if clap is None and _tiny_setup(settings["model"]):
+        clap = "tiny"  # a tiny music model: tags from the tiny CLAP too, like the tiny writer
+    description = describe_audio(audio, labels=labels, clap=clap, device=settings["device"])
+    seconds = time.perf_counter() - t0
+    # 3. The rest of the chain, with the description as the first stage's words.
+    settings["captioner"] = TEXT_PREFIX + description.sentence()
+    story = _chain(None, None, None, settings, ())
+    clip = story.clip.with_extra(audio_description=description.to_dict(), captioner="describe_audio")
+    timings = {"describe_s": seconds, **story.timings}
+    return dataclasses.replace(story, clip=clip, captioner="describe_audio", timings=timings)

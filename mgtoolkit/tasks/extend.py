@@ -17,9 +17,9 @@ from typing import Any
 from ..config import draw_seed
 from ..errors import InvalidInputError
 from ..models.inpaint import MAX_SECONDS, OVERLAP_S, WINDOW_S
-from ..models.registry import resolve_model
+from ..models.loading import spec_of, use_model
 from ..types import Clip, GenerationRequest, StepCallback
-from .text import load_model, validate_request
+from .text import validate_request
 
 __all__ = ["extend", "check_windows", "check_seconds", "WINDOW_S", "OVERLAP_S", "MAX_SECONDS"]
 
@@ -152,7 +152,7 @@ def extend(
     if isinstance(clip_or_audio, Clip):
         negative_prompt = negative_prompt or clip_or_audio.request.negative_prompt
         model = model or clip_or_audio.request.model
-    spec = resolve_model(model)
+    spec = spec_of(model)
     _require_audioldm(spec)
     added = check_seconds("seconds", seconds, 0.04)
     request = GenerationRequest(
@@ -166,7 +166,7 @@ def extend(
     )
     request = validate_request(request, spec)
     # 2. The model, and the input at its rate.
-    loaded = load_model(spec.source if spec.is_local else spec.name, device=device)
+    loaded = use_model(model, spec, device=device)
     wave = _wave_of(clip_or_audio, loaded.sample_rate, overlap, bool(loop))
     _check_total(seconds, wave.shape[0] / loaded.sample_rate)
     # 3. Window by window.

@@ -11,7 +11,6 @@ The first stage can always be the user's own words: ``captioner="text:a foggy ha
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import threading
 import time
@@ -29,7 +28,6 @@ from ..types import Clip, StepCallback
 __all__ = [
     "Story",
     "image_to_music",
-    "audio_to_music",
     "describe_image",
     "write_music_prompt",
     "default_captioner",
@@ -53,11 +51,11 @@ class WriterFallbackWarning(MgtoolkitWarning):
 # Which models by default
 
 
-def _tiny_setup(model: str | None = None) -> bool:
-    from ..models.registry import resolve_model
+def _tiny_setup(model: Any = None) -> bool:
+    from ..models.loading import spec_of
 
     try:
-        return resolve_model(model).is_tiny
+        return spec_of(model).is_tiny
     except InvalidInputError:
         return False
 
@@ -107,9 +105,9 @@ def _free_music_models(needed, notes: list[str] | None) -> None:
     """
     if notes is None or needed.is_tiny:
         return
-    from .text import unload
+    from ..models.loading import unload
 
-    unload()
+    unload(forget=False)  # loaded again as the user loaded it
     if "the music model was unloaded" not in " ".join(notes):
         notes.append(
             f"the music model was unloaded to make room for {needed.name!r} and loaded again "
@@ -518,6 +516,7 @@ def _check(
     """
     from .. import prompts
     from ..models.captioners import resolve_captioner
+    from ..models.loading import spec_of, split_model
     from ..models.writers import resolve_writer
     from ..types import GenerationRequest
     from .text import validate_request
@@ -536,10 +535,10 @@ def _check(
         num_inference_steps=s["num_inference_steps"],
         guidance_scale=s["guidance_scale"],
         seed=s["seed"],
-        model=s["model"],
+        model=split_model(s["model"])[0],
         scheduler=s["scheduler"],
     )
-    validate_request(request)
+    validate_request(request, spec_of(s["model"]))
     if music_prompt is None:
         resolve_writer(s["writer"])
         prompts.build_instruction(caption or "scene", s["instruction"])
@@ -607,10 +606,12 @@ def _chain(
 
 
 def _generate(music_prompt: str, s: dict[str, Any]) -> tuple[Clip, float]:
+    from ..models.loading import split_model
     from ..types import GenerationRequest
     from .text import generate_clips
 
     t0 = time.perf_counter()
+    model, loaded = split_model(s["model"])
     request = GenerationRequest(
         prompt=music_prompt,
         negative_prompt=s["negative_prompt"],
@@ -618,93 +619,10 @@ def _generate(music_prompt: str, s: dict[str, Any]) -> tuple[Clip, float]:
         num_inference_steps=s["num_inference_steps"],
         guidance_scale=s["guidance_scale"],
         seed=s["seed"],
-        model=s["model"],
+        model=model,
         scheduler=s["scheduler"],
     )
-    clips = generate_clips(request, device=s["device"], callback=s["callback"], cancel=s["cancel"])
-    return clips[0], time.perf_counter() - t0
-
-
-# --------------------------------------------------------------------------------------------------
-# A clip instead of an image
-
-
-def audio_to_music(
-    audio: Any,
-    *,
-    writer: str | None = None,
-    instruction: str | None = None,
-    labels: Mapping[str, Any] | None = None,
-    clap: str | None = None,
-    **generation: Any,
-) -> Story:
-    """Music from a clip: describe it like a musician, write a musical prompt from that, generate.
-
-    The first stage is :func:`mgtoolkit.describe_audio` (tempo, key, loudness, CLAP tags) in place
-    of a captioner; its sentence goes to the chain's writer stage, then to the music model.
-
-    Parameters
-    ----------
-    audio : str, Path, bytes, (numpy.ndarray, int) or Clip
-        The clip to start from (1 s to 10 minutes).
-    writer, instruction
-        As for :func:`image_to_music` (``writer="template"`` needs no model).
-    labels, clap
-        The tag lists and CLAP model of :func:`mgtoolkit.describe_audio` (``clap=None`` with a
-        tiny ``model`` is the tiny CLAP).
-    **generation
-        ``negative_prompt``, ``audio_length_in_s``, ``num_inference_steps``, ``guidance_scale``,
-        ``seed``, ``model``, ``scheduler``, ``device``, ``keep_loaded``, ``callback``, ``cancel``.
-
-    Returns
-    -------
-    Story
-        ``.caption`` is the clip's description; its sidecar keeps the whole description under
-        ``extra["audio_description"]``; ``.rerun(...)`` reuses it.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> t = np.arange(2 * 16000) / 16000
-    >>> story = audio_to_music((0.3 * np.sin(2 * np.pi * 440 * t), 16000), writer="template",
-    ...                        audio_length_in_s=1.0, num_inference_steps=2, seed=1, model="tiny")
-    >>> story.caption.startswith("A 2.0 s clip")
-    True
-    """
-    from ..analysis.describe import describe_audio
-
-    unknown = set(generation) - set(_GENERATE_KEYS + _CALL_KEYS)
-    if unknown:
-        name = sorted(unknown)[0]
-        raise InvalidInputError(
-            name,
-            generation[name],
-            "is not an argument of audio_to_music",
-            "pass e.g. seed= or audio_length_in_s=",
-        )
-    settings = {k: generation.get(k) for k in _GENERATE_KEYS + _CALL_KEYS}
-    settings.update(
-        captioner=TEXT_PREFIX + "a clip",
-        writer=writer,
-        instruction=instruction,
-        question=None,
-        audio_length_in_s=generation.get("audio_length_in_s", 5.0),
-        num_inference_steps=generation.get("num_inference_steps", 20),
-        guidance_scale=generation.get("guidance_scale", 2.5),
-        keep_loaded=bool(generation.get("keep_loaded", False)),
+    clips = generate_clips(
+        request, device=s["device"], callback=s["callback"], cancel=s["cancel"], model=loaded
     )
-    # 1. Check the generation and writer arguments before the clip is analysed.
-    settings, _ = _check(None, None, None, settings)
-    # 2. Describe the clip (signal processing, then CLAP tags).
-    GenerationCancelled.raise_if_set(settings["cancel"], "before describing the clip")
-    t0 = time.perf_counter()
-    if clap is None and _tiny_setup(settings["model"]):
-        clap = "tiny"  # a tiny music model: tags from the tiny CLAP too, like the tiny writer
-    description = describe_audio(audio, labels=labels, clap=clap, device=settings["device"])
-    seconds = time.perf_counter() - t0
-    # 3. The rest of the chain, with the description as the first stage's words.
-    settings["captioner"] = TEXT_PREFIX + description.sentence()
-    story = _chain(None, None, None, settings, ())
-    clip = story.clip.with_extra(audio_description=description.to_dict(), captioner="describe_audio")
-    timings = {"describe_s": seconds, **story.timings}
-    return dataclasses.replace(story, clip=clip, captioner="describe_audio", timings=timings)
+    return clips[0], time.perf_counter() - t0

@@ -8,16 +8,19 @@ import numbers
 import re
 import threading
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import accel
-from ..config import SEED_MAX, draw_seed, setting
+from ..config import SEED_MAX, draw_seed
 from ..errors import InvalidInputError, MgtoolkitWarning, ModelUnavailableError
 from ..i18n import has_words
+from ..models.loading import load_model, split_model, unload, use_model
 from ..models.registry import ModelSpec, resolve_model
 from ..types import Clip, GenerationRequest, StepCallback
+
+if TYPE_CHECKING:
+    from ..models.audioldm import LoadedModel
 
 __all__ = [
     "generate",
@@ -156,98 +159,22 @@ def check_length(value: Any, low: float, high: float, model: str) -> float:
     return length
 
 
-def load_model(
-    model: str | None = None,
-    *,
-    device: str | None = None,
-    dtype: str | None = None,
-    optimize: bool | None = None,
-    low_memory: bool | str | None = None,
-    allow_unsafe_pickle: bool | None = None,
-):
-    """Load a text-to-audio model (cached per process) and return it.
-
-    Parameters
-    ----------
-    model : str, optional
-        Preset, hub id or directory; ``None`` uses ``$MGTOOLKIT_MODEL`` or the default.
-    device : {"auto", "cpu", "gpu"}, optional
-        ``None`` means ``$MGTOOLKIT_DEVICE`` or automatic (GPU if paddle sees one).
-    dtype : {"float32", "float16", "bfloat16"}, optional
-        ``bfloat16`` on a CPU with AVX512_BF16 or AMX runs the UNet and VAE decoder as oneDNN
-        bfloat16 predictors (the weights load in float32; the text encoder and vocoder stay
-        float32). ``None`` means ``$MGTOOLKIT_DTYPE`` (``auto``): float16 on a GPU; on a CPU
-        bfloat16 where it was measured to pay (full-size model, machine with 12 GB or more, such
-        a CPU, speed-ups on: 1.36x faster, each stage within 1e-2 of float32; see
-        :func:`mgtoolkit.accel.onednn.auto_precision`), float32 elsewhere. The dtype used is
-        recorded in the clip's sidecar; same seed and dtype give the same waveform.
-    optimize : bool, optional
-        Apply :func:`mgtoolkit.accel.optimize` (CPU speed-ups that keep every output); ``None``
-        means yes unless ``MGTOOLKIT_OPTIMIZE=0``. Optimised and plain pipelines are cached apart.
-    low_memory : bool or "auto", optional
-        Keep only the running stage's weights in memory, and no float32 predictors (same output,
-        a little slower); ``None`` means ``MGTOOLKIT_LOW_MEMORY`` (``auto``: on when the machine or
-        its cgroup has under 4 GB). CPU only.
-    allow_unsafe_pickle : bool, optional
-        Read pickled weights (``.bin``, ``.pdparams``) with the full unpickler (code in them runs);
-        ``None`` means ``MGTOOLKIT_ALLOW_UNSAFE_PICKLE`` (off). Recorded in the clip's sidecar when on.
-    """
-    from ..models import audioldm
-    from ..runtime import pick_device, pick_dtype
-
-    spec = resolve_model(model)
-    dev = pick_device(device)
-    wanted = accel.enabled() if optimize is None else bool(optimize)
-    if dev != "cpu":
-        prepare = accel.optimize if wanted else None
-        chosen = pick_dtype(dev, _asked_dtype(dtype))
-        return audioldm.load(spec, dev, chosen, prepare=prepare, allow_unsafe_pickle=allow_unsafe_pickle)
-    import contextlib
-
-    from ..accel.lowmem import choose, stashing_loads
-
-    small = choose(low_memory)
-    precision = cpu_precision(spec, dtype, optimize=wanted, low_memory=small)
-    chosen = "float32" if precision == "auto" else precision
-    prepare = accel.Optimizer(wanted, precision, small) if wanted or small or chosen != "float32" else None
-    # bfloat16 lives in the predictors: the dygraph weights load (and stay) float32
-    with stashing_loads() if small else contextlib.nullcontext():  # never the whole model in memory
-        loaded = audioldm.load(spec, dev, "float32", prepare=prepare, allow_unsafe_pickle=allow_unsafe_pickle)
-    report = getattr(loaded.pipe, "_mgtoolkit_optimizations", None) or {}
-    chosen = report.get("precision", chosen)
-    return loaded if chosen == "float32" else dataclasses.replace(loaded, dtype=chosen)
-
-
-def _asked_dtype(dtype: str | None) -> str | None:
-    """``dtype``, or ``$MGTOOLKIT_DTYPE``; ``None`` for ``auto``."""
-    if dtype is None:
-        dtype = setting("MGTOOLKIT_DTYPE").strip().lower()
-    return None if dtype in ("", "auto") else dtype
-
-
 def cpu_precision(spec: ModelSpec, dtype: str | None, *, optimize: bool, low_memory: bool) -> str:
-    """The CPU dtype to load ``spec`` with, or ``"auto"`` when only the loaded model can tell.
-
-    ``auto`` (``dtype=None`` and ``MGTOOLKIT_DTYPE=auto``) means bfloat16 where it pays
-    (:func:`mgtoolkit.accel.onednn.auto_precision`). Where the answer is known before loading (a
-    tiny model, low-memory mode, speed-ups off, a machine or CPU that rules bfloat16 out) it is
-    given here, so that such loads share the float32 pipeline in the model cache.
+    """The CPU dtype :func:`mgtoolkit.models.plan.plan` gives ``spec``, or ``"auto"`` when only the
+    loaded model can tell (bfloat16 predictors if its UNet is full-size). A view of the plan, kept
+    for callers of the former decision function; the loader uses the plan itself.
     """
-    from ..accel.onednn import bfloat16_possible
-    from ..runtime import pick_dtype
+    from ..accel import onednn
+    from ..models.plan import LoadOptions, Machine, plan
+    from ..runtime import cpu_has_bfloat16
 
-    asked = _asked_dtype(dtype)
-    chosen = pick_dtype("cpu", asked)
-    if asked is None and optimize and not low_memory and not spec.is_tiny and bfloat16_possible():
-        return "auto"
-    return chosen
-
-
-def unload() -> None:
-    """Release every cached model (and the GPU memory it held)."""
-    from ..models import audioldm
-
-    audioldm.unload()
+    possible = onednn.bfloat16_possible()  # the environment's predictors, this machine's memory and CPU
+    machine = Machine(memory_bytes=None if possible else 0, bf16_cpu=possible or cpu_has_bfloat16())
+    options = LoadOptions(device="cpu", dtype=dtype, optimize=optimize, low_memory=low_memory)
+    chosen = plan(spec, LoadOptions(predictors="auto").over(options.with_defaults()), machine)
+    if chosen.predictors == "bfloat16":
+        return "auto" if chosen.full_size_only else "bfloat16"
+    return "float32"
 
 
 def generate(
@@ -259,7 +186,7 @@ def generate(
     guidance_scale: float = 2.5,
     seed: int | None = None,
     num_waveforms_per_prompt: int = 1,
-    model: str | None = None,
+    model: str | LoadedModel | None = None,
     scheduler: str | None = None,
     device: str | None = None,
     callback: StepCallback | None = None,
@@ -293,12 +220,14 @@ def generate(
         Seed of the first candidate; ``None`` draws one (recorded in ``clip.seed``).
     num_waveforms_per_prompt : int
         Candidates to make; candidate ``k`` uses ``seed + k``.
-    model : str, optional
-        Preset (``"audioldm-s-full-v2"``, ``"tiny"``, ...), hub id or directory.
+    model : str or LoadedModel, optional
+        Preset (``"audioldm-s-full-v2"``, ``"tiny"``, ...), hub id or directory: it runs as its
+        latest :func:`load_model` loaded it (the ``MGTOOLKIT_*`` defaults if none did); or the
+        model :func:`load_model` returned.
     scheduler : str, optional
         Sampler (see ``mgtoolkit.SCHEDULERS``); ``None`` keeps the model's own (DDIM).
     device : str, optional
-        ``"cpu"``, ``"gpu"`` or ``None`` for automatic.
+        ``"cpu"``, ``"gpu"`` or ``None``: the model's own (as loaded) or automatic.
     dtype : str, optional
         ``"float32"``, or ``"bfloat16"`` on CPUs with AVX512_BF16 or AMX; ``None``: ``$MGTOOLKIT_DTYPE``
         (``auto``: float16 on a GPU, bfloat16 on a CPU where it pays, else float32; see
@@ -338,6 +267,7 @@ def generate(
     >>> clip.sample_rate, clip.waveform.shape
     (16000, (16000,))
     """
+    model, loaded = split_model(model)
     if isinstance(prompt, GenerationRequest):
         request = prompt
     else:
@@ -367,6 +297,7 @@ def generate(
         loop=loop,
         dtype=dtype,
         translate=translate,
+        model=loaded,
     )
     if grid is not None:
         clips = [conform.conform_clip(c, grid) for c in clips]
@@ -383,18 +314,20 @@ def generate_clips(
     loop: bool = False,
     dtype: str | None = None,
     translate: bool | str = True,
+    model: LoadedModel | None = None,
 ) -> list[Clip]:
-    """Like :func:`generate` for a ready request, always returning a list."""
+    """Like :func:`generate` for a ready request, always returning a list; ``model``, when given,
+    is the loaded model to run (``request.model`` then names it)."""
     from ..models import audioldm
     from .language import english_request
 
     # 1. Check the request before touching any model; the words in the encoder's language.
-    spec = resolve_model(request.model)
+    spec = model.spec if model is not None else resolve_model(request.model)
     request = validate_request(request, spec)
     _check_loop(loop, request, spec)
     asked, (request, translation) = request, english_request(request, spec, translate)
     # 2. Load (cached) the model; its own shortest clip decides (the spec's is a default).
-    loaded = load_model(spec.source if spec.is_local else spec.name, device=device, dtype=dtype)
+    loaded = use_model(model if model is not None else request.model, spec, device=device, dtype=dtype)
     check_length(request.audio_length_in_s, loaded.min_audio_length_in_s, max_length(spec), spec.name)
     # A whole number of samples, so a slider's 2.9999999999999996 s is 3 s in the clip and its record.
     request = request.replace(audio_length_in_s=loaded.snap_seconds(request.audio_length_in_s))
