@@ -111,7 +111,7 @@ def test_a_full_disk_stops_the_job_in_one_line_and_a_rerun_finishes_it(tmp_path,
     def disk_full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(batch_module, "wav_bytes", disk_full)
+    monkeypatch.setattr(batch_module.output, "wav_bytes", disk_full)
     with pytest.raises(MgtoolkitError, match="^line 1: cannot write to .*No space left on device"):
         mg.batch(["calm piano", "rain"], out=tmp_path, **QUICK)
     assert not list(tmp_path.glob("*.wav")) and not list(tmp_path.glob(".mg-*"))

@@ -340,7 +340,7 @@ def test_batch_rows_carry_a_grid_into_the_name(tmp_path, monkeypatch):
         y, sr = synth.example_loop(bpm=118, bars=8, sr=16000)
         return [Clip(waveform=y, sample_rate=sr, seed=request.seed, request=request)]
 
-    monkeypatch.setattr(batching, "generate_clips", made)
+    monkeypatch.setattr(batching.local_engine, "generate_clips", made)
     rows = tmp_path / "rows.csv"
     rows.write_text("prompt,seed,bpm,bars,key\nfunky drums,7,120,2,Am\nplain,3,,,\nbad,1,120,99,\n")
     summary = mg.batch(rows, out=tmp_path / "out", model="tiny", progress=False)

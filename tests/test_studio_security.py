@@ -539,13 +539,13 @@ def test_a_batch_never_deletes_a_sidecar_it_did_not_write(tmp_path):
     mine = tmp_path / "0001-calm_seed1.json"
     mine.write_text("my own notes, not a sidecar\n")
     with pytest.raises(FileExistsError, match="was not written by mgtoolkit"):
-        batching._write_clip(output, "0001-calm_seed1", clip)
+        batching.output._write_clip(output, "0001-calm_seed1", clip)
     assert mine.read_text() == "my own notes, not a sidecar\n"
     assert not (tmp_path / "0001-calm_seed1.wav").exists()
     # a sidecar left by a stopped batch (its own JSON, naming its WAV) is replaced, and the WAV written
     left = {**clip.metadata(), "file": "0002-calm_seed1.wav"}
     (tmp_path / "0002-calm_seed1.json").write_text(json.dumps(left, default=str))
-    assert batching._write_clip(output, "0002-calm_seed1", clip).endswith("0002-calm_seed1.wav")
+    assert batching.output._write_clip(output, "0002-calm_seed1", clip).endswith("0002-calm_seed1.wav")
     assert json.loads((tmp_path / "0002-calm_seed1.json").read_text())["file"] == "0002-calm_seed1.wav"
 
 
