@@ -55,7 +55,7 @@ _LAZY = {
     "example_image": "mgtoolkit.io.images",
     # the notebook: plots, display, teaching, widgets
     "show": "mgtoolkit.notebook.display",
-    "show_denoising": "mgtoolkit.notebook.display",
+    "show_denoising": "mgtoolkit.notebook.teaching",
     "about": "mgtoolkit.notebook.display",
     "waveshow": "mgtoolkit.notebook.plots",
     "melshow": "mgtoolkit.notebook.plots",

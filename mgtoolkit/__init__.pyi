@@ -37,7 +37,7 @@ from .models.audioldm import PromptTruncatedWarning as PromptTruncatedWarning
 from .accel import optimize as optimize
 from .io.images import example_image as example_image
 from .notebook.display import show as show
-from .notebook.display import show_denoising as show_denoising
+from .notebook.teaching import show_denoising as show_denoising
 from .notebook.display import about as about
 from .notebook.plots import waveshow as waveshow
 from .notebook.plots import melshow as melshow
@@ -48,6 +48,12 @@ from .notebook.widgets import TextPanel as TextPanel
 from .notebook.widgets import ImagePanel as ImagePanel
 from .notebook.widgets import AudioPanel as AudioPanel
 from .batching import batch as batch
+from .tasks.image_tags import tag_image as tag_image
+from .tasks.image_tags import ImageTags as ImageTags
+from .analysis.conform import conform as conform
+from .analysis.conform import click_along as click_along
+from .analysis.synth import example_loop as example_loop
+from .io.midi import transcribe as transcribe
 
 # submodules reachable as attributes (mgtoolkit._SUBMODULES)
 from . import appflow as appflow

@@ -138,7 +138,7 @@ def test_steps_outside_the_run_are_refused():
 
 
 def test_show_denoising_displays_one_figure_and_the_player(shown):
-    display.show_denoising(
+    teaching.show_denoising(
         "calm piano", steps_to_show=(0, 1), num_inference_steps=2, audio_length_in_s=0.5, seed=1, model="tiny"
     )
     markup = shown[0].data

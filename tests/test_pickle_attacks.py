@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from mgtoolkit.errors import ModelUnavailableError
+from mgtoolkit.io.safetensors_io import SafetensorsError
 from mgtoolkit.models.safe_pickle import (
     PickleLimitError,
     UnsafePickleError,
@@ -26,7 +27,6 @@ from mgtoolkit.models.safe_pickle import (
     read_pickled_weights,
     read_torch_bin,
 )
-from mgtoolkit.models.safetensors_io import SafetensorsError
 
 # --- A raw opcode assembler (protocol 2) ---------------------------------------------------------
 
@@ -404,7 +404,7 @@ import json, resource, sys
 limit = int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 from mgtoolkit.models.safe_pickle import read_pickled_weights
-from mgtoolkit.models.safetensors_io import read_file
+from mgtoolkit.io.safetensors_io import read_file
 out = {}
 for case, path in json.loads(sys.argv[1]).items():
     reader = read_file if path.endswith(".safetensors") else read_pickled_weights
@@ -628,7 +628,7 @@ def test_odd_safetensors_headers_are_one_line_everywhere(tmp_path, case):
     [("longer_than_the_file", 10_000), ("past_the_cap", 2**63 - 1), ("zero", 0), ("short_file", None)],
 )
 def test_odd_header_lengths(tmp_path, case, size):
-    from mgtoolkit.models.safetensors_io import read_file
+    from mgtoolkit.io.safetensors_io import read_file
 
     path = _st(tmp_path / "w.safetensors", {"w": _entry()}, floats(2), size=size)
     if size is None:
@@ -639,7 +639,7 @@ def test_odd_header_lengths(tmp_path, case, size):
 def test_safetensors_round_trip_and_bfloat16_bits(tmp_path):
     from safetensors.numpy import load_file
 
-    from mgtoolkit.models.safetensors_io import read_file, read_header, write_file
+    from mgtoolkit.io.safetensors_io import read_file, read_header, write_file
 
     rng = np.random.default_rng(0)
     tensors = {

@@ -120,7 +120,7 @@ def save_weights(modules: tuple[Any, ...], path: Path) -> None:
     Tensor by tensor (no second copy of the weights in memory), through a temporary file and a
     rename: the file is complete or absent.
     """
-    from ..models import safetensors_io
+    from ..io import safetensors_io
 
     entries = {}
     for key, tensor in _tensors(modules):
@@ -168,7 +168,7 @@ def restore(modules: tuple[Any, ...], path: Path) -> None:
 
     if not path.exists():
         raise FileNotFoundError(f"{path} is gone; load the model again (mg.unload(), then mg.load_model())")
-    from ..models.safetensors_io import read_header, read_tensor
+    from ..io.safetensors_io import read_header, read_tensor
 
     place = paddle.CPUPlace()
     header = read_header(path)
@@ -342,7 +342,7 @@ class PlainSafetensors:
 
     def __init__(self, filename: str | os.PathLike, framework: str = "np", device: str = "cpu", *, mapped):
         self._path, self._framework, self._mapped = os.fspath(filename), framework, mapped
-        from ..models.safetensors_io import read_header
+        from ..io.safetensors_io import read_header
 
         self._header = read_header(self._path)  # checked: one error line naming a damaged file
         self._fh = open(self._path, "rb")  # noqa: SIM115 - closed by __exit__
@@ -360,7 +360,7 @@ class PlainSafetensors:
         return list(self._header.tensors)
 
     def get_tensor(self, key: str):
-        from ..models.safetensors_io import read_tensor
+        from ..io.safetensors_io import read_tensor
 
         if self._header.tensors[key].dtype not in self._NUMPY:
             with self._mapped(self._path, framework=self._framework) as f:

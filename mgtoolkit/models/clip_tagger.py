@@ -317,8 +317,8 @@ def _read_model(folder, model_class):
 
 def _tensors(path):
     """``(name, array)`` for each tensor of a safetensors file, read one at a time with plain file
-    reads (:mod:`mgtoolkit.models.safetensors_io`: checked header, no memory map, bfloat16 widened)."""
-    from .safetensors_io import SafetensorsError, read_header, read_tensor
+    reads (:mod:`mgtoolkit.io.safetensors_io`: checked header, no memory map, bfloat16 widened)."""
+    from ..io.safetensors_io import SafetensorsError, read_header, read_tensor
 
     header = read_header(path)
     try:

@@ -42,7 +42,7 @@ class WeightFile:
 def _safetensors_format(path: Path) -> str | None:
     """The ``format`` in a safetensors header (``pt``, ``np``, ``pd``) or ``None``, read without
     loading tensors; raises :class:`ModelUnavailableError` when the header is damaged."""
-    from .safetensors_io import read_header
+    from ..io.safetensors_io import read_header
 
     return read_header(path).metadata.get("format")
 

@@ -87,10 +87,10 @@ __all__ = [
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     """Every tensor of a safetensors file as numpy (bfloat16 widened to float32, exactly), by name.
 
-    Read by :mod:`.safetensors_io` (checked header, plain file reads); a damaged file is one
+    Read by :mod:`mgtoolkit.io.safetensors_io` (checked header, plain file reads); a damaged file is one
     :class:`ModelUnavailableError` line naming it.
     """
-    from .safetensors_io import read_file
+    from ..io.safetensors_io import read_file
 
     return read_file(path)
 

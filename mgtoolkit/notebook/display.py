@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "show",
-    "show_denoising",
     "clip_html",
     "clip_card_html",
     "clips_html",
@@ -191,55 +190,6 @@ def show(
     >>> mg.show(clips)  # doctest: +SKIP
     """
     _display(_html(clips_html(clip_or_clips, plots=plots, chroma=chroma, notes=notes)))
-
-
-def show_denoising(
-    prompt: str,
-    *,
-    steps_to_show: tuple[int, ...] = (0, 5, 10, 19),
-    num_inference_steps: int = 20,
-    **generate_kwargs: Any,
-) -> None:
-    """Watch noise turn into music: the mel spectrogram after several denoising steps of one generation.
-
-    Parameters
-    ----------
-    prompt : str
-        What the music should be.
-    steps_to_show : tuple of int
-        Steps (from 0) to decode and draw; each below ``num_inference_steps``.
-    num_inference_steps : int
-        Denoising steps of the generation.
-    **generate_kwargs
-        Anything :func:`mgtoolkit.generate` takes (``seed``, ``guidance_scale``, ``negative_prompt``,
-        ``audio_length_in_s``, ``model``...).
-
-    Examples
-    --------
-    >>> import mgtoolkit as mg
-    >>> mg.show_denoising("calm piano", steps_to_show=(0, 3), num_inference_steps=4,
-    ...                   audio_length_in_s=1.0, seed=1, model="tiny")  # doctest: +SKIP
-    """
-    from .plots import denoising_figure
-    from .teaching import denoise_with_snapshots
-
-    run = denoise_with_snapshots(
-        prompt, steps_to_show=steps_to_show, num_inference_steps=num_inference_steps, **generate_kwargs
-    )
-    fig = denoising_figure(
-        run.snapshots,
-        sr=run.sample_rate,
-        hop_length=run.hop_length,
-        total_steps=run.total_steps,
-        titles=denoising_titles([step for step, _ in run.snapshots], run.total_steps),
-    )
-    png = base64.b64encode(figure_png(fig)).decode("ascii")
-    _display(
-        _html(
-            f'{_CSS}<img class="mg-denoising" alt="mel spectrogram at several denoising steps" '
-            f'style="max-width:100%" src="data:image/png;base64,{png}">{clip_html(run.clip)}'
-        )
-    )
 
 
 def denoising_titles(steps: list[int], total: int) -> list[str]:

@@ -29,6 +29,7 @@ __all__ = [
     "Denoising",
     "denoise_with_snapshots",
     "denoising_snapshots",
+    "show_denoising",
     "decode_mel",
     "ddim_predicted_clean",
     "show_predicted_clean",
@@ -469,3 +470,54 @@ def compare(prompt: str, settings: Mapping[str, Mapping[str, Any]], **common: An
         clip = generate(prompt, **{**common, **setting, "num_waveforms_per_prompt": 1})
         rows.append(Timed(str(label), clip, time.perf_counter() - start))
     return Comparison(tuple(rows))
+
+
+def show_denoising(
+    prompt: str,
+    *,
+    steps_to_show: tuple[int, ...] = (0, 5, 10, 19),
+    num_inference_steps: int = 20,
+    **generate_kwargs: Any,
+) -> None:
+    """Watch noise turn into music: the mel spectrogram after several denoising steps of one generation.
+
+    Parameters
+    ----------
+    prompt : str
+        What the music should be.
+    steps_to_show : tuple of int
+        Steps (from 0) to decode and draw; each below ``num_inference_steps``.
+    num_inference_steps : int
+        Denoising steps of the generation.
+    **generate_kwargs
+        Anything :func:`mgtoolkit.generate` takes (``seed``, ``guidance_scale``, ``negative_prompt``,
+        ``audio_length_in_s``, ``model``...).
+
+    Examples
+    --------
+    >>> import mgtoolkit as mg
+    >>> mg.show_denoising("calm piano", steps_to_show=(0, 3), num_inference_steps=4,
+    ...                   audio_length_in_s=1.0, seed=1, model="tiny")  # doctest: +SKIP
+    """
+    import base64
+
+    from .display import _CSS, _display, _html, clip_html, denoising_titles, figure_png
+    from .plots import denoising_figure
+
+    run = denoise_with_snapshots(
+        prompt, steps_to_show=steps_to_show, num_inference_steps=num_inference_steps, **generate_kwargs
+    )
+    fig = denoising_figure(
+        run.snapshots,
+        sr=run.sample_rate,
+        hop_length=run.hop_length,
+        total_steps=run.total_steps,
+        titles=denoising_titles([step for step, _ in run.snapshots], run.total_steps),
+    )
+    png = base64.b64encode(figure_png(fig)).decode("ascii")
+    _display(
+        _html(
+            f'{_CSS}<img class="mg-denoising" alt="mel spectrogram at several denoising steps" '
+            f'style="max-width:100%" src="data:image/png;base64,{png}">{clip_html(run.clip)}'
+        )
+    )
