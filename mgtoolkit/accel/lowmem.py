@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -347,6 +348,19 @@ class _Stage:
         release(self.modules, self.keep)
 
 
+_SWAPPERS: weakref.WeakSet[Swapper] = weakref.WeakSet()
+"""Every live swapper of the process: a stage that enters releases the others' resident stages, so
+that the music model and a CLAP model in low-memory mode hold one stage between them, not two."""
+
+
+def make_room(but: Swapper | None = None) -> None:
+    """Release the resident stage of every low-memory model (except ``but``): call before loading
+    or running another model in a small machine."""
+    for other in list(_SWAPPERS):
+        if other is not but:
+            other.release_all()
+
+
 class Swapper:
     """Keeps the weights of one stage in memory at a time; the others wait in their files."""
 
@@ -355,6 +369,7 @@ class Swapper:
         self.resident: str | None = None
         self.loads = 0  # how many times a stage's weights were read back (for tests and reports)
         self._lock = threading.RLock()
+        _SWAPPERS.add(self)
 
     def add(
         self,
@@ -374,7 +389,10 @@ class Swapper:
         stage.release()
 
     def enter(self, name: str) -> None:
-        """Make ``name`` the resident stage: release the one before, read this one back."""
+        """Make ``name`` the resident stage: release the one before (and any other low-memory
+        model's), read this one back."""
+        if self.resident != name:
+            make_room(but=self)
         with self._lock:
             if self.resident == name:
                 return
@@ -602,3 +620,47 @@ def disable(pipe: Any) -> None:
             if module is not None and attr in module.__dict__:
                 delattr(module, attr)
     del pipe._mgtoolkit_lowmem
+
+
+def enable_towers(
+    model: Any,
+    towers: dict[str, tuple[tuple[str, ...], tuple[str, ...]]],
+    folder: Path | None,
+    *,
+    cache: Path | None = None,
+) -> list[str]:
+    """Low-memory mode for a model of separate towers called through methods (CLAP: a text tower
+    behind ``get_text_features``, an audio tower behind ``get_audio_features``); in place.
+
+    Parameters
+    ----------
+    model : paddle.nn.Layer
+        The loaded model.
+    towers : dict
+        ``{stage: (attributes holding its sub-layers, methods that run it)}``, e.g.
+        ``{"clap_text": (("text_model", "text_projection"), ("get_text_features",))}``.
+    folder : Path or None
+        The folder ``model`` was just loaded from: its weights are read back from there when they
+        are the same bit for bit (:func:`weights_source`), else stashed into ``cache``.
+
+    Returns
+    -------
+    list of str
+        The stages swapped (one resident at a time, across every low-memory model of the process).
+    """
+    if is_on(model):
+        return sorted(model._mgtoolkit_lowmem.stages)
+    swapper = Swapper()
+    for name, (attributes, methods) in towers.items():
+        parts = tuple(getattr(model, a) for a in attributes if getattr(model, a, None) is not None)
+        if not parts:
+            continue
+        source = weights_source(model, parts, Path(folder)) if folder is not None else None
+        swapper.add(name, parts, cache if cache is not None else _default_cache(), None, source)
+        for method in methods:
+            _wrap(model, method, swapper, name)
+    model._mgtoolkit_lowmem = swapper
+    from .pieces import give_back_free_memory
+
+    give_back_free_memory()
+    return sorted(swapper.stages)
