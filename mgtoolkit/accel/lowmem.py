@@ -473,9 +473,12 @@ _LOAD_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def stashing_loads(cache: Path | None = None) -> Iterator[None]:
-    """While a ppdiffusers pipeline loads in this thread, stash and release each stage's weights as
-    soon as its component is loaded, so that a load never holds the whole model (2.5 GB peak for
-    AudioLDM-S, more than Binder's 2 GB). :func:`enable` then finds the weights in their files.
+    """While a ppdiffusers pipeline loads in this thread, release each stage's weights as soon as
+    its component is loaded, so that a load never holds the whole model (2.5 GB peak for
+    AudioLDM-S, more than Binder's 2 GB). They are read back from the file the component was loaded
+    from (:func:`weights_source`: checked bit for bit), or stashed where that file does not hold
+    them; :func:`enable` then finds them. The resident stage of any other low-memory model (a CLAP
+    tower) is released first.
 
     Components loaded in other threads meanwhile are left alone.
     """
@@ -483,6 +486,7 @@ def stashing_loads(cache: Path | None = None) -> Iterator[None]:
 
     folder = cache if cache is not None else _default_cache()
     me = threading.get_ident()
+    make_room()  # another low-memory model's resident stage (a CLAP tower) is not needed meanwhile
     with _LOAD_LOCK:
         original = pipeline_utils.load_sub_model
 
