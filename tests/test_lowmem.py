@@ -271,3 +271,30 @@ def test_a_stage_entering_releases_the_other_models_resident_stage(paddle, monke
         assert scorer.model._mgtoolkit_lowmem.resident is None and _released(scorer.model.text_model)
     finally:
         clap.release_clap()
+
+
+def test_make_room_leaves_a_model_running_in_another_thread_alone(paddle, tmp_path):
+    import threading
+
+    from mgtoolkit.accel import lowmem
+
+    music = _plain_pipe()
+    lowmem.enable(music, cache=tmp_path)
+    _waves(paddle, music, 1.0, [3])
+    swapper = music._mgtoolkit_lowmem
+    running, finish = threading.Event(), threading.Event()
+
+    def generate_elsewhere():
+        with swapper.guard:  # as a generation in another thread holds the pipeline lock
+            running.set()
+            finish.wait(30)
+
+    worker = threading.Thread(target=generate_elsewhere)
+    worker.start()
+    running.wait(30)
+    lowmem.make_room()
+    assert swapper.resident == "vocoder" and _resident(music.vocoder)  # never released mid-run
+    finish.set()
+    worker.join()
+    lowmem.make_room()
+    assert swapper.resident is None and _released(music.vocoder)

@@ -354,20 +354,22 @@ that the music model and a CLAP model in low-memory mode hold one stage between 
 
 
 def make_room(but: Swapper | None = None) -> None:
-    """Release the resident stage of every low-memory model (except ``but``): call before loading
-    or running another model in a small machine."""
+    """Release the resident stage of every idle low-memory model (except ``but``): call before
+    loading or running another model in a small machine. A model running in another thread (its
+    ``guard`` lock held there) keeps its stage."""
     for other in list(_SWAPPERS):
         if other is not but:
-            other.release_all()
+            other.release_all(if_idle=True)
 
 
 class Swapper:
     """Keeps the weights of one stage in memory at a time; the others wait in their files."""
 
-    def __init__(self) -> None:
+    def __init__(self, guard: Any = None) -> None:
         self.stages: dict[str, _Stage] = {}
         self.resident: str | None = None
         self.loads = 0  # how many times a stage's weights were read back (for tests and reports)
+        self.guard = guard  # the lock held while the model runs (another thread must not release it)
         self._lock = threading.RLock()
         _SWAPPERS.add(self)
 
@@ -405,8 +407,17 @@ class Swapper:
             self.loads += 1
             self.resident = name
 
-    def release_all(self) -> None:
-        """Release the resident stage too (another model is about to need the memory)."""
+    def release_all(self, *, if_idle: bool = False) -> None:
+        """Release the resident stage too (another model is about to need the memory); with
+        ``if_idle``, only if the model is not running in another thread."""
+        if if_idle and self.guard is not None:
+            if not self.guard.acquire(blocking=False):
+                return
+            try:
+                self.release_all()
+            finally:
+                self.guard.release()
+            return
         with self._lock:
             if self.resident is not None:
                 self.stages[self.resident].release()
@@ -590,7 +601,9 @@ def enable(pipe: Any, *, cache: Path | None = None) -> list[str]:
         return sorted(pipe._mgtoolkit_lowmem.stages)
     if cache is None:
         cache = _default_cache()
-    swapper = Swapper()
+    from ..models.audioldm import PIPELINE_LOCK  # held while a pipeline's modules run
+
+    swapper = Swapper(guard=PIPELINE_LOCK)
     engines = getattr(pipe, "_mgtoolkit_engines", None) or {}
     for name in STAGES:
         modules, calls = _stage_parts(pipe, name)
@@ -632,6 +645,7 @@ def enable_towers(
     folder: Path | None,
     *,
     cache: Path | None = None,
+    guard: Any = None,
 ) -> list[str]:
     """Low-memory mode for a model of separate towers called through methods (CLAP: a text tower
     behind ``get_text_features``, an audio tower behind ``get_audio_features``); in place.
@@ -646,6 +660,8 @@ def enable_towers(
     folder : Path or None
         The folder ``model`` was just loaded from: its weights are read back from there when they
         are the same bit for bit (:func:`weights_source`), else stashed into ``cache``.
+    guard : lock, optional
+        Held while the model runs: another thread's :func:`make_room` then leaves it alone.
 
     Returns
     -------
@@ -654,7 +670,7 @@ def enable_towers(
     """
     if is_on(model):
         return sorted(model._mgtoolkit_lowmem.stages)
-    swapper = Swapper()
+    swapper = Swapper(guard=guard)
     for name, (attributes, methods) in towers.items():
         parts = tuple(getattr(model, a) for a in attributes if getattr(model, a, None) is not None)
         if not parts:

@@ -195,7 +195,7 @@ def _load_model(cls, source: str, **extra):
     model = cls.from_pretrained(source, low_cpu_mem_usage=True, **extra)
     if small:
         model.eval()
-        lowmem.enable_towers(model, TOWERS, Path(source) if os.path.isdir(source) else None)
+        lowmem.enable_towers(model, TOWERS, Path(source) if os.path.isdir(source) else None, guard=_LOCK)
     return model
 
 
