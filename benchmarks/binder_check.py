@@ -175,13 +175,13 @@ def disk_bytes(folder: Path) -> int:
     return total
 
 
-def notebook_env(hf_home: Path, cache: Path) -> dict[str, str]:
+def notebook_env(hf_home: Path, cache: Path, code: Path = REPO) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MGTOOLKIT_", "HF_", "JPY_"))}
     env.update(
         HF_HOME=str(hf_home),
         HF_HUB_OFFLINE="1",
         MGTOOLKIT_CACHE=str(cache),
-        PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        PYTHONPATH=os.pathsep.join([str(code), *filter(None, [os.environ.get("PYTHONPATH")])]),
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -205,7 +205,7 @@ def check_notebook(notebook: Path, args, group: MemoryGroup, scratch: Path) -> d
     t0 = time.perf_counter()
     proc = subprocess.run(
         cmd,
-        env=notebook_env(args.hf_home, cache),
+        env=notebook_env(args.hf_home, cache, args.code),
         cwd=work,
         preexec_fn=group.join,
         capture_output=True,
@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "--models", default="audioldm-s-full-v2,clap,clip", help="what to lay in the HF cache"
     )
     parser.add_argument("--keep", action="store_true", help="keep each notebook's MGTOOLKIT_CACHE")
+    parser.add_argument("--code", type=Path, default=REPO, help="the checkout mgtoolkit is imported from")
     parser.add_argument("--run-one", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
