@@ -14,7 +14,9 @@
    where the kernel has it). The runner and its kernel are both in the group, as a Binder pod's
    server and kernel are.
 3. Prints per notebook: seconds, peak memory (the group's ``memory.max_usage_in_bytes``, page cache
-   included as Binder counts it; emptied and reset between notebooks), the first error (cell index in
+   included as Binder counts it, so a notebook that reads weights sits at the limit; emptied and
+   reset between notebooks), the kernel's max RSS (its own memory, page cache not counted), the
+   first error (cell index in
    the notebook + one line; an out-of-memory kill says so), the disk it used (its
    ``MGTOOLKIT_CACHE`` plus what the HF cache grew), and the total. The table is also written as
    markdown (``--out``, default ``build/binder-check.md``) for docs/notebooks.md.
@@ -212,10 +214,16 @@ def check_notebook(notebook: Path, args, group: MemoryGroup, scratch: Path) -> d
         text=True,
     )
     wall = time.perf_counter() - t0
-    row = {"notebook": notebook.name, "seconds": wall, "error": None, "peak_bytes": group.peak()}
+    row = {
+        "notebook": notebook.name,
+        "seconds": wall,
+        "error": None,
+        "peak_bytes": group.peak(),
+        "rss_bytes": None,
+    }
     if result.is_file():
         done = json.loads(result.read_text())
-        row["seconds"], row["error"] = done["seconds"], done["error"]
+        row["seconds"], row["error"], row["rss_bytes"] = done["seconds"], done["error"], done["peak_rss"]
         if not group.enforced:
             row["peak_bytes"] = done["peak_rss"]
     else:
@@ -248,19 +256,22 @@ def table(rows: list[dict], args, group: MemoryGroup, laid_bytes: int) -> str:
         f"from an HF cache laid as a download leaves it ({laid_bytes / 1e9:.2f} GB: full-size geometry, "
         "random weights). Machine shared: times are noisy.",
         "",
-        "| notebook | seconds | peak memory | first error | disk (MGTOOLKIT_CACHE + HF cache growth) |",
-        "|---|---|---|---|---|",
+        "| notebook | seconds | peak memory | kernel max RSS | first error | disk (MGTOOLKIT_CACHE + HF cache growth) |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         error = (r["error"] or "none").replace("|", "\\|")
         lines.append(
-            f"| {r['notebook']} | {r['seconds']:.0f} | {_mb(r['peak_bytes'])} | {error} | {_mb(r['disk_bytes'])} |"
+            f"| {r['notebook']} | {r['seconds']:.0f} | {_mb(r['peak_bytes'])} | {_mb(r.get('rss_bytes'))} | "
+            f"{error} | {_mb(r['disk_bytes'])} |"
         )
     peaks = [r["peak_bytes"] for r in rows if r["peak_bytes"] is not None]
+    rss = [r["rss_bytes"] for r in rows if r.get("rss_bytes") is not None]
     failed = sum(1 for r in rows if r["error"])
     lines.append(
         f"| **total** ({len(rows)} notebooks, {failed} failed) | {sum(r['seconds'] for r in rows):.0f} | "
-        f"{_mb(max(peaks) if peaks else None)} (max) | | {_mb(max((r['disk_bytes'] for r in rows), default=0))} (max) |"
+        f"{_mb(max(peaks) if peaks else None)} (max) | {_mb(max(rss) if rss else None)} (max) | | "
+        f"{_mb(max((r['disk_bytes'] for r in rows), default=0))} (max) |"
     )
     return "\n".join(lines) + "\n"
 
