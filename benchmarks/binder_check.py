@@ -6,7 +6,7 @@
    them (full-size geometry, random weights; :func:`fullsize.lay_hf_cache`): AudioLDM-S (the default
    model), ``laion/clap-htsat-unfused`` and ``openai/clip-vit-base-patch32``. Once; kept in
    ``--hf-home`` for the next run.
-2. Runs each ``notebooks/[0-9]*.ipynb`` (found by glob) top to bottom with nbclient, in a copy of the
+2. Runs each ``notebooks/**/[0-9]*.ipynb`` (found by glob) top to bottom with nbclient, in a copy of the
    notebook in a scratch folder (so ``outputs/`` stays out of the repository), offline
    (``HF_HUB_OFFLINE=1``), on the real default model (``MGTOOLKIT_MODEL`` and
    ``MGTOOLKIT_LOW_MEMORY`` unset: the notebooks choose as they would on Binder), with an empty
@@ -191,6 +191,17 @@ def drop_caches() -> None:
         Path("/proc/sys/vm/drop_caches").write_text("1")
 
 
+def find_notebooks(folder: Path, wanted: tuple[str, ...] = ()) -> list[Path]:
+    """``folder``'s numbered notebooks, its subfolders' too (``zh/01_...``), by glob: the course
+    may be renumbered; ``wanted``: name prefixes to keep."""
+    found = sorted(
+        p
+        for p in folder.rglob("[0-9]*.ipynb")
+        if ".ipynb_checkpoints" not in p.parts and "outputs" not in p.parts
+    )
+    return [p for p in found if not wanted or p.name.startswith(wanted)]
+
+
 def notebook_env(hf_home: Path, cache: Path, code: Path = REPO) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MGTOOLKIT_", "HF_", "JPY_"))}
     env.update(
@@ -205,7 +216,7 @@ def notebook_env(hf_home: Path, cache: Path, code: Path = REPO) -> dict[str, str
 
 def check_notebook(notebook: Path, args, group: MemoryGroup, scratch: Path) -> dict:
     """Run one notebook in a fresh copy with an empty cache; return its row."""
-    work = scratch / notebook.stem
+    work = scratch / notebook.relative_to(args.notebooks).with_suffix("")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     copy = work / notebook.name
@@ -231,7 +242,7 @@ def check_notebook(notebook: Path, args, group: MemoryGroup, scratch: Path) -> d
     )
     wall = time.perf_counter() - t0
     row = {
-        "notebook": notebook.name,
+        "notebook": notebook.relative_to(args.notebooks).as_posix(),
         "seconds": wall,
         "error": None,
         "peak_bytes": group.peak(),
@@ -331,9 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         args.hf_home / "hub", tuple(filter(None, args.models.split(","))), work=args.hf_home
     )
     laid_bytes = disk_bytes(args.hf_home / "hub")
-    notebooks = sorted(args.notebooks.glob("[0-9]*.ipynb"))
-    wanted = tuple(filter(None, args.only.split(",")))
-    notebooks = [nb for nb in notebooks if not wanted or nb.name.startswith(wanted)]
+    args.notebooks = args.notebooks.resolve()
+    notebooks = find_notebooks(args.notebooks, tuple(filter(None, args.only.split(","))))
     group = MemoryGroup(args.limit_mb * MiB)
     print(
         f"memory limit: {args.limit_mb} MiB in {group.path}"
