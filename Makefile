@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
 PROMPT ?= A classic cocktail lounge vibe with smooth jazz piano and a cool, relaxed atmosphere.
 
-.PHONY: install demo test test-fast lint format bench clean parity parity-venv
+.PHONY: install demo test test-fast lint format bench clean parity parity-venv binder-check
 
 install: $(STAMP)
 
@@ -57,6 +57,13 @@ parity: install parity-venv
 
 bench: install
 	$(BIN)/python benchmarks/bench_audioldm.py --preset audioldm-s-full-v2 --seconds 5 --steps 20
+
+# Every notebook on the full-size default model (random weights laid in an HF cache as a download
+# leaves them), offline, an empty MGTOOLKIT_CACHE, inside a 2 GiB cgroup v1 limit (root; says so
+# otherwise). Prints seconds, peak, first error and disk per notebook; table in build/binder-check.md.
+BINDER_ARGS ?=
+binder-check: install
+	$(BIN)/python benchmarks/binder_check.py $(BINDER_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

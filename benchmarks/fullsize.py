@@ -18,6 +18,20 @@ times exactly like the released one. Where each number comes from:
   (``model_max_length`` 512 as in the real tokenizer); token ids stay below the real vocabulary size.
 
 The same numbers are in ``/work/shared/peer/torch_audioldm_bench.py``, which builds the torch twin.
+
+:func:`lay_hf_cache` also lays the models a class downloads (AudioLDM-S, ``laion/clap-htsat-unfused``
+for ranking and tags, ``openai/clip-vit-base-patch32`` for the image chain's tags) into a Hugging
+Face cache exactly as a first download leaves them: ``models--owner--name/blobs``,
+``snapshots/<rev>/...`` symlinks, ``refs/main``; diffusers/transformers layout (torch names and
+``nn.Linear`` orientation), safetensors with ``pt`` metadata. Full-size geometry, random weights:
+
+- CLAP: ``ClapConfig()`` defaults are laion's unfused HTSAT-tiny audio tower (depths [2, 2, 6, 2],
+  768 wide, 256-bin spec, ``enable_fusion`` false) beside the RoBERTa-base text tower, 512-d
+  projection; the feature extractor at 48 kHz, 10 s, ``rand_trunc`` as in the repo.
+- CLIP: ``CLIPConfig()`` defaults are ViT-B/32 (vision 768 × 12 layers, patch 32, 224 px; text
+  512 × 12 layers, 77 positions, 49,408-token vocabulary; 512-d projection).
+
+Tokenizers are small BPE files written here (ids stay below the real vocabularies).
 """
 
 from __future__ import annotations
@@ -27,7 +41,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["ARCHITECTURES", "BUILD_VERSION", "architecture", "build", "fullsize_dir"]
+__all__ = [
+    "ARCHITECTURES",
+    "BUILD_VERSION",
+    "HUB_IDS",
+    "architecture",
+    "build",
+    "fullsize_dir",
+    "lay_hf_cache",
+]
 
 BUILD_VERSION = 1
 
@@ -163,3 +185,114 @@ def fullsize_dir(preset: str, root: Path | None = None) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+# ---------------------------------------------------------------------------------------------
+# The hub models a class downloads, laid in a Hugging Face cache as a download leaves them.
+# ---------------------------------------------------------------------------------------------
+HUB_IDS = {
+    "audioldm-s-full-v2": "cvssp/audioldm-s-full-v2",
+    "clap": "laion/clap-htsat-unfused",
+    "clip": "openai/clip-vit-base-patch32",
+}
+"""What :func:`lay_hf_cache` can lay: short name -> hub id."""
+
+
+def build_clap(folder: Path, seed: int = 0) -> None:
+    """laion/clap-htsat-unfused's geometry with random weights, saved by paddlenlp into ``folder``."""
+    from mgtoolkit.runtime import import_paddle
+    from mgtoolkit.testing.tiny import write_bpe_tokenizer_files
+
+    import_paddle().seed(seed)
+    from ppdiffusers.transformers import ClapConfig, ClapFeatureExtractor, ClapModel, RobertaTokenizer
+
+    write_bpe_tokenizer_files(folder / "_tok_src")
+    tokenizer = RobertaTokenizer(
+        vocab_file=str(folder / "_tok_src" / "vocab.json"),
+        merges_file=str(folder / "_tok_src" / "merges.txt"),
+        model_max_length=512,
+    )
+    ClapModel(ClapConfig()).save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+    ClapFeatureExtractor(truncation="rand_trunc").save_pretrained(str(folder))
+    shutil.rmtree(folder / "_tok_src")
+
+
+def write_clip_tokenizer_files(folder: Path) -> None:
+    """A small CLIP BPE vocabulary: the byte symbols, each with ``</w>``, a few merges, the specials."""
+    import json
+
+    from mgtoolkit.testing.tiny import write_bpe_tokenizer_files
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_bpe_tokenizer_files(folder / "_bytes")
+    symbols = [s for s in json.loads((folder / "_bytes" / "vocab.json").read_text(encoding="utf-8"))
+               if len(s) == 1]  # fmt: skip
+    shutil.rmtree(folder / "_bytes")
+    merges = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>")]
+    vocab: dict[str, int] = {}
+    for token in symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]:
+        vocab.setdefault(token, len(vocab))
+    vocab.setdefault("<|startoftext|>", len(vocab))
+    vocab.setdefault("<|endoftext|>", len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
+    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def build_clip(folder: Path, seed: int = 0) -> None:
+    """openai/clip-vit-base-patch32's geometry with random weights, saved by paddlenlp into ``folder``."""
+    from mgtoolkit.runtime import import_paddle
+
+    import_paddle().seed(seed)
+    from ppdiffusers.transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    write_clip_tokenizer_files(folder / "_tok_src")
+    tokenizer = CLIPTokenizer(
+        str(folder / "_tok_src" / "vocab.json"), str(folder / "_tok_src" / "merges.txt")
+    )
+    CLIPModel(CLIPConfig()).save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+    CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224}).save_pretrained(str(folder))
+    shutil.rmtree(folder / "_tok_src")
+
+
+def lay_hf_cache(
+    cache: Path, names: tuple[str, ...] = tuple(HUB_IDS), *, work: Path | None = None
+) -> dict[str, Path]:
+    """Lay each of ``names`` (keys of :data:`HUB_IDS`) into the Hugging Face cache ``cache``.
+
+    Built with paddle, written in torch layout by :mod:`mgtoolkit.testing.hub_layouts`, then laid as
+    blobs + snapshot symlinks + ``refs/main``. A model whose ``refs/main`` is there already is kept.
+    Returns ``{name: snapshot folder}``.
+    """
+    from mgtoolkit.testing.hub_layouts import (
+        write_diffusers_folder,
+        write_hf_cache,
+        write_transformers_folder,
+    )
+
+    laid = {}
+    for name in names:
+        repo_id = HUB_IDS[name]
+        repo = cache / ("models--" + repo_id.replace("/", "--"))
+        if (repo / "refs" / "main").is_file():
+            laid[name] = repo / "snapshots" / (repo / "refs" / "main").read_text(encoding="utf-8").strip()
+            continue
+        (work or cache).mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".lay-", dir=work or cache))
+        try:
+            src, hub = staging / "paddle", staging / "hub"
+            src.mkdir()
+            if name in ARCHITECTURES:
+                build(name, src)
+                write_diffusers_folder(src, hub)
+            else:
+                from ppdiffusers.transformers import ClapModel, CLIPModel
+
+                (build_clap if name == "clap" else build_clip)(src)
+                write_transformers_folder(src, hub, ClapModel if name == "clap" else CLIPModel)
+            laid[name] = write_hf_cache(hub, cache, repo_id)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return laid

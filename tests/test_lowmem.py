@@ -187,3 +187,114 @@ def test_a_low_memory_load_reads_ppdiffusers_weights_without_a_memory_map(monkey
     text.load_model("tiny", low_memory=True)
     assert any("unet" in str(p) for p in opened) and any("vae" in str(p) for p in opened), opened
     assert modeling_utils.safe_open is mapped  # put back after the load
+
+
+def test_low_memory_reads_the_file_it_loaded_from_and_writes_no_second_copy(monkeypatch, tmp_path):
+    """Disk: the model folder (the download's converted copy) and nothing more."""
+    from mgtoolkit.tasks import text
+    from mgtoolkit.testing.tiny import tiny_audioldm_dir
+
+    monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path))
+    monkeypatch.setenv("MGTOOLKIT_COMPILE", "0")
+    text.unload()
+    small = text.load_model("tiny", low_memory=True)
+    folder = tiny_audioldm_dir(tmp_path)
+    swapper = small.pipe._mgtoolkit_lowmem
+    assert sorted(swapper.stages) == ["text_encoder", "unet", "vae", "vocoder"]
+    for name, stage in swapper.stages.items():
+        assert stage.path is None and [f.parent for f in stage.source.files] == [folder / name]
+    assert not list(tmp_path.glob("weights/*"))  # no stash
+    assert _released(small.pipe.unet) and _released(small.pipe.vocoder)
+    text.unload()
+
+
+def test_weights_changed_after_loading_are_never_read_from_the_file(paddle, monkeypatch, tmp_path):
+    from mgtoolkit.accel import lowmem
+    from mgtoolkit.testing.tiny import tiny_audioldm_dir
+
+    pipe = _plain_pipe()
+    folder = tiny_audioldm_dir() / "unet"
+    parts = (pipe.unet,)
+    source = lowmem.weights_source(pipe.unet, parts, folder)
+    assert source is not None and not source.kept and len(source.places) == len(list(lowmem._tensors(parts)))
+    weight = pipe.unet.conv_in.weight
+    weight.set_value(weight * 2)  # a fine-tune after loading: the file no longer holds it
+    changed = lowmem.weights_source(pipe.unet, parts, folder)
+    assert changed.kept == {"0.p.conv_in.weight"} and "0.p.conv_in.weight" not in changed.places
+    monkeypatch.setattr(lowmem, "KEEP_RESIDENT_BYTES", 0)
+    assert lowmem.weights_source(pipe.unet, parts, folder) is None  # too much differs: stashed instead
+    swapper = lowmem.Swapper()
+    swapper.add("unet", parts, tmp_path, None, changed)
+    assert weight._is_initialized() and not pipe.unet.conv_out.weight._is_initialized()  # kept resident
+    swapper.enter("unet")
+    np.testing.assert_array_equal(weight.numpy(), 2 * _plain_pipe().unet.conv_in.weight.numpy())
+
+
+def test_a_file_changed_since_loading_is_refused(paddle, tmp_path):
+    import shutil
+
+    from mgtoolkit.accel import lowmem
+    from mgtoolkit.testing.tiny import tiny_audioldm_dir
+
+    folder = tmp_path / "vocoder"
+    shutil.copytree(tiny_audioldm_dir() / "vocoder", folder)
+    pipe = _plain_pipe()
+    parts = (pipe.vocoder,)
+    source = lowmem.weights_source(pipe.vocoder, parts, folder)
+    lowmem.release(parts)
+    (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes() + b" ")
+    with pytest.raises(RuntimeError, match="changed after the model was loaded; load the model again"):
+        source.restore(parts)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="is gone; load the model again"):
+        source.restore(parts)
+
+
+def test_a_stage_entering_releases_the_other_models_resident_stage(paddle, monkeypatch, tmp_path):
+    """A low-memory AudioLDM and a low-memory CLAP hold one stage between them, never two."""
+    from mgtoolkit.accel import lowmem
+    from mgtoolkit.models import clap
+
+    monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path))
+    monkeypatch.setenv("MGTOOLKIT_LOW_MEMORY", "1")
+    music = _plain_pipe()
+    lowmem.enable(music, cache=tmp_path)
+    _waves(paddle, music, 1.0, [3])
+    assert music._mgtoolkit_lowmem.resident == "vocoder" and _resident(music.vocoder)
+    clap.release_clap()
+    try:
+        scorer = clap.load_clap("tiny")
+        assert music._mgtoolkit_lowmem.resident is None and _released(music.vocoder)  # room made to load
+        clap.text_embeddings(scorer, ["a waltz"])
+        assert scorer.model._mgtoolkit_lowmem.resident == "clap_text"
+        _waves(paddle, music, 1.0, [3])
+        assert scorer.model._mgtoolkit_lowmem.resident is None and _released(scorer.model.text_model)
+    finally:
+        clap.release_clap()
+
+
+def test_make_room_leaves_a_model_running_in_another_thread_alone(paddle, tmp_path):
+    import threading
+
+    from mgtoolkit.accel import lowmem
+
+    music = _plain_pipe()
+    lowmem.enable(music, cache=tmp_path)
+    _waves(paddle, music, 1.0, [3])
+    swapper = music._mgtoolkit_lowmem
+    running, finish = threading.Event(), threading.Event()
+
+    def generate_elsewhere():
+        with swapper.guard:  # as a generation in another thread holds the pipeline lock
+            running.set()
+            finish.wait(30)
+
+    worker = threading.Thread(target=generate_elsewhere)
+    worker.start()
+    running.wait(30)
+    lowmem.make_room()
+    assert swapper.resident == "vocoder" and _resident(music.vocoder)  # never released mid-run
+    finish.set()
+    worker.join()
+    lowmem.make_room()
+    assert swapper.resident is None and _released(music.vocoder)

@@ -189,3 +189,35 @@ def test_no_clap_to_rank_with_keeps_the_clips_in_seed_order(tiny_model, monkeypa
     with pytest.warns(mg.errors.MgtoolkitWarning, match="^candidates kept in seed order: no CLAP model"):
         kept = text.rank_candidates(clips, tiny_model)
     assert kept is clips
+
+
+def test_clap_in_low_memory_mode_scores_the_same_with_one_tower_in_memory(tiny_clap, monkeypatch, tmp_path):
+    from ppdiffusers.transformers import ClapModel
+
+    from mgtoolkit.testing.tiny_clap import tiny_clap_dir
+
+    wave = np.random.default_rng(5).standard_normal(16000 * 3).astype(np.float32) * 0.1
+    texts = ["a piano", "drums and bass", "rain on a roof"]
+    plain = clap_model.LoadedClap("plain", ClapModel.from_pretrained(str(tiny_clap_dir())), tiny_clap.tokenizer,
+                                  tiny_clap.feature_extractor)  # fmt: skip
+    plain.model.eval()
+    want = clap_model.similarity(plain, texts, [wave], 16000)
+    np.testing.assert_array_equal(clap_model.similarity(tiny_clap, texts, [wave], 16000), want)
+    monkeypatch.setenv("MGTOOLKIT_LOW_MEMORY", "1")
+    monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path))
+    clap_model.release_clap()
+    try:
+        small = clap_model.load_clap("tiny", device="cpu")
+        swapper = small.model._mgtoolkit_lowmem
+        assert sorted(swapper.stages) == ["clap_audio", "clap_text"]
+        assert all(not p._is_initialized() for p in small.model.audio_model.parameters())
+        np.testing.assert_array_equal(clap_model.similarity(small, texts, [wave], 16000), want)
+        assert swapper.resident == "clap_text"  # the audio tower was released when the text tower ran
+        assert all(not p._is_initialized() for p in small.model.audio_model.parameters())
+        tags, _ = clap_tags.zero_shot_tags(wave, 16000, clap="tiny")
+        monkeypatch.setenv("MGTOOLKIT_LOW_MEMORY", "0")
+        clap_model.release_clap()
+        assert clap_tags.zero_shot_tags(wave, 16000, clap="tiny")[0] == tags
+        assert not list(tmp_path.glob("weights/*"))  # read back from the CLAP folder: no stash
+    finally:
+        clap_model.release_clap()

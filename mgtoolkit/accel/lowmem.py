@@ -1,11 +1,15 @@
 """Low-memory mode: only the stage that is running keeps its weights in memory.
 
 A pipeline makes a clip in four stages, one after the other: the text encoder, the UNet (every
-step), the VAE decoder and the vocoder. In low-memory mode each stage's weights are written once to
-a safetensors file in the cache (``<cache>/weights/<fingerprint>.safetensors``, never a pickle) and
-released; a stage's weights are read back when it is called, and those of the stage before are
-released then. Outputs are the same, bit for bit: the same numbers go through the same kernels.
-The cost is reading each stage's weights once per call (from the page cache after the first).
+step), the VAE decoder and the vocoder. In low-memory mode each stage's weights are released after
+loading and read back when the stage is called (those of the stage before are released then).
+They are read back from the safetensors file they were loaded from (the converted copy of a hub
+model, or the user's folder) when every tensor there is the one in memory, bit for bit (checked
+once, at load): the disk then holds the download and one converted copy, nothing more. Otherwise
+(a pipeline built in memory, weights changed after loading) they are written once to a safetensors
+file in the cache (``<cache>/weights/<fingerprint>.safetensors``, never a pickle). Outputs are the
+same, bit for bit: the same numbers go through the same kernels. The cost is reading each stage's
+weights once per call (from the page cache after the first).
 
 :func:`choose` says whether the mode is on: when asked, or (``auto``) when the machine or its cgroup
 has less than :data:`AUTO_BELOW` of memory (a model load decides it in its plan,
@@ -21,9 +25,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import json
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,10 +153,12 @@ def weights_name(kind: str, modules: tuple[Any, ...]) -> str:
     return f"{kind}-{hashlib.sha256(joined.encode()).hexdigest()[:20]}"
 
 
-def release(modules: tuple[Any, ...]) -> None:
-    """Free the data of every parameter and buffer of ``modules`` (their shapes and dtypes stay)."""
-    for _, tensor in _tensors(modules):
-        tensor._clear_data()
+def release(modules: tuple[Any, ...], keep: frozenset[str] = frozenset()) -> None:
+    """Free the data of every parameter and buffer of ``modules`` (their shapes and dtypes stay),
+    except the tensors named in ``keep`` (keys as in the stash files)."""
+    for key, tensor in _tensors(modules):
+        if key not in keep:
+            tensor._clear_data()
 
 
 def restore(modules: tuple[Any, ...], path: Path) -> None:
@@ -186,48 +194,240 @@ def released(modules: tuple[Any, ...]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# Weights read back from the files they were loaded from (no second copy on disk).
+# ---------------------------------------------------------------------------------------------
+KEEP_RESIDENT_BYTES = 4 * 1024**2
+"""Tensors of a stage that its file lacks or holds otherwise (buffers built by the model, such as
+position ids) stay in memory when together they are smaller than this; more, and the stage is
+stashed instead."""
+
+_WEIGHT_FILES = ("diffusion_paddle_model.safetensors", "model.safetensors")
+
+
+class Source:
+    """Where each tensor of a stage's modules lies in the safetensors files it was loaded from.
+
+    Parameters
+    ----------
+    places : dict
+        ``{stash key: (file, tensor name in that file)}``.
+    kept : frozenset of str
+        Stash keys of the tensors the files lack: never released.
+    stamps : dict
+        ``{file: (size, mtime_ns)}`` when checked; a file changed since is refused.
+    """
+
+    def __init__(self, places: dict[str, tuple[Path, str]], kept: frozenset[str], stamps: dict):
+        self.places, self.kept, self.stamps = places, kept, stamps
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return tuple(self.stamps)
+
+    def restore(self, modules: tuple[Any, ...]) -> None:
+        """Read the released tensors of ``modules`` back from the files (file reads, no map).
+
+        Raises
+        ------
+        FileNotFoundError, RuntimeError
+            If a file is gone or changed since loading: load the model again.
+        """
+        import paddle
+
+        self._check()
+        place = paddle.CPUPlace()
+        by_file: dict[Path, list[tuple[Any, str]]] = {}
+        for key, tensor in _tensors(modules):
+            if key in self.places and not tensor._is_initialized():
+                path, name = self.places[key]
+                by_file.setdefault(path, []).append((tensor, name))
+        for path, items in by_file.items():
+            with _reader(path) as reader:
+                for tensor, name in items:
+                    tensor.get_tensor().set(reader.get_tensor(name), place)
+
+    def _check(self) -> None:
+        again = "load the model again (mg.unload(), then mg.load_model())"
+        for path, stamp in self.stamps.items():
+            try:
+                now = path.stat()
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{path} is gone; {again}") from None
+            if (now.st_size, now.st_mtime_ns) != stamp:
+                raise RuntimeError(f"{path} changed after the model was loaded; {again}")
+
+
+def _reader(path: Path) -> PlainSafetensors:
+    from safetensors import safe_open
+
+    return PlainSafetensors(path, "np", mapped=safe_open)
+
+
+def _weight_map(folder: Path) -> dict[str, Path]:
+    """``{tensor name: file}`` of the paddle safetensors weights in ``folder`` (single or sharded)."""
+    for name in _WEIGHT_FILES:
+        if (folder / name).is_file():
+            with _reader(folder / name) as reader:
+                return dict.fromkeys(reader.keys(), folder / name)
+        index = folder / f"{name}.index.json"
+        if index.is_file():
+            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+            return {key: folder / shard for key, shard in weight_map.items()}
+    return {}
+
+
+def _same(reader: PlainSafetensors, name: str, tensor: Any) -> bool:
+    """Whether ``reader``'s tensor ``name`` is ``tensor``, bit for bit (dtype, shape and bytes)."""
+    import numpy as np
+
+    if "bfloat16" in str(tensor.dtype) or name not in reader.keys():
+        return False
+    stored, held = reader.get_tensor(name), tensor.numpy()
+    if stored.dtype != held.dtype or stored.shape != held.shape:
+        return False
+    unsigned = f"u{held.dtype.itemsize}"
+    return bool(np.array_equal(stored.view(unsigned), held.view(unsigned)))
+
+
+def weights_source(component: Any, parts: tuple[Any, ...], folder: Path) -> Source | None:
+    """Where ``parts`` (modules of ``component``, just loaded from ``folder``) can be read back from.
+
+    Every tensor is compared with the file, bit for bit, once; tensors the files lack or hold
+    otherwise stay in memory up to :data:`KEEP_RESIDENT_BYTES`. ``None`` when that is exceeded or
+    ``folder`` holds no paddle safetensors: then the stage is stashed.
+    """
+    weight_map = _weight_map(folder) if folder.is_dir() else {}
+    if not weight_map:
+        return None
+    prefixes = {id(m): f"{n}." if n else "" for n, m in component.named_sublayers(include_self=True)}
+    places: dict[str, tuple[Path, str]] = {}
+    kept, kept_bytes = set(), 0
+    readers: dict[Path, PlainSafetensors] = {}
+    try:
+        for key, tensor in _tensors(parts):
+            index, _, name = key.split(".", 2)
+            prefix = prefixes.get(id(parts[int(index)]))
+            full = None if prefix is None else prefix + name
+            path = weight_map.get(full) if full is not None else None
+            if path is not None and path not in readers:
+                readers[path] = _reader(path)
+            if path is not None and _same(readers[path], full, tensor):
+                places[key] = (path, full)
+                continue
+            kept.add(key)
+            kept_bytes += int(tensor.numel()) * tensor.element_size()
+            if kept_bytes > KEEP_RESIDENT_BYTES:
+                return None
+    finally:
+        for reader in readers.values():
+            reader.__exit__(None, None, None)
+    stamps = {path: (path.stat().st_size, path.stat().st_mtime_ns) for path in readers}
+    return Source(places, frozenset(kept), stamps)
+
+
+# ---------------------------------------------------------------------------------------------
 # One stage resident at a time.
 # ---------------------------------------------------------------------------------------------
 class _Stage:
-    def __init__(self, name: str, modules: tuple[Any, ...], path: Path):
-        self.name, self.modules, self.path = name, modules, path
+    """A stage's modules and where their weights wait: a stash file (``path``) or the files they
+    were loaded from (``source``)."""
+
+    def __init__(self, name: str, modules: tuple[Any, ...], path: Path | None, source: Source | None = None):
+        self.name, self.modules, self.path, self.source = name, modules, path, source
+        self.keep = source.kept if source is not None else frozenset()
+
+    def restore(self) -> None:
+        if self.source is not None:
+            self.source.restore(self.modules)
+        else:
+            restore(self.modules, self.path)
+
+    def release(self) -> None:
+        release(self.modules, self.keep)
+
+
+_SWAPPERS: weakref.WeakSet[Swapper] = weakref.WeakSet()
+"""Every live swapper of the process: a stage that enters releases the others' resident stages, so
+that the music model and a CLAP model in low-memory mode hold one stage between them, not two."""
+
+
+def make_room(but: Swapper | None = None) -> None:
+    """Release the resident stage of every idle low-memory model (except ``but``): call before
+    loading or running another model in a small machine. A model running in another thread (its
+    ``guard`` lock held there) keeps its stage."""
+    for other in list(_SWAPPERS):
+        if other is not but:
+            other.release_all(if_idle=True)
 
 
 class Swapper:
     """Keeps the weights of one stage in memory at a time; the others wait in their files."""
 
-    def __init__(self) -> None:
+    def __init__(self, guard: Any = None) -> None:
         self.stages: dict[str, _Stage] = {}
         self.resident: str | None = None
         self.loads = 0  # how many times a stage's weights were read back (for tests and reports)
+        self.guard = guard  # the lock held while the model runs (another thread must not release it)
         self._lock = threading.RLock()
+        _SWAPPERS.add(self)
 
-    def add(self, name: str, modules: tuple[Any, ...], folder: Path, path: Path | None = None) -> None:
-        """Swap ``modules`` as stage ``name``; ``path``: where :func:`stashing_loads` put them."""
-        if path is None or not path.exists():
+    def add(
+        self,
+        name: str,
+        modules: tuple[Any, ...],
+        folder: Path,
+        path: Path | None = None,
+        source: Source | None = None,
+    ) -> None:
+        """Swap ``modules`` as stage ``name``, read back from ``source`` (the files they were loaded
+        from, see :func:`weights_source`) or ``path`` (where :func:`stashing_loads` stashed them);
+        with neither, stashed into ``folder`` now."""
+        if source is None and (path is None or not path.exists()):
             path = _stash(name, modules, folder)
-        self.stages[name] = _Stage(name, modules, path)
-        release(modules)
+        stage = _Stage(name, modules, None if source is not None else path, source)
+        self.stages[name] = stage
+        stage.release()
 
     def enter(self, name: str) -> None:
-        """Make ``name`` the resident stage: release the one before, read this one back."""
+        """Make ``name`` the resident stage: release the one before (and any other low-memory
+        model's), read this one back."""
+        if self.resident != name:
+            make_room(but=self)
         with self._lock:
             if self.resident == name:
                 return
             if self.resident is not None:
-                release(self.stages[self.resident].modules)
+                self.stages[self.resident].release()
                 from .pieces import give_back_free_memory
 
                 give_back_free_memory()
-            stage = self.stages[name]
-            restore(stage.modules, stage.path)
+            self.stages[name].restore()
             self.loads += 1
             self.resident = name
+
+    def release_all(self, *, if_idle: bool = False) -> None:
+        """Release the resident stage too (another model is about to need the memory); with
+        ``if_idle``, only if the model is not running in another thread."""
+        if if_idle and self.guard is not None:
+            if not self.guard.acquire(blocking=False):
+                return
+            try:
+                self.release_all()
+            finally:
+                self.guard.release()
+            return
+        with self._lock:
+            if self.resident is not None:
+                self.stages[self.resident].release()
+                self.resident = None
+                from .pieces import give_back_free_memory
+
+                give_back_free_memory()
 
     def restore_all(self) -> None:
         with self._lock:
             for stage in self.stages.values():
-                restore(stage.modules, stage.path)
+                stage.restore()
             self.resident = None
 
 
@@ -282,9 +482,12 @@ _LOAD_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def stashing_loads(cache: Path | None = None) -> Iterator[None]:
-    """While a ppdiffusers pipeline loads in this thread, stash and release each stage's weights as
-    soon as its component is loaded, so that a load never holds the whole model (2.5 GB peak for
-    AudioLDM-S, more than Binder's 2 GB). :func:`enable` then finds the weights in their files.
+    """While a ppdiffusers pipeline loads in this thread, release each stage's weights as soon as
+    its component is loaded, so that a load never holds the whole model (2.5 GB peak for
+    AudioLDM-S, more than Binder's 2 GB). They are read back from the file the component was loaded
+    from (:func:`weights_source`: checked bit for bit), or stashed where that file does not hold
+    them; :func:`enable` then finds them. The resident stage of any other low-memory model (a CLAP
+    tower) is released first.
 
     Components loaded in other threads meanwhile are left alone.
     """
@@ -292,6 +495,7 @@ def stashing_loads(cache: Path | None = None) -> Iterator[None]:
 
     folder = cache if cache is not None else _default_cache()
     me = threading.get_ident()
+    make_room()  # another low-memory model's resident stage (a CLAP tower) is not needed meanwhile
     with _LOAD_LOCK:
         original = pipeline_utils.load_sub_model
 
@@ -300,8 +504,12 @@ def stashing_loads(cache: Path | None = None) -> Iterator[None]:
             name = kwargs.get("name")
             parts = _parts(component, name) if name in STAGES and threading.get_ident() == me else ()
             if parts:
-                component.__dict__["_mgtoolkit_stash"] = _stash(name, parts, folder)
-                release(parts)
+                source = weights_source(component, parts, Path(kwargs.get("cached_folder") or "") / name)
+                if source is not None:  # read back from the file it was loaded from: no second copy
+                    component.__dict__["_mgtoolkit_source"] = source
+                else:
+                    component.__dict__["_mgtoolkit_stash"] = _stash(name, parts, folder)
+                release(parts, source.kept if source is not None else frozenset())
                 # ppdiffusers then casts each component to the dtype it was loaded in (float32
                 # here): a no-op that released tensors cannot take, so skipped while loading
                 component.__dict__["to"] = lambda *args, **kwargs: component
@@ -386,13 +594,17 @@ def enable(pipe: Any, *, cache: Path | None = None) -> list[str]:
         return sorted(pipe._mgtoolkit_lowmem.stages)
     if cache is None:
         cache = _default_cache()
-    swapper = Swapper()
+    from ..models.audioldm import PIPELINE_LOCK  # held while a pipeline's modules run
+
+    swapper = Swapper(guard=PIPELINE_LOCK)
     engines = getattr(pipe, "_mgtoolkit_engines", None) or {}
     for name in STAGES:
         modules, calls = _stage_parts(pipe, name)
         if not modules or name in engines:  # a predictor holds that stage's weights itself
             continue
-        swapper.add(name, modules, cache, getattr(getattr(pipe, name), "_mgtoolkit_stash", None))
+        module = getattr(pipe, name)
+        stash, source = (getattr(module, f"_mgtoolkit_{a}", None) for a in ("stash", "source"))
+        swapper.add(name, modules, cache, stash, source)
         for module, attr in calls:
             _wrap(module, attr, swapper, name)
     pipe._mgtoolkit_lowmem = swapper
@@ -418,3 +630,50 @@ def disable(pipe: Any) -> None:
             if module is not None and attr in module.__dict__:
                 delattr(module, attr)
     del pipe._mgtoolkit_lowmem
+
+
+def enable_towers(
+    model: Any,
+    towers: dict[str, tuple[tuple[str, ...], tuple[str, ...]]],
+    folder: Path | None,
+    *,
+    cache: Path | None = None,
+    guard: Any = None,
+) -> list[str]:
+    """Low-memory mode for a model of separate towers called through methods (CLAP: a text tower
+    behind ``get_text_features``, an audio tower behind ``get_audio_features``); in place.
+
+    Parameters
+    ----------
+    model : paddle.nn.Layer
+        The loaded model.
+    towers : dict
+        ``{stage: (attributes holding its sub-layers, methods that run it)}``, e.g.
+        ``{"clap_text": (("text_model", "text_projection"), ("get_text_features",))}``.
+    folder : Path or None
+        The folder ``model`` was just loaded from: its weights are read back from there when they
+        are the same bit for bit (:func:`weights_source`), else stashed into ``cache``.
+    guard : lock, optional
+        Held while the model runs: another thread's :func:`make_room` then leaves it alone.
+
+    Returns
+    -------
+    list of str
+        The stages swapped (one resident at a time, across every low-memory model of the process).
+    """
+    if is_on(model):
+        return sorted(model._mgtoolkit_lowmem.stages)
+    swapper = Swapper(guard=guard)
+    for name, (attributes, methods) in towers.items():
+        parts = tuple(getattr(model, a) for a in attributes if getattr(model, a, None) is not None)
+        if not parts:
+            continue
+        source = weights_source(model, parts, Path(folder)) if folder is not None else None
+        swapper.add(name, parts, cache if cache is not None else _default_cache(), None, source)
+        for method in methods:
+            _wrap(model, method, swapper, name)
+    model._mgtoolkit_lowmem = swapper
+    from .pieces import give_back_free_memory
+
+    give_back_free_memory()
+    return sorted(swapper.stages)

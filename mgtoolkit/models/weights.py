@@ -286,8 +286,6 @@ def _convert_component(
     sub: Path, target: Path, cls, class_name: str, weights: WeightFile, allow_unsafe
 ) -> Path:
     """One component: read (safely), convert names and layouts if torch, check, write safetensors."""
-    from safetensors.numpy import save_file
-
     if cls is None:
         raise ModelUnavailableError(
             f"{sub}: ppdiffusers has no class {class_name!r} (named in model_index.json); the pipeline needs a "
@@ -301,6 +299,25 @@ def _convert_component(
     state = _fit(skeleton, state, sub, class_name)
     diffusers_model = _is_diffusers_model(cls)
     out = target / ("diffusion_paddle_model.safetensors" if diffusers_model else "model.safetensors")
-    state = {k: np.ascontiguousarray(v) for k, v in state.items()}
-    save_file(state, str(out), metadata={"format": "pd" if diffusers_model else "np"})
+    _save_streaming(state, out, metadata={"format": "pd" if diffusers_model else "np"})
     return out
+
+
+def _save_streaming(state: dict[str, np.ndarray], path: Path, *, metadata: dict[str, str]) -> None:
+    """Write ``state`` as safetensors tensor by tensor, emptying ``state`` as it goes, so that the
+    conversion never holds a second copy of the weights (a whole-dict writer holding contiguous
+    copies of the transposed views took 2x a component at the peak: 1.2 GB more for CLAP, beside a
+    low-memory AudioLDM in a 2 GB Binder)."""
+    from ..io.safetensors_io import _NAMES, write
+
+    def little(value: np.ndarray) -> np.dtype:
+        return np.dtype(value.dtype).newbyteorder("<")
+
+    entries = {key: (_NAMES[little(v).str], v.shape) for key, v in state.items()}
+
+    def chunks():
+        for key in list(state):
+            value = state.pop(key)
+            yield np.ascontiguousarray(value, dtype=little(value)).reshape(-1)
+
+    write(path, entries, chunks(), metadata=metadata)
