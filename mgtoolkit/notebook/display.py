@@ -158,7 +158,7 @@ def clip_card_html(
         )
         png = base64.b64encode(figure_png(fig)).decode("ascii")
         parts.append(
-            f'<img class="mg-spectrogram" alt="waveform and mel spectrogram" '
+            f'<img class="mg-spectrogram" alt="{html.escape(_tr(lang, "waveform and mel spectrogram"))}" '
             f'src="data:image/png;base64,{png}">'
         )
     label = html.escape(

@@ -294,6 +294,7 @@ ZH: dict[str, str] = {
     "model {model}": "模型 {model}",
     "score {score}": "得分 {score}",
     "best": "最佳",
+    "waveform and mel spectrogram": "波形和梅尔频谱图",
     "about {bpm} BPM": "约 {bpm} BPM",
     "no clear beat": "没有清晰的节拍",
     "no clear key": "没有清晰的调性",
@@ -416,6 +417,9 @@ ZH_PROBLEMS: tuple[tuple[str, str, str | None], ...] = (
 """Core problems the panel can say in Chinese; anything else is shown in English under a prefix."""
 
 
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
 def _value(value: Any) -> str:
     shown = repr(value)
     return shown if len(shown) <= 60 else shown[:57] + "..."
@@ -437,11 +441,17 @@ def zh_error(exc: Any, *, named: str | None = None, fix: str | None = None) -> s
     problem = str(getattr(exc, "problem", ""))
     if field is None:
         return None
+    if _CJK.search(problem):  # the core already said it in Chinese (a Chinese prompt's own error)
+        value = (
+            "" if named or exc.value in ("", None) or _CJK.search(str(exc.value)) else f"{_value(exc.value)} "
+        )
+        return f"{field}：{value}{problem.rstrip('。')}；{fix or str(exc.fix).rstrip('.。')}。"
     for pattern, said, own_fix in ZH_PROBLEMS:
         found = re.search(pattern, problem)
         if found is None:
             continue
-        value = "" if named or exc.value in ("", None) else f"{_value(exc.value)} "
+        described = named or exc.field in ("audio", "image")  # the core describes files in English
+        value = "" if described or exc.value in ("", None) else f"{_value(exc.value)} "
         how = fix or own_fix
         if how is None:
             return None

@@ -97,7 +97,7 @@ def panel_message(
             value=repr(exc.value),
             max=SEED_MAX,
         )
-    if field in FILE_FIXES:
+    if field in FILE_FIXES and (files is None or field in files):  # a file input of this panel
         named = (files or {}).get(field) or tr(lang, field).capitalize()
         fix = tr(lang, (fixes or FILE_FIXES)[field])
         if lang == "zh":
