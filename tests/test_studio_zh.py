@@ -423,3 +423,31 @@ def test_save_without_the_transcriber_keeps_the_audio_and_says_one_line(history,
         else ("transcribing needs the midi extra" in said)
     )
     assert tr(lang, "saved {path}", path="outputs").split(" ")[0] in said
+
+
+def test_every_text_the_widgets_pass_to_the_catalogue_has_its_chinese():
+    """Static: each literal given to ``tr``/``_t``/``t`` (and ``_text``'s three) is in the table,
+    so states the walk above does not reach (uploads, errors, stages) are Chinese too."""
+    import ast
+    from pathlib import Path
+
+    import mgtoolkit.notebook.widgets as package
+
+    missing, seen = [], 0
+    for source in [
+        *Path(package.__file__).parent.glob("*.py"),
+        Path(package.__file__).parents[1] / "display.py",
+    ]:
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            args = {"tr": node.args[1:2], "_tr": node.args[1:2], "_t": node.args[:1], "t": node.args[:1]}.get(
+                name, node.args[:3] if name == "_text" else []
+            )
+            for arg in args:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    seen += 1
+                    if arg.value not in ZH:
+                        missing.append(f"{source.name}:{node.lineno}: {arg.value!r}")
+    assert seen > 150 and not missing, missing
