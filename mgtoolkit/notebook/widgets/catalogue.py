@@ -134,7 +134,7 @@ ZH: dict[str, str] = {
     "; ": "；",
     "Note (in English): {note}": "提示（英文原文）：{note}",
     "the glossary does not know {words}; they were left out, so the model received {sent}": (
-        "词典不认识“{words}”，已略去，模型收到的是 {sent}"
+        "词典不认识“{words}”，已略去，模型收到的是 {sent}（可换用常见的音乐词语，或直接写英文）"
     ),
     # --- text panel
     "Loop: the end flows into the start": "循环：结尾无缝接回开头",

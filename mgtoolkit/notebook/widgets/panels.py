@@ -211,14 +211,14 @@ class _Panel(widgets.VBox):
         return panel_message(exc, files=self._file_names(), fixes=self._fixes(), lang=self.lang)
 
     def _notes(self, notes: list[str], result: Any) -> list[str]:
-        """The run's notes to show: unknown words said from each clip's translation record (in
-        the panel's language), the core's other notes as they are (under a prefix in Chinese)."""
+        """The run's notes to show: in English the core's own; in another language unknown words
+        are said from the clips' translation records, the core's other notes kept under a prefix."""
+        if self.lang == "en":
+            return list(notes)  # the core's own words, with its fix
         made = [result] if isinstance(result, Clip) else result if isinstance(result, list) else []
         said = _untranslated_notes([c for c in made if isinstance(c, Clip)], self.lang)
         kept = [n for n in notes if not _UNTRANSLATED.match(n)] if said else list(notes)
-        if self.lang != "en":
-            kept = [self._t("Note (in English): {note}", note=n) for n in kept]
-        return said + kept
+        return said + [self._t("Note (in English): {note}", note=n) for n in kept]
 
     def _set_busy(self, busy: bool) -> None:
         for button in self._busy_buttons:
