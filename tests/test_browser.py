@@ -428,10 +428,14 @@ def test_studio_in_chinese_in_voila(browser, voila_zh):
         assert not _english_in(lines, allowed), _english_in(lines, allowed)
         assert not _english_in(names, allowed), _english_in(names, allowed)
         _no_null_tooltips_and_a_focus_ring(page)
+        panel = page.locator(".mg-studio .mg-panel").first
+        grid = panel.locator("label", has_text="对齐节拍网格").first
+        grid.click()  # the tempo controls, shown in the screenshots and checked for cut labels
+        _expect()(panel.locator("label", has_text="速度 BPM").first).to_be_visible()
         _shoot_tabs(page, 1400, TABS_ZH, "studio-zh")
         _shoot_tabs(page, 390, TABS_ZH, "studio-zh")
         page.set_viewport_size({"width": 1400, "height": 1000})
-        panel = page.locator(".mg-studio .mg-panel").first
+        grid.click()
         prompt = panel.locator("textarea").first
         prompt.fill(PROMPT_ZH)
         prompt.press("Tab")

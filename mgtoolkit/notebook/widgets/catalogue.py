@@ -152,7 +152,7 @@ ZH: dict[str, str] = {
         "已填入种子为 {seed} 的片段（{prompt}）的设置：按需修改，然后按“生成”。"
     ),
     # --- tempo controls
-    "Fit to a grid: exact tempo, whole bars, a key": "对齐节拍网格：准确速度、整小节、指定调性",
+    "Fit to a grid: tempo, bars, key": "对齐节拍网格：准确速度、整小节、指定调性",
     "stretch and cut the clip to an exact tempo, whole bars and a key (the bars decide its length)": (
         "把片段拉伸并剪切到准确的速度、整数小节和指定调性（长度由小节数决定）"
     ),

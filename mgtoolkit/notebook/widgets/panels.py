@@ -361,11 +361,14 @@ class TextPanel(_Panel):
         self._layout([self.prompt, self.negative_prompt, self.settings, self.loop, self.grid, self.grid_box])
 
     def _tempo_controls(self) -> None:
-        """ "Fit to a grid" (off) and, revealed by it, BPM, bars, beats per bar and key."""
+        """The "Fit to a grid" box (off) and, revealed by it, BPM, bars, beats per bar and key."""
         t = self._t
         self.grid = _tip(
             widgets.Checkbox(
-                value=False, description=t("Fit to a grid: exact tempo, whole bars, a key"), indent=False
+                value=False,
+                description=t("Fit to a grid: tempo, bars, key"),
+                indent=False,
+                layout=widgets.Layout(width="auto"),
             ),
             t(
                 "stretch and cut the clip to an exact tempo, whole bars and a key (the bars decide its length)"
