@@ -428,6 +428,7 @@ def test_studio_in_chinese_in_voila(browser, voila_zh):
         assert not _english_in(lines, allowed), _english_in(lines, allowed)
         assert not _english_in(names, allowed), _english_in(names, allowed)
         _no_null_tooltips_and_a_focus_ring(page)
+        page.locator(".mg-studio .lm-TabBar-tab", has_text=TABS_ZH["text"]).first.click()
         panel = page.locator(".mg-studio .mg-panel").first
         grid = panel.locator("label", has_text="对齐节拍网格").first
         grid.click()  # the tempo controls, shown in the screenshots and checked for cut labels
