@@ -9,6 +9,10 @@ duration (as the browser's audio element reports it) is exactly the 3 s asked fo
 says the same. The same is done with ``voila`` serving the notebook as a plain web page, which must
 show the studio alone (no code, requests or clips) with every tab usable at 1400 and 390 px (no cut
 buttons or labels) and no "null" tooltips; screenshots of each tab go to ``test-artifacts/``.
+Voilà serves it once more to a kernel whose locale is Chinese (``MGTOOLKIT_LANG=zh``): every line
+of the studio's text and every placeholder, title and aria-label must hold Chinese (or be a number,
+unit, model id or key name), screenshots of each tab go to ``test-artifacts/studio-zh-*.png``, and a
+Chinese prompt generates a clip whose card shows the English words the model received.
 
 Run with ``MGTOOLKIT_MODEL=tiny pytest -m browser tests/test_browser.py``.
 """
@@ -70,8 +74,8 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, **extra}
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
         folder = home / name.lower()
         folder.mkdir()
@@ -117,12 +121,12 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _server(cmd: list[str], workdir: Path, ready_path: str, name: str) -> Iterator[str]:
+def _server(cmd: list[str], workdir: Path, ready_path: str, name: str, **env: str) -> Iterator[str]:
     pytest.importorskip(name.split("-")[0], reason=f"{name} is not installed")
     port, token = _free_port(), secrets.token_hex(16)
     base = f"http://127.0.0.1:{port}"
     cmd = [part.format(port=port, token=token, root=workdir / "root") for part in cmd]
-    proc = _start(cmd, workdir / "root", _env(workdir), workdir / f"{name}.log")
+    proc = _start(cmd, workdir / "root", _env(workdir, **env), workdir / f"{name}.log")
     try:
         _wait_http(f"{base}{ready_path}?token={token}", proc, SERVER_START_S)
         yield f"{base}|{token}"
@@ -150,18 +154,28 @@ def lab(workdir: Path) -> Iterator[str]:
     yield from _server(cmd, workdir, "/api/status", "jupyterlab")
 
 
-@pytest.fixture()
-def voila(workdir: Path) -> Iterator[str]:
-    voila_bin = [sys.executable, "-m", "voila"]
-    cmd = [
-        *voila_bin,
+def _voila_cmd() -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "voila",
         f"notebooks/{STUDIO.name}",
         "--no-browser",
         "--Voila.ip=127.0.0.1",
         "--port={port}",
         "--token={token}",
     ]
-    yield from _server(cmd, workdir, "/", "voila")
+
+
+@pytest.fixture()
+def voila(workdir: Path) -> Iterator[str]:
+    yield from _server(_voila_cmd(), workdir, "/", "voila")
+
+
+@pytest.fixture()
+def voila_zh(workdir: Path) -> Iterator[str]:
+    """Voilà whose kernel's locale is Chinese: ``mg.studio()`` speaks Chinese by itself."""
+    yield from _server(_voila_cmd(), workdir, "/", "voila", MGTOOLKIT_LANG="zh", LANG="zh_CN.UTF-8")
 
 
 ONE_SAMPLE = 1 / 16000  # the tiny model's rate: a clip one sample short must fail
@@ -244,12 +258,12 @@ def _no_null_tooltips_and_a_focus_ring(page) -> None:
     assert width >= 3, f"focus ring {width}px"
 
 
-def _shoot_tabs(page, width: int) -> list[Path]:
+def _shoot_tabs(page, width: int, tabs: dict[str, str] = TABS, prefix: str = "studio") -> list[Path]:
     """Each studio tab at ``width`` px: a screenshot, and no button or label cut or off-screen."""
     page.set_viewport_size({"width": width, "height": 1000})
     studio = page.locator(".mg-studio").first
     shots = []
-    for key, title in TABS.items():
+    for key, title in tabs.items():
         studio.locator(".lm-TabBar-tab", has_text=title).first.click()
         panel = studio.locator(".mg-panel:visible").first
         panel.wait_for(state="visible")
@@ -263,10 +277,10 @@ def _shoot_tabs(page, width: int) -> list[Path]:
         )
         assert not cut, f"{title} at {width}px cuts {cut}"
         ARTIFACTS.mkdir(exist_ok=True)
-        path = ARTIFACTS / f"studio-{key}-{width}.png"
+        path = ARTIFACTS / f"{prefix}-{key}-{width}.png"
         page.screenshot(path=str(path), full_page=True)
         shots.append(path)
-    studio.locator(".lm-TabBar-tab", has_text=TABS["text"]).first.click()
+    studio.locator(".lm-TabBar-tab", has_text=tabs["text"]).first.click()
     return shots
 
 
@@ -357,6 +371,88 @@ def test_studio_in_voila(browser, voila):
         _shoot(page, "studio-voila.png")
     except Exception:
         _shoot(page, "studio-voila-failure.png")
+        raise
+    finally:
+        page.close()
+
+
+TABS_ZH = {"text": "文字 → 音乐", "image": "图片 → 音乐", "audio": "音频 → 音乐"}
+PROMPT_ZH = "轻松的爵士钢琴，慢节奏"
+CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+NEUTRAL = re.compile(r"^[\d\s.,:;·#()+\-–−×/%'\"=→…]*((s|kHz|Hz|LUFS|dBTP|BPM|MB)[\d\s.,:;·()]*)*$")
+"""Numbers, units and punctuation: the same in every language."""
+
+
+def _english_in(texts: list[str], allowed: set[str]) -> list[str]:
+    """The texts with no Chinese that are not numbers, units, model ids or ``allowed``."""
+    return [
+        t.strip()
+        for t in texts
+        if t.strip() and not CJK.search(t) and t.strip() not in allowed and not NEUTRAL.match(t.strip())
+    ]
+
+
+def _studio_texts(page) -> tuple[list[str], list[str]]:
+    """The studio's lines of text (every tab's), and its placeholders, titles and aria-labels."""
+    studio = page.locator(".mg-studio").first
+    lines = page.evaluate(
+        """(studio) => [...studio.querySelectorAll('*')]
+            .filter(e => !['STYLE', 'SCRIPT'].includes(e.tagName))
+            .flatMap(e => [...e.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent))""",
+        studio.element_handle(),
+    )
+    names = page.evaluate(
+        """(studio) => [...studio.querySelectorAll('[placeholder], [title], [aria-label]')]
+            .flatMap(e => ['placeholder', 'title', 'aria-label'].map(a => e.getAttribute(a)))
+            .filter(v => v !== null && v.trim() !== '' && v !== '\u200b')""",
+        studio.element_handle(),
+    )
+    return [line for line in lines if line.strip("\u200b \n")], names
+
+
+def test_studio_in_chinese_in_voila(browser, voila_zh):
+    """The notebook's locale is Chinese: no English label anywhere in the studio, a Chinese prompt
+    makes a clip whose card shows the words the model received; screenshots of every tab."""
+    from mgtoolkit.models.registry import PRESETS
+
+    allowed = {*PRESETS, "tiny", "Ogg Vorbis", "MP3", "×", "120", "4"}
+    base, token = voila_zh.split("|")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{base}/?token={token}", timeout=RUN_ALL_S * 1000)
+        page.locator(".mg-studio textarea").first.wait_for(timeout=RUN_ALL_S * 1000)
+        for title in TABS_ZH.values():  # every tab's controls rendered before the text check
+            page.locator(".mg-studio .lm-TabBar-tab", has_text=title).first.click()
+        lines, names = _studio_texts(page)
+        assert "生成" in " ".join(lines) and "提示词" in " ".join(lines), lines[:40]
+        assert not _english_in(lines, allowed), _english_in(lines, allowed)
+        assert not _english_in(names, allowed), _english_in(names, allowed)
+        _no_null_tooltips_and_a_focus_ring(page)
+        page.locator(".mg-studio .lm-TabBar-tab", has_text=TABS_ZH["text"]).first.click()
+        panel = page.locator(".mg-studio .mg-panel").first
+        grid = panel.locator("label", has_text="对齐节拍网格").first
+        grid.click()  # the tempo controls, shown in the screenshots and checked for cut labels
+        _expect()(panel.locator("label", has_text="速度 BPM").first).to_be_visible()
+        _shoot_tabs(page, 1400, TABS_ZH, "studio-zh")
+        _shoot_tabs(page, 390, TABS_ZH, "studio-zh")
+        page.set_viewport_size({"width": 1400, "height": 1000})
+        grid.click()
+        prompt = panel.locator("textarea").first
+        prompt.fill(PROMPT_ZH)
+        prompt.press("Tab")
+        panel.locator("button", has_text=re.compile(r"^\s*生成\s*$")).first.click()
+        expect = _expect()
+        status = panel.locator(".mg-status-text").first
+        expect(status).to_have_text(re.compile(r"^完成：1 段，种子 \d+"), timeout=GENERATE_S * 1000)
+        card = panel.locator(".mg-card").first
+        meta = card.locator(".mg-meta").inner_text()
+        assert PROMPT_ZH in meta and "relaxed jazz piano, slow tempo" in meta and "模型收到" in meta, meta
+        lines, names = _studio_texts(page)
+        data = {PROMPT_ZH, "relaxed jazz piano, slow tempo", "'relaxed jazz piano, slow tempo'"}
+        assert not _english_in(lines, allowed | data), _english_in(lines, allowed | data)
+        _shoot(page, "studio-zh-voila.png")
+    except Exception:
+        _shoot(page, "studio-zh-voila-failure.png")
         raise
     finally:
         page.close()

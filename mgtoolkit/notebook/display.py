@@ -14,7 +14,7 @@ import io
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..io.audio import audio_data_uri
+from ..io.audio import audio_data_uri, player_html
 from ..models.registry import DEFAULT_MODEL, PRESETS, default_model, resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,9 +64,64 @@ def figure_png(fig: Figure, *, dpi: int = 80) -> bytes:
     return buf.getvalue()
 
 
-def clip_html(clip: Clip) -> str:
-    """An ``<audio>`` player and a one-line caption for ``clip`` (what ``Clip._repr_html_`` shows)."""
-    return clip._repr_html_()
+def _tr(lang: str, text: str, **fields: Any) -> str:
+    """``text`` in ``lang`` (the studio's catalogue, loaded only for a language other than English)."""
+    if lang == "en":
+        return text.format(**fields) if fields else text
+    from .widgets.catalogue import tr
+
+    return tr(lang, text, **fields)
+
+
+def clip_html(clip: Clip, *, lang: str = "en") -> str:
+    """An ``<audio>`` player and a one-line caption for ``clip`` (what ``Clip._repr_html_`` shows),
+    in ``lang`` (``"en"`` or ``"zh"``), and, for a translated prompt, the words the model received."""
+    player = (
+        clip._repr_html_()
+        if lang == "en"
+        else player_html(clip.waveform, clip.sample_rate, f"{clip.prompt} · {clip_summary(clip, lang)}")
+    )
+    return player + translation_html(clip, lang=lang)
+
+
+def clip_summary(clip: Clip, lang: str = "en") -> str:
+    """:meth:`Clip.summary` in ``lang``: seed, length, steps, guidance, model (and score)."""
+    if lang == "en":
+        return clip.summary()
+    model = clip.model_info.get("name") or clip.request.model or ""
+    parts = [
+        _tr(lang, "seed {seed}", seed=clip.seed),
+        _tr(lang, "{seconds} s", seconds=f"{clip.duration:.2f}"),
+        _tr(lang, "{steps} steps", steps=clip.request.num_inference_steps),
+        _tr(lang, "guidance {guidance}", guidance=f"{clip.request.guidance_scale:g}"),
+        _tr(lang, "model {model}", model=model),
+    ]
+    if clip.score is not None:
+        parts.append(_tr(lang, "score {score}", score=f"{clip.score:.3f}"))
+    return " · ".join(parts)
+
+
+def translation_html(clip: Clip, *, lang: str = "en") -> str:
+    """The words the model received for each translated text of ``clip`` (its own words are the
+    prompt shown beside), and the words the glossary did not know; ``""`` when nothing was translated."""
+    lines = []
+    for field, record in (clip.extra.get("translation") or {}).items():
+        if not hasattr(record, "get"):
+            continue
+        named = _tr(lang, "prompt" if field == "prompt" else "negative")
+        line = (
+            f"<b>{html.escape(named)}</b> {html.escape(str(record.get('original', '')))} → "
+            f"<b>{html.escape(_tr(lang, 'the model received'))}</b> "
+            f'<span class="mg-sent">{html.escape(str(record.get("sent", "")))}</span>'
+        )
+        unknown = [str(w) for w in record.get("unknown") or ()]
+        if unknown:
+            line += (
+                f"<br><b>{html.escape(_tr(lang, 'not understood, left out'))}</b> "
+                f'<span class="mg-unknown">{html.escape(("、" if lang == "zh" else ", ").join(unknown))}</span>'
+            )
+        lines.append(line)
+    return f'<div class="mg-translation"><small>{"<br>".join(lines)}</small></div>' if lines else ""
 
 
 def _heard(clip: Clip):
@@ -77,7 +132,13 @@ def _heard(clip: Clip):
 
 
 def clip_card_html(
-    clip: Clip, *, plots: bool = True, title: str | None = None, chroma: bool = False, notes: bool = False
+    clip: Clip,
+    *,
+    plots: bool = True,
+    title: str | None = None,
+    chroma: bool = False,
+    notes: bool = False,
+    lang: str = "en",
 ) -> str:
     """One clip as a card: waveform (beat grid) + mel (+ chroma) image, player, prompt, tempo and key, seed, model."""
     heard = _heard(clip)
@@ -96,23 +157,72 @@ def clip_card_html(
         )
         png = base64.b64encode(figure_png(fig)).decode("ascii")
         parts.append(
-            f'<img class="mg-spectrogram" alt="waveform and mel spectrogram" '
+            f'<img class="mg-spectrogram" alt="{html.escape(_tr(lang, "waveform and mel spectrogram"))}" '
             f'src="data:image/png;base64,{png}">'
         )
-    label = html.escape(f"{title + ': ' if title else ''}{clip.prompt} (seed {clip.seed})")
+    label = html.escape(
+        f"{title + ': ' if title else ''}{clip.prompt} ({_tr(lang, 'seed {seed}', seed=clip.seed)})"
+    )
     parts.append(
         f'<audio controls aria-label="{label}" src="{audio_data_uri(clip.waveform, clip.sample_rate)}"></audio>'
     )
-    meta = f"<b>prompt</b> {html.escape(clip.prompt)}"
+    meta = f"<b>{html.escape(_tr(lang, 'prompt'))}</b> {html.escape(clip.prompt)}"
     if clip.request.negative_prompt:
-        meta += f"<br><b>negative</b> {html.escape(clip.request.negative_prompt)}"
+        meta += f"<br><b>{html.escape(_tr(lang, 'negative'))}</b> {html.escape(clip.request.negative_prompt)}"
     strength = _strength(clip)
     if strength is not None:
-        meta += f"<br><b>restyled</b> strength {strength:g}"
-    meta += f'<br><span class="mg-musical">{html.escape(heard.musical_line())}</span>' if heard else ""
-    meta += f"<br>{html.escape(clip.summary())}"
-    parts.append(f'<div class="mg-meta">{meta}</div></div>')
+        meta += (
+            f"<br><b>{html.escape(_tr(lang, 'restyled'))}</b> "
+            f"{html.escape(_tr(lang, 'strength {strength}', strength=f'{strength:g}'))}"
+        )
+    if heard:
+        meta += f'<br><span class="mg-musical">{html.escape(_musical_line(heard, lang))}</span>'
+    grid = grid_line(clip, lang)
+    meta += f"<br>{html.escape(grid)}" if grid else ""
+    meta += f"<br>{html.escape(clip_summary(clip, lang))}"
+    parts.append(f'<div class="mg-meta">{meta}{translation_html(clip, lang=lang)}</div></div>')
     return "".join(parts)
+
+
+def grid_line(clip: Clip, lang: str = "en") -> str:
+    """The grid a clip was fitted to (``clip.extra["conform"]``): tempo, bars and key; or ``""``."""
+    record = clip.extra.get("conform") or {}
+    if not hasattr(record, "get") or not (record.get("bpm") or record.get("key")):
+        return ""
+    parts = []
+    if record.get("bpm"):
+        parts.append(
+            _tr(
+                lang,
+                "grid: {bpm} BPM, {bars} bars of {beats}",
+                bpm=f"{float(record['bpm']):g}",
+                bars=record.get("bars"),
+                beats=record.get("beats_per_bar") or 4,
+            )
+        )
+    if record.get("key"):
+        parts.append(_tr(lang, "key {key}", key=_key_name(str(record["key"]), lang)))
+    return " · ".join(parts)
+
+
+def _musical_line(heard: Any, lang: str) -> str:
+    """Tempo and key heard in a clip (``about 120 BPM · A minor``), in ``lang``."""
+    if lang == "en":
+        return heard.musical_line()
+    tempo = (
+        _tr(lang, "about {bpm} BPM", bpm=f"{heard.tempo_bpm:.0f}")
+        if heard.tempo_bpm is not None
+        else _tr(lang, "no clear beat")
+    )
+    key = _key_name(heard.key_name, lang) if heard.key_name else _tr(lang, "no clear key")
+    return f"{tempo} · {key}"
+
+
+def _key_name(key: str, lang: str) -> str:
+    if lang != "zh" or " " not in key:
+        return key
+    tonic, mode = key.split(" ", 1)
+    return f"{tonic} {'大调' if mode == 'major' else '小调' if mode == 'minor' else mode}"
 
 
 def _notes(clip: Clip, wanted: bool):
@@ -142,23 +252,33 @@ def _as_list(clip_or_clips: Any) -> list[Clip]:
     return [_as_clip(item) for item in clip_or_clips]
 
 
-def _card_title(clip: Clip, index: int) -> str:
+def _card_title(clip: Clip, index: int, lang: str = "en") -> str:
     """``#1``, ``#2``, ...; the best of ranked candidates is marked (``#1 · best · score 0.312``)."""
     if clip.score is None:
         return f"#{index + 1}"
-    best = " · best" if clip.extra.get("rank") == 1 else ""
-    return f"#{index + 1}{best} · score {clip.score:.3f}"
+    best = f" · {_tr(lang, 'best')}" if clip.extra.get("rank") == 1 else ""
+    return f"#{index + 1}{best} · {_tr(lang, 'score {score}', score=f'{clip.score:.3f}')}"
 
 
 def clips_html(
-    clip_or_clips: Clip | Iterable[Clip], *, plots: bool = True, chroma: bool = False, notes: bool = False
+    clip_or_clips: Clip | Iterable[Clip],
+    *,
+    plots: bool = True,
+    chroma: bool = False,
+    notes: bool = False,
+    lang: str = "en",
 ) -> str:
     """The HTML :func:`show` displays: cards side by side, wrapping on narrow screens."""
     clips = _as_list(clip_or_clips)
     titled = len(clips) > 1
     cards = [
         clip_card_html(
-            c, plots=plots, title=_card_title(c, i) if titled else None, chroma=chroma, notes=notes
+            c,
+            plots=plots,
+            title=_card_title(c, i, lang) if titled else None,
+            chroma=chroma,
+            notes=notes,
+            lang=lang,
         )
         for i, c in enumerate(clips)
     ]

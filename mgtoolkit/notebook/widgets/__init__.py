@@ -10,6 +10,13 @@ uploaded file by its name) appears in the panel's status line, never a traceback
 worker thread so that the kernel can take the Cancel click, which stops the model at its next
 denoising step; ``synchronous=True`` runs on the caller's thread (tests, scripts).
 
+Every panel speaks English or Chinese (``lang="en"``/``"zh"``; ``None`` follows the notebook's
+locale): each label, placeholder, tooltip, option, status line and message comes from one table,
+:mod:`.catalogue`, and core errors are said in Chinese from their field and problem where it knows
+them. A prompt the core translated shows the words the model received beside the user's own, and
+the words the glossary did not know. The text tab's "Fit to a grid" passes ``bpm``, ``bars``,
+``beats_per_bar`` and ``key`` to :func:`mgtoolkit.generate`; the gallery's Save can write MIDI too.
+
 Saving from the history gallery stays inside a *save root* (the working directory unless the
 notebook's author passes ``save_root=``); ``save_box=False`` hides the folder box (Voilà).
 

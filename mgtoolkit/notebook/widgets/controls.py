@@ -15,6 +15,7 @@ from ...config import SEED_MAX, draw_seed
 from ...errors import InvalidInputError
 from ...models.registry import PRESETS, default_model
 from ...types import GenerationRequest
+from .catalogue import resolve_lang, tr
 from .limits import StudioLimits, read_allowed_file
 from .messages import strip_ansi
 
@@ -72,11 +73,11 @@ class StatusLine(widgets.HTML):
     text = traitlets.Unicode("")
     tone = traitlets.Unicode("")
 
-    def __init__(self, text: str = "Ready.") -> None:
+    def __init__(self, text: str = "Ready.", *, lang: str = "en") -> None:
         super().__init__()
         self.add_class("mg-status")
         self.layout.width = "100%"
-        self.text = text
+        self.text = tr(lang, text)
         self._render()
 
     @traitlets.validate("text")
@@ -107,13 +108,15 @@ class Settings(widgets.VBox):
         guidance: float = 2.5,
         model: str | None = None,
         limits: StudioLimits | None = None,
+        lang: str | None = None,
     ) -> None:
+        self.lang = lang = resolve_lang(lang)
         self.limits = limits if limits is not None else StudioLimits.for_environment(model=model)
         top = self.limits
         self.duration = _slider(
             widgets.FloatSlider,
-            "Seconds",
-            "length of the clip in seconds",
+            tr(lang, "Seconds"),
+            tr(lang, "length of the clip in seconds"),
             min(5.0, top.max_audio_length_in_s),
             0.5,
             top.max_audio_length_in_s,
@@ -121,8 +124,8 @@ class Settings(widgets.VBox):
         )
         self.steps = _slider(
             widgets.IntSlider,
-            "Steps",
-            "denoising steps: more is slower and cleaner",
+            tr(lang, "Steps"),
+            tr(lang, "denoising steps: more is slower and cleaner"),
             min(steps, top.max_num_inference_steps),
             1,
             top.max_num_inference_steps,
@@ -130,8 +133,8 @@ class Settings(widgets.VBox):
         )
         self.guidance = _slider(
             widgets.FloatSlider,
-            "Guidance",
-            "how strongly the prompt steers (1: a hint; 2-4 usual)",
+            tr(lang, "Guidance"),
+            tr(lang, "how strongly the prompt steers (1: a hint; 2-4 usual)"),
             guidance,
             0.0,
             15.0,
@@ -140,27 +143,31 @@ class Settings(widgets.VBox):
         self.seed = _tip(
             widgets.IntText(
                 value=120,
-                description="Seed",
+                description=tr(lang, "Seed"),
                 style=_STYLE,
                 disabled=True,
                 layout=widgets.Layout(width="260px"),
             ),
-            f"the random seed (0 to {SEED_MAX}): the same seed and settings give the same clip",
+            tr(
+                lang,
+                "the random seed (0 to {max}): the same seed and settings give the same clip",
+                max=SEED_MAX,
+            ),
         )
         self.random_seed = _tip(
             widgets.Checkbox(
-                value=True, description="random", indent=False, layout=widgets.Layout(width="90px")
+                value=True, description=tr(lang, "random"), indent=False, layout=widgets.Layout(width="90px")
             ),
-            "draw a new seed for each run (the one used is shown in the Seed box)",
+            tr(lang, "draw a new seed for each run (the one used is shown in the Seed box)"),
         )
         self.reroll_button = _tip(
-            widgets.Button(description="Re-roll", icon="dice", layout=widgets.Layout(width="auto")),
-            "draw a new seed and generate again",
+            widgets.Button(description=tr(lang, "Re-roll"), icon="dice", layout=widgets.Layout(width="auto")),
+            tr(lang, "draw a new seed and generate again"),
         )
         self.candidates = _slider(
             widgets.IntSlider,
-            "Candidates",
-            "how many clips to make (seeds seed, seed+1, ...)",
+            tr(lang, "Candidates"),
+            tr(lang, "how many clips to make (seeds seed, seed+1, ...)"),
             1,
             1,
             top.max_candidates,
@@ -171,10 +178,10 @@ class Settings(widgets.VBox):
             widgets.Dropdown(
                 options=options,
                 value=_first_offered((model, default_model()), options),
-                description="Model",
+                description=tr(lang, "Model"),
                 style=_STYLE,
             ),
-            "the music model; 'tiny' makes noise quickly, for trying the panel out",
+            tr(lang, "the music model; 'tiny' makes noise quickly, for trying the panel out"),
         )
         self.random_seed.observe(lambda change: setattr(self.seed, "disabled", change["new"]), "value")
         rows = [self.duration] if duration else []
@@ -271,11 +278,17 @@ def _model_options(extra: str | None, allowed: tuple[str, ...] | None = None) ->
     return names
 
 
-def _text(description: str, placeholder: str, tip: str, rows: int = 2) -> widgets.Textarea:
+def _text(
+    description: str, placeholder: str, tip: str, rows: int = 2, *, lang: str = "en"
+) -> widgets.Textarea:
     area = widgets.Textarea(
-        placeholder=placeholder, description=description, rows=rows, layout=_wide(), style=_STYLE
+        placeholder=tr(lang, placeholder),
+        description=tr(lang, description),
+        rows=rows,
+        layout=_wide(),
+        style=_STYLE,
     )
-    return _tip(area, tip)
+    return _tip(area, tr(lang, tip))
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -294,38 +307,46 @@ class _FileInput(widgets.VBox):
         *,
         limits: StudioLimits | None = None,
         check: Callable[[bytes, str], Any] | None = None,
+        lang: str | None = None,
     ) -> None:
         self.what = what
+        self.lang = lang = resolve_lang(lang)
+        shown = tr(lang, what)  # the kind of file, as the panel names it
         self.limits = limits if limits is not None else StudioLimits.for_environment()
         self._check = check  # check(content, shown): refuse an upload before it is decoded
         self.upload = _tip(
             widgets.FileUpload(
                 accept=accept,
                 multiple=False,
-                description=f"Upload {what}",
+                description=tr(lang, "Upload {what}", what=shown),
                 layout=widgets.Layout(width="auto"),
             ),
-            f"choose a {what} file from your computer",
+            tr(lang, "choose a {what} file from your computer", what=shown),
         )
         self.remove_button = _tip(
             widgets.Button(
-                description="Remove upload",
+                description=tr(lang, "Remove upload"),
                 icon="times",
                 disabled=True,
                 layout=widgets.Layout(width="auto"),
             ),
-            f"forget the uploaded {what} (then the typed path is used)",
+            tr(lang, "forget the uploaded {what} (then the typed path is used)", what=shown),
         )
         self.path = _tip(
             widgets.Text(
-                placeholder=f"or a path, e.g. {example}", description="Path", layout=_wide(), style=_STYLE
+                placeholder=tr(lang, "or a path, e.g. {example}", example=example),
+                description=tr(lang, "Path"),
+                layout=_wide(),
+                style=_STYLE,
             ),
-            f"a {what} file on the server, relative to the notebook's folder",
+            tr(lang, "a {what} file on the server, relative to the notebook's folder", what=shown),
         )
         if self.limits.paths is False:  # uploads only; a value the browser writes here is ignored too
             self.path.layout.display = "none"
         elif self.limits.paths is not True:
-            self.path.tooltip = f"a {what} file inside {self.limits.paths}, relative to it"
+            self.path.tooltip = tr(
+                lang, "a {what} file inside {folder}, relative to it", what=shown, folder=self.limits.paths
+            )
         self.source = widgets.HTML()
         self.remove_button.on_click(self.clear_upload)
         self.upload.observe(self._update_source, "value")
@@ -347,8 +368,10 @@ class _FileInput(widgets.VBox):
         """How messages name the current value: the uploaded file's name or the typed path."""
         name = self.upload_name()
         if name is not None:
-            return f"Uploaded file {name!r}"
-        return f"Path {self.typed()!r}" if self.typed() else f"{self.what.capitalize()}"
+            return tr(self.lang, "Uploaded file {name}", name=repr(name))
+        if self.typed():
+            return tr(self.lang, "Path {path}", path=repr(self.typed()))
+        return tr(self.lang, self.what).capitalize()
 
     def clear_upload(self, _button: Any = None) -> None:
         """Forget the uploaded file."""
@@ -357,14 +380,19 @@ class _FileInput(widgets.VBox):
     def _update_source(self, _change: Any = None) -> None:
         name, typed = self.upload_name(), self.typed()
         self.remove_button.disabled = name is None
+        lang = self.lang
         if name is not None and typed:
-            text = f"Using the uploaded file {name} (the typed path is ignored until you remove the upload)."
+            text = tr(
+                lang,
+                "Using the uploaded file {name} (the typed path is ignored until you remove the upload).",
+                name=name,
+            )
         elif name is not None:
-            text = f"Using the uploaded file {name}."
+            text = tr(lang, "Using the uploaded file {name}.", name=name)
         elif typed:
-            text = f"Using the path {typed}."
+            text = tr(lang, "Using the path {path}.", path=typed)
         else:
-            text = f"No {self.what} yet: upload one or type a path."
+            text = tr(lang, "No {what} yet: upload one or type a path.", what=tr(lang, self.what))
         self.source.value = f"<small>{html.escape(text)}</small>"
 
     def value(self) -> str | bytes | None:

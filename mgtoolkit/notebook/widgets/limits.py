@@ -115,10 +115,24 @@ class StudioLimits:
     # --- checks, each raising the one-line message a panel shows ------------------------------------
 
     def check(self, values: Mapping[str, Any]) -> None:
-        """Refuse generation arguments (names as in :func:`mgtoolkit.generate`) beyond these limits."""
+        """Refuse generation arguments (names as in :func:`mgtoolkit.generate`) beyond these limits:
+        the sliders' maxima, the tempo controls' bounds (``bpm`` 40-240, ``bars`` 1-64,
+        ``beats_per_bar`` 1-12) and the length the bars make at that tempo."""
         _at_most("audio_length_in_s", values.get("audio_length_in_s"), self.max_audio_length_in_s, "s")
         _at_most("num_inference_steps", values.get("num_inference_steps"), self.max_num_inference_steps, "")
         _at_most("num_waveforms_per_prompt", values.get("num_waveforms_per_prompt"), self.max_candidates, "")
+        for field, low, high in _GRID:
+            _within(field, values.get(field), low, high)
+        if values.get("bpm") is not None and values.get("bars") is not None:
+            bpm, bars = float(values["bpm"]), int(values["bars"])
+            seconds = bars * int(values.get("beats_per_bar") or 4) * 60.0 / bpm
+            if seconds > self.max_audio_length_in_s:
+                raise InvalidInputError(
+                    "bars",
+                    bars,
+                    f"is {seconds:.1f} s at {bpm:g} BPM, above this app's limit of {self.max_audio_length_in_s:g} s",
+                    "choose fewer bars or a faster tempo",
+                )
         if values.get("model") is not None:
             self.check_model(values["model"])
 
@@ -171,6 +185,24 @@ class StudioLimits:
                 f"is larger than this app's limit of {self.max_upload_bytes / 1e6:g} MB",
                 "upload a smaller file",
             )
+
+
+_GRID = (("bpm", 40, 240), ("bars", 1, 64), ("beats_per_bar", 1, 12))
+"""The tempo controls' bounds (as :func:`mgtoolkit.generate` takes them)."""
+
+
+def _within(field: str, value: Any, low: float, high: float) -> None:
+    """Refuse a tempo control's value outside its slider's bounds."""
+    if value is None:
+        return
+    try:
+        inside = float(low) <= float(value) <= float(high)  # NaN is outside too
+    except (TypeError, ValueError):
+        raise InvalidInputError(field, value, "is not a number", "use the slider") from None
+    if not inside:
+        raise InvalidInputError(
+            field, value, f"must be a number from {low:g} to {high:g}", f"choose one from {low:g} to {high:g}"
+        )
 
 
 def _at_most(field: str, value: Any, limit: float, unit: str) -> None:

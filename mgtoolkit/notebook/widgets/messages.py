@@ -7,6 +7,7 @@ import re
 
 from ...config import SEED_MAX
 from ...errors import InvalidInputError, MgtoolkitError, ModelUnavailableError
+from .catalogue import ZH_FIELDS, tr, zh_error
 
 __all__ = ["strip_ansi", "one_line", "panel_message", "FILE_FIXES", "UPLOAD_FIXES"]
 
@@ -58,7 +59,11 @@ UPLOAD_FIXES = {
 
 
 def panel_message(
-    exc: BaseException, *, files: dict[str, str] | None = None, fixes: dict[str, str] | None = None
+    exc: BaseException,
+    *,
+    files: dict[str, str] | None = None,
+    fixes: dict[str, str] | None = None,
+    lang: str = "en",
 ) -> str:
     """What a panel says about ``exc``: the control to change, the uploaded file by its name.
 
@@ -70,6 +75,9 @@ def panel_message(
         ``{"image": "Uploaded file 'lake.png'", ...}``: how to name each file input's value.
     fixes : dict, optional
         What to do about each file input's value (:data:`FILE_FIXES` by default).
+    lang : str
+        ``"en"`` or ``"zh"``: in Chinese a core error is said from its field, problem and fix where
+        the catalogue knows them, else its English line follows a Chinese prefix.
 
     Examples
     --------
@@ -77,22 +85,38 @@ def panel_message(
     'Seed: -1 must be a whole number from 0 to 4294967295; type one, or tick random for a new seed each time.'
     """
     if isinstance(exc, ModelUnavailableError):
-        return _unavailable(exc)
+        return _unavailable(exc, lang)
     if not isinstance(exc, InvalidInputError):
-        return one_line(exc)
+        return _foreign(one_line(exc), lang)
     field = exc.field
     if field == "seed":
-        return (
-            f"Seed: {exc.value!r} must be a whole number from 0 to {SEED_MAX}; type one, or tick "
-            "random for a new seed each time."
+        return tr(
+            lang,
+            "Seed: {value} must be a whole number from 0 to {max}; type one, or tick random for a new "
+            "seed each time.",
+            value=repr(exc.value),
+            max=SEED_MAX,
         )
-    if field in FILE_FIXES:
-        named = (files or {}).get(field) or f"{field.capitalize()}"
+    if field in FILE_FIXES and (files is None or field in files):  # a file input of this panel
+        named = (files or {}).get(field) or tr(lang, field).capitalize()
+        fix = tr(lang, (fixes or FILE_FIXES)[field])
+        if lang == "zh":
+            return zh_error(exc, named=named, fix=fix) or _foreign(f"{named}: {one_line(exc)}", lang)
         problem = _LIBRARIES.sub("this panel", strip_ansi(exc.problem))
-        return f"{named}: {problem}; {(fixes or FILE_FIXES)[field]}."
+        return f"{named}: {problem}; {fix}."
+    if lang == "zh":
+        return zh_error(exc) or _foreign(one_line(exc), lang, ZH_FIELDS.get(field))
     if field in _CONTROLS:
         return f"{_CONTROLS[field]}: {exc.value!r} {strip_ansi(exc.problem)}; {strip_ansi(exc.fix)}."
     return one_line(exc)
+
+
+def _foreign(line: str, lang: str, field: str | None = None) -> str:
+    """An English line the catalogue cannot say in ``lang``: as it is, under that language's prefix."""
+    if lang == "en":
+        return line
+    said = tr(lang, "Something went wrong (in English): {line}", line=line)
+    return f"{field}：{said}" if field else said
 
 
 _LIBRARIES = re.compile(r"\b(soundfile/librosa|soundfile|librosa|PIL|Pillow)\b")
@@ -101,13 +125,26 @@ _NAMED = re.compile(r"^(model|captioner|writer)='([^']+)'")
 _ROLES = {"model": "music model", "captioner": "captioner (stage 1)", "writer": "writer (stage 2)"}
 
 
-def _unavailable(exc: BaseException) -> str:
+def _unavailable(exc: BaseException, lang: str = "en") -> str:
     """Weights missing offline: what the panel's user can do, and what to ask the notebook's author."""
+    if "midi extra" in str(exc):
+        line = one_line(exc)
+        return (
+            line
+            if lang == "en"
+            else tr(
+                lang,
+                "Writing notes as MIDI needs the midi extra, which this install lacks: {line}",
+                line=line,
+            )
+        )
     found = _NAMED.match(str(exc))
     if found is None:
-        return (
-            "A model's weights are not on this machine and cannot be downloaded from here: choose "
-            f"'tiny' in the Model list to try the panel, or ask the notebook's author. ({one_line(exc)})"
+        return tr(
+            lang,
+            "A model's weights are not on this machine and cannot be downloaded from here: choose 'tiny' in "
+            "the Model list to try the panel, or ask the notebook's author. ({line})",
+            line=one_line(exc),
         )
     field, name = found.groups()
     try_tiny = (
@@ -117,8 +154,12 @@ def _unavailable(exc: BaseException) -> str:
         if field == "captioner"
         else "Type the musical prompt yourself into the Music prompt box and press Generate music"
     )
-    return (
-        f"The {_ROLES[field]} {name!r} is not on this machine and cannot be downloaded from here. "
-        f"{try_tiny}, or ask the notebook's author to download it first "
-        f"(python -m mgtoolkit fetch {name})."
+    return tr(
+        lang,
+        "The {role} {shown} is not on this machine and cannot be downloaded from here. {try_tiny}, or ask "
+        "the notebook's author to download it first (python -m mgtoolkit fetch {name}).",
+        role=tr(lang, _ROLES[field]),
+        shown=repr(name),
+        name=name,
+        try_tiny=tr(lang, try_tiny),
     )

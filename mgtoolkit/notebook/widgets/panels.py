@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import importlib
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from ...types import Clip, GenerationRequest
 from ..display import clips_html
 from ..history import HISTORY, History
 from ..notes import capture_notes
+from .catalogue import KEYS, key_label, resolve_lang, tr
 from .controls import (
     CSS,
     Settings,
@@ -75,32 +77,34 @@ class _Panel(widgets.VBox):
         history: History | None = None,
         limits: StudioLimits | None = None,
         model: str | None = None,
+        lang: str | None = None,
     ) -> None:
         super().__init__()
+        self.lang = resolve_lang(lang)
         self.limits = limits if limits is not None else StudioLimits.for_environment(model=model)
         self.synchronous = synchronous
         self.history = HISTORY if history is None else history
         self.result: Any = None
         self.generate_button = _tip(
             widgets.Button(
-                description=self.generate_label,
+                description=self._t(self.generate_label),
                 button_style="primary",
                 icon="music",
                 layout=widgets.Layout(width="auto"),
             ),
-            self.generate_tip,
+            self._t(self.generate_tip),
         )
         self.cancel_button = _tip(
             widgets.Button(
-                description="Cancel", icon="stop", disabled=True, layout=widgets.Layout(width="auto")
+                description=self._t("Cancel"), icon="stop", disabled=True, layout=widgets.Layout(width="auto")
             ),
-            "stop at the next denoising step",
+            self._t("stop at the next denoising step"),
         )
         self.progress = _tip(
             widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="40%", min_width="120px")),
-            "denoising progress",
+            self._t("denoising progress"),
         )
-        self.status = StatusLine("Ready.")
+        self.status = StatusLine("Ready.", lang=self.lang)
         self.output = widgets.Output()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,6 +114,10 @@ class _Panel(widgets.VBox):
         self.generate_button.on_click(lambda _b: self._start(self._generate_job, self._show_result))
         self.cancel_button.on_click(self._on_cancel)
         self.add_class("mg-panel")
+
+    def _t(self, text: str, **fields: Any) -> str:
+        """``text`` in the panel's language (see :mod:`.catalogue`)."""
+        return tr(self.lang, text, **fields)
 
     def _layout(self, controls: list[widgets.Widget], actions: tuple[widgets.Widget, ...] = ()) -> None:
         bar = widgets.HBox([self.generate_button, *actions, self.cancel_button, self.progress])
@@ -138,6 +146,13 @@ class _Panel(widgets.VBox):
         """What a message about a file says to do (no "type a path" where there is no Path box)."""
         return UPLOAD_FIXES if self.limits.paths is False else FILE_FIXES
 
+    def _bad_file(self, source: _FileInput, problem: str) -> str:
+        """``Uploaded file 'x.png': <problem>; <fix>.`` in the panel's language."""
+        fix = self._t(self._fixes()[source.what])
+        return self._t(
+            "{file}: {problem}; {fix}.", file=source.described(), problem=self._t(problem), fix=fix
+        )
+
     # - the handler
     @property
     def busy(self) -> bool:
@@ -155,7 +170,7 @@ class _Panel(widgets.VBox):
     def _start(self, job: Callable[[], Any], done: Callable[[Any], None]) -> bool:
         """Run ``job`` (then ``done`` with its result) unless one is running; whether it started."""
         if not self._job.acquire(blocking=False):
-            self.status.text = (
+            self.status.text = self._t(
                 "Busy: the panel is still working on the last request; wait for it, or press Cancel."
             )
             return False
@@ -178,15 +193,32 @@ class _Panel(widgets.VBox):
             with capture_notes() as notes:  # this thread's notes go to the panel, not stderr
                 result = job()
             done(result)
+            notes = self._notes(notes, result)
             if notes:
-                self.status.text = f"{self.status.text} Note: {'; '.join(notes)}"
+                self.status.text = self.status.text + self._t(
+                    " Note: {notes}", notes=self._t("; ").join(notes)
+                )
         except GenerationCancelled:
-            self._say("Cancelled: stopped at the next step; nothing was kept.", "warning")
+            self._say(self._t("Cancelled: stopped at the next step; nothing was kept."), "warning")
         except Exception as exc:  # noqa: BLE001 - the one place errors are caught and shown
-            self._say(panel_message(exc, files=self._file_names(), fixes=self._fixes()), "danger")
+            self._say(self._message(exc), "danger")
         finally:
             self._set_busy(False)
             self._job.release()
+
+    def _message(self, exc: BaseException) -> str:
+        """What the panel says about ``exc``, in its language."""
+        return panel_message(exc, files=self._file_names(), fixes=self._fixes(), lang=self.lang)
+
+    def _notes(self, notes: list[str], result: Any) -> list[str]:
+        """The run's notes to show: in English the core's own; in another language unknown words
+        are said from the clips' translation records, the core's other notes kept under a prefix."""
+        if self.lang == "en":
+            return list(notes)  # the core's own words, with its fix
+        made = [result] if isinstance(result, Clip) else result if isinstance(result, list) else []
+        said = _untranslated_notes([c for c in made if isinstance(c, Clip)], self.lang)
+        kept = [n for n in notes if not _UNTRANSLATED.match(n)] if said else list(notes)
+        return said + [self._t("Note (in English): {note}", note=n) for n in kept]
 
     def _set_busy(self, busy: bool) -> None:
         for button in self._busy_buttons:
@@ -194,7 +226,7 @@ class _Panel(widgets.VBox):
         self.cancel_button.disabled = not busy
         if busy:
             self.progress.value, self.progress.bar_style = 0, ""
-            self._say("Working...", "")
+            self._say(self._t("Working..."), "")
 
     def _say(self, text: str, style: str) -> None:
         self.status.text = text
@@ -204,10 +236,10 @@ class _Panel(widgets.VBox):
 
     def _on_cancel(self, _button: Any = None) -> None:
         self._cancel.set()
-        self.status.text = "Cancelling at the next step..."
+        self.status.text = self._t("Cancelling at the next step...")
 
     def _step_text(self, step: int, total: int) -> str:
-        return f"Denoising: step {step + 1} of {total}"
+        return self._t("Denoising: step {step} of {total}", step=step + 1, total=total)
 
     def _on_step(self, step: int, total: int, _latents: Any = None) -> None:
         self.progress.max = max(int(total), 1)
@@ -221,21 +253,44 @@ class _Panel(widgets.VBox):
             {
                 "output_type": "display_data",
                 "metadata": {},
-                "data": {"text/html": clips_html(clips), "text/plain": repr(clips)},
+                "data": {"text/html": clips_html(clips, lang=self.lang), "text/plain": repr(clips)},
             },
         )
         self.progress.bar_style = "success"
-        self._say(_done_message(clips), "")
+        self._say(_done_message(clips, self.lang), "")
 
 
-def _done_message(clips: list[Clip]) -> str:
+def _done_message(clips: list[Clip], lang: str = "en") -> str:
     seeds = ", ".join(str(c.seed) for c in clips)
     total = sum(float(c.timings.get("total_s", 0.0)) for c in clips[:1])
+    done = "Done: 1 clip, seed {seeds}" if len(clips) == 1 else "Done: {n} clips, seed {seeds}"
     return (
-        f"Done: {len(clips)} clip{'s' if len(clips) > 1 else ''}, seed {seeds}"
-        + (f", {total:.1f} s" if total else "")
-        + "."
+        tr(lang, done, n=len(clips), seeds=seeds)
+        + (tr(lang, ", {seconds} s", seconds=f"{total:.1f}") if total else "")
+        + tr(lang, ".")
     )
+
+
+_UNTRANSLATED = re.compile(r"^(prompt|negative_prompt): the glossary does not know ")
+"""The core's note on unknown words (:class:`~mgtoolkit.UntranslatedWordsWarning`)."""
+
+
+def _untranslated_notes(clips: list[Clip], lang: str) -> list[str]:
+    """One note per translated text with words the glossary did not know, from the clips' records."""
+    notes: list[str] = []
+    for clip in clips[:1]:  # the candidates share their prompt
+        for field, record in (clip.extra.get("translation") or {}).items():
+            unknown = list(record.get("unknown") or ())
+            if unknown:
+                named = tr(lang, "prompt" if field == "prompt" else "negative")
+                said = tr(
+                    lang,
+                    "the glossary does not know {words}; they were left out, so the model received {sent}",
+                    words=("、" if lang == "zh" else ", ").join(unknown),
+                    sent=repr(record.get("sent", "")),
+                )
+                notes.append(f"{named}{'：' if lang == 'zh' else ': '}{said}")
+    return notes
 
 
 # --- the three panels ---------------------------------------------------------------------------------
@@ -258,6 +313,13 @@ class TextPanel(_Panel):
     limits : StudioLimits, optional
         What the panel allows, checked in the kernel before anything runs (by default
         :meth:`StudioLimits.published` when Voilà serves the page, else :meth:`StudioLimits.notebook`).
+    lang : str, optional
+        ``"en"`` or ``"zh"``: the language of every label, help text, status line and message;
+        ``None`` follows the notebook's locale (``$MGTOOLKIT_LANG``, then ``$LC_ALL``/``$LANG``).
+
+    The "Fit to a grid" box (off by default) reveals BPM, bars, beats per bar and key, passed to
+    :func:`mgtoolkit.generate` as ``bpm=``, ``bars=``, ``beats_per_bar=`` and ``key=`` (the bars
+    then decide the length; see :attr:`options`).
     """
 
     def __init__(
@@ -269,41 +331,107 @@ class TextPanel(_Panel):
         model: str | None = None,
         extend: Callable[..., Any] | None = None,
         limits: StudioLimits | None = None,
+        lang: str | None = None,
     ) -> None:
-        super().__init__(synchronous=synchronous, history=history, limits=limits, model=model)
+        super().__init__(synchronous=synchronous, history=history, limits=limits, model=model, lang=lang)
         self._generate = generate
         self._extend = extend
+        t = self._t
         self.loop = _tip(
-            widgets.Checkbox(value=False, description="Loop: the end flows into the start", indent=False),
-            "make a seamless loop (Save writes loop points that samplers and DAWs read)",
+            widgets.Checkbox(value=False, description=t("Loop: the end flows into the start"), indent=False),
+            t("make a seamless loop (Save writes loop points that samplers and DAWs read)"),
         )
         self.prompt = _text(
-            "Prompt", "e.g. A classic cocktail lounge vibe with smooth jazz piano", "what the music should be"
+            "Prompt",
+            "e.g. A classic cocktail lounge vibe with smooth jazz piano",
+            "what the music should be",
+            lang=self.lang,
         )
         self.negative_prompt = _text(
-            "Negative prompt", "e.g. low quality, noise", "what to steer away from (optional)", rows=1
+            "Negative prompt",
+            "e.g. low quality, noise",
+            "what to steer away from (optional)",
+            rows=1,
+            lang=self.lang,
         )
-        self.settings = Settings(model=model, limits=self.limits)
+        self.settings = Settings(model=model, limits=self.limits, lang=self.lang)
         self.settings.reroll_button.on_click(self._on_reroll)
         self._busy_buttons.append(self.settings.reroll_button)
-        self._layout([self.prompt, self.negative_prompt, self.settings, self.loop])
+        self._tempo_controls()
+        self._layout([self.prompt, self.negative_prompt, self.settings, self.loop, self.grid, self.grid_box])
+
+    def _tempo_controls(self) -> None:
+        """The "Fit to a grid" box (off) and, revealed by it, BPM, bars, beats per bar and key."""
+        t = self._t
+        self.grid = _tip(
+            widgets.Checkbox(
+                value=False,
+                description=t("Fit to a grid: tempo, bars, key"),
+                indent=False,
+                layout=widgets.Layout(width="auto"),
+            ),
+            t(
+                "stretch and cut the clip to an exact tempo, whole bars and a key (the bars decide its length)"
+            ),
+        )
+        self.bpm = _slider(widgets.IntSlider, t("BPM"), t("beats per minute, 40 to 240"), 120, 40, 240, 1)
+        self.bars = _slider(widgets.IntSlider, t("Bars"), t("how many bars long, 1 to 64"), 4, 1, 64, 1)
+        self.beats_per_bar = _slider(
+            widgets.IntSlider, t("Beats per bar"), t("beats in a bar (3 for a waltz), 1 to 12"), 4, 1, 12, 1
+        )
+        self.key = _tip(
+            widgets.Dropdown(
+                options=[(t("keep"), "")] + [(key_label(self.lang, k), k) for k in KEYS],
+                value="",
+                description=t("Key"),
+                style={"description_width": "120px"},
+            ),
+            t("shift to this key, or keep the key it was made in"),
+        )
+        self.grid_box = widgets.VBox(
+            [self.bpm, self.bars, self.beats_per_bar, self.key], layout=widgets.Layout(display="none")
+        )
+        self.grid.observe(self._on_grid, "value")
+
+    def _on_grid(self, _change: Any = None) -> None:
+        on = bool(self.grid.value)
+        self.grid_box.layout.display = None if on else "none"
+        self.settings.duration.disabled = on  # the bars decide the length
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments :func:`mgtoolkit.generate` gets beside :attr:`request`: ``loop``,
+        and with "Fit to a grid" ticked ``bpm``, ``bars``, ``beats_per_bar`` and ``key`` (absent
+        when "keep")."""
+        out: dict[str, Any] = {"loop": True} if self.loop.value else {}
+        if self.grid.value:
+            out.update(bpm=int(self.bpm.value), bars=int(self.bars.value))
+            out["beats_per_bar"] = int(self.beats_per_bar.value)
+            if self.key.value:
+                out["key"] = self.key.value
+        return out
 
     @property
     def request(self) -> GenerationRequest:
-        """A :class:`~mgtoolkit.GenerationRequest` from the widget values (not yet validated)."""
+        """A :class:`~mgtoolkit.GenerationRequest` from the widget values (not yet validated).
+        With "Fit to a grid" its length is left at the default: the bars decide it."""
+        values = self.settings.values()
+        if self.grid.value:
+            values.pop("audio_length_in_s", None)
         return GenerationRequest(
             prompt=self.prompt.value,
             negative_prompt=self.negative_prompt.value or None,
-            **self.settings.values(),
+            **values,
         )
 
     def run(self, *, callback: Callable | None = None, cancel: threading.Event | None = None) -> list[Clip]:
-        """Generate from :attr:`request`; return the clips (also kept in :attr:`result`)."""
+        """Generate from :attr:`request` and :attr:`options`; return the clips (also in :attr:`result`)."""
         self.settings.checked_values()  # this studio's limits, before anything runs
+        options = self.options
+        self.limits.check(options)  # the grid's bounds and length, whatever the browser did
         self.limits.check_texts({"prompt": self.prompt.value, "negative_prompt": self.negative_prompt.value})
         generate = self._generate or _backend("generate")
-        extra = {"loop": True} if self.loop.value else {}
-        clips = _as_clips(generate(self.request, callback=callback, cancel=cancel, **extra))
+        clips = _as_clips(generate(self.request, callback=callback, cancel=cancel, **options))
         self.result = clips
         self.settings.show_seed(clips[0].seed)
         self.history.add(clips)
@@ -323,7 +451,14 @@ class TextPanel(_Panel):
             self.history.add([longer])
             return longer
 
-        self._say(f"Extending the clip with seed {clip.seed} by {seconds:g} s...", "")
+        self._say(
+            self._t(
+                "Extending the clip with seed {seed} by {seconds} s...",
+                seed=clip.seed,
+                seconds=f"{seconds:g}",
+            ),
+            "",
+        )
         self._start(job, self._show_result)
 
     def load(self, clip: Clip) -> None:
@@ -333,15 +468,37 @@ class TextPanel(_Panel):
         self.settings.load(clip.request, clip.seed)
         self.settings.candidates.value = 1
         self.loop.value = "loop" in clip.extra  # made as a seamless loop: make the next one so too
+        grid = clip.extra.get("conform") or {}
+        self.grid.value = bool(grid.get("bpm"))
+        if grid.get("bpm"):
+            self.bpm.value = int(round(float(grid["bpm"])))
+            self.bars.value = int(grid.get("bars") or self.bars.value)
+            self.beats_per_bar.value = int(grid.get("beats_per_bar") or 4)
+        asked = grid.get("key")
+        self.key.value = _key_option(asked) if asked else ""
         self._say(
-            f"Filled in from the clip with seed {clip.seed} ({_short(clip.prompt)}): "
-            "change what you like, then press Generate.",
+            self._t(
+                "Filled in from the clip with seed {seed} ({prompt}): change what you like, then press Generate.",
+                seed=clip.seed,
+                prompt=_short(clip.prompt),
+            ),
             "",
         )
 
     def _on_reroll(self, _button: Any = None) -> None:
         self.settings.new_seed()
         self._start(self._generate_job, self._show_result)
+
+
+def _key_option(name: str) -> str:
+    """The key dropdown's value for a key name as recorded (``"Am"``, ``"A minor"``), or "keep"."""
+    from ...analysis.conform import parse_key
+
+    try:
+        key = parse_key(name)
+    except Exception:  # noqa: BLE001 - a key the dropdown cannot show: keep
+        return ""
+    return next((k for k in KEYS if (parse_key(k).tonic, parse_key(k).mode) == (key.tonic, key.mode)), "")
 
 
 class ImagePanel(_Panel):
@@ -376,41 +533,51 @@ class ImagePanel(_Panel):
         history: History | None = None,
         model: str | None = None,
         limits: StudioLimits | None = None,
+        lang: str | None = None,
     ) -> None:
-        super().__init__(synchronous=synchronous, history=history, limits=limits, model=model)
+        super().__init__(synchronous=synchronous, history=history, limits=limits, model=model, lang=lang)
         self._describe, self._write, self._generate = describe, write, generate
+        t = self._t
         self.image = _FileInput(
-            "image/*", "image", "../mgtoolkit/assets/example_scene.png", limits=self.limits
+            "image/*", "image", "../mgtoolkit/assets/example_scene.png", limits=self.limits, lang=self.lang
         )
         self.preview = widgets.Image(
             format="png", layout=widgets.Layout(max_width="256px", max_height="256px", display="none")
         )
         self.describe_button = _tip(
-            widgets.Button(description="1 · Describe image", icon="eye", layout=widgets.Layout(width="auto")),
-            "stage 1: the captioner writes what the picture shows",
+            widgets.Button(
+                description=t("1 · Describe image"), icon="eye", layout=widgets.Layout(width="auto")
+            ),
+            t("stage 1: the captioner writes what the picture shows"),
         )
         self.caption = _text(
             "Caption",
             "what the image shows (edit it if the captioner got it wrong)",
             "stage 1's text: edit it freely",
             rows=3,
+            lang=self.lang,
         )
         self.write_button = _tip(
             widgets.Button(
-                description="2 · Write music prompt", icon="pen", layout=widgets.Layout(width="auto")
+                description=t("2 · Write music prompt"), icon="pen", layout=widgets.Layout(width="auto")
             ),
-            "stage 2: the writer turns the caption into a musical prompt",
+            t("stage 2: the writer turns the caption into a musical prompt"),
         )
         self.music_prompt = _text(
             "Music prompt",
             "the musical prompt (edit it freely)",
             "stage 2's text: the prompt for the music",
             rows=3,
+            lang=self.lang,
         )
         self.negative_prompt = _text(
-            "Negative prompt", "e.g. low quality, noise", "what to steer away from (optional)", rows=1
+            "Negative prompt",
+            "e.g. low quality, noise",
+            "what to steer away from (optional)",
+            rows=1,
+            lang=self.lang,
         )
-        self.settings = Settings(candidates=False, model=model, limits=self.limits)
+        self.settings = Settings(candidates=False, model=model, limits=self.limits, lang=self.lang)
         self.settings.reroll_button.layout.display = "none"
         self._busy_buttons += [self.describe_button, self.write_button]
         self.describe_button.on_click(lambda _b: self._start(self._describe_job, self._set_caption))
@@ -472,11 +639,11 @@ class ImagePanel(_Panel):
         self.settings.checked_values()  # this studio's limits, before anything runs
         self._check_texts()
         if not self.caption.value.strip():
-            self._say("Describing the image...", "")
+            self._say(self._t("Describing the image..."), "")
             self.describe()
         if not self.music_prompt.value.strip():
             GenerationCancelled.raise_if_set(cancel, "between stages")
-            self._say("Writing the musical prompt...", "")
+            self._say(self._t("Writing the musical prompt..."), "")
             self.write()
         GenerationCancelled.raise_if_set(cancel, "between stages")
         generate = self._generate or _backend("generate")
@@ -488,18 +655,18 @@ class ImagePanel(_Panel):
         return clip
 
     def _describe_job(self) -> str:
-        self._say("Describing the image...", "")
+        self._say(self._t("Describing the image..."), "")
         return self.describe()
 
     def _write_job(self) -> str:
-        self._say("Writing the musical prompt...", "")
+        self._say(self._t("Writing the musical prompt..."), "")
         return self.write()
 
     def _set_caption(self, caption: str) -> None:
-        self._say("Caption ready: edit it if needed, then press 2 · Write music prompt.", "")
+        self._say(self._t("Caption ready: edit it if needed, then press 2 · Write music prompt."), "")
 
     def _set_music_prompt(self, prompt: str) -> None:
-        self._say("Music prompt ready: edit it if needed, then press Generate music.", "")
+        self._say(self._t("Music prompt ready: edit it if needed, then press Generate music."), "")
 
     def _on_image_change(self, _change: Any = None) -> None:
         self.caption.value = ""
@@ -508,21 +675,23 @@ class ImagePanel(_Panel):
         try:
             found = self.image.preview_bytes()
         except InvalidInputError as exc:  # an upload beyond the app's limits
-            self._say(panel_message(exc, files=self._file_names(), fixes=self._fixes()), "danger")
+            self._say(self._message(exc), "danger")
             return
         if found is None:
             return
         content, _name = found
         kind = _image_kind(content)
         if kind is None:
-            self._say(
-                f"{self.image.described()}: is not a picture this panel can read; {self._fixes()['image']}.",
-                "danger",
-            )
+            self._say(self._bad_file(self.image, "is not a picture this panel can read"), "danger")
             return
         self.preview.format, self.preview.value = kind, content
         self.preview.layout.display = None
-        self._say(f"{self.image.described()} is ready: press 1 · Describe image (or Generate music).", "")
+        self._say(
+            self._t(
+                "{file} is ready: press 1 · Describe image (or Generate music).", file=self.image.described()
+            ),
+            "",
+        )
 
 
 def _image_kind(content: bytes) -> str | None:
@@ -573,8 +742,10 @@ class AudioPanel(_Panel):
         history: History | None = None,
         model: str | None = None,
         limits: StudioLimits | None = None,
+        lang: str | None = None,
     ) -> None:
-        super().__init__(synchronous=synchronous, history=history, limits=limits, model=model)
+        super().__init__(synchronous=synchronous, history=history, limits=limits, model=model, lang=lang)
+        t = self._t
         self._restyle, self._describe, self._write, self._generate = restyle, describe, write, generate
         self.description: Any = None  # the AudioDescription of the clip now in the panel
         self._making = "restyle"  # or "new music": what the progress line names
@@ -584,25 +755,26 @@ class AudioPanel(_Panel):
             "outputs/my-clip.wav",
             limits=self.limits,
             check=self._check_header,
+            lang=self.lang,
         )
         self.preview = widgets.HTML()
         self.heard = widgets.HTML()
         self.describe_button = _tip(
             widgets.Button(
-                description="1 · Describe clip", icon="headphones", layout=widgets.Layout(width="auto")
+                description=t("1 · Describe clip"), icon="headphones", layout=widgets.Layout(width="auto")
             ),
-            "stage 1: tempo, key, loudness and tags of the clip (runs by itself on upload)",
+            t("stage 1: tempo, key, loudness and tags of the clip (runs by itself on upload)"),
         )
         self.write_button = _tip(
             widgets.Button(
-                description="2 · Write music prompt", icon="pen", layout=widgets.Layout(width="auto")
+                description=t("2 · Write music prompt"), icon="pen", layout=widgets.Layout(width="auto")
             ),
-            "stage 2 (optional): the writer turns the description into a musical prompt",
+            t("stage 2 (optional): the writer turns the description into a musical prompt"),
         )
         self.strength = _slider(
             widgets.FloatSlider,
-            "Strength",
-            "0.05: keep almost all of the original; 1: keep only its length and follow the prompt",
+            t("Strength"),
+            t("0.05: keep almost all of the original; 1: keep only its length and follow the prompt"),
             0.6,
             0.05,
             1.0,
@@ -612,15 +784,22 @@ class AudioPanel(_Panel):
             "Prompt",
             "what it should become, e.g. lo-fi hip hop with vinyl crackle",
             "what the clip should become (starts from what the clip sounds like)",
+            lang=self.lang,
         )
         self.negative_prompt = _text(
-            "Negative prompt", "e.g. low quality, noise", "what to steer away from (optional)", rows=1
+            "Negative prompt",
+            "e.g. low quality, noise",
+            "what to steer away from (optional)",
+            rows=1,
+            lang=self.lang,
         )
-        self.settings = Settings(duration=False, candidates=False, model=model, limits=self.limits)
+        self.settings = Settings(
+            duration=False, candidates=False, model=model, limits=self.limits, lang=self.lang
+        )
         self.settings.reroll_button.layout.display = "none"
         self.new_music_button = _tip(
-            widgets.Button(description="New music", icon="music", layout=widgets.Layout(width="auto")),
-            "make a fresh clip of the same length from the prompt alone (the strength is not used)",
+            widgets.Button(description=t("New music"), icon="music", layout=widgets.Layout(width="auto")),
+            t("make a fresh clip of the same length from the prompt alone (the strength is not used)"),
         )
         self._busy_buttons += [self.describe_button, self.write_button, self.new_music_button]
         self.describe_button.on_click(lambda _b: self._start(self._describe_job, self._show_description))
@@ -742,19 +921,23 @@ class AudioPanel(_Panel):
 
     def _step_text(self, step: int, total: int) -> str:
         if self._making == "new music":
-            return f"New music: step {step + 1} of {total}"
+            return self._t("New music: step {step} of {total}", step=step + 1, total=total)
         strength, steps = _snap(self.strength), int(self.settings.steps.value)
-        return (
-            f"Restyling: step {step + 1} of {total} (strength {strength:g} × {steps} steps: "
-            "the first steps are skipped to keep the original's shape)"
+        return self._t(
+            "Restyling: step {step} of {total} (strength {strength} × {steps} steps: the first steps are skipped "
+            "to keep the original's shape)",
+            step=step + 1,
+            total=total,
+            strength=f"{strength:g}",
+            steps=steps,
         )
 
     def _describe_job(self) -> Any:
-        self._say("Listening: tempo, key, loudness and tags...", "")
+        self._say(self._t("Listening: tempo, key, loudness and tags..."), "")
         return self.describe()
 
     def _write_job(self) -> str:
-        self._say("Writing a musical prompt from the description...", "")
+        self._say(self._t("Writing a musical prompt from the description..."), "")
         return self.write()
 
     def _generate_job(self) -> Clip:
@@ -767,17 +950,22 @@ class AudioPanel(_Panel):
 
     def _show_description(self, description: Any) -> None:
         if description is None:
-            self._say("The clip changed while it was being described: press 1 · Describe clip.", "warning")
+            self._say(
+                self._t("The clip changed while it was being described: press 1 · Describe clip."), "warning"
+            )
             return
-        tagged = "" if description.tags else " (no tags: see the note)"
+        tagged = "" if description.tags else self._t(" (no tags: see the note)")
         self.heard.value = (
-            f"<div class='mg-heard'><b>Heard:</b> {html.escape(description.sentence())}{tagged}</div>"
+            f"<div class='mg-heard'><b>{html.escape(self._t('Heard:'))}</b> "
+            f"{html.escape(description.sentence())}{html.escape(tagged)}</div>"
         )
-        self._say("Described: the prompt starts from it; edit it, then press Restyle or New music.", "")
+        self._say(
+            self._t("Described: the prompt starts from it; edit it, then press Restyle or New music."), ""
+        )
 
     def _set_written_prompt(self, prompt: str) -> None:
         self._show_description(self.description)
-        self._say("Music prompt ready: edit it if needed, then press Restyle or New music.", "")
+        self._say(self._t("Music prompt ready: edit it if needed, then press Restyle or New music."), "")
 
     def _on_audio_change(self, _change: Any = None) -> None:
         self.preview.value = ""
@@ -786,17 +974,17 @@ class AudioPanel(_Panel):
         try:
             found = self.audio.preview_bytes()
         except InvalidInputError as exc:  # refused by its header or size, before any decoding
-            self._say(panel_message(exc, files=self._file_names(), fixes=self._fixes()), "danger")
+            self._say(self._message(exc), "danger")
             return
         if found is None:
             return
         content, name = found
         problem, mime = _audio_problem(content)
         if problem is not None:
-            self._say(f"{self.audio.described()}: {problem}; {self._fixes()['audio']}.", "danger")
+            self._say(self._bad_file(self.audio, problem), "danger")
             return
-        self.preview.value = _player(content, mime, f"original: {name}")
-        self._say(f"{self.audio.described()} is ready: listening to it...", "")
+        self.preview.value = _player(content, mime, self._t("original: {name}", name=name))
+        self._say(self._t("{file} is ready: listening to it...", file=self.audio.described()), "")
         self._start(self._describe_job, self._show_description)
 
 

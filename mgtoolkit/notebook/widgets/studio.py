@@ -9,6 +9,7 @@ import ipywidgets as widgets
 
 from ...types import Clip
 from ..history import HISTORY, History
+from .catalogue import resolve_lang, tr
 from .controls import _no_null_tooltips
 from .gallery import HistoryGallery
 from .limits import StudioLimits
@@ -20,7 +21,8 @@ __all__ = ["Studio", "studio"]
 class Studio(widgets.VBox):
     """The three panels as tabs, above the history gallery. Build it with :func:`studio`.
 
-    ``limits`` (a :class:`StudioLimits`) is what every panel allows, checked in the kernel.
+    ``limits`` (a :class:`StudioLimits`) is what every panel allows, checked in the kernel;
+    ``lang`` (``"en"``, ``"zh"``, or ``None`` for the notebook's locale) the language it speaks.
     """
 
     def __init__(
@@ -38,16 +40,24 @@ class Studio(widgets.VBox):
         save_root: str | os.PathLike | None = None,
         save_box: bool | None = None,
         limits: StudioLimits | None = None,
+        lang: str | None = None,
     ) -> None:
+        self.lang = lang = resolve_lang(lang)
         self.history = HISTORY if history is None else history
         self.limits = limits if limits is not None else StudioLimits.for_environment(model=model)
-        common = {"synchronous": synchronous, "history": self.history, "model": model, "limits": self.limits}
+        common = {
+            "synchronous": synchronous,
+            "history": self.history,
+            "model": model,
+            "limits": self.limits,
+            "lang": lang,
+        }
         self.text = TextPanel(generate, extend=extend, **common)
         self.image = ImagePanel(describe, write, generate, **common)
         self.audio = AudioPanel(restyle, describe=describe_audio, write=write, generate=generate, **common)
         self.tabs = widgets.Tab(
             children=[self.text, self.image, self.audio],
-            titles=["Text → music", "Image → music", "Audio → music"],
+            titles=[tr(lang, "Text → music"), tr(lang, "Image → music"), tr(lang, "Audio → music")],
         )
         self.gallery = HistoryGallery(
             self.history,
@@ -55,6 +65,7 @@ class Studio(widgets.VBox):
             on_extend=self.extend,
             save_root=save_root,
             save_box=save_box,
+            lang=lang,
         )
         super().__init__([self.tabs, self.gallery])
         self.add_class("mg-studio")
@@ -79,6 +90,7 @@ def studio(
     save_root: str | os.PathLike | None = None,
     save_box: bool | None = None,
     limits: StudioLimits | None = None,
+    lang: str | None = None,
     **backends: Callable,
 ) -> Studio:
     """The notebook studio: text, image and audio panels as tabs, plus the history of this kernel.
@@ -100,6 +112,11 @@ def studio(
         candidates, models, downloads, Path boxes and uploads. By default
         :meth:`StudioLimits.published` when Voilà serves the page (no Path boxes, no downloads,
         the default model and ``tiny`` only), :meth:`StudioLimits.notebook` otherwise.
+    lang : str, optional
+        ``"zh"`` for a studio in Chinese, ``"en"`` for English: every label, help text, tooltip,
+        status line and message (core errors said from their field and problem where the studio
+        knows them). ``None``: the notebook's locale (``$MGTOOLKIT_LANG``, then ``$LC_ALL`` or
+        ``$LANG`` starting with ``zh``), else English.
     **backends
         ``generate``, ``describe``, ``write``, ``restyle``, ``extend`` stand-ins (for tests).
 
@@ -117,5 +134,6 @@ def studio(
         save_root=save_root,
         save_box=save_box,
         limits=limits,
+        lang=lang,
         **backends,
     )
