@@ -107,7 +107,17 @@ def library_class(library: str, class_name: str):
     else:
         return None
     cls = getattr(module, class_name, None)
-    return cls if isinstance(cls, type) else None
+    if not isinstance(cls, type) or _reads_pickles(cls):
+        return None
+    return cls
+
+
+def _reads_pickles(cls) -> bool:
+    """Whether the class opens a pickle of its folder itself (ErnieTinyTokenizer's ``word_dict``,
+    ``dict.wordseg.pickle``, goes to ``pickle.load``): such a class is refused like a foreign one."""
+    files = getattr(cls, "resource_files_names", None)
+    names = files.values() if isinstance(files, dict) else ()
+    return any(isinstance(n, str) and n.endswith((".pickle", ".pkl")) for n in names)
 
 
 def pipeline_components(folder: Path, *, field: str = "model", name: str = "") -> dict[str, tuple[str, str]]:
@@ -153,7 +163,8 @@ def pipeline_components(folder: Path, *, field: str = "model", name: str = "") -
                 name or str(folder),
                 index,
                 f"component {part!r} names {library!r}/{class_name!r}, which is not a class of ppdiffusers, "
-                "paddlenlp or transformers (a module of the folder's own?)",
+                "paddlenlp or transformers that reads only data (a module of the folder's own, or a "
+                "tokenizer that unpickles its files?)",
                 fix,
             )
         out[part] = (library, class_name)
@@ -250,13 +261,45 @@ def place(source: Path, target: Path) -> None:
         shutil.copyfile(real, target)
 
 
+_PATH_KEYS = re.compile(r"(_file|_files|_path|_dir|_dict|_model_file)$")
+"""Keys of a configuration whose value is a file the library opens (``vocab_file``, ``word_dict``)."""
+
+
+def _names_a_file(key, value) -> bool:
+    """Whether a configuration entry hands the library a file path: a resource name
+    (``vocab_file``, ``word_dict``, ``name_or_path``) with a text value, or text that is an absolute
+    path or a relative one naming something on this machine."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return any(_names_a_file(key, v) for v in value)
+    if not isinstance(value, str) or not value or len(value) > 4096 or "\0" in value:
+        return False
+    if isinstance(key, str) and (_PATH_KEYS.search(key) or key in ("name_or_path", "_name_or_path")):
+        return True
+    if isinstance(key, str) and key.endswith("_token"):
+        return False  # a token ("</s>"), never opened
+    if value.startswith(("/", "~", "\\")) or os.path.isabs(value):
+        return True
+    return any(c in value for c in "/\\.") and os.path.lexists(value)
+
+
 def strip_custom_code(path: Path) -> None:
-    """Remove ``auto_map`` (classes in the folder's own ``.py`` files) from a copied JSON file: the
-    libraries' own class for the model type is used, as transformers does without trust_remote_code."""
+    """Remove from a copied JSON configuration what would make a library run or open something the
+    folder did not hold: ``auto_map`` (classes in the folder's own ``.py`` files: the libraries' own
+    class for the model type is used, as transformers does without trust_remote_code) and, in a
+    ``*config.json``, every entry naming a file (``vocab_file``,
+    ``word_dict``, an absolute path): paddlenlp's tokenizers open such a path as given, wherever it
+    leads (ErnieTinyTokenizer ``pickle.load``s its ``word_dict``), and without it take the file of
+    that name in the folder we built."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return
-    if isinstance(config, dict) and "auto_map" in config:
-        del config["auto_map"]
+    if not isinstance(config, dict):
+        return
+    drop = {"auto_map"} & set(config)
+    if path.name.endswith("config.json"):
+        drop |= {k for k, v in config.items() if _names_a_file(k, v)}
+    if drop:
+        for key in drop:
+            del config[key]
         path.write_text(json.dumps(config, indent=2), encoding="utf-8")

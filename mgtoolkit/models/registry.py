@@ -224,7 +224,7 @@ def _local_spec(path: Path) -> ModelSpec:
         )
     try:
         pipeline = json.loads(index.read_text(encoding="utf-8"))["_class_name"]
-    except (ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
         raise InvalidInputError(
             "model",
             str(path),

@@ -85,9 +85,10 @@ def resolve_stage(
 def _model_type(path: str) -> str:
     try:
         with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
-            return str(json.load(fh).get("model_type", ""))
-    except (OSError, ValueError):
+            config = json.load(fh)
+    except (OSError, ValueError, RecursionError):  # a crafted config nests past the parser's depth
         return ""
+    return str(config.get("model_type", ""))[:80] if isinstance(config, dict) else ""
 
 
 def weights_source(

@@ -1,0 +1,168 @@
+"""Issue 24: more crafted models, found by an adversarial review after the first fixes.
+
+Each folder is built here from the tiny models; an attempt to run code aims at a marker file that
+must never appear, and each refusal is one line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mgtoolkit.errors import ModelUnavailableError
+from mgtoolkit.testing.torch_files import marker_code
+
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (marker_code(self.marker),))
+
+
+def _edit_json(path: Path, **changes) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.update(changes)
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def _one_line(exc_info, *parts: str) -> str:
+    message = str(exc_info.value)
+    assert "\n" not in message and "Traceback" not in message, message
+    for part in parts:
+        assert part in message, f"{part!r} not in {message!r}"
+    return message
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path / "mg-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("MGTOOLKIT_ALLOW_UNSAFE_PICKLE", raising=False)
+    return tmp_path
+
+
+def _tiny_pipeline(root: Path, name: str) -> Path:
+    from mgtoolkit.testing.tiny import tiny_dir
+
+    folder = root / name
+    shutil.copytree(tiny_dir("tiny"), folder)
+    return folder
+
+
+# --- tokenizers that open what their configuration names -----------------------------------------
+
+
+def test_a_tokenizer_that_unpickles_a_path_from_its_config_is_refused(private_cache):
+    """paddlenlp's ErnieTinyTokenizer ``pickle.load``s its ``word_dict``, and takes that path from
+    tokenizer_config.json as given: a pickle beside the model (a hub snapshot's path is predictable)
+    ran when the pipeline loaded."""
+    import mgtoolkit as mg
+
+    marker = private_cache / "ernie-tiny.marker"
+    folder = _tiny_pipeline(private_cache, "ernie-tiny")
+    (folder / "evil.pickle").write_bytes(pickle.dumps(_Payload(marker)))
+    _edit_json(folder / "model_index.json", tokenizer=["transformers", "ErnieTinyTokenizer"])
+    (folder / "tokenizer" / "vocab.txt").write_text("[UNK]\n[PAD]\n", encoding="utf-8")
+    _edit_json(
+        folder / "tokenizer" / "tokenizer_config.json",
+        tokenizer_class="ErnieTinyTokenizer",
+        word_dict=str(folder / "evil.pickle"),
+        sentencepiece_model_file="none",
+    )
+    with pytest.raises(ModelUnavailableError) as caught:
+        mg.load_model(str(folder))
+    _one_line(caught, "model_index.json", "'tokenizer'", "ErnieTinyTokenizer")
+    assert not marker.exists()
+
+
+def test_configurations_we_copy_name_no_files(private_cache):
+    """Any file a copied configuration names (absolute, or relative and present) is dropped, so the
+    libraries read the folder's own files only; tokens, templates and flags are kept as they are."""
+    from mgtoolkit.models import weights
+
+    folder = _tiny_pipeline(private_cache, "paths")
+    outside = private_cache / "outside.txt"
+    outside.write_text("x\n", encoding="utf-8")
+    kept = {
+        "pad_token": "</s>",
+        "chat_template": "{{ '</s>' }} a/b.c",
+        "return_dict": True,
+        "model_max_length": 77,
+    }
+    _edit_json(
+        folder / "tokenizer" / "tokenizer_config.json",
+        vocab_file=str(outside),
+        merges_file="../outside.txt",
+        word_dict="dict.wordseg.pickle",
+        sentencepiece_model_file=[str(outside)],
+        extra=str(outside),
+        name_or_path=str(folder),
+        **kept,
+    )
+    entry = weights.paddle_folder(folder, name="paths")
+    config = json.loads((entry / "tokenizer" / "tokenizer_config.json").read_text(encoding="utf-8"))
+    gone = ("vocab_file", "merges_file", "word_dict", "sentencepiece_model_file", "extra", "name_or_path")
+    assert not [k for k in gone if k in config], config
+    assert {k: config.get(k) for k in kept} == kept
+    vocab = json.loads((entry / "tokenizer" / "vocab.json").read_text(encoding="utf-8"))
+    assert vocab == json.loads((folder / "tokenizer" / "vocab.json").read_text(encoding="utf-8"))
+
+
+# --- odd configurations: one line, never a raw traceback ------------------------------------------
+
+_DEEP = '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+
+
+@pytest.mark.parametrize(("name", "text"), [("deep", _DEEP), ("list", "[1]"), ("number", "7")])
+def test_an_odd_model_index_is_one_line(private_cache, name, text):
+    import mgtoolkit as mg
+    from mgtoolkit.errors import InvalidInputError
+
+    folder = _tiny_pipeline(private_cache, f"index-{name}")
+    (folder / "model_index.json").write_text(text, encoding="utf-8")
+    with pytest.raises((InvalidInputError, ModelUnavailableError)) as caught:
+        mg.load_model(str(folder))
+    _one_line(caught, "model", "model_index.json")
+
+
+def _tiny_writer(root: Path, name: str) -> Path:
+    from mgtoolkit.testing.tiny_llm import tiny_dir
+
+    folder = root / name
+    shutil.copytree(tiny_dir("qwen2"), folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("name", "rel", "edit"),
+    [
+        ("arch-unknown", "config.json", {"architectures": ["Nope"]}),
+        ("arch-number", "config.json", {"architectures": [5]}),
+        ("tokenizer-unknown", "tokenizer_config.json", {"tokenizer_class": "Nope"}),
+        ("config-deep", "config.json", _DEEP),
+        ("config-list", "config.json", "[1, 2]"),
+        ("vocab-list", "vocab.json", "[1]"),
+    ],
+)
+def test_an_odd_writer_folder_is_one_line(private_cache, name, rel, edit):
+    """paddlenlp raised AttributeError/RecursionError on these; the user gets our one line."""
+    from mgtoolkit.errors import InvalidInputError
+    from mgtoolkit.models import writers
+
+    folder = _tiny_writer(private_cache, name)
+    if isinstance(edit, dict):
+        _edit_json(folder / rel, **edit)
+    else:
+        (folder / rel).write_text(edit, encoding="utf-8")
+    try:
+        with pytest.raises((InvalidInputError, ModelUnavailableError)) as caught:
+            writers.load_writer(writers.resolve_writer(str(folder)))
+    finally:
+        writers.release_writers()
+    _one_line(caught, "writer=")
