@@ -7,6 +7,7 @@ must never appear, and each refusal is one line naming the file.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -166,3 +167,21 @@ def test_an_odd_writer_folder_is_one_line(private_cache, name, rel, edit):
     finally:
         writers.release_writers()
     _one_line(caught, "writer=")
+
+
+# --- the cache of folders we build ----------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown needs root")
+def test_a_cache_owned_by_another_user_is_refused_whatever_its_mode(private_cache):
+    """Another user's 0755 cache is written by that user: a planted ``unet/ppdiffusers.py`` in a
+    converted entry would be imported by ppdiffusers. Refused like a world-writable one."""
+    import mgtoolkit as mg
+
+    cache = Path(os.environ["MGTOOLKIT_CACHE"])
+    cache.mkdir(mode=0o755)
+    os.chmod(cache, 0o755)
+    os.chown(cache, 4242, 4242)
+    with pytest.raises(ModelUnavailableError) as caught:
+        mg.load_model(str(_tiny_pipeline(private_cache, "other-owner")))
+    _one_line(caught, str(cache), "uid 4242", "MGTOOLKIT_CACHE")

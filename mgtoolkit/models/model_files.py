@@ -229,16 +229,17 @@ def shard_names(index: Path, weight_map) -> tuple[str, ...]:
 
 
 def check_cache(root: Path, *, field: str = "model", name: str = "") -> None:
-    """Refuse a cache folder others may write into: world-writable, or another user's and
-    group-writable. Whatever is in it (converted weights, tiny models) is read back as trusted."""
+    """Refuse a cache folder others may write into: world-writable, another user's (its owner
+    writes there whatever its mode; root's is trusted), or another user's and group-writable.
+    Whatever is in it (converted weights, tiny models) is read back as trusted."""
     try:
         info = root.stat()
     except FileNotFoundError:
         return
     mode, owner = stat.S_IMODE(info.st_mode), info.st_uid
     ours = owner == os.geteuid()
-    if mode & 0o002 or (not ours and mode & 0o020):
-        who = "every user" if mode & 0o002 else "its group"
+    if mode & 0o002 or (not ours and (owner != 0 or mode & 0o020)):
+        who = "every user" if mode & 0o002 else "its group" if mode & 0o020 else f"its owner (uid {owner})"
         raise ModelUnavailableError(
             f"{field}={name!r}: the mgtoolkit cache {root} can be written by {who} (mode {mode:o}, owner uid "
             f"{owner}), so the weights read back from it could be someone else's; point MGTOOLKIT_CACHE at a "
