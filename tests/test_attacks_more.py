@@ -185,3 +185,30 @@ def test_a_cache_owned_by_another_user_is_refused_whatever_its_mode(private_cach
     with pytest.raises(ModelUnavailableError) as caught:
         mg.load_model(str(_tiny_pipeline(private_cache, "other-owner")))
     _one_line(caught, str(cache), "uid 4242", "MGTOOLKIT_CACHE")
+
+
+# --- conversion of what a crafted pickle legitimately holds ---------------------------------------
+
+
+def test_a_tensor_of_a_kind_models_do_not_use_is_one_line(private_cache):
+    """A complex128 tensor in a torch pickle passes the reader (a numeric dtype) but not the
+    safetensors writer: that was a raw SafetensorError out of load_model."""
+    import numpy as np
+
+    import mgtoolkit as mg
+    from mgtoolkit.models.safetensors_io import read_file
+    from mgtoolkit.testing.hub_layouts import write_diffusers_folder
+    from mgtoolkit.testing.tiny import tiny_dir
+    from mgtoolkit.testing.torch_files import write_torch_bin
+
+    folder = write_diffusers_folder(tiny_dir("tiny"), private_cache / "complex")
+    (weights,) = (folder / "vocoder").glob("*.safetensors")
+    state = read_file(weights)
+    first = sorted(state)[0]
+    state[first] = state[first].astype(np.complex128)
+    weights.unlink()
+    write_torch_bin(folder / "vocoder" / "pytorch_model.bin", state)
+    with pytest.raises(ModelUnavailableError) as caught:
+        mg.load_model(str(folder))
+    _one_line(caught, "vocoder", "SpeechT5HifiGan", "complex128")
+    assert not list((private_cache / "mg-cache" / "converted").glob("complex-*"))

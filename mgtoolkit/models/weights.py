@@ -294,13 +294,23 @@ def _convert_component(
             "newer ppdiffusers or the folder is not an AudioLDM-family pipeline."
         )
     state = _read_tensors(weights, allow_unsafe)
-    skeleton = _skeleton(cls, target)  # from the copied (paddle-spelled) configuration
-    if weights.framework == "torch":
-        state = _to_paddle(cls, skeleton, state)
-        _tie_heads(skeleton, state)
-    state = _fit(skeleton, state, sub, class_name)
-    diffusers_model = _is_diffusers_model(cls)
-    out = target / ("diffusion_paddle_model.safetensors" if diffusers_model else "model.safetensors")
-    state = {k: np.ascontiguousarray(v) for k, v in state.items()}
-    save_file(state, str(out), metadata={"format": "pd" if diffusers_model else "np"})
+    try:
+        skeleton = _skeleton(cls, target)  # from the copied (paddle-spelled) configuration
+        if weights.framework == "torch":
+            state = _to_paddle(cls, skeleton, state)
+            _tie_heads(skeleton, state)
+        state = _fit(skeleton, state, sub, class_name)
+        diffusers_model = _is_diffusers_model(cls)
+        out = target / ("diffusion_paddle_model.safetensors" if diffusers_model else "model.safetensors")
+        state = {k: np.ascontiguousarray(v) for k, v in state.items()}
+        save_file(state, str(out), metadata={"format": "pd" if diffusers_model else "np"})
+    except (ModelUnavailableError, OSError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the libraries raise anything on a crafted config or dtype
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        detail = "".join(c if c.isprintable() else "?" for c in detail)
+        raise ModelUnavailableError(
+            f"{sub}: the weights do not convert to {class_name} ({detail}); the folder holds another model, "
+            "a damaged file or tensors of a kind models do not use: download the model again."
+        ) from None
     return out
