@@ -212,3 +212,23 @@ def test_a_tensor_of_a_kind_models_do_not_use_is_one_line(private_cache):
         mg.load_model(str(folder))
     _one_line(caught, "vocoder", "SpeechT5HifiGan", "complex128")
     assert not list((private_cache / "mg-cache" / "converted").glob("complex-*"))
+
+
+@pytest.mark.parametrize(
+    ("rel", "edit"),
+    [("preprocessor_config.json", {"feature_size": [1]}), ("config.json", {"text_config": "x"})],
+)
+def test_an_odd_clap_folder_is_one_line(private_cache, rel, edit):
+    """paddlenlp raised TypeError on these (not among the errors clap= turned into one line)."""
+    from mgtoolkit.models import clap
+    from mgtoolkit.testing.tiny_clap import tiny_clap_dir
+
+    folder = private_cache / "odd-clap"
+    shutil.copytree(tiny_clap_dir(), folder)
+    _edit_json(folder / rel, **edit)
+    try:
+        with pytest.raises(ModelUnavailableError) as caught:
+            clap.load_clap(str(folder))
+    finally:
+        clap.release_clap()
+    _one_line(caught, "clap=", "does not load as a CLAP model")
