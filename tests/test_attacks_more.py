@@ -232,3 +232,35 @@ def test_an_odd_clap_folder_is_one_line(private_cache, rel, edit):
     finally:
         clap.release_clap()
     _one_line(caught, "clap=", "does not load as a CLAP model")
+
+
+# --- the restricted pickle reader ------------------------------------------------------------------
+
+
+def _binunicode(text: str) -> bytes:
+    raw = text.encode()
+    return b"X" + len(raw).to_bytes(4, "little") + raw
+
+
+@pytest.mark.parametrize("kind", ["str", "bytes", "bytearray"])
+def test_text_calls_name_only_plain_encodings(tmp_path, kind):
+    """``str(b, "punycode")`` decodes in quadratic time (160 kB took 7 s, a few MB would hold the
+    read for hours): an allowed name given an argument no weights file needs. Refused before any
+    decoding; the encodings pickles use still read."""
+    from mgtoolkit.models.safe_pickle import UnsafePickleError, read_pdparams
+
+    def pdparams(value: bytes) -> Path:
+        path = tmp_path / "x.pdparams"
+        path.write_bytes(b"\x80\x02}(" + _binunicode("w") + value + b"u.")
+        return path
+
+    def text_call(encoding: str) -> bytes:
+        data = _binunicode("a" * 40_000 + "-" + "9" * 40_000)
+        if kind == "str":  # bytes first, then decoded
+            data = b"c__builtin__\nbytes\n(" + data + _binunicode("latin1") + b"tR"
+        return f"c__builtin__\n{kind}\n(".encode() + data + _binunicode(encoding) + b"tR"
+
+    with pytest.raises(UnsafePickleError) as caught:
+        read_pdparams(pdparams(text_call("punycode")))
+    _one_line(caught, "x.pdparams", "punycode")
+    assert read_pdparams(pdparams(text_call("utf-8"))) == {}  # text: not a tensor, left out

@@ -392,12 +392,25 @@ def _container(kind: type, budget: _Budget) -> Callable[..., Any]:
     return build
 
 
+_TEXT_CODECS = {"utf8", "latin1", "iso88591", "ascii", "usascii"}
+"""Encodings ``str(b, enc)``/``bytes(s, enc)`` may name: others (``punycode`` decodes in quadratic
+time, a few MB hold the read for hours) are never how weights are pickled."""
+
+
+def _plain_codec(args: tuple, kind: type, budget: _Budget) -> None:
+    for codec in args[1:2] if kind in (str, bytes, bytearray) else ():
+        if not isinstance(codec, str) or codec.replace("-", "").replace("_", "").lower() not in _TEXT_CODECS:
+            shown = codec[:20] if isinstance(codec, str) else type(codec).__name__
+            raise budget.refuse(f"{kind.__name__}() with the encoding {shown!r}, not how text is pickled")
+
+
 def _scalar_call(kind: type, budget: _Budget) -> Callable[..., Any]:
     """``int``/``float``/``complex``/``bool``/``str``/``slice`` of plain values only."""
 
     def build(*args: Any) -> Any:
         if len(args) > 3 or not all(isinstance(a, _SCALARS) for a in args):
             raise budget.refuse(f"{kind.__name__}() of something other than plain values")
+        _plain_codec(args, kind, budget)
         result = kind(*args)
         budget.take(_OBJECT_COST + (len(result) if isinstance(result, str) else 0), f"a {kind.__name__}")
         return result
@@ -411,6 +424,7 @@ def _bytes_call(kind: type, budget: _Budget) -> Callable[..., Any]:
     def build(*args: Any) -> Any:
         if len(args) > 3 or not all(isinstance(a, (str, bytes, bytearray)) for a in args):
             raise budget.refuse(f"{kind.__name__}() of something other than text or bytes")
+        _plain_codec(args, kind, budget)
         result = kind(*args)
         budget.take(_OBJECT_COST + 4 * len(result), f"a {kind.__name__}")
         return result
