@@ -264,3 +264,34 @@ def test_text_calls_name_only_plain_encodings(tmp_path, kind):
         read_pdparams(pdparams(text_call("punycode")))
     _one_line(caught, "x.pdparams", "punycode")
     assert read_pdparams(pdparams(text_call("utf-8"))) == {}  # text: not a tensor, left out
+
+
+def _long1(n: int) -> bytes:
+    raw = n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
+@pytest.mark.parametrize("how", ["big-int", "float", "tuple", "set-item"])
+def test_keys_that_hash_by_value_are_refused(tmp_path, how):
+    """Keys a pickle can make collide (ints that are multiples of 2**61 - 1 all hash to 0; floats
+    and tuples hash by value too): 40,000 of them took 20 s to insert, a few MB of them hours."""
+    import struct
+
+    from mgtoolkit.models.safe_pickle import UnsafePickleError, read_pdparams
+
+    p = 2**61 - 1
+    key = {
+        "big-int": _long1(3 * p),
+        "float": b"G" + struct.pack(">d", 0.5),
+        "tuple": b"K\x01K\x02\x86",  # (1, 2)
+        "set-item": _long1(3 * p),
+    }[how]
+    body = b"\x8f(" + key + b"\x90" if how == "set-item" else b"}(" + key + b"K\x00u"
+    path = tmp_path / "keys.pdparams"
+    path.write_bytes(b"\x80\x04}(" + _binunicode("w") + body + b"u.")
+    with pytest.raises(UnsafePickleError) as caught:
+        read_pdparams(path)
+    _one_line(caught, "keys.pdparams", "dict key or set item")
+    # text, bytes, None, bools and small ints stay keys (torch optimizer states use ints)
+    path.write_bytes(b"\x80\x04}(" + _binunicode("w") + b"}(K\x07K\x01\x88K\x02NK\x03u" + b"u.")
+    assert read_pdparams(path) == {"w.7": 1, "w.True": 2, "w.None": 3}

@@ -30,8 +30,9 @@ manner of PyTorch's ``weights_only`` unpickler (``torch/_weights_only_unpickler.
 - **Caps**: the bytes the read materialises (storages, tensors, arrays, containers, names) stay
   under ``min(max_bytes, 32 x the file size + 1 MiB)`` (:data:`MAX_BYTES` = 64 GiB by default);
   at most :data:`_MAX_TENSORS` tensors; containers at most :data:`_MAX_DEPTH` deep and never
-  holding themselves; dict keys and set items are plain values or small tuples of them (hashing a
-  deep tuple overflows the C stack). A zip member's declared size is checked against the cap before
+  holding themselves; dict keys and set items are text, bytes, ``None``, bools or ints below 2**60
+  (hashing a deep tuple overflows the C stack; floats, big ints and tuples hash to values a pickle
+  can make collide, and colliding keys insert in quadratic time). A zip member's declared size is checked against the cap before
   it is read.
 
 Our torch names are the part of torch's ``_get_allowed_globals`` a state dict uses (the tensor and
@@ -357,19 +358,25 @@ def _np_frombuffer(budget: _Budget) -> Callable[..., np.ndarray]:
     return frombuffer
 
 
-def _key_ok(value: Any, depth: int = 0) -> bool:
-    """Whether ``value`` may be a dict key or set item: a plain value or a small tuple of them."""
-    if isinstance(value, _SCALARS):
-        return not isinstance(value, (str, bytes)) or len(value) <= 1 << 16
-    if isinstance(value, (tuple, frozenset)) and depth < 4 and len(value) <= 16:
-        return all(_key_ok(item, depth + 1) for item in value)
-    return False
+def _key_ok(value: Any) -> bool:
+    """Whether ``value`` may be a dict key or set item: text, bytes, ``None``, a bool or an int
+    below 2**60. Those hash apart (text and bytes with the process's random seed, such ints to
+    themselves); floats, big ints and tuples hash by value to numbers a pickle can make collide,
+    and 40,000 colliding keys take 20 s to insert, a few MB of them hours (refused, as deep tuples
+    whose hashing overflows the C stack were)."""
+    if value is None or type(value) is bool:
+        return True
+    if type(value) is int:
+        return -(1 << 60) < value < 1 << 60
+    return type(value) in (str, bytes) and len(value) <= 1 << 16
 
 
 def _checked_keys(items: Any, budget: _Budget) -> Any:
     for item in items:
         if not _key_ok(item):
-            raise budget.refuse(f"a dict key or set item that is a {type(item).__name__} (or nests too deep)")
+            raise budget.refuse(
+                f"a dict key or set item that is a {type(item).__name__} (keys are text, bytes or small ints)"
+            )
     return items
 
 
