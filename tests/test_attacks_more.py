@@ -295,3 +295,17 @@ def test_keys_that_hash_by_value_are_refused(tmp_path, how):
     # text, bytes, None, bools and small ints stay keys (torch optimizer states use ints)
     path.write_bytes(b"\x80\x04}(" + _binunicode("w") + b"}(K\x07K\x01\x88K\x02NK\x03u" + b"u.")
     assert read_pdparams(path) == {"w.7": 1, "w.True": 2, "w.None": 3}
+
+
+def test_text_memo_indexes_stay_in_the_binary_range(tmp_path):
+    """Protocol 0's PUT takes any decimal index: multiples of 2**61 - 1 all hash to 0, so the memo
+    filled in quadratic time. Indexes are kept to 0..2**32, as the binary opcodes have them."""
+    from mgtoolkit.models.safe_pickle import read_pdparams
+
+    path = tmp_path / "memo.pdparams"
+    path.write_bytes(b"(dp" + str(3 * (2**61 - 1)).encode() + b"\n.")
+    with pytest.raises(ModelUnavailableError) as caught:
+        read_pdparams(path)
+    _one_line(caught, "memo.pdparams", "memo index")
+    path.write_bytes(b"(dp4294967295\n.")
+    assert read_pdparams(path) == {}
