@@ -309,3 +309,63 @@ def test_text_memo_indexes_stay_in_the_binary_range(tmp_path):
     _one_line(caught, "memo.pdparams", "memo index")
     path.write_bytes(b"(dp4294967295\n.")
     assert read_pdparams(path) == {}
+
+
+# --- configuration files that are not files of a configuration's size ----------------------------
+
+_UNDER_LIMIT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+import mgtoolkit as mg
+from mgtoolkit.models import writers
+kind, folder = sys.argv[1], sys.argv[2]
+try:
+    if kind == "writer":
+        writers.load_writer(writers.resolve_writer(folder))
+    else:
+        mg.load_model(folder)
+    print("LOADED")
+except BaseException as exc:
+    print(type(exc).__name__, str(exc).replace(chr(10), "|"))
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "rel", "how"),
+    [
+        ("writer", "config.json", "dev-zero"),
+        ("pipeline", "model_index.json", "dev-zero"),
+        ("pipeline", "model_index.json", "huge"),
+        ("pipeline", "unet/config.json", "huge"),
+        ("writer", "tokenizer_config.json", "fifo"),
+    ],
+)
+def test_a_config_that_is_not_a_small_regular_file_is_one_line(private_cache, kind, rel, how):
+    """``config.json -> /dev/zero`` was read until memory ran out (writer=, before any link check);
+    a FIFO blocked the load for ever; a 100 MB (sparse) configuration was read whole. Each is
+    refused, in one line, under a memory limit in a child interpreter."""
+    import subprocess
+    import sys
+
+    folder = _tiny_writer(private_cache, "cfg") if kind == "writer" else _tiny_pipeline(private_cache, "cfg")
+    target = folder / rel
+    target.unlink()
+    if how == "dev-zero":
+        target.symlink_to("/dev/zero")
+    elif how == "fifo":
+        os.mkfifo(target)
+    else:
+        with open(target, "wb") as fh:
+            fh.write(b'{"_class_name": "AudioLDMPipeline", "x": "')
+            fh.truncate(100 << 20)
+    done = subprocess.run(
+        [sys.executable, "-c", _UNDER_LIMIT, kind, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.split()[0] in ("InvalidInputError", "ModelUnavailableError"), last
+    assert "MemoryError" not in last and "Traceback" not in last, last

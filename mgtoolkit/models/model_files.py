@@ -68,6 +68,33 @@ def _refuse(field: str, name: str, where: Path, problem: str, fix: str) -> Model
 _NO_CODE = "mgtoolkit reads configurations, tokenizer files and tensors from a model, never its code"
 
 
+MAX_CONFIG_BYTES = 64 << 20
+"""The largest configuration file read (``model_index.json``, ``config.json``, ``*_config.json``)."""
+
+
+def read_config(path: Path, *, field: str = "model", name: str = ""):
+    """The JSON of a model's configuration file, or one :class:`ModelUnavailableError` line.
+
+    Only a regular file (a link to ``/dev/zero`` or a FIFO would be read without end) of at most
+    :data:`MAX_CONFIG_BYTES`, opened without blocking and checked on the open file.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError("not a regular file")
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ValueError(f"more than the {MAX_CONFIG_BYTES:,} bytes a configuration may hold")
+        return json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        raise _refuse(
+            field, name or str(path.parent), path, f"cannot be read ({detail})", "download the model again"
+        ) from None
+
+
 def import_ppdiffusers_quietly():
     """ppdiffusers, imported quietly (its import warns about distutils)."""
     import warnings
@@ -133,12 +160,7 @@ def pipeline_components(folder: Path, *, field: str = "model", name: str = "") -
     """
     index = folder / "model_index.json"
     fix = f"{_NO_CODE}: pass a folder whose model_index.json names ppdiffusers/transformers classes only"
-    try:
-        config = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise _refuse(
-            field, name or str(folder), index, f"cannot be read ({exc})", "download the model again"
-        ) from None
+    config = read_config(index, field=field, name=name or str(folder))
     if not isinstance(config, dict):
         raise _refuse(field, name or str(folder), index, "is not a JSON object", "download the model again")
     pipeline = config.get("_class_name")
@@ -291,10 +313,17 @@ def strip_custom_code(path: Path) -> None:
     ``word_dict``, an absolute path): paddlenlp's tokenizers open such a path as given, wherever it
     leads (ErnieTinyTokenizer ``pickle.load``s its ``word_dict``), and without it take the file of
     that name in the folder we built."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return
+    if path.name.endswith("config.json"):
+        config = read_config(path)
+    else:  # vocabularies, tokenizer.json: read as they are by the libraries; only configs name code
+        try:
+            config = (
+                json.loads(path.read_text(encoding="utf-8"))
+                if path.stat().st_size <= MAX_CONFIG_BYTES
+                else None
+            )
+        except (OSError, ValueError, RecursionError):
+            return
     if not isinstance(config, dict):
         return
     drop = {"auto_map"} & set(config)
