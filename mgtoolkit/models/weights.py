@@ -273,7 +273,9 @@ def _link_component(weights: WeightFile, target: Path) -> list[Path]:
         place(weights.paths[0], out)
         return [out]
     index = weights.index
-    weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    from .model_files import read_config
+
+    weight_map = read_config(index)["weight_map"]  # checked by weight_files: a mapping of plain names
     outs = [target / index.name]
     outs[0].write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1), encoding="utf-8")
     for path in weights.paths:
