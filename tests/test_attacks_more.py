@@ -194,16 +194,16 @@ def test_a_tensor_of_a_kind_models_do_not_use_is_one_line(private_cache):
     """A complex128 tensor in a torch pickle passes the reader (a numeric dtype) but not the
     safetensors writer: that was a raw SafetensorError out of load_model."""
     import numpy as np
+    from safetensors.numpy import load_file as read_file
 
     import mgtoolkit as mg
-    from mgtoolkit.models.safetensors_io import read_file
     from mgtoolkit.testing.hub_layouts import write_diffusers_folder
     from mgtoolkit.testing.tiny import tiny_dir
     from mgtoolkit.testing.torch_files import write_torch_bin
 
     folder = write_diffusers_folder(tiny_dir("tiny"), private_cache / "complex")
     (weights,) = (folder / "vocoder").glob("*.safetensors")
-    state = read_file(weights)
+    state = read_file(str(weights))
     first = sorted(state)[0]
     state[first] = state[first].astype(np.complex128)
     weights.unlink()
