@@ -177,7 +177,9 @@ def _from_pretrained(name: str, source: str):
             RobertaTokenizer.from_pretrained(source),
             ClapFeatureExtractor.from_pretrained(source),
         )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except ModelUnavailableError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the libraries raise anything on odd files; one line
         detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise ModelUnavailableError(
             f"clap={name!r}: {folder} does not load as a CLAP model ({type(exc).__name__}: {detail}); some "

@@ -49,11 +49,11 @@ def _safetensors_format(path: Path) -> str | None:
 
 def _index_shards(index: Path) -> tuple[Path, ...]:
     """The shards an index lists: plain file names beside it (never ``..``, absolute or nested)."""
-    from .model_files import shard_names
+    from .model_files import read_config, shard_names
 
-    try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    try:  # a regular file of a configuration's size, as every JSON of a model
+        weight_map = read_config(index)["weight_map"]
+    except (ModelUnavailableError, KeyError, TypeError) as exc:
         raise _damaged(index, exc) from None
     return tuple(index.parent / name for name in shard_names(index, weight_map))
 

@@ -68,6 +68,33 @@ def _refuse(field: str, name: str, where: Path, problem: str, fix: str) -> Model
 _NO_CODE = "mgtoolkit reads configurations, tokenizer files and tensors from a model, never its code"
 
 
+MAX_CONFIG_BYTES = 64 << 20
+"""The largest configuration file read (``model_index.json``, ``config.json``, ``*_config.json``)."""
+
+
+def read_config(path: Path, *, field: str = "model", name: str = ""):
+    """The JSON of a model's configuration file, or one :class:`ModelUnavailableError` line.
+
+    Only a regular file (a link to ``/dev/zero`` or a FIFO would be read without end) of at most
+    :data:`MAX_CONFIG_BYTES`, opened without blocking and checked on the open file.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError("not a regular file")
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ValueError(f"more than the {MAX_CONFIG_BYTES:,} bytes a configuration may hold")
+        return json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        raise _refuse(
+            field, name or str(path.parent), path, f"cannot be read ({detail})", "download the model again"
+        ) from None
+
+
 def import_ppdiffusers_quietly():
     """ppdiffusers, imported quietly (its import warns about distutils)."""
     import warnings
@@ -107,7 +134,17 @@ def library_class(library: str, class_name: str):
     else:
         return None
     cls = getattr(module, class_name, None)
-    return cls if isinstance(cls, type) else None
+    if not isinstance(cls, type) or _reads_pickles(cls):
+        return None
+    return cls
+
+
+def _reads_pickles(cls) -> bool:
+    """Whether the class opens a pickle of its folder itself (ErnieTinyTokenizer's ``word_dict``,
+    ``dict.wordseg.pickle``, goes to ``pickle.load``): such a class is refused like a foreign one."""
+    files = getattr(cls, "resource_files_names", None)
+    names = files.values() if isinstance(files, dict) else ()
+    return any(isinstance(n, str) and n.endswith((".pickle", ".pkl")) for n in names)
 
 
 def pipeline_components(folder: Path, *, field: str = "model", name: str = "") -> dict[str, tuple[str, str]]:
@@ -123,12 +160,7 @@ def pipeline_components(folder: Path, *, field: str = "model", name: str = "") -
     """
     index = folder / "model_index.json"
     fix = f"{_NO_CODE}: pass a folder whose model_index.json names ppdiffusers/transformers classes only"
-    try:
-        config = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise _refuse(
-            field, name or str(folder), index, f"cannot be read ({exc})", "download the model again"
-        ) from None
+    config = read_config(index, field=field, name=name or str(folder))
     if not isinstance(config, dict):
         raise _refuse(field, name or str(folder), index, "is not a JSON object", "download the model again")
     pipeline = config.get("_class_name")
@@ -153,7 +185,8 @@ def pipeline_components(folder: Path, *, field: str = "model", name: str = "") -
                 name or str(folder),
                 index,
                 f"component {part!r} names {library!r}/{class_name!r}, which is not a class of ppdiffusers, "
-                "paddlenlp or transformers (a module of the folder's own?)",
+                "paddlenlp or transformers that reads only data (a module of the folder's own, or a "
+                "tokenizer that unpickles its files?)",
                 fix,
             )
         out[part] = (library, class_name)
@@ -218,16 +251,17 @@ def shard_names(index: Path, weight_map) -> tuple[str, ...]:
 
 
 def check_cache(root: Path, *, field: str = "model", name: str = "") -> None:
-    """Refuse a cache folder others may write into: world-writable, or another user's and
-    group-writable. Whatever is in it (converted weights, tiny models) is read back as trusted."""
+    """Refuse a cache folder others may write into: world-writable, another user's (its owner
+    writes there whatever its mode; root's is trusted), or another user's and group-writable.
+    Whatever is in it (converted weights, tiny models) is read back as trusted."""
     try:
         info = root.stat()
     except FileNotFoundError:
         return
     mode, owner = stat.S_IMODE(info.st_mode), info.st_uid
     ours = owner == os.geteuid()
-    if mode & 0o002 or (not ours and mode & 0o020):
-        who = "every user" if mode & 0o002 else "its group"
+    if mode & 0o002 or (not ours and (owner != 0 or mode & 0o020)):
+        who = "every user" if mode & 0o002 else "its group" if mode & 0o020 else f"its owner (uid {owner})"
         raise ModelUnavailableError(
             f"{field}={name!r}: the mgtoolkit cache {root} can be written by {who} (mode {mode:o}, owner uid "
             f"{owner}), so the weights read back from it could be someone else's; point MGTOOLKIT_CACHE at a "
@@ -250,13 +284,52 @@ def place(source: Path, target: Path) -> None:
         shutil.copyfile(real, target)
 
 
+_PATH_KEYS = re.compile(r"(_file|_files|_path|_dir|_dict|_model_file)$")
+"""Keys of a configuration whose value is a file the library opens (``vocab_file``, ``word_dict``)."""
+
+
+def _names_a_file(key, value) -> bool:
+    """Whether a configuration entry hands the library a file path: a resource name
+    (``vocab_file``, ``word_dict``, ``name_or_path``) with a text value, or text that is an absolute
+    path or a relative one naming something on this machine."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return any(_names_a_file(key, v) for v in value)
+    if not isinstance(value, str) or not value or len(value) > 4096 or "\0" in value:
+        return False
+    if isinstance(key, str) and (_PATH_KEYS.search(key) or key in ("name_or_path", "_name_or_path")):
+        return True
+    if isinstance(key, str) and key.endswith("_token"):
+        return False  # a token ("</s>"), never opened
+    if value.startswith(("/", "~", "\\")) or os.path.isabs(value):
+        return True
+    return any(c in value for c in "/\\.") and os.path.lexists(value)
+
+
 def strip_custom_code(path: Path) -> None:
-    """Remove ``auto_map`` (classes in the folder's own ``.py`` files) from a copied JSON file: the
-    libraries' own class for the model type is used, as transformers does without trust_remote_code."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """Remove from a copied JSON configuration what would make a library run or open something the
+    folder did not hold: ``auto_map`` (classes in the folder's own ``.py`` files: the libraries' own
+    class for the model type is used, as transformers does without trust_remote_code) and, in a
+    ``*config.json``, every entry naming a file (``vocab_file``,
+    ``word_dict``, an absolute path): paddlenlp's tokenizers open such a path as given, wherever it
+    leads (ErnieTinyTokenizer ``pickle.load``s its ``word_dict``), and without it take the file of
+    that name in the folder we built."""
+    if path.name.endswith("config.json"):
+        config = read_config(path)
+    else:  # vocabularies, tokenizer.json: read as they are by the libraries; only configs name code
+        try:
+            config = (
+                json.loads(path.read_text(encoding="utf-8"))
+                if path.stat().st_size <= MAX_CONFIG_BYTES
+                else None
+            )
+        except (OSError, ValueError, RecursionError):
+            return
+    if not isinstance(config, dict):
         return
-    if isinstance(config, dict) and "auto_map" in config:
-        del config["auto_map"]
+    drop = {"auto_map"} & set(config)
+    if path.name.endswith("config.json"):
+        drop |= {k for k, v in config.items() if _names_a_file(k, v)}
+    if drop:
+        for key in drop:
+            del config[key]
         path.write_text(json.dumps(config, indent=2), encoding="utf-8")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import DEFAULTS, setting
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, ModelUnavailableError
 
 __all__ = ["ModelSpec", "PRESETS", "DEFAULT_MODEL", "default_model", "resolve_model"]
 
@@ -211,7 +211,6 @@ def _guess_pipeline(name: str) -> str:
 
 def _local_spec(path: Path) -> ModelSpec:
     """A spec for a directory; its ``model_index.json`` names the pipeline."""
-    import json
 
     index = path / "model_index.json"
     if not index.is_file():
@@ -223,8 +222,10 @@ def _local_spec(path: Path) -> ModelSpec:
             "or use a preset name",
         )
     try:
-        pipeline = json.loads(index.read_text(encoding="utf-8"))["_class_name"]
-    except (ValueError, KeyError) as exc:
+        from .model_files import read_config
+
+        pipeline = read_config(index)["_class_name"]
+    except (ModelUnavailableError, KeyError, TypeError, IndexError) as exc:
         raise InvalidInputError(
             "model",
             str(path),

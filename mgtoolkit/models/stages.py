@@ -5,10 +5,10 @@ paddle and paddlenlp are imported inside functions only.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError, ModelUnavailableError
@@ -83,11 +83,13 @@ def resolve_stage(
 
 
 def _model_type(path: str) -> str:
-    try:
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
-            return str(json.load(fh).get("model_type", ""))
-    except (OSError, ValueError):
+    from .model_files import read_config
+
+    try:  # a regular file of a configuration's size (a link to /dev/zero was read without end)
+        config = read_config(Path(path, "config.json"))
+    except ModelUnavailableError:
         return ""
+    return str(config.get("model_type", ""))[:80] if isinstance(config, dict) else ""
 
 
 def weights_source(

@@ -273,7 +273,9 @@ def _link_component(weights: WeightFile, target: Path) -> list[Path]:
         place(weights.paths[0], out)
         return [out]
     index = weights.index
-    weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    from .model_files import read_config
+
+    weight_map = read_config(index)["weight_map"]  # checked by weight_files: a mapping of plain names
     outs = [target / index.name]
     outs[0].write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1), encoding="utf-8")
     for path in weights.paths:
@@ -292,14 +294,24 @@ def _convert_component(
             "newer ppdiffusers or the folder is not an AudioLDM-family pipeline."
         )
     state = _read_tensors(weights, allow_unsafe)
-    skeleton = _skeleton(cls, target)  # from the copied (paddle-spelled) configuration
-    if weights.framework == "torch":
-        state = _to_paddle(cls, skeleton, state)
-        _tie_heads(skeleton, state)
-    state = _fit(skeleton, state, sub, class_name)
-    diffusers_model = _is_diffusers_model(cls)
-    out = target / ("diffusion_paddle_model.safetensors" if diffusers_model else "model.safetensors")
-    _save_streaming(state, out, metadata={"format": "pd" if diffusers_model else "np"})
+    try:
+        skeleton = _skeleton(cls, target)  # from the copied (paddle-spelled) configuration
+        if weights.framework == "torch":
+            state = _to_paddle(cls, skeleton, state)
+            _tie_heads(skeleton, state)
+        state = _fit(skeleton, state, sub, class_name)
+        diffusers_model = _is_diffusers_model(cls)
+        out = target / ("diffusion_paddle_model.safetensors" if diffusers_model else "model.safetensors")
+        _save_streaming(state, out, metadata={"format": "pd" if diffusers_model else "np"})
+    except (ModelUnavailableError, OSError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the libraries raise anything on a crafted config or dtype
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        detail = "".join(c if c.isprintable() else "?" for c in detail)
+        raise ModelUnavailableError(
+            f"{sub}: the weights do not convert to {class_name} ({detail}); the folder holds another model, "
+            "a damaged file or tensors of a kind models do not use: download the model again."
+        ) from None
     return out
 
 

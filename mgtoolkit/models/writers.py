@@ -112,7 +112,7 @@ def _load_cached(spec: WriterSpec, device: str) -> LoadedWriter:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except ModelUnavailableError:
         raise
-    except (OSError, ValueError, KeyError, ConnectionError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - paddlenlp raises anything on odd files; one line for the user
         raise unavailable("writer", spec, exc, "writer='template' (no model)") from None
     model.eval()
     return LoadedWriter(spec, model, tokenizer, time.perf_counter() - t0)

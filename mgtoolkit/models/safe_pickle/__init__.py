@@ -30,8 +30,9 @@ manner of PyTorch's ``weights_only`` unpickler (``torch/_weights_only_unpickler.
 - **Caps**: the bytes the read materialises (storages, tensors, arrays, containers, names) stay
   under ``min(max_bytes, 32 x the file size + 1 MiB)`` (:data:`MAX_BYTES` = 64 GiB by default);
   at most :data:`_MAX_TENSORS` tensors; containers at most :data:`_MAX_DEPTH` deep and never
-  holding themselves; dict keys and set items are plain values or small tuples of them (hashing a
-  deep tuple overflows the C stack). A zip member's declared size is checked against the cap before
+  holding themselves; dict keys and set items are text, bytes, ``None``, bools or ints below 2**60
+  (hashing a deep tuple overflows the C stack; floats, big ints and tuples hash to values a pickle
+  can make collide, and colliding keys insert in quadratic time). A zip member's declared size is checked against the cap before
   it is read.
 
 Our torch names are the part of torch's ``_get_allowed_globals`` a state dict uses (the tensor and

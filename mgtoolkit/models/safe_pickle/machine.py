@@ -277,8 +277,8 @@ class _Machine:
         self.stack.append(self.memo[index])
 
     def op_put(self, index: int) -> None:
-        if index < 0:
-            raise pickle.UnpicklingError("a negative memo index")
+        if not 0 <= index < 1 << 32:  # the binary opcodes' range; text PUTs of k * (2**61 - 1) collide
+            raise pickle.UnpicklingError(f"a memo index outside 0..2**32 ({str(index)[:20]})")
         self.budget.take(_OBJECT_COST, "the memo")
         self.memo[index] = self.stack[-1]
 

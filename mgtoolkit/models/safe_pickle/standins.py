@@ -144,19 +144,25 @@ def _np_frombuffer(budget: _Budget) -> Callable[..., np.ndarray]:
     return frombuffer
 
 
-def _key_ok(value: Any, depth: int = 0) -> bool:
-    """Whether ``value`` may be a dict key or set item: a plain value or a small tuple of them."""
-    if isinstance(value, _SCALARS):
-        return not isinstance(value, (str, bytes)) or len(value) <= 1 << 16
-    if isinstance(value, (tuple, frozenset)) and depth < 4 and len(value) <= 16:
-        return all(_key_ok(item, depth + 1) for item in value)
-    return False
+def _key_ok(value: Any) -> bool:
+    """Whether ``value`` may be a dict key or set item: text, bytes, ``None``, a bool or an int
+    below 2**60. Those hash apart (text and bytes with the process's random seed, such ints to
+    themselves); floats, big ints and tuples hash by value to numbers a pickle can make collide,
+    and 40,000 colliding keys take 20 s to insert, a few MB of them hours (refused, as deep tuples
+    whose hashing overflows the C stack were)."""
+    if value is None or type(value) is bool:
+        return True
+    if type(value) is int:
+        return -(1 << 60) < value < 1 << 60
+    return type(value) in (str, bytes) and len(value) <= 1 << 16
 
 
 def _checked_keys(items: Any, budget: _Budget) -> Any:
     for item in items:
         if not _key_ok(item):
-            raise budget.refuse(f"a dict key or set item that is a {type(item).__name__} (or nests too deep)")
+            raise budget.refuse(
+                f"a dict key or set item that is a {type(item).__name__} (keys are text, bytes or small ints)"
+            )
     return items
 
 
@@ -179,12 +185,25 @@ def _container(kind: type, budget: _Budget) -> Callable[..., Any]:
     return build
 
 
+_TEXT_CODECS = {"utf8", "latin1", "iso88591", "ascii", "usascii"}
+"""Encodings ``str(b, enc)``/``bytes(s, enc)`` may name: others (``punycode`` decodes in quadratic
+time, a few MB hold the read for hours) are never how weights are pickled."""
+
+
+def _plain_codec(args: tuple, kind: type, budget: _Budget) -> None:
+    for codec in args[1:2] if kind in (str, bytes, bytearray) else ():
+        if not isinstance(codec, str) or codec.replace("-", "").replace("_", "").lower() not in _TEXT_CODECS:
+            shown = codec[:20] if isinstance(codec, str) else type(codec).__name__
+            raise budget.refuse(f"{kind.__name__}() with the encoding {shown!r}, not how text is pickled")
+
+
 def _scalar_call(kind: type, budget: _Budget) -> Callable[..., Any]:
     """``int``/``float``/``complex``/``bool``/``str``/``slice`` of plain values only."""
 
     def build(*args: Any) -> Any:
         if len(args) > 3 or not all(isinstance(a, _SCALARS) for a in args):
             raise budget.refuse(f"{kind.__name__}() of something other than plain values")
+        _plain_codec(args, kind, budget)
         result = kind(*args)
         budget.take(_OBJECT_COST + (len(result) if isinstance(result, str) else 0), f"a {kind.__name__}")
         return result
@@ -198,6 +217,7 @@ def _bytes_call(kind: type, budget: _Budget) -> Callable[..., Any]:
     def build(*args: Any) -> Any:
         if len(args) > 3 or not all(isinstance(a, (str, bytes, bytearray)) for a in args):
             raise budget.refuse(f"{kind.__name__}() of something other than text or bytes")
+        _plain_codec(args, kind, budget)
         result = kind(*args)
         budget.take(_OBJECT_COST + 4 * len(result), f"a {kind.__name__}")
         return result
