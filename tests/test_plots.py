@@ -100,6 +100,16 @@ def test_melshow_accepts_a_ready_mel_and_adds_a_db_colorbar(ax):
     assert "dB" in ax.figure.axes[1].yaxis.get_major_formatter()(-10.0, 0)
 
 
+def test_melshow_of_waveforms_share_the_0_to_minus_80_db_colours(ax):
+    # A quiet-ranged clip (about 40 dB, like tiny's noise) and a pure tone get the same colour scale,
+    # so mel plots side by side compare; a ready mel or an explicit vmin keeps its own.
+    noise = np.random.default_rng(0).standard_normal(SR).astype(np.float32)
+    assert plots.melshow(noise, sr=SR, ax=ax).get_clim() == (-80.0, 0.0)
+    assert plots.melshow(noise, sr=SR, ax=ax, vmin=-40.0).get_clim() == (-40.0, 0.0)
+    mel = np.linspace(-30, 0, 64 * 50, dtype=np.float32).reshape(64, 50)
+    assert plots.melshow(mel, sr=SR, ax=ax).get_clim() == pytest.approx((-30.0, 0.0))
+
+
 def test_melshow_never_shows(tone, ax, monkeypatch):
     monkeypatch.setattr(plt, "show", lambda *a, **k: pytest.fail("plt.show() was called"))
     plots.melshow(tone, sr=SR, ax=ax)

@@ -350,6 +350,8 @@ def melshow(
         else data
     )
     kwargs.setdefault("cmap", "magma")
+    if data.ndim == 1:  # dB below the loudest bin: every such plot on the same 0 to -80 dB colours
+        kwargs = {"vmin": -80.0, "vmax": 0.0, **kwargs}
     mesh = librosa.display.specshow(
         mel, sr=sr, hop_length=hop_length, x_axis="s", y_axis="mel", fmin=fmin, fmax=fmax, ax=ax, **kwargs
     )
