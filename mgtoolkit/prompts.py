@@ -431,9 +431,58 @@ def template_prompt(description: str) -> str:
     'Energetic electronic dance music with a pounding kick drum, deep bass and bright synths, fast tempo around 128 BPM, euphoric and lively.'
     >>> template_prompt("A quiet forest at dawn.")
     'Calm acoustic folk with fingerpicked acoustic guitar, wooden flute and soft strings, slow tempo, peaceful and airy, warm.'
+
+    A CLIP caption's mood and energy tags (after its ``;``) decide the mood and tempo:
+
+    >>> template_prompt("a concert stage at night; melancholic, dark colours, slow energy")
+    'Electronic dance music with a pounding kick drum, deep bass and bright synths, slow tempo, melancholic and wistful.'
     """
     words = _words(description or "")
     _, _, style, instruments, tempo, mood = _pick_scene(words)
-    extra = _extra_moods(words, f"{style} {mood}")
+    tagged_mood, tagged_tempo = _tagged(description or "")
+    if tagged_mood or tagged_tempo:  # a CLIP caption's tags say how the picture feels: they win
+        style = _without_mood_word(style)
+        mood, tempo, extra = tagged_mood or mood, tagged_tempo or tempo, []
+    else:
+        extra = _extra_moods(words, f"{style} {mood}")
     parts = [f"{style[0].upper()}{style[1:]} with {instruments}", tempo, mood, *extra]
     return ", ".join(parts) + "."
+
+
+_TAGGED_MOODS = {
+    "calm": "calm and gentle",
+    "joyful": "joyful and bright",
+    "melancholic": "melancholic and wistful",
+    "mysterious": "mysterious and dark",
+    "romantic": "romantic and tender",
+    "tense": "tense and suspenseful",
+    "epic": "epic and heroic",
+    "playful": "playful and bouncy",
+    "dreamy": "dreamy and hazy",
+    "energetic": "energetic and driving",
+}
+_TAGGED_TEMPI = {
+    "still": "very slow tempo",
+    "slow": "slow tempo",
+    "lively": "lively mid-tempo",
+    "frantic": "fast tempo around 150 BPM",
+}
+_STYLE_MOODS = ("energetic", "calm", "gentle", "epic", "playful", "melancholic", "dreamy", "upbeat", "dark")
+
+
+def _tagged(description: str) -> tuple[str | None, str | None]:
+    """The mood and tempo a tagger's caption states after its ``;`` (``"a beach; melancholic, slow
+    energy"``): the first of :data:`mgtoolkit.models.clip_tagger.DEFAULT_LABELS`' moods named there,
+    and the tempo its energy word means. Plain descriptions (no ``;``) give ``(None, None)``."""
+    if ";" not in description:
+        return None, None
+    tags = description.split(";", 1)[1].lower()
+    moods = [_TAGGED_MOODS[w] for w in re.findall(r"[a-z]+", tags) if w in _TAGGED_MOODS]
+    energy = re.search(r"\b(still|slow|lively|frantic) energy\b", tags)
+    return (moods[0] if moods else None), (_TAGGED_TEMPI[energy.group(1)] if energy else None)
+
+
+def _without_mood_word(style: str) -> str:
+    """``style`` without a leading mood adjective the tags may contradict ("energetic electronic ...")."""
+    first, _, rest = style.partition(" ")
+    return rest if first in _STYLE_MOODS and rest else style

@@ -159,3 +159,19 @@ def test_template_writer_is_deterministic_and_usable():
 def test_template_writer_adds_a_mood_word_from_the_description():
     assert "dark" in template_prompt("A dark and foggy harbour.").lower()
     assert "dark" not in template_prompt(NIGHTCLUB).lower()  # 'nightclub' is not 'night'
+
+
+def test_a_clip_captions_mood_and_energy_decide_the_template_prompt():
+    from mgtoolkit.prompts import template_prompt
+
+    sad = template_prompt("a concert stage at night; melancholic, dark colours, slow energy")
+    assert "melancholic" in sad and "slow tempo" in sad
+    assert "128 BPM" not in sad and "euphoric" not in sad and not sad.startswith("Energetic")
+    fast = template_prompt("a forest; joyful, lush green colours, frantic energy")
+    assert "joyful" in fast and "150 BPM" in fast
+
+
+def test_plain_descriptions_keep_the_scenes_own_mood():
+    from mgtoolkit.prompts import template_prompt
+
+    assert template_prompt("A concert stage at night, melancholic.").startswith("Energetic electronic dance music")

@@ -222,3 +222,27 @@ def test_clean_clips_save_with_their_step(tiny_model, tmp_path):
     path = run.clean_clips[0].save(tmp_path)
     sidecar = json.loads(path.with_suffix(".json").read_text())
     assert sidecar["extra"]["predicted_clean_at_step"] == 1
+
+
+def test_beat_clicks_and_key_candidates_hear_the_clip_as_describe_audio_does():
+    import numpy as np
+
+    import mgtoolkit as mg
+    from mgtoolkit.notebook.teaching import beat_clicks, key_candidates
+
+    sr = 16000
+    t = np.arange(6 * sr) / sr
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 261.63, 329.63)) / 6  # A minor
+    pulse = np.zeros_like(t)
+    for start in np.arange(0, 6, 60 / 97):  # 97 BPM
+        n = int(start * sr)
+        pulse[n : n + 400] += np.hanning(800)[400:] * 0.8
+    clip = mg.Clip(
+        waveform=(chord + pulse).astype(np.float32),
+        sample_rate=sr,
+        seed=0,
+        request=mg.GenerationRequest(prompt="x"),
+    )
+    heard = mg.describe_audio(clip, tags=False)
+    assert beat_clicks(clip).extra["beat_clicks"]["tempo_bpm"] == round(heard.tempo_bpm, 2)
+    assert key_candidates(clip)[0][0] == f"{heard.key} {heard.mode}"

@@ -352,7 +352,9 @@ def beat_clicks(clip: Clip, *, tempo_factor: float = 1.0, volume: float = 0.5) -
         )
     if not 0.0 <= volume <= 1.0:
         raise InvalidInputError("volume", volume, "must be between 0 and 1", "pass e.g. 0.5")
-    tempo, beats = estimate_tempo(clip.waveform, clip.sample_rate)
+    from ..analysis.describe import ANALYSIS_RATE
+
+    tempo, beats = estimate_tempo(_as_described(clip), ANALYSIS_RATE)  # as describe_audio hears it
     beats = np.asarray(beats, dtype=np.float64)
     if tempo is not None and tempo_factor == 2.0:
         beats = np.sort(np.concatenate([beats, (beats[:-1] + beats[1:]) / 2]))
@@ -371,6 +373,14 @@ def beat_clicks(clip: Clip, *, tempo_factor: float = 1.0, volume: float = 0.5) -
     return dataclasses.replace(
         clip, waveform=y.astype(np.float32), extra={**clip.extra, "beat_clicks": record}
     )
+
+
+def _as_described(clip: Clip) -> np.ndarray:
+    """The clip as :func:`mgtoolkit.describe_audio` analyses it: mono at its analysis rate."""
+    from ..analysis.describe import ANALYSIS_RATE, MAX_DESCRIBE_S, MIN_DESCRIBE_S
+    from ..io.audio import load_audio
+
+    return load_audio(clip, ANALYSIS_RATE, min_s=MIN_DESCRIBE_S, max_s=MAX_DESCRIBE_S)
 
 
 def key_candidates(clip: Clip, *, top: int = 3) -> list[tuple[str, float]]:
@@ -393,11 +403,13 @@ def key_candidates(clip: Clip, *, top: int = 3) -> list[tuple[str, float]]:
 
     import librosa
 
+    from ..analysis.describe import ANALYSIS_RATE
     from ..io.features import _MAJOR_PROFILE, _MINOR_PROFILE, PITCH_CLASSES, _at_most, estimate_key
 
-    if estimate_key(clip.waveform, clip.sample_rate)[0] is None:
+    y = _as_described(clip)  # the rate describe_audio analyses at, so the two agree
+    if estimate_key(y, ANALYSIS_RATE)[0] is None:
         return []
-    y, sr = _at_most(np.asarray(clip.waveform, dtype=np.float32), clip.sample_rate, 22050)
+    y, sr = _at_most(y, ANALYSIS_RATE, 22050)
     with warnings.catch_warnings():  # as estimate_key: short clips warn about the lowest octaves
         warnings.simplefilter("ignore", UserWarning)
         chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=512).mean(axis=1)
