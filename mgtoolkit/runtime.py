@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from functools import cache
 
 from .config import flag, setting
@@ -178,3 +179,8 @@ def pick_dtype(device: str, dtype: str | None = None, *, bf16_cpu: bool | None =
             "use dtype='float32' on this CPU",
         )
     return dtype
+
+
+PIPELINE_LOCK = threading.RLock()
+"""Held while a pipeline's modules run, so two threads never drive one UNet at once (the model
+cache, low-memory mode's stage swaps and the tasks all take it)."""

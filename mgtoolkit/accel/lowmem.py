@@ -594,7 +594,7 @@ def enable(pipe: Any, *, cache: Path | None = None) -> list[str]:
         return sorted(pipe._mgtoolkit_lowmem.stages)
     if cache is None:
         cache = _default_cache()
-    from ..models.audioldm import PIPELINE_LOCK  # held while a pipeline's modules run
+    from ..runtime import PIPELINE_LOCK  # held while a pipeline's modules run
 
     swapper = Swapper(guard=PIPELINE_LOCK)
     engines = getattr(pipe, "_mgtoolkit_engines", None) or {}

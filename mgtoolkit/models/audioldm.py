@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import GenerationCancelled, InvalidInputError, MgtoolkitWarning, ModelUnavailableError
-from ..runtime import import_paddle, quiet_model_logs
+from ..runtime import PIPELINE_LOCK, import_paddle, quiet_model_logs
 from .registry import ModelSpec
 
 if TYPE_CHECKING:
@@ -49,8 +49,6 @@ SCHEDULERS = {
     "lms": "LMSDiscreteScheduler",
     "pndm": "PNDMScheduler",
 }
-PIPELINE_LOCK = threading.RLock()
-"""Held while a pipeline's modules run, so two threads never drive one UNet at once."""
 
 
 class PromptTruncatedWarning(MgtoolkitWarning):

@@ -325,7 +325,13 @@ def _save_streaming(state: dict[str, np.ndarray], path: Path, *, metadata: dict[
     def little(value: np.ndarray) -> np.dtype:
         return np.dtype(value.dtype).newbyteorder("<")
 
-    entries = {key: (_NAMES[little(v).str], v.shape) for key, v in state.items()}
+    def name_of(key: str, value: np.ndarray) -> str:
+        try:
+            return _NAMES[little(value).str]
+        except KeyError:
+            raise ValueError(f"tensor {key!r} is {value.dtype}, which models do not use") from None
+
+    entries = {key: (name_of(key, v), v.shape) for key, v in state.items()}
 
     def chunks():
         for key in list(state):
