@@ -6,6 +6,7 @@ Tiny models with every module compiled (``auto`` leaves models this small in dyg
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,8 +177,6 @@ class _BrokenPredictor:
 
 
 def test_a_ready_predictor_that_fails_later_falls_back_to_dygraph_for_good(paddle, plain, tmp_path):
-    from safetensors import safe_open
-
     from mgtoolkit.accel.onednn import compile_pipeline
 
     pipe = _plain_pipe()
@@ -185,9 +184,8 @@ def test_a_ready_predictor_that_fails_later_falls_back_to_dygraph_for_good(paddl
     _waves(paddle, pipe, 1.0, [3])  # verified: the dygraph weights are released
     engines = _engines(pipe)
     assert {e.state for e in engines.values()} == {"ready"} and _released(pipe.unet)
-    for engine in engines.values():  # the weights wait in a safetensors file, not a pickle
-        with safe_open(str(engine.weights_path), framework="numpy") as fh:
-            assert len(list(fh.keys())) > 0
+    for engine in engines.values():  # the weights wait in the folder the model was loaded from
+        assert engine.source is not None and not engine.weights_path.exists()
         engine._predictor = _BrokenPredictor()
     _assert_close(_waves(paddle, pipe, 2.0, [5]), _waves(paddle, plain, 2.0, [5]))
     for name, engine in engines.items():
@@ -215,10 +213,102 @@ def test_a_predictor_loaded_verified_falls_back_with_the_weights_of_the_first_lo
     assert engine.state == "dygraph"
 
 
-def test_a_fallback_without_its_weights_file_says_to_reload(paddle, tmp_path):
+def _state(modules) -> dict:
+    return {
+        f"{i}.{name}": tensor.numpy().copy()
+        for i, module in enumerate(modules)
+        for name, tensor in module.state_dict().items()
+    }
+
+
+def _assert_same_bits(got: dict, want: dict) -> None:
+    assert got.keys() == want.keys()
+    for key, array in want.items():
+        assert got[key].dtype == array.dtype and got[key].shape == array.shape, key
+        assert got[key].tobytes() == array.tobytes(), key
+
+
+@pytest.mark.parametrize("name", ["unet", "vae", "vocoder"])
+def test_verified_modules_hold_no_weights_and_the_fallback_reads_them_back_exactly(
+    paddle, plain, tmp_path, name
+):
     from mgtoolkit.accel.onednn import compile_pipeline
 
     pipe = _plain_pipe()
+    compile_pipeline(pipe, "cpu", modules=(name,), cache=tmp_path)
+    engine = _engines(pipe)[name]
+    want = _state(engine.modules)
+    _waves(paddle, pipe, 1.0, [3])
+    assert engine.state == "ready"
+    tensors = [t for m in engine.modules for t in (*m.parameters(), *m.buffers())]
+    assert all(not p._is_initialized() for m in engine.modules for p in m.parameters())  # memory given back
+    # no copy of them written: they wait in the folder the model was loaded from
+    assert not engine.weights_path.exists()
+    assert {f.parent.name for f in engine.source.files} == {name}
+    assert all(Path(pipe.name_or_path) in f.parents for f in engine.source.files)
+    engine.fall_back("a test")
+    assert engine.state == "dygraph" and not any(not t._is_initialized() for t in tensors)
+    _assert_same_bits(_state(engine.modules), want)
+    _assert_close(_waves(paddle, pipe, 1.0, [4]), _waves(paddle, plain, 1.0, [4]))
+
+
+def test_a_pipeline_without_a_folder_stashes_its_weights_once_and_reads_them_back(paddle, plain, tmp_path):
+    from mgtoolkit.accel.onednn import compile_pipeline
+
+    pipe = _plain_pipe()
+    pipe.register_to_config(_name_or_path=None)  # as a pipeline built in memory
+    compile_pipeline(pipe, "cpu", modules=("vocoder",), cache=tmp_path)
+    engine = _engines(pipe)["vocoder"]
+    want = _state(engine.modules)
+    _waves(paddle, pipe, 1.0, [3])
+    assert engine.state == "ready" and engine.source is None and _released(pipe.vocoder)
+    assert engine.weights_path.exists()
+    engine._predictor = _BrokenPredictor()
+    _assert_close(_waves(paddle, pipe, 1.0, [4]), _waves(paddle, plain, 1.0, [4]))
+    assert engine.state == "dygraph"
+    _assert_same_bits(_state(engine.modules), want)
+
+
+def _own_copy(tmp_path):
+    import shutil
+
+    from mgtoolkit.models.audioldm import import_ppdiffusers
+    from mgtoolkit.testing.tiny import tiny_audioldm_dir
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_audioldm_dir(), folder)
+    pipe = import_ppdiffusers().AudioLDMPipeline.from_pretrained(str(folder))
+    pipe.set_progress_bar_config(disable=True)
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.vocoder):
+        part.eval()
+    return pipe, folder
+
+
+@pytest.mark.parametrize("how", ["gone", "changed"])
+def test_a_fallback_without_its_weights_file_says_to_reload(paddle, tmp_path, how):
+    from mgtoolkit.accel.onednn import compile_pipeline
+
+    pipe, folder = _own_copy(tmp_path)
+    compile_pipeline(pipe, "cpu", modules=("vocoder",), cache=tmp_path / "compiled")
+    _waves(paddle, pipe, 1.0, [3])
+    engine = _engines(pipe)["vocoder"]
+    weights = folder / "vocoder" / "model.safetensors"
+    assert engine.source.files == (weights,)
+    if how == "gone":
+        weights.unlink()
+    else:
+        with open(weights, "ab") as fh:
+            fh.write(b"\0")
+    engine._predictor = _BrokenPredictor()
+    with pytest.raises(RuntimeError, match="load the model again"):
+        _waves(paddle, pipe, 1.0, [3])
+
+
+def test_a_stashed_fallback_without_its_weights_file_says_to_reload(paddle, tmp_path):
+    from mgtoolkit.accel.onednn import compile_pipeline
+
+    pipe = _plain_pipe()
+    pipe.register_to_config(_name_or_path=None)
     compile_pipeline(pipe, "cpu", modules=("vocoder",), cache=tmp_path)
     _waves(paddle, pipe, 1.0, [3])
     engine = _engines(pipe)["vocoder"]

@@ -14,14 +14,17 @@ Per module, on its first call:
    module; it is used only if the two agree within :data:`TOLERANCE` of the output's peak, and the
    verdict is written next to the files (a mismatch or an export error leaves the module in dygraph,
    for good: delete the folder to try again);
-3. the dygraph weights the predictor replaces are written once to ``weights.safetensors`` in the
-   same folder and released.
+3. the dygraph weights the predictor replaces are released. They wait in the file the model was
+   loaded from (the converted copy of a hub model, or the user's folder: checked bit for bit,
+   :func:`.lowmem.weights_source`, as low-memory mode does); only a module whose weights that file
+   does not hold (a pipeline built in memory, weights changed after loading) has them written once to
+   ``weights.safetensors`` in the export's folder.
 
 Later loads of the same weights find the verified files (the fingerprint covers paddle's version,
 the config and a sample of every weight) and release the dygraph weights at once. A predictor that
 fails after it was verified (an input it cannot take, any runtime error) reads those weights back
-and hands its module to dygraph for good (``Engine.state == "dygraph"``, the reason in
-``Engine.detail["fallback"]``): the call goes on, and so does the session.
+from where they wait and hands its module to dygraph for good (``Engine.state == "dygraph"``, the
+reason in ``Engine.detail["fallback"]``): the call goes on, and so does the session.
 
 ``precision="bfloat16"`` (``mg.load_model(dtype="bfloat16")`` on CPUs with AVX512_BF16 or AMX)
 builds the UNet and VAE predictors with ``enable_onednn_bfloat16()``; each is verified within
@@ -214,11 +217,13 @@ def compile_pipeline(
         from ..config import cache_root
 
         cache = cache_root() / "compiled"
+    folder = getattr(pipe, "name_or_path", None)
     engines: dict[str, Engine] = {}
     for name, install in (("unet", _install_unet), ("vae", _install_vae), ("vocoder", _install_vocoder)):
         module = getattr(pipe, name, None)
         if module is not None and name in modules:
-            engine = install(module, cache, precision if name in BF16_MODULES else "float32")
+            loaded_from = Path(folder) / name if folder else None
+            engine = install(module, cache, precision if name in BF16_MODULES else "float32", loaded_from)
             if engine is not None:
                 engines[name] = engine
     pipe._mgtoolkit_engines = engines
@@ -242,8 +247,9 @@ class Engine:
     ----------
     folder : Path
         ``<cache>/<fingerprint>``: ``model.json``/``model.pdiparams``, the verdict
-        (``verdict.json``, ``verdict-bfloat16.json``) and ``weights.safetensors``, the dygraph
-        weights the predictor replaces, kept so that a later failure can hand the module back.
+        (``verdict.json``, ``verdict-bfloat16.json``) and, only where ``loaded_from`` does not hold
+        them, ``weights.safetensors``: the dygraph weights the predictor replaces, kept so that a
+        later failure can hand the module back.
     export : callable
         ``export(prefix)`` writes ``prefix.json`` and ``prefix.pdiparams``.
     modules : tuple of Layer
@@ -251,6 +257,10 @@ class Engine:
     precision : {"float32", "bfloat16"}
         ``bfloat16`` runs the predictor with oneDNN's bfloat16 kernels (CPUs with AVX512_BF16 or
         AMX); it is verified against float32 dygraph within :data:`BF16_TOLERANCE` relative L2.
+    loaded_from : tuple of (Layer, Path), optional
+        The component ``modules`` belong to and the folder it was loaded from: the released weights
+        are read back from its safetensors when they are the same bit for bit
+        (:func:`.lowmem.weights_source`), with no copy written.
 
     Attributes
     ----------
@@ -258,6 +268,9 @@ class Engine:
         ``pending`` (not verified yet), ``ready`` (the predictor runs), ``failed`` (the export did
         not verify: dygraph) or ``dygraph`` (the predictor failed after it was ready; the weights
         were read back and the module runs in dygraph until the model is loaded again).
+    source : lowmem.Source or None
+        Where the released weights are read back from when they were not written to
+        :attr:`weights_path` (set on release).
     """
 
     def __init__(
@@ -266,11 +279,14 @@ class Engine:
         export: Callable[[str], None],
         modules: tuple[Any, ...],
         precision: str = "float32",
+        loaded_from: tuple[Any, Path] | None = None,
     ):
         self.folder = folder
         self._export = export
         self.modules = tuple(modules)
         self.precision = precision
+        self._loaded_from = loaded_from
+        self.source = None
         self._predictor = None
         self.state = "pending"
         self.detail: dict[str, Any] = {}
@@ -326,8 +342,11 @@ class Engine:
             return
         log.warning("mgtoolkit: %s goes back to dygraph: %s", self.folder.name, reason)
         try:
-            lowmem.restore(self.modules, self.weights_path)
-        except (OSError, ValueError) as exc:
+            if self.source is not None:
+                self.source.restore(self.modules)
+            else:
+                lowmem.restore(self.modules, self.weights_path)
+        except (OSError, ValueError, RuntimeError) as exc:
             raise RuntimeError(
                 f"the {self.folder.name} predictor failed ({reason}) and its dygraph weights could not "
                 f"be read back ({exc}); load the model again"
@@ -344,10 +363,18 @@ class Engine:
             return {}
 
     def _release(self) -> None:
-        """Free the dygraph weights, once they are safe in ``weights.safetensors``."""
+        """Free the dygraph weights, once they can be read back: from the file they were loaded
+        from (no copy), else from ``weights.safetensors`` (written once)."""
         from . import lowmem
         from .pieces import give_back_free_memory
 
+        if self._loaded_from is not None:
+            component, folder = self._loaded_from
+            self.source = lowmem.weights_source(component, self.modules, folder)
+        if self.source is not None:
+            lowmem.release(self.modules, self.source.kept)
+            give_back_free_memory()
+            return
         try:
             if not self.weights_path.exists():
                 lowmem.save_weights(self.modules, self.weights_path)
@@ -605,7 +632,9 @@ def _unet_forward(unet: Any, sample: Any, t_emb: Any, class_labels: Any) -> Any:
     return unet.conv_out(sample)
 
 
-def _install_unet(unet: Any, cache: Path, precision: str = "float32") -> Engine | None:
+def _install_unet(
+    unet: Any, cache: Path, precision: str = "float32", loaded_from: Path | None = None
+) -> Engine | None:
     if not _unet_supported(unet):
         return None
     import paddle
@@ -620,7 +649,11 @@ def _install_unet(unet: Any, cache: Path, precision: str = "float32") -> Engine 
     specs = [_spec([None, int(c.in_channels), None, None]), _spec([None, t_dim]), _spec([None, class_dim])]
 
     engine = Engine(
-        cache / fingerprint("unet", unet), _exporter(unet, _unet_forward, specs), (unet,), precision
+        cache / fingerprint("unet", unet),
+        _exporter(unet, _unet_forward, specs),
+        (unet,),
+        precision,
+        _origin(unet, loaded_from),
     )
     original = unet.forward
 
@@ -661,6 +694,10 @@ def _install_unet(unet: Any, cache: Path, precision: str = "float32") -> Engine 
     return engine
 
 
+def _origin(component: Any, loaded_from: Path | None) -> tuple[Any, Path] | None:
+    return None if loaded_from is None else (component, loaded_from)
+
+
 def _unet_output(sample: Any):
     from ppdiffusers.models.unet_2d_condition import UNet2DConditionOutput
 
@@ -676,7 +713,9 @@ def _dygraph_or_explain(engine: Engine, name: str, original: Callable, *args: An
 # ---------------------------------------------------------------------------------------------
 # VAE decoder.
 # ---------------------------------------------------------------------------------------------
-def _install_vae(vae: Any, cache: Path, precision: str = "float32") -> Engine | None:
+def _install_vae(
+    vae: Any, cache: Path, precision: str = "float32", loaded_from: Path | None = None
+) -> Engine | None:
     if getattr(vae, "post_quant_conv", None) is None or getattr(vae, "decoder", None) is None:
         return None
     import paddle
@@ -686,7 +725,11 @@ def _install_vae(vae: Any, cache: Path, precision: str = "float32") -> Engine | 
 
     parts = (vae.decoder, vae.post_quant_conv)
     engine = Engine(
-        cache / fingerprint("vae-decoder", vae), _exporter(vae, _vae_decode, specs), parts, precision
+        cache / fingerprint("vae-decoder", vae),
+        _exporter(vae, _vae_decode, specs),
+        parts,
+        precision,
+        _origin(vae, loaded_from),
     )
     original = vae.decode
 
@@ -712,7 +755,9 @@ def _decoder_output(sample: Any):
 # ---------------------------------------------------------------------------------------------
 # Vocoder.
 # ---------------------------------------------------------------------------------------------
-def _install_vocoder(vocoder: Any, cache: Path, precision: str = "float32") -> Engine | None:
+def _install_vocoder(
+    vocoder: Any, cache: Path, precision: str = "float32", loaded_from: Path | None = None
+) -> Engine | None:
     config = getattr(vocoder, "config", None)
     if config is None or not hasattr(config, "model_in_dim"):
         return None
@@ -721,7 +766,9 @@ def _install_vocoder(vocoder: Any, cache: Path, precision: str = "float32") -> E
     specs = [_spec([None, None, int(config.model_in_dim)])]
 
     export = _exporter(vocoder, type(vocoder).forward, specs)  # the class's forward: not the patched one
-    engine = Engine(cache / fingerprint("vocoder", vocoder), export, (vocoder,), precision)
+    engine = Engine(
+        cache / fingerprint("vocoder", vocoder), export, (vocoder,), precision, _origin(vocoder, loaded_from)
+    )
     original = vocoder.forward
 
     from .pieces import stitch, time_windows, vocoder_receptive_frames
