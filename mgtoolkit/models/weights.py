@@ -160,11 +160,13 @@ def paddle_folder(
         the folder, a weights index naming files elsewhere, a crafted pickle, a cache others can
         write into, damaged or missing files.
     """
+    from .config_sizes import check_sizes
     from .model_files import check_cache, check_links
 
     folder = Path(folder)
     parts = _check_complete(folder, name, field)
     check_links(folder, [folder / p for p in parts] + [p for _, p in _walk(folder)], field=field, name=name)
+    check_sizes(folder, _walk(folder), field=field, name=name)  # before anything is built from them
     kind = folder_format(folder)
     if kind == "empty":
         raise ModelUnavailableError(
