@@ -33,7 +33,16 @@ from pathlib import Path
 
 from ..errors import ModelUnavailableError
 
-__all__ = ["MAX_INT", "MAX_COUNT", "MAX_TIMESTEPS", "MAX_SIDE", "SLACK", "check_sizes", "check_config"]
+__all__ = [
+    "MAX_INT",
+    "MAX_COUNT",
+    "MAX_TIMESTEPS",
+    "MAX_SIDE",
+    "SLACK",
+    "FLOOR",
+    "check_sizes",
+    "check_config",
+]
 
 MAX_INT = 1 << 24
 """The largest number a configuration may hold (real vocabularies are under 300,000)."""
@@ -49,6 +58,9 @@ MAX_SIDE = 8192
 
 SLACK = 4
 """How many times the elements a component's tensors hold its declared sizes may allocate."""
+
+FLOOR = 1 << 26
+"""What declared sizes may always allocate, whatever the tensors (a small model's long context)."""
 
 _NO_LIMIT = 1 << 63
 """``model_max_length`` at or above this is "no limit" (transformers' 1e30): too large to allocate."""
@@ -136,8 +148,8 @@ def _check_numbers(config, where: Path, field: str, name: str, *, cap: int = MAX
 
 def _check_against(config, where: Path, elements: int, field: str, name: str) -> None:
     """Rule 3: what the declared sizes allocate against the ``elements`` the component's tensors hold."""
-    budget = SLACK * max(elements, 1)
-    held = f"more than {SLACK}x the {elements:,} elements the folder's tensors hold"
+    budget = max(SLACK * elements, FLOOR)
+    held = f"more than {SLACK}x the {elements:,} elements the folder's tensors hold (and {FLOOR:,})"
     for path, d in _dicts(config):
         hidden = [
             n for k, v in d.items() if isinstance(k, str) and _HIDDEN.match(k) for n in _numbers(v) if n > 0
@@ -182,55 +194,39 @@ def _check_scheduler(config, where: Path, field: str, name: str) -> None:
     _check_numbers(config, where, field, name, cap=MAX_TIMESTEPS)
 
 
+def _widest(d: dict, keys) -> tuple[str, float]:
+    """The key of ``keys`` in ``d`` holding the largest number, and that number (``("", 0)``: none)."""
+    found = [(k, max(_numbers(d.get(k)), default=0)) for k in keys if k in d]
+    return max(found, key=lambda kv: kv[1], default=("", 0))
+
+
 def _check_extractor(config, where: Path, field: str, name: str) -> None:
     """Rule 4 for ``preprocessor_config.json``: image sides, the audio window and what it makes."""
     for path, d in _dicts(config):
         for key, value in d.items():
-            if isinstance(key, str) and _IMAGE.match(key):
-                for n in _numbers(value):
-                    if n > MAX_SIDE:
-                        raise _refuse(
-                            where,
-                            path + key,
-                            n,
-                            f"is larger than the {MAX_SIDE:,} pixels an image side may be",
-                            field,
-                            name,
-                        )
-        fft = max(
-            (n for k, v in d.items() if isinstance(k, str) and _FFT.match(k) for n in _numbers(v)), default=0
-        )
+            if isinstance(key, str) and _IMAGE.match(key) and max(_numbers(value), default=0) > MAX_SIDE:
+                problem = f"is larger than the {MAX_SIDE:,} pixels an image side may be"
+                raise _refuse(where, path + key, value, problem, field, name)
+        fkey, fft = _widest(d, ("n_fft", "fft_window_size", "win_length", "filter_length"))
         bins = int(fft) // 2 + 1
-        mels = max(
-            _numbers(d.get("feature_size")) + _numbers(d.get("n_mels")) + _numbers(d.get("num_mel_bins")),
-            default=0,
-        )
+        mkey, mels = _widest(d, ("feature_size", "n_mels", "num_mel_bins"))
         if bins * mels > MAX_INT:
-            raise _refuse(
-                where,
-                path + "feature_size",
-                mels,
-                f"with {bins:,} frequency bins, asks a filter bank of {bins * mels:,}",
-                field,
-                name,
+            key, value = (fkey, fft) if fft >= mels else (mkey, mels)
+            problem = (
+                f"asks a filter bank of {bins * mels:,} values ({bins:,} frequency bins x {mels:,} filters)"
             )
+            raise _refuse(where, path + key, value, problem, field, name)
         rate = max(_numbers(d.get("sampling_rate")), default=0)
-        samples = max(
-            _numbers(d.get("nb_max_samples"))
-            + _numbers(d.get("n_samples"))
-            + [rate * n for n in _numbers(d.get("max_length_s")) + _numbers(d.get("chunk_length"))],
-            default=0,
-        )
+        skey, samples = _widest(d, ("nb_max_samples", "n_samples"))
+        lkey, seconds = _widest(d, ("max_length_s", "chunk_length", "chunk_length_s"))
+        if rate * seconds > samples:
+            skey, samples = (lkey or "sampling_rate"), rate * seconds
         hop = max(min(_numbers(d.get("hop_length")), default=1), 1)
-        if samples > 2 * MAX_INT or (samples // hop + 1) * bins > 4 * MAX_INT:
-            raise _refuse(
-                where,
-                path + "nb_max_samples",
-                samples,
-                f"asks a spectrogram of {(samples // hop + 1) * bins:,} values",
-                field,
-                name,
-            )
+        values = (samples // hop + 1) * bins
+        if samples > 2 * MAX_INT or values > 4 * MAX_INT:
+            key = skey if samples > 2 * MAX_INT or hop > 1 else "hop_length"
+            problem = f"asks {int(samples):,} samples, a spectrogram of {int(values):,} values"
+            raise _refuse(where, path + key, d.get(key), problem, field, name)
 
 
 def check_config(
