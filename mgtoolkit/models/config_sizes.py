@@ -66,7 +66,8 @@ _NO_LIMIT = 1 << 63
 """``model_max_length`` at or above this is "no limit" (transformers' 1e30): too large to allocate."""
 
 _FREE = re.compile(r"(^|_)(seed|rope_theta|theta|base)$")
-_COUNT = re.compile(r"(layers|heads|depths?|blocks|groups|num_experts|per_block|rates)$")
+_COUNT = re.compile(r"(layers|heads|depths?|blocks|groups|num_experts|per_block|rates|^n_layer|^n_head)$")
+_LAYERS = re.compile(r"(layers|^n_layer)$")
 _VOCAB = re.compile(r"(^|_)(vocab_size|n_vocab|num_embeddings|num_class_embeds)$")
 _POSITIONS = re.compile(
     r"^(max_position_embeddings|max_sequence_length|seq_length|max_seq_len|max_source_positions|"
@@ -128,10 +129,13 @@ def _check_numbers(config, where: Path, field: str, name: str, *, cap: int = MAX
             if not isinstance(key, str) or _FREE.search(key):
                 continue
             for n in _numbers(value):
-                if not math.isfinite(n) and not isinstance(n, int):
-                    if _SIZE.search(key) or _COUNT.search(key) or _VOCAB.search(key) or _POSITIONS.match(key):
-                        raise _refuse(where, path + key, n, "is not a finite size", field, name)
-                    continue
+                sized = bool(
+                    _SIZE.search(key) or _COUNT.search(key) or _VOCAB.search(key) or _POSITIONS.match(key)
+                )
+                if isinstance(n, float) and not (sized or cap < MAX_INT):
+                    continue  # a float that sizes nothing (eps, rope factors, mel frequencies)
+                if not math.isfinite(n):
+                    raise _refuse(where, path + key, n, "is not a finite size", field, name)
                 if key == "model_max_length" and n >= _NO_LIMIT:
                     continue  # transformers' "no limit": padding to it fails at once, allocating nothing
                 limit = MAX_COUNT if _COUNT.search(key) and cap >= MAX_COUNT else cap
@@ -149,7 +153,7 @@ def _check_numbers(config, where: Path, field: str, name: str, *, cap: int = MAX
 def _check_against(config, where: Path, elements: int, field: str, name: str) -> None:
     """Rule 3: what the declared sizes allocate against the ``elements`` the component's tensors hold."""
     budget = max(SLACK * elements, FLOOR)
-    held = f"more than {SLACK}x the {elements:,} elements the folder's tensors hold (and {FLOOR:,})"
+    held = f"more than the {budget:,} allowed beside {elements:,} tensor elements on disk ({SLACK}x, at least {FLOOR:,})"
     for path, d in _dicts(config):
         hidden = [
             n for k, v in d.items() if isinstance(k, str) and _HIDDEN.match(k) for n in _numbers(v) if n > 0
@@ -168,7 +172,7 @@ def _check_against(config, where: Path, elements: int, field: str, name: str) ->
                 raise _refuse(
                     where, path + key, value, f"multiplies each frame by more than {MAX_COUNT:,}", field, name
                 )
-        lkey, layers = _largest(d, re.compile(r"layers$"))
+        lkey, layers = _largest(d, _LAYERS)
         checks.append((lkey, layers, layers * h * h, "with the hidden size, asks layers of"))
         others = [
             (k, max(_numbers(v), default=0))
