@@ -588,7 +588,10 @@ _REAL_CONFIGS = {
 }  # fmt: skip
 
 _REAL_OTHER_CONFIGS = {
-    "scheduler_config.json": {"num_train_timesteps": 1000, "steps_offset": 1, "beta_end": 0.0195},
+    "scheduler_config.json": {
+        "num_train_timesteps": 1000, "steps_offset": 1, "beta_end": 0.0195,
+        "lambda_min_clipped": float("-inf"),  # DPMSolverMultistepScheduler's default
+    },
     "preprocessor_config.json": {
         "chunk_length_s": 10, "feature_size": 64, "fft_window_size": 1024, "hop_length": 480,
         "max_length_s": 10, "sampling_rate": 48000, "nb_max_samples": 480000, "nb_max_frames": 1000,
@@ -626,3 +629,42 @@ def test_the_sizes_of_real_model_folders_pass(private_cache):
     folders += [tiny_llm_dir(kind) for kind in TINY_KINDS] + [tiny_clap_dir(), tiny_clip_dir()]
     for folder in folders:
         check_sizes(Path(folder), _walk(Path(folder)), name=str(folder))
+
+
+@pytest.mark.parametrize(
+    ("rel", "config", "key"),
+    [
+        ("scheduler_config.json", {"num_train_timesteps": 2e9}, "num_train_timesteps"),
+        ("scheduler_config.json", {"num_train_timesteps": 1000, "steps_offset": 10**6}, "steps_offset"),
+        ("config.json", {"vocab_size": float("nan"), "hidden_size": 8}, "vocab_size"),
+        ("config.json", {"vocab_size": 100, "n_embd": 8, "n_positions": 1 << 14}, "n_positions"),
+        (
+            "config.json",
+            {"vocab_size": 100, "hidden_size": 4096, "num_hidden_layers": 1000},
+            "num_hidden_layers",
+        ),
+        ("config.json", {"upsample_rates": [64, 64, 64]}, "upsample_rates"),
+        (
+            "config.json",
+            {"text_config": {"vision": {"hidden_size": 1 << 24}}},
+            "text_config.vision.hidden_size",
+        ),
+        ("preprocessor_config.json", {"size": {"shortest_edge": 1 << 16}}, "size.shortest_edge"),
+        (
+            "preprocessor_config.json",
+            {"sampling_rate": 48000, "max_length_s": 3600, "hop_length": 1},
+            "max_length_s",
+        ),
+        ("tokenizer_config.json", {"model_max_length": 1 << 40}, "model_max_length"),
+    ],
+)
+def test_each_size_rule_names_its_key(rel, config, key):
+    """One line naming the file and the (nested) key, for each rule of config_sizes, without paddle."""
+    from mgtoolkit.models.config_sizes import check_config
+
+    where = Path("crafted", rel)
+    with pytest.raises(ModelUnavailableError) as caught:
+        check_config(
+            config, where, elements=10_000 if rel == "config.json" else None, field="writer", name="x"
+        )
+    _one_line(caught, "writer='x'", f"{where}: {key}=", "crafted configuration")

@@ -132,8 +132,9 @@ def _check_numbers(config, where: Path, field: str, name: str, *, cap: int = MAX
                 sized = bool(
                     _SIZE.search(key) or _COUNT.search(key) or _VOCAB.search(key) or _POSITIONS.match(key)
                 )
-                if isinstance(n, float) and not (sized or cap < MAX_INT):
-                    continue  # a float that sizes nothing (eps, rope factors, mel frequencies)
+                sized = sized or key.endswith(("steps", "timesteps", "_length", "_len"))
+                if isinstance(n, float) and not sized:
+                    continue  # a float that sizes nothing (eps, rope factors, -inf clips, mel frequencies)
                 if not math.isfinite(n):
                     raise _refuse(where, path + key, n, "is not a finite size", field, name)
                 if key == "model_max_length" and n >= _NO_LIMIT:
