@@ -629,6 +629,39 @@ def test_the_sizes_of_real_model_folders_pass(private_cache):
     folders += [tiny_llm_dir(kind) for kind in TINY_KINDS] + [tiny_clap_dir(), tiny_clip_dir()]
     for folder in folders:
         check_sizes(Path(folder), _walk(Path(folder)), name=str(folder))
+    # and as their classes complete them with the libraries' defaults
+    from mgtoolkit.models.config_sizes import check_defaults
+    from mgtoolkit.models.convert import _architecture_class, _part_classes
+
+    for folder in folders:
+        folder = Path(folder)
+        model_class = None if (folder / "model_index.json").is_file() else _architecture_class(folder)
+        check_defaults(folder, _part_classes(folder, model_class), name=str(folder))
+
+
+def test_sizes_left_to_the_library_defaults_are_checked_too(private_cache):
+    """A writer's config.json without its sizes is built with paddlenlp's defaults (Qwen2's: a
+    7-billion-parameter geometry) around a few thousand tensor elements: refused like declared sizes."""
+    from mgtoolkit.models import writers
+
+    folder = _tiny_writer(private_cache, "defaults")
+    data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    for key in (
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "max_position_embeddings",
+    ):
+        data.pop(key, None)
+    (folder / "config.json").write_text(json.dumps(data), encoding="utf-8")
+    try:
+        with pytest.raises(ModelUnavailableError) as caught:
+            writers.load_writer(writers.resolve_writer(str(folder)))
+    finally:
+        writers.release_writers()
+    _one_line(caught, "writer=", f"{folder / 'config.json'}: ", "crafted configuration")
+    assert not list((private_cache / "mg-cache" / "converted").glob("defaults-*"))
 
 
 @pytest.mark.parametrize(

@@ -290,3 +290,54 @@ def check_sizes(folder: Path, files, *, field: str = "model", name: str = "") ->
         if base == "config.json":
             elements = _elements(Path(path).parent) or 0
         check_config(config, Path(path), elements=elements, field=field, name=name or str(folder))
+
+
+def _resolved(cls, raw: dict):
+    """The configuration ``cls`` is built from given ``raw``: the library's defaults filled in (a
+    paddlenlp/ppdiffusers config class, or a diffusers model's ``__init__`` defaults); ``None`` when
+    the library cannot read it (the build then says why)."""
+    import inspect
+    import json
+
+    def ffn(node):  # as convert._paddle_config spells OPT's ffn_dim for paddlenlp
+        if isinstance(node, dict):
+            if "ffn_dim" in node and "intermediate_size" not in node:
+                node["intermediate_size"] = node["ffn_dim"]
+            for value in node.values():
+                ffn(value)
+
+    raw = json.loads(json.dumps(raw))
+    ffn(raw)
+    try:
+        config_class = getattr(cls, "config_class", None)
+        if config_class is not None and hasattr(config_class, "from_dict"):
+            full = config_class.from_dict(raw)
+            full = full[0] if isinstance(full, tuple) else full
+            full = full.to_dict()
+        else:
+            params = inspect.signature(cls.__init__).parameters.values()
+            full = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+            full.update(raw)
+        return json.loads(json.dumps(full, default=str))
+    except Exception:  # noqa: BLE001 - a crafted config makes the libraries raise anything
+        return None
+
+
+def check_defaults(folder: Path, classes: dict, *, field: str = "model", name: str = "") -> None:
+    """:func:`check_config` on each component's configuration as its class would complete it: a
+    ``config.json`` that leaves the sizes out gets the library's defaults (a ChatGLM's are 6
+    billion parameters), which must be backed by the tensors on disk like declared ones.
+
+    ``classes`` maps a component folder (``"."`` for a one-model folder) to ``(class, name)``.
+    """
+    from .model_files import read_config
+
+    for part, (cls, _) in classes.items():
+        path = folder / part / "config.json"
+        if cls is None or not path.is_file():
+            continue
+        raw = read_config(path, field=field, name=name or str(folder))
+        full = _resolved(cls, raw) if isinstance(raw, dict) else None
+        if full is not None:
+            elements = _elements(folder / part) or 0
+            check_config(full, path, elements=elements, field=field, name=name or str(folder))
