@@ -14,15 +14,22 @@ safetensors headers (or its pickles' byte count), before anything is built:
    ``model_max_length`` may also be the libraries' "no limit" (1e30, too large to allocate).
 2. Counts (layers, heads, blocks, groups) are at most :data:`MAX_COUNT`.
 3. In each (nested) configuration of a component with weights, what the model would allocate from
-   two declared sizes is at most :data:`SLACK` times the elements its tensors hold: ``vocab x hidden``
+   two declared sizes is at most :data:`SLACK` times the elements its tensors hold (and never
+   less than :data:`FLOOR`, so a small model may keep a long context): ``vocab x hidden``
    (the embedding), ``positions x hidden`` (position table or rotary cache), ``positions**2`` for
    GPT-2's causal mask (``n_positions``/``n_ctx``), ``layers x hidden**2``, the square of the largest
    other size (a ``C x C`` kernel), ``(image_size / patch_size)**2 x hidden``.
 4. A scheduler's numbers are at most :data:`MAX_TIMESTEPS`; a feature extractor's image sides at
    most :data:`MAX_SIDE`, its audio window, filter bank and spectrogram bounded.
 
+:func:`check_defaults` applies rule 3 to each component's configuration as its class completes it:
+sizes a ``config.json`` leaves out get the library's defaults (a ChatGLM's: 6 billion parameters).
+
 A refusal is one :class:`ModelUnavailableError` line naming the file and the key. Nothing here
-imports paddle; only JSON and safetensors headers are read.
+imports paddle (:func:`check_defaults` is given the classes); only JSON and safetensors headers
+are read. Checked against the published configurations of AudioLDM-S/M/L, MusicLDM, AudioLDM2
+(its CLAP, flan-T5, GPT-2, projection model), CLAP htsat-unfused, CLIP ViT-B/32, Qwen2-0.5B,
+ChatGLM-6B, ChatGLM2-6B and BLIP-2 OPT-2.7b (``tests/test_attacks_more.py``).
 """
 
 from __future__ import annotations
