@@ -160,11 +160,14 @@ def paddle_folder(
         the folder, a weights index naming files elsewhere, a crafted pickle, a cache others can
         write into, damaged or missing files.
     """
+    from .config_sizes import check_sizes
     from .model_files import check_cache, check_links
 
     folder = Path(folder)
     parts = _check_complete(folder, name, field)
     check_links(folder, [folder / p for p in parts] + [p for _, p in _walk(folder)], field=field, name=name)
+    check_sizes(folder, _walk(folder), field=field, name=name)  # before anything is built from them
+    _check_defaults(folder, model_class, field=field, name=name)
     kind = folder_format(folder)
     if kind == "empty":
         raise ModelUnavailableError(
@@ -183,6 +186,15 @@ def paddle_folder(
         return _convert_into(folder, staging, model_class=model_class, allow_unsafe=allow_unsafe, link=linked)
 
     return write_entry(folder, entry, fill, name=name, field=field, linked=linked, allow_unsafe=allow_unsafe)
+
+
+def _check_defaults(folder: Path, model_class, *, field: str, name: str) -> None:
+    """The sizes each component's class fills in where its configuration is silent, checked too."""
+    from .config_sizes import check_defaults
+
+    if not (folder / "model_index.json").is_file() and not isinstance(model_class, type):
+        return  # a one-model folder without a class: nothing is built from its defaults here
+    check_defaults(folder, _part_classes(folder, model_class), field=field, name=name)
 
 
 def check_cache_root(*, field: str = "model", name: str = "") -> None:
