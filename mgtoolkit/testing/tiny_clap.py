@@ -17,7 +17,7 @@ from pathlib import Path
 from ..config import cache_root, private_dir
 from .tiny import write_bpe_tokenizer_files
 
-__all__ = ["TINY_CLAP_VERSION", "tiny_clap_dir"]
+__all__ = ["TINY_CLAP_VERSION", "built_once", "tiny_clap_dir"]
 
 TINY_CLAP_VERSION = 1
 
@@ -89,7 +89,14 @@ def _build(folder: Path) -> None:
 
 def tiny_clap_dir(root: Path | None = None) -> Path:
     """The folder of the saved tiny CLAP, built on first use (a second or two, once)."""
-    target = (root or cache_root()) / f"tiny-clap-v{TINY_CLAP_VERSION}"
+    return built_once(f"tiny-clap-v{TINY_CLAP_VERSION}", _build, seed=2, root=root)
+
+
+def built_once(name: str, build, *, seed: int, root: Path | None = None) -> Path:
+    """``root / name`` (default the cache), made once by ``build(folder)`` with paddle seeded to
+    ``seed``: built in a private staging folder and renamed into place, so a half-built model is
+    never seen and two concurrent builds leave one; the caller's random stream is left as it was."""
+    target = (root or cache_root()) / name
     if (target / "config.json").is_file():
         return target
     from ..runtime import import_paddle, quiet_model_logs
@@ -97,11 +104,11 @@ def tiny_clap_dir(root: Path | None = None) -> Path:
     paddle = import_paddle()
     quiet_model_logs()
     private_dir(target.parent)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-clap-", dir=target.parent))  # 0700, like the cache
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))  # 0700, like the cache
     state = paddle.get_rng_state()  # building must not disturb the caller's random stream
     try:
-        paddle.seed(2)
-        _build(staging)
+        paddle.seed(seed)
+        build(staging)
         try:
             os.rename(staging, target)
         except OSError:

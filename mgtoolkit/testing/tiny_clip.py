@@ -10,12 +10,10 @@ image chain's ``clip`` captioner runs offline in tests.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from ..config import cache_root, private_dir
+from .tiny_clap import built_once
 
 __all__ = ["TINY_CLIP_VERSION", "tiny_clip_dir", "write_clip_tokenizer_files", "tiny_clip_configs"]
 
@@ -105,25 +103,4 @@ def _build(folder: Path) -> None:
 
 def tiny_clip_dir(root: Path | None = None) -> Path:
     """The folder of the saved tiny CLIP, built on first use (a second or two, once)."""
-    target = (root or cache_root()) / f"tiny-clip-v{TINY_CLIP_VERSION}"
-    if (target / "config.json").is_file():
-        return target
-    from ..runtime import import_paddle, quiet_model_logs
-
-    paddle = import_paddle()
-    quiet_model_logs()
-    private_dir(target.parent)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-clip-", dir=target.parent))  # 0700, like the cache
-    state = paddle.get_rng_state()  # building must not disturb the caller's random stream
-    try:
-        paddle.seed(3)
-        _build(staging)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not (target / "config.json").is_file():  # not a concurrent build that won
-                raise
-    finally:
-        paddle.set_rng_state(state)
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return built_once(f"tiny-clip-v{TINY_CLIP_VERSION}", _build, seed=3, root=root)
