@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import GenerationCancelled, InvalidInputError, MgtoolkitWarning, ModelUnavailableError
-from ..runtime import PIPELINE_LOCK, import_paddle, quiet_model_logs
+from ..runtime import PIPELINE_LOCK, import_paddle
 from .registry import ModelSpec
 
 if TYPE_CHECKING:
@@ -141,15 +141,12 @@ def unload() -> None:
 
 
 def import_ppdiffusers():
-    """Import ppdiffusers, or say which package to install."""
-    import_paddle_or_explain()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*distutils.*")
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        import ppdiffusers
+    """Import ppdiffusers (quietly, through :func:`~mgtoolkit.models.model_files.import_ppdiffusers_quietly`),
+    or say which package to install."""
+    from .model_files import import_ppdiffusers_quietly
 
-    quiet_model_logs()
-    return ppdiffusers
+    import_paddle_or_explain()
+    return import_ppdiffusers_quietly()
 
 
 def import_paddle_or_explain():

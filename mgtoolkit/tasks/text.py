@@ -282,9 +282,11 @@ def generate(
             model=model,
             scheduler=scheduler,
         )
-    from ..analysis import conform
+    grid = None
+    if bpm is not None or bars is not None or key is not None:  # analysis loads only when asked
+        from ..analysis import conform
 
-    grid = conform.check_grid(bpm=bpm, bars=bars, beats_per_bar=beats_per_bar, key=key, loop=loop)
+        grid = conform.check_grid(bpm=bpm, bars=bars, beats_per_bar=beats_per_bar, key=key, loop=loop)
     if grid is not None:  # a margin to cut whole bars from; the loop is made from the bars
         grid, length = conform.generation_length(grid, request.audio_length_in_s, 5.0)
         request, loop = request.replace(audio_length_in_s=length), loop and grid.bpm is None
