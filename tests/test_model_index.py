@@ -33,7 +33,9 @@ READERS = {  # every place in models/ that reads a pipeline folder's model_index
 }
 
 
-@pytest.mark.parametrize("content", ["[1, 2]", '"AudioLDMPipeline"', "{not json"], ids=["list", "str", "broken"])
+@pytest.mark.parametrize(
+    "content", ["[1, 2]", '"AudioLDMPipeline"', "{not json"], ids=["list", "str", "broken"]
+)
 @pytest.mark.parametrize("reader", sorted(READERS))
 def test_a_bad_model_index_is_one_line_from_every_reader(tmp_path, reader, content):
     (tmp_path / "model_index.json").write_text(content, encoding="utf-8")
