@@ -31,6 +31,7 @@ from .image_stages import (
     WriterFallbackWarning,
     _check_labels,
     _describe,
+    _tiny_setup,  # noqa: F401 - tasks/audio.py's audio_to_music imports it from here
     _typed_description,
     _write,
     default_captioner,
