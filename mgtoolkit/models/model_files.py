@@ -7,6 +7,8 @@ at the top) and pick pickled weights on their own (``model_state.pdparams`` and 
 with ``paddle.load``). So the libraries are only ever given a folder mgtoolkit built (see
 :func:`mgtoolkit.models.weights.paddle_folder`), and what goes into it is decided here:
 
+- :func:`read_model_index` is the one reader of ``model_index.json`` (the checks of
+  :func:`read_config`, and a JSON object); :func:`listed_components` lists its parts as written.
 - :func:`pipeline_components` checks ``model_index.json``: every component's library is
   ppdiffusers/diffusers, paddlenlp/transformers or a pipeline module of ppdiffusers, and its class is
   a class of that library; anything else is refused in one line naming the file and the component.
