@@ -4,8 +4,8 @@ one in one line naming it, instead of a raw JSON or attribute error, or reading 
 
 from __future__ import annotations
 
+import ast
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -66,13 +66,31 @@ def test_the_reader_gives_the_object_and_the_listed_parts(tmp_path):
     assert model_files.listed_components(index) == {"vae": ("diffusers", "AutoencoderKL")}
 
 
+def _parsers(path: Path) -> list[str]:
+    """Functions of ``path`` that name ``model_index.json`` and parse JSON themselves."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        inner = [n for statement in node.body for n in ast.walk(statement)]  # not the defaults
+        names = any(isinstance(n, ast.Constant) and n.value == "model_index.json" for n in inner)
+        calls = {
+            n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", "")
+            for n in inner
+            if isinstance(n, ast.Call)
+        }
+        if names and calls & {"load", "loads", "read_config"}:
+            found.append(f"{path.relative_to(PACKAGE)}:{node.name}")
+    return found
+
+
 def test_no_other_module_parses_model_index_json():
-    """The file is opened by name only in model_files.py (mgtoolkit/testing's fixtures read back the
-    layouts they write themselves, and sit below models/ in the layering)."""
-    opened = re.compile(r"model_index\.json\"\)?\.(read_text|open|read_bytes)|json\.loads?\(.*model_index")
+    """Only model_files.py parses the file (mgtoolkit/testing's fixtures read back the layouts they
+    write themselves, and sit below models/ in the layering, so they cannot import it)."""
     found = [
-        str(path.relative_to(PACKAGE))
-        for path in PACKAGE.rglob("*.py")
-        if path.parts[-2] != "testing" and opened.search(path.read_text(encoding="utf-8"))
+        hit
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.parts[-2] != "testing" and path.name != "model_files.py"
+        for hit in _parsers(path)
     ]
-    assert not found, f"these read model_index.json themselves: {found}; use model_files.read_model_index"
+    assert not found, f"these parse model_index.json themselves: {found}; use model_files.read_model_index"
