@@ -233,18 +233,17 @@ def _weights_folder(spec: ModelSpec, allow_unsafe: bool):
 def _pipeline_class(spec: ModelSpec, folder):
     """The ppdiffusers pipeline class the folder's ``model_index.json`` names; a preset must get the
     pipeline it is (a MusicLDM folder passed for an AudioLDM preset is refused)."""
-    import json
     from pathlib import Path
 
+    from .model_files import MODEL_INDEX, read_model_index
     from .registry import PRESETS
 
-    index = Path(folder) / "model_index.json"
-    try:
-        name = json.loads(index.read_text(encoding="utf-8"))["_class_name"]
-    except (OSError, ValueError, KeyError) as exc:
+    index = Path(folder) / MODEL_INDEX
+    name = read_model_index(Path(folder), name=spec.name).get("_class_name")
+    if name is None:
         raise ModelUnavailableError(
-            f"model={spec.name!r}: {index} cannot be read ({type(exc).__name__}); download the model again."
-        ) from None
+            f"model={spec.name!r}: {index} names no _class_name (no pipeline); download the model again."
+        )
     if not isinstance(name, str):  # ["module", "Class"]: a pipeline in the folder's own module.py
         raise ModelUnavailableError(
             f"model={spec.name!r}: {index}: _class_name {name!r} names a custom pipeline module; mgtoolkit "

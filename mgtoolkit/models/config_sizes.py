@@ -286,13 +286,16 @@ def check_sizes(folder: Path, files, *, field: str = "model", name: str = "") ->
         One line naming the file and the key whose declared size no real model has, or that asks
         far more memory than the folder's tensors hold.
     """
-    from .model_files import is_data_file, read_config
+    from .model_files import MODEL_INDEX, is_data_file, read_config, read_model_index
 
     for rel, path in files:
         base = Path(rel).name
-        if not is_data_file(str(rel)) or not (base.endswith("config.json") or base == "model_index.json"):
+        if not is_data_file(str(rel)) or not (base.endswith("config.json") or base == MODEL_INDEX):
             continue
-        config = read_config(Path(path), field=field, name=name or str(folder))
+        if base == MODEL_INDEX:
+            config = read_model_index(Path(path).parent, field=field, name=name or str(folder))
+        else:
+            config = read_config(Path(path), field=field, name=name or str(folder))
         elements = None
         if base == "config.json":
             elements = _elements(Path(path).parent) or 0

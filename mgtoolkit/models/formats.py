@@ -3,8 +3,6 @@ safetensors headers only (no tensor is loaded, no pickle opened)."""
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,17 +83,9 @@ def weight_files(folder: Path) -> WeightFile | None:
 
 def _components(folder: Path) -> dict[str, tuple[str, str]]:
     """``name -> (library, class)`` of a pipeline folder's ``model_index.json``."""
-    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    return {
-        name: (value[0], value[1])
-        for name, value in index.items()
-        if not name.startswith("_")
-        and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)
-        and isinstance(value, list)
-        and len(value) == 2
-        and value[0]
-        and value[1]
-    }
+    from .model_files import listed_components, read_model_index
+
+    return listed_components(read_model_index(folder))
 
 
 def folder_format(folder: str | Path) -> str:

@@ -7,6 +7,8 @@ at the top) and pick pickled weights on their own (``model_state.pdparams`` and 
 with ``paddle.load``). So the libraries are only ever given a folder mgtoolkit built (see
 :func:`mgtoolkit.models.weights.paddle_folder`), and what goes into it is decided here:
 
+- :func:`read_model_index` is the one reader of ``model_index.json`` (the checks of
+  :func:`read_config`, and a JSON object); :func:`listed_components` lists its parts as written.
 - :func:`pipeline_components` checks ``model_index.json``: every component's library is
   ppdiffusers/diffusers, paddlenlp/transformers or a pipeline module of ppdiffusers, and its class is
   a class of that library; anything else is refused in one line naming the file and the component.
@@ -34,6 +36,9 @@ from ..errors import ModelUnavailableError
 __all__ = [
     "DATA_SUFFIXES",
     "import_ppdiffusers_quietly",
+    "MODEL_INDEX",
+    "read_model_index",
+    "listed_components",
     "pipeline_components",
     "library_class",
     "is_data_file",
@@ -93,6 +98,44 @@ def read_config(path: Path, *, field: str = "model", name: str = ""):
         raise _refuse(
             field, name or str(path.parent), path, f"cannot be read ({detail})", "download the model again"
         ) from None
+
+
+MODEL_INDEX = "model_index.json"
+"""The file that makes a folder a pipeline: its class and each component's ``[library, class]``."""
+
+
+def read_model_index(folder: Path, *, field: str = "model", name: str = "") -> dict:
+    """The JSON object of ``folder/model_index.json``: every reader of that file goes through here.
+
+    :func:`read_config`'s checks (a regular file, at most :data:`MAX_CONFIG_BYTES`, opened without
+    blocking), and the whole is a JSON object.
+
+    Raises
+    ------
+    ModelUnavailableError
+        One line naming the file: unreadable, too large, not JSON, or not an object.
+    """
+    index = Path(folder) / MODEL_INDEX
+    config = read_config(index, field=field, name=name or str(folder))
+    if not isinstance(config, dict):
+        raise _refuse(field, name or str(folder), index, "is not a JSON object", "download the model again")
+    return config
+
+
+def listed_components(index: dict) -> dict[str, tuple[str, str]]:
+    """``component -> (library, class)`` as a read ``model_index.json`` lists them, unchecked: plain
+    folder names with both entries given (optional parts left out as ``[null, null]`` are skipped).
+    :func:`pipeline_components` is the checked form, for a folder the libraries will load."""
+    return {
+        part: (value[0], value[1])
+        for part, value in index.items()
+        if not part.startswith("_")
+        and _PLAIN.match(part)
+        and isinstance(value, list)
+        and len(value) == 2
+        and value[0]
+        and value[1]
+    }
 
 
 def import_ppdiffusers_quietly():
@@ -158,11 +201,9 @@ def pipeline_components(folder: Path, *, field: str = "model", name: str = "") -
         paddlenlp/transformers or a ppdiffusers pipeline module, a class that library lacks) or a
         component name that is not a plain folder name.
     """
-    index = folder / "model_index.json"
+    index = folder / MODEL_INDEX
     fix = f"{_NO_CODE}: pass a folder whose model_index.json names ppdiffusers/transformers classes only"
-    config = read_config(index, field=field, name=name or str(folder))
-    if not isinstance(config, dict):
-        raise _refuse(field, name or str(folder), index, "is not a JSON object", "download the model again")
+    config = read_model_index(folder, field=field, name=name)
     pipeline = config.get("_class_name")
     if not isinstance(pipeline, str):
         raise _refuse(

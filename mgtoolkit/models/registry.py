@@ -222,9 +222,9 @@ def _local_spec(path: Path) -> ModelSpec:
             "or use a preset name",
         )
     try:
-        from .model_files import read_config
+        from .model_files import read_model_index
 
-        pipeline = read_config(index)["_class_name"]
+        pipeline = read_model_index(path)["_class_name"]
     except (ModelUnavailableError, KeyError, TypeError, IndexError) as exc:
         raise InvalidInputError(
             "model",

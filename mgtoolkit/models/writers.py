@@ -114,8 +114,33 @@ def _load_cached(spec: WriterSpec, device: str) -> LoadedWriter:
         raise
     except Exception as exc:  # noqa: BLE001 - paddlenlp raises anything on odd files; one line for the user
         raise unavailable("writer", spec, exc, "writer='template' (no model)") from None
+    _check_token_ids(spec, tokenizer, model)
     model.eval()
     return LoadedWriter(spec, model, tokenizer, time.perf_counter() - t0)
+
+
+def _check_token_ids(spec: WriterSpec, tokenizer, model) -> None:
+    """Every id the tokenizer gives a special or added token is a row of the model's embedding.
+
+    A token the folder's tokenizer files place past ``config.json``'s ``vocab_size`` would stop the
+    model with paddle's raw ``Expected ids[i] < row_number`` at the first prompt that holds it;
+    transformers fails on such a folder too. Tokens inside the vocabulary keep their vocabulary ids.
+    """
+    try:
+        rows = int(model.get_input_embeddings().weight.shape[0])
+    except (AttributeError, NotImplementedError, TypeError, IndexError):  # a family without the accessor
+        return
+    added = getattr(tokenizer, "added_tokens_encoder", None) or {}
+    named = {t: tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens}
+    for token, index in {**named, **added}.items():
+        if index is not None and not 0 <= int(index) < rows:
+            raise ModelUnavailableError(
+                f"writer={spec.name!r}: the tokenizer files of {spec.source!r} (tokenizer_config.json, "
+                f"added_tokens.json) give {token!r} the id {index}, but the model has {rows} token embeddings "
+                f"(config.json vocab_size); give that token an id below {rows} (in vocab.json or "
+                "added_tokens_decoder), use the tokenizer files saved with these weights, or pass "
+                "writer='template' (no model)."
+            )
 
 
 def _keep_whitespace_around_specials(tokenizer):

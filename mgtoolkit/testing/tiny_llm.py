@@ -9,6 +9,7 @@ gibberish; they exist so that every stage of a chain runs offline in tests and n
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -158,7 +159,14 @@ def _write_byte_bpe(folder: Path, specials: tuple[str, ...] = ()) -> dict[str, i
     return write_bpe_tokenizer_files(folder, specials=(), merges=_LLM_MERGES, trailing=specials)
 
 
-def _build_qwen2(folder: Path) -> None:
+_CHAT_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+
+def _build_qwen2(folder: Path, *, specials_in_vocab: bool = False) -> None:
+    """The tiny Qwen2 writer; with ``specials_in_vocab`` its chat tokens sit inside the BPE vocabulary
+    (``vocab.json`` ids, as several small chat models ship them) instead of being added after it."""
+    if specials_in_vocab:
+        return _build_qwen2_specials_in_vocab(folder)
     from paddlenlp.transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 
     src = folder / "_src"
@@ -188,6 +196,42 @@ def _build_qwen2(folder: Path) -> None:
         **_LM,
     )
     _save(folder, Qwen2ForCausalLM(cfg), tok)
+
+
+def _build_qwen2_specials_in_vocab(folder: Path) -> None:
+    """Chat tokens inside ``vocab.json`` and listed at those ids in ``added_tokens_decoder``; the
+    tokenizer files written as the hub holds them, the model's embedding exactly the vocabulary."""
+    from paddlenlp.transformers import Qwen2Config, Qwen2ForCausalLM
+
+    vocab = _write_byte_bpe(folder, specials=_CHAT_SPECIALS)
+    added = {
+        str(vocab[t]): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "special": True}
+        for t in _CHAT_SPECIALS
+    }
+    config = {
+        "tokenizer_class": "Qwen2Tokenizer",
+        "errors": "replace",
+        "unk_token": None,
+        "bos_token": None,
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "additional_special_tokens": list(_CHAT_SPECIALS[1:]),
+        "added_tokens_decoder": added,
+        "chat_template": _QWEN_TEMPLATE,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    cfg = Qwen2Config(
+        vocab_size=len(vocab),
+        num_key_value_heads=2,
+        eos_token_id=vocab["<|im_end|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+        bos_token_id=vocab["<|endoftext|>"],
+        **_LM,
+    )
+    model = Qwen2ForCausalLM(cfg)
+    model.eval()
+    model.save_pretrained(str(folder), safe_serialization=True)  # never a pickle
+    shutil.rmtree(folder / "_src", ignore_errors=True)
 
 
 def _build_minigpt4(folder: Path) -> None:
@@ -263,6 +307,7 @@ TINY_KINDS: dict[str, Callable[[Path], None]] = {
     "chatglm": _build_chatglm,
     "chatglm2": _build_chatglm2,
     "qwen2": _build_qwen2,
+    "qwen2-vocab-specials": functools.partial(_build_qwen2, specials_in_vocab=True),
     "minigpt4": _build_minigpt4,
     "blip2": _build_blip2,
 }
