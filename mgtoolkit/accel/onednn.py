@@ -394,6 +394,11 @@ class VocoderPredictor(_Route):
     :data:`VOCODER_PIECE_FRAMES` in overlapping pieces, one at a time (the predictor keeps every
     activation of a run)."""
 
+    def __init__(self, engine: Engine, vocoder: Any) -> None:
+        super().__init__(engine, vocoder)
+        config = vocoder.config
+        self.hop, self.margin = int(math.prod(config.upsample_rates)), vocoder_receptive_frames(config)
+
     @classmethod
     def build(cls, vocoder, cache, precision, loaded_from):
         config = getattr(vocoder, "config", None)
@@ -401,11 +406,8 @@ class VocoderPredictor(_Route):
             return None
         specs = [spec([None, None, int(config.model_in_dim)])]
         export = _exporter(vocoder, type(vocoder).forward, specs)  # the class's forward: not a hooked one
-        hook = cls(
-            _engine("vocoder", vocoder, cache, export, (vocoder,), precision, vocoder, loaded_from), vocoder
-        )
-        hook.hop, hook.margin = int(math.prod(config.upsample_rates)), vocoder_receptive_frames(config)
-        return hook
+        engine = _engine("vocoder", vocoder, cache, export, (vocoder,), precision, vocoder, loaded_from)
+        return cls(engine, vocoder)
 
     def new_forward(self, original, spectrogram):
         if spectrogram.ndim != 3:

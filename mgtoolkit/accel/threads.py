@@ -16,7 +16,9 @@ GIL inside its kernels), each thread running its share with one BLAS thread:
 
 Each output is computed from the same inputs by the same kernels, so results equal the plain
 pipeline's to float rounding (a different GEMM blocking changes the summation order, ~1e-6 relative).
-Called through :func:`mgtoolkit.accel.optimize`; GPUs are left untouched.
+Called through :func:`mgtoolkit.accel.optimize` (or ``model.enable_threads()``); each split is a
+hook in the pipeline's :class:`~.hooks.HookRegistry` (``threads/<module>``, innermost of the
+speed-ups) that :func:`undo_split` takes off again. GPUs are left untouched.
 """
 
 from __future__ import annotations
