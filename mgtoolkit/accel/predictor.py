@@ -242,7 +242,7 @@ class Engine:
         finally:
             blas_on_all_cores()  # the run leaves the caller on one thread
         out = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
-        predictor.clear_intermediate_tensor()  # frees the run's tensors (oneDNN's own memory stays: see above)
+        predictor.clear_intermediate_tensor()  # frees the run's tensors (oneDNN's own memory stays: see .onednn)
         return out
 
 
