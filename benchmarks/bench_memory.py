@@ -58,10 +58,10 @@ class Sampler:
 
 
 def _watch_engines(sampler: Sampler, after: dict, builds: list, drop_idle: bool) -> None:
-    from mgtoolkit.accel import onednn
+    from mgtoolkit.accel import predictor
     from mgtoolkit.accel.pieces import give_back_free_memory
 
-    original, make = onednn.Engine.run, onednn._make_predictor
+    original, make = predictor.Engine.run, predictor.make_predictor
     live: list = []
 
     def make_predictor(*args, **kwargs):
@@ -88,8 +88,8 @@ def _watch_engines(sampler: Sampler, after: dict, builds: list, drop_idle: bool)
             after[name] = round(rss_mb())
             sampler.label = previous
 
-    onednn.Engine.run = run
-    onednn._make_predictor = make_predictor
+    predictor.Engine.run = run
+    predictor.make_predictor = make_predictor
 
 
 def main(argv: list[str] | None = None) -> int:

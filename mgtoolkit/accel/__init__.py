@@ -6,14 +6,21 @@
 load with ``optimize=False`` for the plain pipeline. On a CPU:
 
 - :mod:`.threads` splits the UNet's guidance pair or candidates, the VAE's batch and the vocoder's
-  batch or time over the cores (reversible with :func:`undo`);
+  batch or time over the cores;
 - :mod:`.onednn` runs the VAE decoder and the vocoder (and, on request, the UNet) as verified
-  oneDNN inference predictors on machines with room; their dygraph weights wait in a safetensors
-  file, read back if a predictor fails later (the module then runs in dygraph) or on :func:`undo`;
+  oneDNN inference predictors (:mod:`.predictor`, exported by :mod:`.export`) on machines with
+  room; their dygraph weights wait in the file they were loaded from (:mod:`.stash`), read back if
+  a predictor fails later (the module then runs in dygraph);
 - ``precision="bfloat16"`` runs the UNet, VAE decoder and vocoder predictors with oneDNN's
   bfloat16 kernels (CPUs with AVX512_BF16 or AMX; each verified within 1e-2 relative L2);
 - :mod:`.lowmem` (``low_memory=True``, automatic under 4 GB) keeps only the running stage's
-  weights in memory and builds no float32 predictors.
+  weights in memory (:mod:`.swap`) and builds no float32 predictors.
+
+Each speed-up wraps module calls as hooks in the pipeline's one :class:`~.hooks.HookRegistry`, in
+a fixed order (thread split innermost, then predictors, then low-memory mode's stage swap), and
+each comes off again: :func:`undo` for all of them, or one by one through the loaded model
+(``model.disable_threads()``, ``disable_predictors()``, ``disable_low_memory()``), after which the
+pipeline computes exactly what it computed without that speed-up.
 
 GPUs are left as they are.
 """
@@ -24,7 +31,7 @@ from typing import Any
 
 from ..config import flag
 
-__all__ = ["optimize", "undo", "enabled"]
+__all__ = ["optimize", "undo", "enabled", "applied"]
 
 
 def enabled() -> bool:
@@ -81,18 +88,11 @@ def optimize(
         cpu_auto = device == "cpu" and not low_memory and onednn is None and threads != 1
         precision = auto_precision(pipe) if cpu_auto else "float32"
     workers = usable_cores() if threads is None else int(threads)
-    report: dict[str, Any] = {
-        "device": device,
-        "workers": workers,
-        "precision": precision,
-        "low_memory": bool(low_memory),
-        "predictors": [],
-        "applied": [],
-    }
+    report: dict[str, Any] = {"device": device, "workers": workers, "precision": precision}
     if device == "cpu":
         from .threads import split_threads
 
-        report["applied"] += split_threads(pipe, workers=workers)
+        split_threads(pipe, workers=workers)
         if onednn is None:
             onednn = (
                 ("unet", "vae", "vocoder")
@@ -103,21 +103,35 @@ def optimize(
             )
         modules = (onednn,) if isinstance(onednn, str) else tuple(onednn)
         # wraps the thread split, which stays as the fallback
-        report["predictors"] = compile_pipeline(pipe, device, modules=modules, precision=precision)
-        for name in report["predictors"]:
-            report["applied"].append(f"{name}: oneDNN {precision} inference predictor, verified on first use")
+        compile_pipeline(pipe, device, modules=modules, precision=precision)
         if low_memory:
             from .lowmem import enable
 
-            stages = enable(pipe)
-            report["applied"].append(f"low memory: {', '.join(stages)} weights in memory only while running")
+            enable(pipe)
         give_back_free_memory()
+    report.update(applied(pipe))
     pipe._mgtoolkit_optimizations = report
     return report
 
 
+def applied(pipe: Any) -> dict[str, Any]:
+    """What runs on ``pipe`` now: ``{"low_memory", "predictors", "applied"}`` (see :func:`optimize`),
+    read from its hook registry."""
+    from .hooks import HookRegistry
+    from .lowmem import FEATURE as LOW_MEMORY
+    from .lowmem import is_on
+    from .onednn import FEATURE as PREDICTORS
+    from .threads import FEATURE as THREADS
+
+    registry = getattr(pipe, "_mgtoolkit_hooks", None) or HookRegistry()
+    lines = [line for f in (THREADS, PREDICTORS, LOW_MEMORY) for line in registry.applied.get(f, [])]
+    predictors = sorted(getattr(pipe, "_mgtoolkit_engines", None) or {})
+    return {"low_memory": is_on(pipe), "predictors": predictors, "applied": lines}
+
+
 def undo(pipe: Any) -> None:
-    """Give ``pipe`` back its plain modules: predictors and low-memory swaps off, threads stopped.
+    """Give ``pipe`` back its plain modules: every hook off (low-memory swaps, predictors, the
+    thread split) and the threads stopped; the modules compute exactly what they did before.
 
     Modules that ran as oneDNN predictors read their dygraph weights back and run in dygraph.
 
@@ -127,12 +141,11 @@ def undo(pipe: Any) -> None:
         If a predictor's weights file is gone from the cache: load the model again instead.
     """
     from .lowmem import disable
+    from .onednn import remove_predictors
     from .threads import undo_split
 
-    engines = getattr(pipe, "_mgtoolkit_engines", None) or {}
-    for engine in engines.values():
-        engine.fall_back("undo() was called")
     disable(pipe)
+    remove_predictors(pipe, "undo() was called")
     undo_split(pipe)
     if hasattr(pipe, "_mgtoolkit_optimizations"):
         del pipe._mgtoolkit_optimizations

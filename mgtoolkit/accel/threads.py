@@ -16,7 +16,9 @@ GIL inside its kernels), each thread running its share with one BLAS thread:
 
 Each output is computed from the same inputs by the same kernels, so results equal the plain
 pipeline's to float rounding (a different GEMM blocking changes the summation order, ~1e-6 relative).
-Called through :func:`mgtoolkit.accel.optimize`; GPUs are left untouched.
+Called through :func:`mgtoolkit.accel.optimize` (or ``model.enable_threads()``); each split is a
+hook in the pipeline's :class:`~.hooks.HookRegistry` (``threads/<module>``, innermost of the
+speed-ups) that :func:`undo_split` takes off again. GPUs are left untouched.
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .hooks import SPLIT, HookRegistry, ModelHook
 from .pieces import blas_on_all_cores, chunks, stitch, time_windows, usable_cores, vocoder_receptive_frames
 
-__all__ = ["split_threads", "undo_split"]
+__all__ = ["split_threads", "undo_split", "FEATURE"]
+
+FEATURE = "threads"
+"""The split's name in the pipeline's :class:`~.hooks.HookRegistry` (its hooks: ``threads/<module>``)."""
 
 
 def split_threads(pipe: Any, *, workers: int | None = None) -> list[str]:
@@ -38,7 +44,7 @@ def split_threads(pipe: Any, *, workers: int | None = None) -> list[str]:
     Parameters
     ----------
     pipe : AudioLDMPipeline or MusicLDMPipeline
-        A loaded pipeline on the CPU (its ``unet``, ``vae`` and ``vocoder`` are patched if present).
+        A loaded pipeline on the CPU (its ``unet``, ``vae`` and ``vocoder`` are wrapped if present).
     workers : int, optional
         Threads to split work over; default :func:`~mgtoolkit.accel.pieces.usable_cores`. Fewer
         than two does nothing.
@@ -46,44 +52,48 @@ def split_threads(pipe: Any, *, workers: int | None = None) -> list[str]:
     Returns
     -------
     list of str
-        What was patched, e.g. ``["unet: batch/time split over 2 threads", ...]``. A pipeline that is
+        What was wrapped, e.g. ``["unet: batch/time split over 2 threads", ...]``. A pipeline that is
         already split is left as it is (its earlier list is returned).
 
     The threads belong to the pipeline: :func:`undo_split` (or the pipeline being freed) stops them.
     """
-    done = getattr(pipe, "_mgtoolkit_split", None)
-    if done is not None:  # patching twice would split work that is already split
-        return done
+    registry = HookRegistry.of(pipe)
+    if FEATURE in registry.applied:  # splitting twice would split work that is already split
+        return registry.applied[FEATURE]
     workers = usable_cores() if workers is None else int(workers)
     applied: list[str] = []
     if workers > 1:
         blas_on_all_cores()  # as every split call leaves it: the first call like the next
         pool = ThreadPoolExecutor(workers, thread_name_prefix="mgtoolkit-cpu")
         weakref.finalize(pipe, pool.shutdown, wait=False)
-        pipe._mgtoolkit_pool = pool
-        for name, patch in (("unet", _patch_unet), ("vae", _patch_vae), ("vocoder", _patch_vocoder)):
+        for name, make in (("unet", UnetSplit), ("vae", VaeSplit), ("vocoder", VocoderSplit.for_vocoder)):
             module = getattr(pipe, name, None)
-            if module is not None and patch(module, pool, workers):
+            hook = make(module, pool, workers) if module is not None else None
+            if hook is not None:
+                registry.register_hook(hook, f"{FEATURE}/{name}", module, hook.attr)
                 applied.append(f"{name}: batch/time split over {workers} threads")
-    pipe._mgtoolkit_split = applied
+    registry.applied[FEATURE] = applied
     return applied
 
 
 def undo_split(pipe: Any) -> None:
-    """Put back the modules' own ``forward``/``decode`` and stop the pipeline's threads."""
-    for name in ("unet", "vae", "vocoder"):
-        module = getattr(pipe, name, None)
-        originals = getattr(module, "_mgtoolkit_originals", {}) if module is not None else {}
-        for attr, original in originals.items():
-            setattr(module, attr, original)
-        if originals:
-            del module._mgtoolkit_originals
-    pool = getattr(pipe, "_mgtoolkit_pool", None)
-    if pool is not None:
+    """Give the modules their own ``forward``/``decode`` back and stop the pipeline's threads."""
+    registry = HookRegistry.of(pipe)
+    pools = {id(h.pool): h.pool for n in registry.names(f"{FEATURE}/") if (h := registry.get_hook(n))}
+    registry.remove_hooks(f"{FEATURE}/")
+    for pool in pools.values():
         pool.shutdown(wait=False)
-        del pipe._mgtoolkit_pool
-    if hasattr(pipe, "_mgtoolkit_split"):
-        del pipe._mgtoolkit_split
+    registry.applied.pop(FEATURE, None)
+
+
+class _Split(ModelHook):
+    """A module's call run in pieces on ``pool``'s ``workers`` threads."""
+
+    order = SPLIT
+    attr = "forward"
+
+    def __init__(self, module: Any, pool: ThreadPoolExecutor, workers: int) -> None:
+        self.pool, self.workers = pool, workers
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,40 +117,31 @@ def _side_by_side(tasks: list[Callable[[], Any]], pool: ThreadPoolExecutor) -> l
         blas_on_all_cores()
 
 
-def _replace(module: Any, attr: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-    """Swap ``module.<attr>`` for ``make(original)``, remembering the original for :func:`undo_split`."""
-    original = getattr(module, attr)
-    setattr(module, attr, make(original))
-    module.__dict__.setdefault("_mgtoolkit_originals", {})[attr] = original
-
-
 # ---------------------------------------------------------------------------------------------
-# UNet: split the batch.
+# UNet: split the batch (the classifier-free-guidance pair, or the candidates), side by side.
+# This section is one unit: UnetSplit and the helpers under it.
 # ---------------------------------------------------------------------------------------------
 _UNET_BATCHED = ("encoder_hidden_states", "class_labels")
 
 
-def _patch_unet(unet: Any, pool: ThreadPoolExecutor, workers: int) -> bool:
-    def make(forward: Callable[..., Any]) -> Callable[..., Any]:
-        def split_forward(sample, timestep, *args, **kwargs):
-            batch = int(sample.shape[0])
-            if (
-                args
-                or batch < 2
-                or not _only_known(kwargs, _UNET_BATCHED + ("return_dict", "cross_attention_kwargs"))
-            ):
-                return forward(sample, timestep, *args, **kwargs)
-            return_dict = kwargs.pop("return_dict", True)
-            tasks = [
-                _unet_task(forward, sample, timestep, kwargs, batch, lo, hi)
-                for lo, hi in chunks(batch, workers)
-            ]
-            return _join_unet(_side_by_side(tasks, pool), return_dict)
+class UnetSplit(_Split):
+    """The UNet's batch in pieces: the guidance pair's conditional and unconditional halves (or the
+    candidates) run side by side, one piece per thread, and are joined back in order."""
 
-        return split_forward
-
-    _replace(unet, "forward", make)
-    return True
+    def new_forward(self, forward: Callable[..., Any], sample, timestep, *args, **kwargs):
+        batch = int(sample.shape[0])
+        if (
+            args
+            or batch < 2
+            or not _only_known(kwargs, _UNET_BATCHED + ("return_dict", "cross_attention_kwargs"))
+        ):
+            return forward(sample, timestep, *args, **kwargs)
+        return_dict = kwargs.pop("return_dict", True)
+        tasks = [
+            _unet_task(forward, sample, timestep, kwargs, batch, lo, hi)
+            for lo, hi in chunks(batch, self.workers)
+        ]
+        return _join_unet(_side_by_side(tasks, self.pool), return_dict)
 
 
 def _only_known(kwargs: dict[str, Any], known: tuple[str, ...]) -> bool:
@@ -167,54 +168,56 @@ def _join_unet(outputs: list[Any], return_dict: bool):
 # ---------------------------------------------------------------------------------------------
 # VAE decoder: split the batch.
 # ---------------------------------------------------------------------------------------------
-def _patch_vae(vae: Any, pool: ThreadPoolExecutor, workers: int) -> bool:
-    def make(original: Callable[..., Any]) -> Callable[..., Any]:
-        def decode(z, return_dict: bool = True, *args, **kwargs):
-            batch = int(z.shape[0])
-            if args or kwargs or batch < 2:
-                return original(z, return_dict, *args, **kwargs)
-            import paddle
+class VaeSplit(_Split):
+    """The VAE decoder's batch in pieces, side by side."""
 
-            tasks = [
-                (lambda lo=lo, hi=hi: original(z[lo:hi], return_dict=True))
-                for lo, hi in chunks(batch, workers)
-            ]
-            outputs = _side_by_side(tasks, pool)
-            sample = paddle.concat([out.sample for out in outputs], axis=0)
-            return type(outputs[0])(sample=sample) if return_dict else (sample,)
+    attr = "decode"
 
-        return decode
+    def new_forward(self, original: Callable[..., Any], z, return_dict: bool = True, *args, **kwargs):
+        batch = int(z.shape[0])
+        if args or kwargs or batch < 2:
+            return original(z, return_dict, *args, **kwargs)
+        import paddle
 
-    _replace(vae, "decode", make)
-    return True
+        tasks = [
+            (lambda lo=lo, hi=hi: original(z[lo:hi], return_dict=True))
+            for lo, hi in chunks(batch, self.workers)
+        ]
+        outputs = _side_by_side(tasks, self.pool)
+        sample = paddle.concat([out.sample for out in outputs], axis=0)
+        return type(outputs[0])(sample=sample) if return_dict else (sample,)
 
 
 # ---------------------------------------------------------------------------------------------
 # Vocoder: split the batch, or one spectrogram along time with overlap.
 # ---------------------------------------------------------------------------------------------
-def _patch_vocoder(vocoder: Any, pool: ThreadPoolExecutor, workers: int) -> bool:
-    config = vocoder.config
-    try:
-        hop = int(math.prod(config.upsample_rates))
-        margin = vocoder_receptive_frames(config)
-    except (AttributeError, TypeError):  # not a HiFi-GAN: leave it alone
-        return False
+class VocoderSplit(_Split):
+    """The HiFi-GAN vocoder's batch in pieces, or one long spectrogram in overlapping time pieces."""
 
-    def make(forward: Callable[..., Any]) -> Callable[..., Any]:
-        def split_forward(spectrogram):
-            if spectrogram.ndim != 3:
-                return forward(spectrogram)
-            batch, frames = int(spectrogram.shape[0]), int(spectrogram.shape[1])
-            if batch >= 2:
-                return _vocode_batch(forward, spectrogram, pool, workers)
-            if frames >= 4 * margin * workers:
-                return _vocode_time(forward, spectrogram, pool, workers, margin, hop)
+    def __init__(self, module: Any, pool: ThreadPoolExecutor, workers: int, *, hop: int, margin: int) -> None:
+        super().__init__(module, pool, workers)
+        self.hop, self.margin = hop, margin
+
+    @classmethod
+    def for_vocoder(cls, vocoder: Any, pool: ThreadPoolExecutor, workers: int) -> VocoderSplit | None:
+        """The split for ``vocoder``, or ``None`` if it is not a HiFi-GAN (it is then left alone)."""
+        config = vocoder.config
+        try:
+            hop = int(math.prod(config.upsample_rates))
+            margin = vocoder_receptive_frames(config)
+        except (AttributeError, TypeError):
+            return None
+        return cls(vocoder, pool, workers, hop=hop, margin=margin)
+
+    def new_forward(self, forward: Callable[..., Any], spectrogram):
+        if spectrogram.ndim != 3:
             return forward(spectrogram)
-
-        return split_forward
-
-    _replace(vocoder, "forward", make)
-    return True
+        batch, frames = int(spectrogram.shape[0]), int(spectrogram.shape[1])
+        if batch >= 2:
+            return _vocode_batch(forward, spectrogram, self.pool, self.workers)
+        if frames >= 4 * self.margin * self.workers:
+            return _vocode_time(forward, spectrogram, self.pool, self.workers, self.margin, self.hop)
+        return forward(spectrogram)
 
 
 def _vocode_batch(forward, spectrogram, pool: ThreadPoolExecutor, workers: int):

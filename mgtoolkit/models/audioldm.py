@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import GenerationCancelled, InvalidInputError, MgtoolkitWarning, ModelUnavailableError
 from ..runtime import PIPELINE_LOCK, import_paddle
 from .registry import ModelSpec
+from .speedups import SpeedUps
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -56,8 +57,9 @@ class PromptTruncatedWarning(MgtoolkitWarning):
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    """A loaded pipeline and the facts about it that the core needs."""
+class LoadedModel(SpeedUps):
+    """A loaded pipeline and the facts about it that the core needs; its speed-ups go on and off
+    with the ``enable_*``/``disable_*`` methods (:class:`~mgtoolkit.models.speedups.SpeedUps`)."""
 
     spec: ModelSpec
     pipe: Any
@@ -70,7 +72,9 @@ class LoadedModel:
     plan: Plan | None = None
     """How it runs (:func:`mgtoolkit.models.plan.plan`, settled once the weights told the UNet's size)."""
     report: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
-    """What :func:`mgtoolkit.accel.optimize` applied (``{}``: the plain pipeline)."""
+    """What :func:`mgtoolkit.accel.optimize` applied (``{}``: the plain pipeline), kept up to date
+    by the ``enable_*``/``disable_*`` methods."""
+    _changed: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
     def sample_rate(self) -> int:
@@ -102,15 +106,16 @@ class LoadedModel:
         return int(self.pipe.tokenizer.model_max_length)
 
     def info(self) -> dict[str, Any]:
+        plan = self.running_plan
         return {
             "name": self.spec.name,
             "source": self.spec.source,
             "pipeline": type(self.pipe).__name__,
             "license": self.spec.license,
             "device": self.device,
-            "dtype": self.dtype,
+            "dtype": plan.run_dtype if self._changed and plan is not None else self.dtype,
             **({"allow_unsafe_pickle": True} if self.allow_unsafe_pickle else {}),
-            **({"plan": self.plan.record()} if self.plan is not None else {}),
+            **({"plan": plan.record()} if plan is not None else {}),
         }
 
 
