@@ -40,6 +40,7 @@ from .hooks import STAGE_SWAP, HookRegistry, ModelHook
 from .pieces import give_back_free_memory
 from .stash import PlainSafetensors, named_tensors, release, released, restore, save_weights, weights_name
 from .swap import Swapper, make_room, stage_modules, stash_stage
+from .tiling import BUFFER_BYTES, tile_convolutions
 
 __all__ = [
     "AUTO_BELOW",
@@ -378,6 +379,7 @@ def enable(pipe: Any, *, cache: Path | None = None, folder: Path | None = None) 
     swapper = Swapper(guard=PIPELINE_LOCK)
     registry = HookRegistry.of(pipe)
     engines = getattr(pipe, "_mgtoolkit_engines", None) or {}
+    tiled = 0
     for name in STAGES:
         modules, calls = _stage_calls(pipe, name)
         if not modules or name in engines:  # a predictor holds that stage's weights itself
@@ -388,9 +390,13 @@ def enable(pipe: Any, *, cache: Path | None = None, folder: Path | None = None) 
             source = weights_source(module, modules, Path(folder) / name)
         swapper.add(name, modules, cache, stash, source)
         _hook_calls(registry, swapper, name, calls)
+        tiled += tile_convolutions(registry, module, name, feature=FEATURE)
     pipe._mgtoolkit_lowmem = swapper
     stages = sorted(swapper.stages)
-    registry.applied[FEATURE] = [f"low memory: {', '.join(stages)} weights in memory only while running"]
+    registry.applied[FEATURE] = [
+        f"low memory: {', '.join(stages)} weights in memory only while running",
+        f"low memory: {tiled} convolutions run in row bands past {BUFFER_BYTES // 2**20} MiB of scratch",
+    ]
     give_back_free_memory()
     return stages
 
