@@ -69,10 +69,9 @@ _TORCH_LINEAR = (
 def write_fullsize_clip(folder: Path) -> Path:
     """Write the full-size random CLIP into ``folder`` in transformers' layout; return ``folder``."""
     import paddle
+    from mgtoolkit.testing.tiny_clip import write_clip_tokenizer_files
     from ppdiffusers.transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
     from safetensors.numpy import save_file
-
-    from mgtoolkit.testing.tiny_clip import write_clip_tokenizer_files
 
     folder.mkdir(parents=True, exist_ok=True)
     paddle.seed(0)

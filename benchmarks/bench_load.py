@@ -90,7 +90,6 @@ def folders(root: Path) -> tuple[Path, Path]:
     """The full-size paddle folder (built once) and its diffusers-format twin (written once)."""
     sys.path.insert(0, str(HERE))
     from fullsize import fullsize_dir
-
     from mgtoolkit.testing.hub_layouts import write_diffusers_folder
 
     paddle_dir = fullsize_dir("audioldm-s-full-v2")

@@ -137,8 +137,9 @@ def architecture(preset: str) -> dict[str, dict]:
 
 def build(preset: str, folder: Path, seed: int = 0) -> None:
     """Build ``preset`` with random weights and ``save_pretrained`` it into ``folder``."""
-    from mgtoolkit.runtime import import_paddle
     from mgtoolkit.testing.tiny import write_bpe_tokenizer_files
+
+    from mgtoolkit.runtime import import_paddle
 
     paddle = import_paddle()
     from ppdiffusers import AudioLDMPipeline, AutoencoderKL, DDIMScheduler, UNet2DConditionModel
@@ -200,8 +201,9 @@ HUB_IDS = {
 
 def build_clap(folder: Path, seed: int = 0) -> None:
     """laion/clap-htsat-unfused's geometry with random weights, saved by paddlenlp into ``folder``."""
-    from mgtoolkit.runtime import import_paddle
     from mgtoolkit.testing.tiny import write_bpe_tokenizer_files
+
+    from mgtoolkit.runtime import import_paddle
 
     import_paddle().seed(seed)
     from ppdiffusers.transformers import ClapConfig, ClapFeatureExtractor, ClapModel, RobertaTokenizer
