@@ -32,12 +32,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mgtoolkit.models.architectures import (
-    FULL_SIZE,
-    full_size,
-    write_bpe_tokenizer_files,
-    write_clip_tokenizer_files,
-)
+from mgtoolkit.models.architectures import FULL_SIZE, full_size, write_clip_tokenizer_files
+from mgtoolkit.models.tiny.build import roberta_tokenizer, save_model
 
 __all__ = [
     "ARCHITECTURES",
@@ -74,7 +70,6 @@ def hub_layouts():
 
 def build(preset: str, folder: Path, seed: int = 0) -> None:
     """Build ``preset`` with random weights and ``save_pretrained`` it into ``folder``."""
-
     from mgtoolkit.runtime import import_paddle
 
     paddle = import_paddle()
@@ -82,7 +77,6 @@ def build(preset: str, folder: Path, seed: int = 0) -> None:
     from ppdiffusers.transformers import (
         ClapTextConfig,
         ClapTextModelWithProjection,
-        RobertaTokenizer,
         SpeechT5HifiGan,
         SpeechT5HifiGanConfig,
     )
@@ -90,10 +84,7 @@ def build(preset: str, folder: Path, seed: int = 0) -> None:
     cfg = architecture(preset)
     paddle.seed(seed)
     tok_dir = folder / "_tok_src"
-    write_bpe_tokenizer_files(tok_dir)
-    tokenizer = RobertaTokenizer(
-        vocab_file=str(tok_dir / "vocab.json"), merges_file=str(tok_dir / "merges.txt"), model_max_length=512
-    )
+    tokenizer, _ = roberta_tokenizer(tok_dir)
     pipe = AudioLDMPipeline(
         vae=AutoencoderKL(**cfg["vae"]),
         text_encoder=ClapTextModelWithProjection(ClapTextConfig(**cfg["text"])),
@@ -141,18 +132,10 @@ def build_clap(folder: Path, seed: int = 0) -> None:
     from mgtoolkit.runtime import import_paddle
 
     import_paddle().seed(seed)
-    from ppdiffusers.transformers import ClapConfig, ClapFeatureExtractor, ClapModel, RobertaTokenizer
+    from ppdiffusers.transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
-    write_bpe_tokenizer_files(folder / "_tok_src")
-    tokenizer = RobertaTokenizer(
-        vocab_file=str(folder / "_tok_src" / "vocab.json"),
-        merges_file=str(folder / "_tok_src" / "merges.txt"),
-        model_max_length=512,
-    )
-    ClapModel(ClapConfig()).save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
-    ClapFeatureExtractor(truncation="rand_trunc").save_pretrained(str(folder))
-    shutil.rmtree(folder / "_tok_src")
+    tokenizer, _ = roberta_tokenizer(folder / "_src")
+    save_model(folder, ClapModel(ClapConfig()), tokenizer, ClapFeatureExtractor(truncation="rand_trunc"))
 
 
 def build_clip(folder: Path, seed: int = 0) -> None:
@@ -162,16 +145,10 @@ def build_clip(folder: Path, seed: int = 0) -> None:
     import_paddle().seed(seed)
     from ppdiffusers.transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-    write_clip_tokenizer_files(
-        folder / "_tok_src", [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>")]
-    )
-    tokenizer = CLIPTokenizer(
-        str(folder / "_tok_src" / "vocab.json"), str(folder / "_tok_src" / "merges.txt")
-    )
-    CLIPModel(CLIPConfig()).save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
-    CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224}).save_pretrained(str(folder))
-    shutil.rmtree(folder / "_tok_src")
+    write_clip_tokenizer_files(folder / "_src", [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>")])
+    tokenizer = CLIPTokenizer(str(folder / "_src" / "vocab.json"), str(folder / "_src" / "merges.txt"))
+    processor = CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224})
+    save_model(folder, CLIPModel(CLIPConfig()), tokenizer, processor)
 
 
 def lay_hf_cache(

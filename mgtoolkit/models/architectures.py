@@ -64,17 +64,6 @@ _LM = {
     "num_attention_heads": 4,
     "max_position_embeddings": 512,
 }
-_CLAP_TEXT = {
-    "hidden_size": 32,
-    "intermediate_size": 37,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "max_position_embeddings": 514,
-    "bos_token_id": 0,
-    "pad_token_id": 1,
-    "eos_token_id": 2,
-    "layer_norm_eps": 1e-5,
-}
 _TWO_BLOCKS = {
     "sample_size": 32,
     "in_channels": 8,
@@ -85,6 +74,39 @@ _TWO_BLOCKS = {
     "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
 }
 _GPT2_DIM, _T5_DIM = 32, 48
+# What every AudioLDM-family model shares, tiny or not: mel spectrograms of 64 bins at hop 160 and
+# 16 kHz (the vocoder's input and rates), one-channel mel images in an 8-channel latent (the VAE),
+# the DDIM schedule the checkpoints were trained with, RoBERTa's special ids in CLAP's text tower.
+_MEL_VOCODER = {
+    "model_in_dim": 64,
+    "sampling_rate": 16000,
+    "upsample_rates": [5, 4, 2, 2, 2],
+    "upsample_kernel_sizes": [16, 16, 8, 4, 4],
+    "normalize_before": False,
+}
+_MEL_VAE = {
+    "in_channels": 1,
+    "out_channels": 1,
+    "latent_channels": 8,
+    "down_block_types": ("DownEncoderBlock2D",) * 3,
+    "up_block_types": ("UpDecoderBlock2D",) * 3,
+}
+_DDIM = {
+    "beta_start": 0.0015,
+    "beta_end": 0.0195,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+}
+_ROBERTA_TEXT = {
+    "max_position_embeddings": 514,
+    "bos_token_id": 0,
+    "pad_token_id": 1,
+    "eos_token_id": 2,
+    "layer_norm_eps": 1e-5,
+}
 
 TINY: dict[str, dict] = {
     # AudioLDM's UNet; MusicLDM's is the same.
@@ -98,38 +120,28 @@ TINY: dict[str, dict] = {
         "class_embeddings_concat": True,
     },
     "vae": {
-        "in_channels": 1,
-        "out_channels": 1,
-        "latent_channels": 8,
+        **_MEL_VAE,
         "block_out_channels": (16, 32, 32),
-        "down_block_types": ("DownEncoderBlock2D",) * 3,
-        "up_block_types": ("UpDecoderBlock2D",) * 3,
         "layers_per_block": 1,
         "norm_num_groups": 8,
         "sample_size": 256,
         "scaling_factor": 1.0,
     },
     "vocoder": {
-        "model_in_dim": 64,
-        "sampling_rate": 16000,
+        **_MEL_VOCODER,
         "upsample_initial_channel": 64,
-        "upsample_rates": [5, 4, 2, 2, 2],
-        "upsample_kernel_sizes": [16, 16, 8, 4, 4],
         "resblock_kernel_sizes": [3],
         "resblock_dilation_sizes": [[1, 3, 5]],
-        "normalize_before": False,
     },
-    "scheduler": {  # DDIM
-        "beta_start": 0.0015,
-        "beta_end": 0.0195,
-        "beta_schedule": "scaled_linear",
-        "num_train_timesteps": 1000,
-        "clip_sample": False,
-        "set_alpha_to_one": False,
-        "steps_offset": 1,
-    },
+    "scheduler": _DDIM,
     # CLAP's text tower (``vocab_size`` from the tokenizer; AudioLDM's adds ``projection_dim``).
-    "clap_text": _CLAP_TEXT,
+    "clap_text": {
+        **_ROBERTA_TEXT,
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+    },
     # CLAP's audio tower as MusicLDM and AudioLDM 2 carry it (the tiny CLAP preset: unfused).
     "clap_audio": {
         "spec_size": 64,
@@ -264,52 +276,31 @@ AUDIOLDM_S: dict[str, dict] = {
         "class_embeddings_concat": True,
     },
     "vae": {
+        **_MEL_VAE,
         "sample_size": 512,
-        "in_channels": 1,
-        "out_channels": 1,
-        "latent_channels": 8,
         "layers_per_block": 2,
         "block_out_channels": (128, 256, 512),
-        "down_block_types": ("DownEncoderBlock2D",) * 3,
-        "up_block_types": ("UpDecoderBlock2D",) * 3,
         "scaling_factor": 0.18215,
     },
     "text": {
+        **_ROBERTA_TEXT,
         "vocab_size": 50265,
         "hidden_size": 768,
         "num_hidden_layers": 12,
         "num_attention_heads": 12,
         "intermediate_size": 3072,
         "hidden_act": "gelu",
-        "max_position_embeddings": 514,
         "type_vocab_size": 1,
         "projection_dim": 512,
         "projection_hidden_act": "relu",
-        "pad_token_id": 1,
-        "bos_token_id": 0,
-        "eos_token_id": 2,
-        "layer_norm_eps": 1e-5,
     },
     "vocoder": {
-        "model_in_dim": 64,
-        "sampling_rate": 16000,
+        **_MEL_VOCODER,
         "upsample_initial_channel": 1024,
-        "upsample_rates": [5, 4, 2, 2, 2],
-        "upsample_kernel_sizes": [16, 16, 8, 4, 4],
         "resblock_kernel_sizes": [3, 7, 11],
         "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
-        "normalize_before": False,
     },
-    "scheduler": {
-        "num_train_timesteps": 1000,
-        "beta_start": 0.0015,
-        "beta_end": 0.0195,
-        "beta_schedule": "scaled_linear",
-        "steps_offset": 1,
-        "clip_sample": False,
-        "set_alpha_to_one": False,
-        "prediction_type": "epsilon",
-    },
+    "scheduler": {**_DDIM, "prediction_type": "epsilon"},
 }
 """AudioLDM-S (``cvssp/audioldm-s-full-v2``): component configs by name."""
 

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...config import cache_root, private_dir
+from ..architectures import write_bpe_tokenizer_files
 
-__all__ = ["built_once"]
+__all__ = ["built_once", "roberta_tokenizer", "save_model"]
 
 
 def built_once(
@@ -49,3 +50,27 @@ def built_once(
         paddle.set_rng_state(state)
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def roberta_tokenizer(folder: Path, max_length: int = 512):
+    """The tiny byte-level BPE (:func:`~mgtoolkit.models.architectures.write_bpe_tokenizer_files`, its
+    files written into ``folder``) as paddlenlp's ``RobertaTokenizer``; returns it and its vocabulary."""
+    from ppdiffusers.transformers import RobertaTokenizer
+
+    vocab = write_bpe_tokenizer_files(folder)
+    tokenizer = RobertaTokenizer(
+        vocab_file=str(folder / "vocab.json"),
+        merges_file=str(folder / "merges.txt"),
+        model_max_length=max_length,
+    )
+    return tokenizer, vocab
+
+
+def save_model(folder: Path, model, *parts) -> None:
+    """Save ``model`` in eval mode as safetensors (never a pickle) and each of ``parts`` (tokenizer,
+    processor, feature extractor) into ``folder``; remove the scratch folder ``folder/_src``."""
+    model.eval()
+    model.save_pretrained(str(folder), safe_serialization=True)
+    for part in parts:
+        part.save_pretrained(str(folder))
+    shutil.rmtree(folder / "_src", ignore_errors=True)

@@ -9,11 +9,10 @@ text exactly as a real CLAP's do, so ranking and zero-shot tags run offline in t
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from ..architectures import tiny, write_bpe_tokenizer_files
-from .build import built_once
+from ..architectures import tiny
+from .build import built_once, roberta_tokenizer, save_model
 
 __all__ = ["TINY_CLAP_VERSION", "tiny_clap_dir"]
 
@@ -28,15 +27,9 @@ def _build(folder: Path) -> None:
         ClapFeatureExtractor,
         ClapModel,
         ClapTextConfig,
-        RobertaTokenizer,
     )
 
-    vocab = write_bpe_tokenizer_files(folder / "_src")
-    tokenizer = RobertaTokenizer(
-        vocab_file=str(folder / "_src" / "vocab.json"),
-        merges_file=str(folder / "_src" / "merges.txt"),
-        model_max_length=512,
-    )
+    tokenizer, vocab = roberta_tokenizer(folder / "_src")
     text = ClapTextConfig(**tiny("clap_text", vocab_size=len(vocab)))
     audio = ClapAudioConfig(
         **tiny(
@@ -49,21 +42,17 @@ def _build(folder: Path) -> None:
     model = ClapModel(
         ClapConfig.from_text_audio_configs(text_config=text, audio_config=audio, projection_dim=32)
     )
-    model.eval()
     # 16 kHz like the tiny AudioLDM (the real CLAP takes 48 kHz); "rand_trunc" like the unfused model.
     extractor = ClapFeatureExtractor(
-        feature_size=64,
-        sampling_rate=16000,
-        frequency_max=8000,
-        hop_length=512,
-        max_length_s=2,  # 63 frames: what a 64-wide tiny tower takes
-        truncation="rand_trunc",
-        padding="repeatpad",
+        **tiny(
+            "clap_features",
+            hop_length=512,
+            max_length_s=2,  # 63 frames: what a 64-wide tiny tower takes
+            truncation="rand_trunc",
+            padding="repeatpad",
+        )
     )
-    model.save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
-    extractor.save_pretrained(str(folder))
-    shutil.rmtree(folder / "_src", ignore_errors=True)
+    save_model(folder, model, tokenizer, extractor)
 
 
 def tiny_clap_dir(root: Path | None = None) -> Path:

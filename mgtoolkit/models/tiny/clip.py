@@ -9,12 +9,11 @@ image chain's ``clip`` captioner runs offline in tests.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from .. import architectures
 from ..architectures import tiny
-from .build import built_once
+from .build import built_once, save_model
 
 __all__ = ["TINY_CLIP_VERSION", "tiny_clip_dir", "write_clip_tokenizer_files", "tiny_clip_configs"]
 
@@ -61,12 +60,8 @@ def _build(folder: Path) -> None:
         projection_dim=geometry["projection_dim"],
     )
     model = CLIPModel(config)
-    model.eval()
     processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    model.save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
-    processor.save_pretrained(str(folder))
-    shutil.rmtree(folder / "_src", ignore_errors=True)
+    save_model(folder, model, tokenizer, processor)
 
 
 def tiny_clip_dir(root: Path | None = None) -> Path:

@@ -10,12 +10,12 @@ gibberish; they exist so that every stage of a chain runs offline in tests and n
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from ..architectures import tiny, write_bpe_tokenizer_files
 from .build import built_once
+from .build import save_model as _save
 
 __all__ = ["TINY_LLM_VERSION", "TINY_KINDS", "tiny_dir", "CORPUS"]
 
@@ -162,6 +162,16 @@ def _build_qwen2(folder: Path) -> None:
     _save(folder, Qwen2ForCausalLM(cfg), tok)
 
 
+def _vision_language(config_class, text_config: dict):
+    """A captioner's config: the tiny ViT and Q-Former (4 query tokens) before ``text_config``."""
+    return config_class(
+        vision_config=tiny("vision"),
+        qformer_config=tiny("qformer"),
+        text_config=text_config,
+        num_query_tokens=4,
+    )
+
+
 def _build_minigpt4(folder: Path) -> None:
     from paddlenlp.transformers import (
         LlamaTokenizer,
@@ -181,12 +191,7 @@ def _build_minigpt4(folder: Path) -> None:
         pad_token_id=0,
         **tiny("lm"),
     )
-    cfg = MiniGPT4Config(
-        vision_config=tiny("vision"),
-        qformer_config=tiny("qformer"),
-        text_config=text_config,
-        num_query_tokens=4,
-    )
+    cfg = _vision_language(MiniGPT4Config, text_config)
     processor = MiniGPT4Processor(MiniGPT4ImageProcessor(size={"height": 32, "width": 32}), tok)
     _save(folder, MiniGPT4ForConditionalGeneration(cfg), processor)
 
@@ -218,21 +223,9 @@ def _build_blip2(folder: Path) -> None:
         bos_token_id=tok.bos_token_id,
         **{**tiny("lm"), **tiny("opt")},  # paddlenlp's OPT ignores the language model's intermediate_size
     )
-    cfg = Blip2Config(
-        vision_config=tiny("vision"),
-        qformer_config=tiny("qformer"),
-        text_config=text_config,
-        num_query_tokens=4,
-    )
+    cfg = _vision_language(Blip2Config, text_config)
     processor = Blip2Processor(BlipImageProcessor(size={"height": 32, "width": 32}), tok)
     _save(folder, Blip2ForConditionalGeneration(cfg), processor)
-
-
-def _save(folder: Path, model, tokenizer_or_processor) -> None:
-    model.eval()
-    model.save_pretrained(str(folder), safe_serialization=True)  # never a pickle
-    tokenizer_or_processor.save_pretrained(str(folder))
-    shutil.rmtree(folder / "_src", ignore_errors=True)
 
 
 TINY_KINDS: dict[str, Callable[[Path], None]] = {

@@ -12,8 +12,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..architectures import tiny, write_bpe_tokenizer_files
-from .build import built_once
+from ..architectures import tiny
+from .build import built_once, roberta_tokenizer
 
 __all__ = ["TINY_VERSION", "tiny_dir", "tiny_audioldm_dir"]
 
@@ -29,7 +29,6 @@ def _build_audioldm(folder: Path) -> None:
     from ppdiffusers.transformers import (
         ClapTextConfig,
         ClapTextModelWithProjection,
-        RobertaTokenizer,
         SpeechT5HifiGan,
         SpeechT5HifiGanConfig,
     )
@@ -38,12 +37,7 @@ def _build_audioldm(folder: Path) -> None:
     try:
         paddle.seed(0)
         tok_dir = folder / "_tok_src"
-        vocab = write_bpe_tokenizer_files(tok_dir)
-        tokenizer = RobertaTokenizer(
-            vocab_file=str(tok_dir / "vocab.json"),
-            merges_file=str(tok_dir / "merges.txt"),
-            model_max_length=512,
-        )
+        tokenizer, vocab = roberta_tokenizer(tok_dir)
         text_encoder = ClapTextModelWithProjection(
             ClapTextConfig(**tiny("clap_text", vocab_size=len(vocab), projection_dim=32))
         )
