@@ -266,12 +266,7 @@ def time_calls(args: argparse.Namespace, model_dir: Path) -> tuple[dict[str, Any
             f"  run {i + 1}: {run['wall_s']:.2f} s  others_cores {run['others_cores']:.2f}  "
             f"unet_step {run['unet_step_s']:.3f}  vae {run['vae_decode_s']:.2f}  vocoder {run['vocoder_s']:.2f}"
         )
-    timed = {
-        "load_s": load_s,
-        "runs": runs,
-        "optimizations": _optimizations(loaded.pipe),
-        "dtype": loaded.dtype,
-    }
+    timed = {"load_s": load_s, "runs": runs, "optimizations": _optimizations(loaded.pipe), "dtype": loaded.dtype}
     return timed, waves
 
 
