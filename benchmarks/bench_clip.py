@@ -11,8 +11,8 @@ so ``captioner="clip"`` finds it offline. The numbers, from the model card's ``c
 - vision tower: 224 px in 32 px patches, 12 layers x 768, 12 heads, 3,072 MLP, quick_gelu;
 - projection 512, ``logit_scale`` initialised at 2.6592.
 
-The tokenizer is the small CLIP-format BPE of :mod:`mgtoolkit.testing.tiny_clip` (its ids stay below
-the real vocabulary size).
+The numbers are :data:`mgtoolkit.models.architectures.CLIP_B32`. The tokenizer is the tiny CLIP's
+small CLIP-format BPE (:mod:`mgtoolkit.models.tiny.clip`; its ids stay below the real vocabulary size).
 
 Usage::
 
@@ -32,30 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mgtoolkit.models.architectures import CLIP_B32
+from mgtoolkit.models.tiny.clip import write_clip_tokenizer_files
+
 REPO = "openai/clip-vit-base-patch32"
 REVISION = "0000000000000000000000000000000000000000"
-TEXT = dict(
-    vocab_size=49408,
-    hidden_size=512,
-    intermediate_size=2048,
-    num_hidden_layers=12,
-    num_attention_heads=8,
-    max_position_embeddings=77,
-    hidden_act="quick_gelu",
-    bos_token_id=0,
-    pad_token_id=1,
-    eos_token_id=2,
-)
-VISION = dict(
-    hidden_size=768,
-    intermediate_size=3072,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    image_size=224,
-    patch_size=32,
-    num_channels=3,
-    hidden_act="quick_gelu",
-)
+TEXT, VISION, PROJECTION = CLIP_B32["text"], CLIP_B32["vision"], CLIP_B32["projection"]
 _TORCH_LINEAR = (
     "q_proj.weight",
     "k_proj.weight",
@@ -72,12 +54,10 @@ def write_fullsize_clip(folder: Path) -> Path:
     from ppdiffusers.transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
     from safetensors.numpy import save_file
 
-    from mgtoolkit.testing.tiny_clip import write_clip_tokenizer_files
-
     folder.mkdir(parents=True, exist_ok=True)
     paddle.seed(0)
     config = CLIPConfig.from_text_vision_configs(
-        CLIPTextConfig(**TEXT), CLIPVisionConfig(**VISION), projection_dim=512
+        CLIPTextConfig(**TEXT), CLIPVisionConfig(**VISION), projection_dim=PROJECTION["projection_dim"]
     )
     model = CLIPModel(config)
     state = {}
@@ -91,8 +71,7 @@ def write_fullsize_clip(folder: Path) -> Path:
     hf_config = {
         "architectures": ["CLIPModel"],
         "model_type": "clip",
-        "projection_dim": 512,
-        "logit_scale_init_value": 2.6592,
+        **PROJECTION,
         "initializer_factor": 1.0,
         "torch_dtype": "float32",
         "text_config": {**TEXT, "model_type": "clip_text_model"},

@@ -2,7 +2,7 @@
 """First vs later load of published (torch-layout) weights: time and peak memory; one JSON object.
 
 The full-size AudioLDM-S with random weights (``benchmarks/fullsize.py``) is written as the hub ships
-it (diffusers format, ``pt`` safetensors, by :mod:`mgtoolkit.testing.hub_layouts`). Each load runs in
+it (diffusers format, ``pt`` safetensors, by ``tests/fixtures/hub_layouts.py``). Each load runs in
 a fresh interpreter (its own peak RSS, no in-process cache) through ``mgtoolkit.load_model(folder)``:
 
 - ``first``: an empty converted cache, so the weights are converted and the copy written;
@@ -89,16 +89,14 @@ def run_child(mode: str, folder: Path, env: dict) -> dict:
 def folders(root: Path) -> tuple[Path, Path]:
     """The full-size paddle folder (built once) and its diffusers-format twin (written once)."""
     sys.path.insert(0, str(HERE))
-    from fullsize import fullsize_dir
-
-    from mgtoolkit.testing.hub_layouts import write_diffusers_folder
+    from fullsize import fullsize_dir, hub_layouts
 
     paddle_dir = fullsize_dir("audioldm-s-full-v2")
     diffusers_dir = root / "audioldm-s-full-v2-diffusers"
     if not (diffusers_dir / "model_index.json").is_file():
         log(f"writing the diffusers-format copy into {diffusers_dir} ...")
         shutil.rmtree(diffusers_dir, ignore_errors=True)
-        write_diffusers_folder(paddle_dir, diffusers_dir)
+        hub_layouts().write_diffusers_folder(paddle_dir, diffusers_dir)
     return paddle_dir, diffusers_dir
 
 

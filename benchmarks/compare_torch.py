@@ -1,34 +1,45 @@
 #!/usr/bin/env python
 """mgtoolkit beside torch + diffusers in one run, on the same machine; prints one JSON object.
 
-Runs, one after the other: the torch reference (``torch_audioldm_bench.py`` in its own venv), the
+Runs, one after the other: the torch reference (``benchmarks/torch_reference.py`` in a torch venv), the
 mgtoolkit path with its default dtype (bfloat16 where it pays), the mgtoolkit path in float32
 (``bench_audioldm.py --check --dtype float32``) and the plain ppdiffusers path (``--path plain``),
 optionally paddle with no environment tuning at all. Progress goes to stderr.
 
+The torch venv is ``build/parity-venv`` (``make parity-venv``: the pinned torch, diffusers and
+transformers), or ``$MGTOOLKIT_PARITY_PYTHON``, or ``--torch-python``.
+
 Example
 -------
-    python benchmarks/compare_torch.py --torch-python ../peer-venv/bin/python \\
-        --torch-script ../shared/peer/torch_audioldm_bench.py
+    make parity-venv
+    .venv/bin/python benchmarks/compare_torch.py            # add --with-defaults for raw paddle
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def default_torch_python() -> Path:
+    """``$MGTOOLKIT_PARITY_PYTHON``, else the repo's ``build/parity-venv`` (``make parity-venv``)."""
+    given = os.environ.get("MGTOOLKIT_PARITY_PYTHON")
+    return Path(given) if given else REPO / "build" / "parity-venv" / "bin" / "python"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--torch-python", default="/work/peer-venv/bin/python")
-    ap.add_argument("--torch-script", default="/work/shared/peer/torch_audioldm_bench.py")
+    ap.add_argument("--torch-python", type=Path, default=default_torch_python(), help="a python with torch")
+    ap.add_argument("--torch-script", type=Path, default=HERE / "torch_reference.py")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
@@ -38,12 +49,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_torch(args: argparse.Namespace) -> dict:
     """The torch reference's JSON (``--skip-components``: whole calls only)."""
+    if not args.torch_python.is_file():
+        raise SystemExit(
+            f"--torch-python={args.torch_python} does not exist: run `make parity-venv`, "
+            "or pass a python with torch, diffusers and transformers"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "torch.json"
         subprocess.run(
             [
-                args.torch_python,
-                args.torch_script,
+                str(args.torch_python),
+                str(args.torch_script),
                 "--steps",
                 str(args.steps),
                 "--seconds",

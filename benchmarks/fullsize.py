@@ -1,23 +1,12 @@
 """Full-size AudioLDM architectures with random weights, built from their real configs (no download).
 
 Speed does not depend on weight values, so a pipeline with the real layer sizes and random weights
-times exactly like the released one. Where each number comes from:
-
-- UNet, VAE, scheduler: diffusers' ``scripts/convert_original_audioldm_to_diffusers.py``
-  (``DEFAULT_CONFIG`` = audioldm-s-full: ``model_channels`` 128, ``channel_mult`` [1, 2, 3, 5],
-  ``attention_resolutions`` [8, 4, 2], ``num_res_blocks`` 2, ``extra_film_condition_dim`` 512 with
-  ``extra_film_use_concat``; first-stage ``ch`` 128, ``ch_mult`` [1, 2, 4], ``z_channels`` 8;
-  ``linear_start`` 0.0015, ``linear_end`` 0.0195, 1000 timesteps). ``attention_head_dim`` is not
-  passed by the script, so the library default (8) applies.
-- Text encoder: ``ClapTextConfig`` defaults (RoBERTa-base text tower, 12 layers × 768, 50,265-token
-  vocabulary, 512-d projection), as in ``cvssp/audioldm-s-full-v2/text_encoder/config.json``.
-- Vocoder: AudioLDM's HiFi-GAN (``cvssp/audioldm-s-full-v2/vocoder/config.json``): 64 mels, 16 kHz,
-  upsample rates [5, 4, 2, 2, 2], kernels [16, 16, 8, 4, 4], 1024 initial channels, resblock
-  kernels [3, 7, 11] with dilations [1, 3, 5].
-- Tokenizer: a small byte-level BPE written by :func:`mgtoolkit.testing.tiny.write_bpe_tokenizer_files`
-  (``model_max_length`` 512 as in the real tokenizer); token ids stay below the real vocabulary size.
-
-The same numbers are in ``/work/shared/peer/torch_audioldm_bench.py``, which builds the torch twin.
+times exactly like the released one. The configs, with where each number comes from, are
+:data:`mgtoolkit.models.architectures.AUDIOLDM_S` (UNet, VAE, scheduler from diffusers' AudioLDM
+conversion script; the ``ClapTextConfig`` defaults; the checkpoint's vocoder config); the tokenizer
+is the small byte-level BPE of :func:`mgtoolkit.models.architectures.write_bpe_tokenizer_files`
+(``model_max_length`` 512 as in the real tokenizer; token ids stay below the real vocabulary size).
+``benchmarks/torch_reference.py`` builds the torch twin from the same dicts.
 
 :func:`lay_hf_cache` also lays the models a class downloads (AudioLDM-S, ``laion/clap-htsat-unfused``
 for ranking and tags, ``openai/clip-vit-base-patch32`` for the image chain's tags) into a Hugging
@@ -36,10 +25,15 @@ Tokenizers are small BPE files written here (ids stay below the real vocabularie
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+
+from mgtoolkit.models.architectures import FULL_SIZE, full_size, write_clip_tokenizer_files
+from mgtoolkit.models.tiny.build import roberta_tokenizer, save_model
 
 __all__ = [
     "ARCHITECTURES",
@@ -52,100 +46,37 @@ __all__ = [
 ]
 
 BUILD_VERSION = 1
-
-_S_UNET = dict(
-    sample_size=128,
-    in_channels=8,
-    out_channels=8,
-    layers_per_block=2,
-    block_out_channels=(128, 256, 384, 640),
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    cross_attention_dim=(128, 256, 384, 640),
-    attention_head_dim=8,
-    class_embed_type="simple_projection",
-    projection_class_embeddings_input_dim=512,
-    class_embeddings_concat=True,
-)
-_S_VAE = dict(
-    sample_size=512,
-    in_channels=1,
-    out_channels=1,
-    latent_channels=8,
-    layers_per_block=2,
-    block_out_channels=(128, 256, 512),
-    down_block_types=("DownEncoderBlock2D",) * 3,
-    up_block_types=("UpDecoderBlock2D",) * 3,
-    scaling_factor=0.18215,
-)
-_TEXT = dict(
-    vocab_size=50265,
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-    hidden_act="gelu",
-    max_position_embeddings=514,
-    type_vocab_size=1,
-    projection_dim=512,
-    projection_hidden_act="relu",
-    pad_token_id=1,
-    bos_token_id=0,
-    eos_token_id=2,
-    layer_norm_eps=1e-5,
-)
-_VOCODER = dict(
-    model_in_dim=64,
-    sampling_rate=16000,
-    upsample_initial_channel=1024,
-    upsample_rates=[5, 4, 2, 2, 2],
-    upsample_kernel_sizes=[16, 16, 8, 4, 4],
-    resblock_kernel_sizes=[3, 7, 11],
-    resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5], [1, 3, 5]],
-    normalize_before=False,
-)
-_SCHEDULER = dict(
-    num_train_timesteps=1000,
-    beta_start=0.0015,
-    beta_end=0.0195,
-    beta_schedule="scaled_linear",
-    steps_offset=1,
-    clip_sample=False,
-    set_alpha_to_one=False,
-    prediction_type="epsilon",
-)
-_S = {"unet": _S_UNET, "vae": _S_VAE, "text": _TEXT, "vocoder": _VOCODER, "scheduler": _SCHEDULER}
-
-# The AudioLDM 1 "small" checkpoints share one architecture.
-ARCHITECTURES = {"audioldm-s-full-v2": _S, "audioldm-s-full": _S, "audioldm": _S}
+ARCHITECTURES = FULL_SIZE
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
 def architecture(preset: str) -> dict[str, dict]:
-    """The component configs of ``preset``.
+    """The component configs of ``preset`` (see :func:`mgtoolkit.models.architectures.full_size`).
 
     Raises
     ------
     ValueError
         If no offline config is recorded for ``preset``.
     """
-    if preset not in ARCHITECTURES:
-        raise ValueError(
-            f"preset={preset!r} has no recorded full-size config; use one of {', '.join(ARCHITECTURES)}"
-        )
-    return ARCHITECTURES[preset]
+    return full_size(preset)
+
+
+def hub_layouts():
+    """The test fixture that writes a paddle folder as the hubs publish it (``tests/fixtures``)."""
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    return importlib.import_module("fixtures.hub_layouts")
 
 
 def build(preset: str, folder: Path, seed: int = 0) -> None:
     """Build ``preset`` with random weights and ``save_pretrained`` it into ``folder``."""
     from mgtoolkit.runtime import import_paddle
-    from mgtoolkit.testing.tiny import write_bpe_tokenizer_files
 
     paddle = import_paddle()
     from ppdiffusers import AudioLDMPipeline, AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from ppdiffusers.transformers import (
         ClapTextConfig,
         ClapTextModelWithProjection,
-        RobertaTokenizer,
         SpeechT5HifiGan,
         SpeechT5HifiGanConfig,
     )
@@ -153,10 +84,7 @@ def build(preset: str, folder: Path, seed: int = 0) -> None:
     cfg = architecture(preset)
     paddle.seed(seed)
     tok_dir = folder / "_tok_src"
-    write_bpe_tokenizer_files(tok_dir)
-    tokenizer = RobertaTokenizer(
-        vocab_file=str(tok_dir / "vocab.json"), merges_file=str(tok_dir / "merges.txt"), model_max_length=512
-    )
+    tokenizer, _ = roberta_tokenizer(tok_dir)
     pipe = AudioLDMPipeline(
         vae=AutoencoderKL(**cfg["vae"]),
         text_encoder=ClapTextModelWithProjection(ClapTextConfig(**cfg["text"])),
@@ -171,7 +99,7 @@ def build(preset: str, folder: Path, seed: int = 0) -> None:
 
 def fullsize_dir(preset: str, root: Path | None = None) -> Path:
     """Folder of the saved random-weight ``preset``, building it (about 1.7 GB, once) if missing."""
-    from mgtoolkit.testing.tiny import cache_root
+    from mgtoolkit.config import cache_root
 
     architecture(preset)
     target = (root or cache_root()) / f"bench-{preset}-random-v{BUILD_VERSION}"
@@ -200,44 +128,14 @@ HUB_IDS = {
 
 def build_clap(folder: Path, seed: int = 0) -> None:
     """laion/clap-htsat-unfused's geometry with random weights, saved by paddlenlp into ``folder``."""
+
     from mgtoolkit.runtime import import_paddle
-    from mgtoolkit.testing.tiny import write_bpe_tokenizer_files
 
     import_paddle().seed(seed)
-    from ppdiffusers.transformers import ClapConfig, ClapFeatureExtractor, ClapModel, RobertaTokenizer
+    from ppdiffusers.transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 
-    write_bpe_tokenizer_files(folder / "_tok_src")
-    tokenizer = RobertaTokenizer(
-        vocab_file=str(folder / "_tok_src" / "vocab.json"),
-        merges_file=str(folder / "_tok_src" / "merges.txt"),
-        model_max_length=512,
-    )
-    ClapModel(ClapConfig()).save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
-    ClapFeatureExtractor(truncation="rand_trunc").save_pretrained(str(folder))
-    shutil.rmtree(folder / "_tok_src")
-
-
-def write_clip_tokenizer_files(folder: Path) -> None:
-    """A small CLIP BPE vocabulary: the byte symbols, each with ``</w>``, a few merges, the specials."""
-    import json
-
-    from mgtoolkit.testing.tiny import write_bpe_tokenizer_files
-
-    folder.mkdir(parents=True, exist_ok=True)
-    write_bpe_tokenizer_files(folder / "_bytes")
-    symbols = [s for s in json.loads((folder / "_bytes" / "vocab.json").read_text(encoding="utf-8"))
-               if len(s) == 1]  # fmt: skip
-    shutil.rmtree(folder / "_bytes")
-    merges = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>")]
-    vocab: dict[str, int] = {}
-    for token in symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]:
-        vocab.setdefault(token, len(vocab))
-    vocab.setdefault("<|startoftext|>", len(vocab))
-    vocab.setdefault("<|endoftext|>", len(vocab))
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
-    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tokenizer, _ = roberta_tokenizer(folder / "_src")
+    save_model(folder, ClapModel(ClapConfig()), tokenizer, ClapFeatureExtractor(truncation="rand_trunc"))
 
 
 def build_clip(folder: Path, seed: int = 0) -> None:
@@ -247,14 +145,10 @@ def build_clip(folder: Path, seed: int = 0) -> None:
     import_paddle().seed(seed)
     from ppdiffusers.transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-    write_clip_tokenizer_files(folder / "_tok_src")
-    tokenizer = CLIPTokenizer(
-        str(folder / "_tok_src" / "vocab.json"), str(folder / "_tok_src" / "merges.txt")
-    )
-    CLIPModel(CLIPConfig()).save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
-    CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224}).save_pretrained(str(folder))
-    shutil.rmtree(folder / "_tok_src")
+    write_clip_tokenizer_files(folder / "_src", [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>")])
+    tokenizer = CLIPTokenizer(str(folder / "_src" / "vocab.json"), str(folder / "_src" / "merges.txt"))
+    processor = CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224})
+    save_model(folder, CLIPModel(CLIPConfig()), tokenizer, processor)
 
 
 def lay_hf_cache(
@@ -262,15 +156,11 @@ def lay_hf_cache(
 ) -> dict[str, Path]:
     """Lay each of ``names`` (keys of :data:`HUB_IDS`) into the Hugging Face cache ``cache``.
 
-    Built with paddle, written in torch layout by :mod:`mgtoolkit.testing.hub_layouts`, then laid as
+    Built with paddle, written in torch layout by ``tests/fixtures/hub_layouts.py``, then laid as
     blobs + snapshot symlinks + ``refs/main``. A model whose ``refs/main`` is there already is kept.
     Returns ``{name: snapshot folder}``.
     """
-    from mgtoolkit.testing.hub_layouts import (
-        write_diffusers_folder,
-        write_hf_cache,
-        write_transformers_folder,
-    )
+    layouts = hub_layouts()
 
     laid = {}
     for name in names:
@@ -284,15 +174,15 @@ def lay_hf_cache(
         try:
             src, hub = staging / "paddle", staging / "hub"
             src.mkdir()
-            if name in ARCHITECTURES:
+            if name in FULL_SIZE:
                 build(name, src)
-                write_diffusers_folder(src, hub)
+                layouts.write_diffusers_folder(src, hub)
             else:
                 from ppdiffusers.transformers import ClapModel, CLIPModel
 
                 (build_clap if name == "clap" else build_clip)(src)
-                write_transformers_folder(src, hub, ClapModel if name == "clap" else CLIPModel)
-            laid[name] = write_hf_cache(hub, cache, repo_id)
+                layouts.write_transformers_folder(src, hub, ClapModel if name == "clap" else CLIPModel)
+            laid[name] = layouts.write_hf_cache(hub, cache, repo_id)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return laid

@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fixtures.torch_files import marker_code
 
 from mgtoolkit.errors import ModelUnavailableError
-from mgtoolkit.testing.torch_files import marker_code
 
 
 class _Payload:
@@ -49,7 +49,7 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def _tiny_pipeline(root: Path, name: str) -> Path:
-    from mgtoolkit.testing.tiny import tiny_dir
+    from mgtoolkit.models.tiny.pipelines import tiny_dir
 
     folder = root / name
     shutil.copytree(tiny_dir("tiny"), folder)
@@ -133,7 +133,7 @@ def test_an_odd_model_index_is_one_line(private_cache, name, text):
 
 
 def _tiny_writer(root: Path, name: str) -> Path:
-    from mgtoolkit.testing.tiny_llm import tiny_dir
+    from mgtoolkit.models.tiny.llm import tiny_dir
 
     folder = root / name
     shutil.copytree(tiny_dir("qwen2"), folder)
@@ -194,12 +194,12 @@ def test_a_tensor_of_a_kind_models_do_not_use_is_one_line(private_cache):
     """A complex128 tensor in a torch pickle passes the reader (a numeric dtype) but not the
     safetensors writer: that was a raw SafetensorError out of load_model."""
     import numpy as np
+    from fixtures.hub_layouts import write_diffusers_folder
+    from fixtures.torch_files import write_torch_bin
     from safetensors.numpy import load_file as read_file
 
     import mgtoolkit as mg
-    from mgtoolkit.testing.hub_layouts import write_diffusers_folder
-    from mgtoolkit.testing.tiny import tiny_dir
-    from mgtoolkit.testing.torch_files import write_torch_bin
+    from mgtoolkit.models.tiny.pipelines import tiny_dir
 
     folder = write_diffusers_folder(tiny_dir("tiny"), private_cache / "complex")
     (weights,) = (folder / "vocoder").glob("*.safetensors")
@@ -221,7 +221,7 @@ def test_a_tensor_of_a_kind_models_do_not_use_is_one_line(private_cache):
 def test_an_odd_clap_folder_is_one_line(private_cache, rel, edit):
     """paddlenlp raised TypeError on these (not among the errors clap= turned into one line)."""
     from mgtoolkit.models import clap
-    from mgtoolkit.testing.tiny_clap import tiny_clap_dir
+    from mgtoolkit.models.tiny.clap import tiny_clap_dir
 
     folder = private_cache / "odd-clap"
     shutil.copytree(tiny_clap_dir(), folder)
@@ -434,11 +434,12 @@ def _set(path: Path, keys: tuple[str, ...], value) -> None:
 
 def _bomb_folders(root: Path, route: str) -> list[tuple[str, str, str, str]]:
     """``(kind, folder, file, key)`` for each size bomb of ``route``, each in a folder of its own."""
-    from mgtoolkit.testing.hub_layouts import write_diffusers_folder
-    from mgtoolkit.testing.tiny import tiny_dir
-    from mgtoolkit.testing.tiny_clap import tiny_clap_dir
-    from mgtoolkit.testing.tiny_clip import tiny_clip_dir
-    from mgtoolkit.testing.tiny_llm import tiny_dir as tiny_llm_dir
+    from fixtures.hub_layouts import write_diffusers_folder
+
+    from mgtoolkit.models.tiny.clap import tiny_clap_dir
+    from mgtoolkit.models.tiny.clip import tiny_clip_dir
+    from mgtoolkit.models.tiny.llm import tiny_dir as tiny_llm_dir
+    from mgtoolkit.models.tiny.pipelines import tiny_dir
 
     source, bombs, kind = {
         "pipeline": (lambda: tiny_dir("tiny"), _PIPELINE_BOMBS, "model"),
@@ -615,14 +616,15 @@ def test_the_sizes_of_real_models_pass(model):
 def test_the_sizes_of_real_model_folders_pass(private_cache):
     """Every tiny model (pipelines, their torch layout, writers, CLAP, CLIP) passes the size check
     against its own tensors (the full-size ones: see test_the_sizes_of_real_models_pass)."""
+    from fixtures.hub_layouts import write_diffusers_folder
+
     from mgtoolkit.models.config_sizes import check_sizes
     from mgtoolkit.models.store import _walk
-    from mgtoolkit.testing.hub_layouts import write_diffusers_folder
-    from mgtoolkit.testing.tiny import tiny_dir
-    from mgtoolkit.testing.tiny_clap import tiny_clap_dir
-    from mgtoolkit.testing.tiny_clip import tiny_clip_dir
-    from mgtoolkit.testing.tiny_llm import TINY_KINDS
-    from mgtoolkit.testing.tiny_llm import tiny_dir as tiny_llm_dir
+    from mgtoolkit.models.tiny.clap import tiny_clap_dir
+    from mgtoolkit.models.tiny.clip import tiny_clip_dir
+    from mgtoolkit.models.tiny.llm import TINY_KINDS
+    from mgtoolkit.models.tiny.llm import tiny_dir as tiny_llm_dir
+    from mgtoolkit.models.tiny.pipelines import tiny_dir
 
     folders = [tiny_dir(n) for n in ("tiny", "tiny-musicldm", "tiny-audioldm2")]
     folders += [write_diffusers_folder(tiny_dir("tiny"), private_cache / "torch-layout")]

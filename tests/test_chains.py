@@ -14,9 +14,9 @@ import pytest
 import mgtoolkit as mg
 from mgtoolkit.errors import GenerationCancelled, InvalidInputError
 from mgtoolkit.models import captioners, writers
+from mgtoolkit.models.tiny.llm import tiny_dir
 from mgtoolkit.prompts import template_prompt
 from mgtoolkit.tasks import image as chains
-from mgtoolkit.testing.tiny_llm import tiny_dir
 
 FAST = {"audio_length_in_s": 1.0, "num_inference_steps": 2, "model": "tiny"}
 

@@ -231,7 +231,7 @@ def _publish_as_transformers(tiny: Path, target: Path) -> None:
     """The tiny CLIP's weights, config and tokenizer as transformers' ``save_pretrained`` lays them out."""
     from safetensors.numpy import load_file, save_file
 
-    from mgtoolkit.testing.tiny_clip import tiny_clip_configs
+    from mgtoolkit.models.tiny.clip import tiny_clip_configs
 
     target.mkdir(parents=True)
     state = load_file(str(tiny / "model.safetensors"))
@@ -293,7 +293,7 @@ def _publish_as_transformers(tiny: Path, target: Path) -> None:
 
 def test_clip_loads_from_the_hugging_face_cache_as_transformers_publishes_it(tmp_path, monkeypatch, picture):
     from mgtoolkit.models import weights
-    from mgtoolkit.testing.tiny_clip import tiny_clip_dir
+    from mgtoolkit.models.tiny.clip import tiny_clip_dir
 
     want = tag(picture, LABELS)
     hub = tmp_path / "hub"
@@ -317,7 +317,7 @@ def test_clip_loads_from_the_hugging_face_cache_as_transformers_publishes_it(tmp
 
 
 def test_a_clip_folder_without_its_tokenizer_files_says_which(tmp_path, monkeypatch, picture):
-    from mgtoolkit.testing.tiny_clip import tiny_clip_dir
+    from mgtoolkit.models.tiny.clip import tiny_clip_dir
 
     folder = tmp_path / "clip-no-vocab"
     shutil.copytree(tiny_clip_dir(), folder)
@@ -353,7 +353,7 @@ def _torch_python() -> Path | None:
 
 @pytest.mark.parity
 def test_clip_equals_transformers_on_the_same_weights(tmp_path, monkeypatch, picture):
-    from mgtoolkit.testing.tiny_clip import tiny_clip_configs, write_clip_tokenizer_files
+    from mgtoolkit.models.tiny.clip import tiny_clip_configs, write_clip_tokenizer_files
 
     python = _torch_python()
     if python is None:

@@ -92,7 +92,7 @@ def test_same_weights_load_the_verified_export_without_a_reference(paddle, plain
 def test_musicldm_compiles_and_matches(paddle, cache):
     from mgtoolkit.accel.onednn import compile_pipeline
     from mgtoolkit.models.audioldm import import_ppdiffusers
-    from mgtoolkit.testing.tiny import tiny_dir
+    from mgtoolkit.models.tiny.pipelines import tiny_dir
 
     def load():
         cls = import_ppdiffusers().MusicLDMPipeline
@@ -273,7 +273,7 @@ def _own_copy(tmp_path):
     import shutil
 
     from mgtoolkit.models.audioldm import import_ppdiffusers
-    from mgtoolkit.testing.tiny import tiny_audioldm_dir
+    from mgtoolkit.models.tiny.pipelines import tiny_audioldm_dir
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_audioldm_dir(), folder)

@@ -113,7 +113,7 @@ def _loaded(pipe):
     from mgtoolkit.models.audioldm import LoadedModel
     from mgtoolkit.models.plan import Plan
     from mgtoolkit.models.registry import resolve_model
-    from mgtoolkit.testing.tiny import tiny_audioldm_dir
+    from mgtoolkit.models.tiny.pipelines import tiny_audioldm_dir
 
     plan = Plan(device="cpu", dtype="float32", optimize=False)
     return LoadedModel(

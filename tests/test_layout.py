@@ -17,7 +17,6 @@ LAYERS = [
     {"i18n"},
     {"runtime", "io", "prompts"},
     {"types"},
-    {"testing"},
     {"accel"},
     {"models"},
     {"analysis"},

@@ -9,7 +9,7 @@ import pytest
 
 from mgtoolkit.errors import InvalidInputError, ModelUnavailableError
 from mgtoolkit.models import captioners, writers
-from mgtoolkit.testing import tiny_llm
+from mgtoolkit.models.tiny import llm as tiny_llm
 
 SCENE = "The image shows a crowded nightclub with people dancing on the dance floor."
 

@@ -119,7 +119,7 @@ def test_musicldm_low_memory_swaps_its_clap_too(paddle, tmp_path):
     """MusicLDM's text encoder is a whole CLAP, called through ``get_text_features``."""
     from mgtoolkit.accel import lowmem
     from mgtoolkit.models.audioldm import import_ppdiffusers
-    from mgtoolkit.testing.tiny import tiny_dir
+    from mgtoolkit.models.tiny.pipelines import tiny_dir
 
     def load():
         pipe = import_ppdiffusers().MusicLDMPipeline.from_pretrained(str(tiny_dir("tiny-musicldm")))
@@ -191,8 +191,8 @@ def test_a_low_memory_load_reads_ppdiffusers_weights_without_a_memory_map(monkey
 
 def test_low_memory_reads_the_file_it_loaded_from_and_writes_no_second_copy(monkeypatch, tmp_path):
     """Disk: the model folder (the download's converted copy) and nothing more."""
+    from mgtoolkit.models.tiny.pipelines import tiny_audioldm_dir
     from mgtoolkit.tasks import text
-    from mgtoolkit.testing.tiny import tiny_audioldm_dir
 
     monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path))
     monkeypatch.setenv("MGTOOLKIT_COMPILE", "0")
@@ -210,7 +210,7 @@ def test_low_memory_reads_the_file_it_loaded_from_and_writes_no_second_copy(monk
 
 def test_weights_changed_after_loading_are_never_read_from_the_file(paddle, monkeypatch, tmp_path):
     from mgtoolkit.accel import lowmem
-    from mgtoolkit.testing.tiny import tiny_audioldm_dir
+    from mgtoolkit.models.tiny.pipelines import tiny_audioldm_dir
 
     pipe = _plain_pipe()
     folder = tiny_audioldm_dir() / "unet"
@@ -234,7 +234,7 @@ def test_a_file_changed_since_loading_is_refused(paddle, tmp_path):
     import shutil
 
     from mgtoolkit.accel import lowmem
-    from mgtoolkit.testing.tiny import tiny_audioldm_dir
+    from mgtoolkit.models.tiny.pipelines import tiny_audioldm_dir
 
     folder = tmp_path / "vocoder"
     shutil.copytree(tiny_audioldm_dir() / "vocoder", folder)

@@ -85,12 +85,11 @@ def _parsers(path: Path) -> list[str]:
 
 
 def test_no_other_module_parses_model_index_json():
-    """Only model_files.py parses the file (mgtoolkit/testing's fixtures read back the layouts they
-    write themselves, and sit below models/ in the layering, so they cannot import it)."""
+    """Only model_files.py parses the file, anywhere in the package."""
     found = [
         hit
         for path in sorted(PACKAGE.rglob("*.py"))
-        if path.parts[-2] != "testing" and path.name != "model_files.py"
+        if path.name != "model_files.py"
         for hit in _parsers(path)
     ]
     assert not found, f"these parse model_index.json themselves: {found}; use model_files.read_model_index"

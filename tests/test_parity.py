@@ -126,7 +126,7 @@ def test_without_speedups_equals_diffusers(reference, name, monkeypatch):
 @pytest.mark.parametrize("name", PIPELINES)
 def test_hf_cache_entry_equals_diffusers(reference, name, tmp_path, monkeypatch):
     """The same files in the Hugging Face cache, found offline by hub id."""
-    from mgtoolkit.testing.torch_files import hf_cache_repo
+    from fixtures.torch_files import hf_cache_repo
 
     workdir, _ = reference
     hf_cache_repo(tmp_path / "hub", f"parity-test/{name}", workdir / name)

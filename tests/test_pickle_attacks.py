@@ -551,7 +551,7 @@ def test_bombs_and_crashers_end_in_our_line_under_a_memory_limit(child_results, 
 
 def test_a_clean_file_of_many_tiny_tensors_is_within_the_cap(tmp_path):
     """The worst honest ratio: a pdparams of 20,000 scalars takes about 21x its size in Python objects."""
-    from mgtoolkit.testing.torch_files import write_pdparams
+    from fixtures.torch_files import write_pdparams
 
     state = {f"l.{n}.w": np.asarray(n, dtype=np.float32) for n in range(20_000)}
     write_pdparams(tmp_path / "s.pdparams", state, protocol=4)
@@ -694,7 +694,7 @@ def _flip(raw: bytes, rng) -> bytes:
 
 def test_randomly_damaged_files_give_arrays_or_one_line(tmp_path):
     """400 seeded mutations of clean files of each layout: plain arrays, or our one-line error."""
-    from mgtoolkit.testing.torch_files import write_pdparams, write_torch_bin, write_torch_legacy
+    from fixtures.torch_files import write_pdparams, write_torch_bin, write_torch_legacy
 
     state = {
         "a": np.arange(12, dtype=np.float32).reshape(3, 4),

@@ -150,10 +150,10 @@ def test_unknown_clap_name_is_a_one_line_error():
 def test_laion_clap_as_the_hub_ships_it_loads_from_the_hf_cache(tiny_clap, tmp_path, monkeypatch, pickled):
     """The default CLAP is found in the Hugging Face cache in torch layout and converted once (no
     download, no unpickling): here the tiny CLAP's weights stand in for laion's."""
+    from fixtures.hub_layouts import write_hf_cache, write_transformers_folder
     from ppdiffusers.transformers import ClapModel
 
-    from mgtoolkit.testing.hub_layouts import write_hf_cache, write_transformers_folder
-    from mgtoolkit.testing.tiny_clap import tiny_clap_dir
+    from mgtoolkit.models.tiny.clap import tiny_clap_dir
 
     torch_folder = write_transformers_folder(tiny_clap_dir(), tmp_path / "torch", ClapModel, bin=pickled)
     assert (
@@ -194,7 +194,7 @@ def test_no_clap_to_rank_with_keeps_the_clips_in_seed_order(tiny_model, monkeypa
 def test_clap_in_low_memory_mode_scores_the_same_with_one_tower_in_memory(tiny_clap, monkeypatch, tmp_path):
     from ppdiffusers.transformers import ClapModel
 
-    from mgtoolkit.testing.tiny_clap import tiny_clap_dir
+    from mgtoolkit.models.tiny.clap import tiny_clap_dir
 
     wave = np.random.default_rng(5).standard_normal(16000 * 3).astype(np.float32) * 0.1
     texts = ["a piano", "drums and bass", "rain on a roof"]

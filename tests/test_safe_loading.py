@@ -1,6 +1,6 @@
 """Issue 15: reading ``.bin``/``.pdparams`` weights never runs code from the file.
 
-Crafted files are written by :mod:`mgtoolkit.testing.torch_files`; their unpickling would create a
+Crafted files are written by :mod:`fixtures.torch_files`; their unpickling would create a
 marker file inside ``tmp_path``. Clean files must give back exactly the arrays written.
 """
 
@@ -13,6 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.torch_files import (
+    TensorView,
+    write_malicious_pickle,
+    write_pdparams,
+    write_torch_bin,
+    write_torch_legacy,
+)
 
 from mgtoolkit import config
 from mgtoolkit.errors import MgtoolkitWarning, ModelUnavailableError
@@ -22,13 +29,6 @@ from mgtoolkit.models.safe_pickle import (
     read_pickled_weights,
     read_torch_bin,
     resolve_allow_unsafe,
-)
-from mgtoolkit.testing.torch_files import (
-    TensorView,
-    write_malicious_pickle,
-    write_pdparams,
-    write_torch_bin,
-    write_torch_legacy,
 )
 
 READERS = {"bin": read_torch_bin, "pdparams": read_pdparams}
@@ -276,7 +276,7 @@ def test_private_dir_makes_owner_only_folders(tmp_path):
 
 
 def test_a_fresh_cache_is_private_and_holds_no_pickles(tmp_path, monkeypatch):
-    from mgtoolkit.testing import tiny_llm
+    from mgtoolkit.models.tiny import llm as tiny_llm
 
     monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path / "cache"))
     with warnings.catch_warnings():
@@ -293,10 +293,10 @@ def test_a_fresh_cache_is_private_and_holds_no_pickles(tmp_path, monkeypatch):
 
 
 def test_pickled_copies_of_a_model_folder(tmp_path):
+    from fixtures.torch_files import pickled_copy
     from safetensors.numpy import load_file
 
-    from mgtoolkit.testing.tiny import tiny_dir
-    from mgtoolkit.testing.torch_files import pickled_copy
+    from mgtoolkit.models.tiny.pipelines import tiny_dir
 
     source = tiny_dir("tiny")
     clean = pickled_copy(source, tmp_path / "paddle")
@@ -315,7 +315,7 @@ def test_pickled_copies_of_a_model_folder(tmp_path):
 
 
 def test_hf_cache_layout(tmp_path):
-    from mgtoolkit.testing.torch_files import hf_cache_repo
+    from fixtures.torch_files import hf_cache_repo
 
     folder = tmp_path / "repo"
     (folder / "unet").mkdir(parents=True)
@@ -352,8 +352,9 @@ def crafted_loads(tmp_path_factory):
     import subprocess
     import sys
 
-    from mgtoolkit.testing.tiny import tiny_dir
-    from mgtoolkit.testing.torch_files import hf_cache_repo, pickled_copy
+    from fixtures.torch_files import hf_cache_repo, pickled_copy
+
+    from mgtoolkit.models.tiny.pipelines import tiny_dir
 
     root, source = tmp_path_factory.mktemp("crafted"), tiny_dir("tiny")
     cases = [
@@ -402,7 +403,7 @@ KW = {"audio_length_in_s": 1.0, "num_inference_steps": 3, "seed": 11, "guidance_
 
 def _code(folder, rel: str, marker) -> None:
     """A Python file at ``folder/rel`` whose import creates ``marker``."""
-    from mgtoolkit.testing.torch_files import marker_code
+    from fixtures.torch_files import marker_code
 
     path = folder / rel
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -428,10 +429,11 @@ def _one_line(exc_info, *parts: str) -> str:
 @pytest.fixture(scope="module")
 def crafted(tmp_path_factory):
     """The tiny AudioLDM (paddle and diffusers layouts), its waveform, and a private cache/HF cache."""
+    from fixtures.hub_layouts import write_diffusers_folder
+
     import mgtoolkit as mg
     from mgtoolkit.models import audioldm
-    from mgtoolkit.testing.hub_layouts import write_diffusers_folder
-    from mgtoolkit.testing.tiny import tiny_dir
+    from mgtoolkit.models.tiny.pipelines import tiny_dir
 
     root = tmp_path_factory.mktemp("crafted-folders")
     src = tiny_dir("tiny")
@@ -518,7 +520,7 @@ def _pickle_beside(folder, part: str, marker, *, index: bool) -> None:
     """A crafted paddle pickle (or a pickle index and its shard) beside the component's safetensors."""
     import json
 
-    from mgtoolkit.testing.torch_files import write_malicious_pickle
+    from fixtures.torch_files import write_malicious_pickle
 
     if index:
         shard = "model_state-00001-of-00001.pdparams"
@@ -549,9 +551,10 @@ def test_pickles_beside_safetensors_are_never_opened(crafted, part, index):
 
 
 def test_a_crafted_pickle_in_a_paddle_folder_is_refused_in_process(crafted):
+    from fixtures.torch_files import pickled_copy
+
     import mgtoolkit as mg
     from mgtoolkit.models.safe_pickle import UnsafePickleError
-    from mgtoolkit.testing.torch_files import pickled_copy
 
     marker = crafted["root"] / "paddle-pickles.marker"
     folder = pickled_copy(crafted["paddle"], crafted["root"] / "paddle-pickles", marker=marker)
@@ -592,9 +595,10 @@ def test_a_link_leading_outside_the_folder_is_refused(crafted):
 
 
 def test_a_hub_cache_snapshot_with_code_is_read_as_data(crafted):
+    from fixtures.hub_layouts import write_hf_cache
+
     import mgtoolkit as mg
     from mgtoolkit.models import audioldm, weights
-    from mgtoolkit.testing.hub_layouts import write_hf_cache
 
     folder, marker = _copy(crafted, "st", "hub-src")
     for rel in ("None.py", "unet/diffusion.py", "pipeline.py"):
@@ -643,7 +647,7 @@ def _crafted_writer(crafted, name: str, marker, **config):
     """The tiny Qwen2 writer with auto_map pointing at its own modules (which would create marker)."""
     import shutil
 
-    from mgtoolkit.testing.tiny_llm import tiny_dir
+    from mgtoolkit.models.tiny.llm import tiny_dir
 
     folder = crafted["root"] / name
     shutil.copytree(tiny_dir("qwen2"), folder)
@@ -708,7 +712,7 @@ def test_a_captioner_folder_with_custom_code_is_read_as_data(crafted):
     import shutil
 
     from mgtoolkit.models import captioners, weights
-    from mgtoolkit.testing.tiny_llm import tiny_dir
+    from mgtoolkit.models.tiny.llm import tiny_dir
 
     marker = crafted["root"] / "captioner.marker"
     folder = crafted["root"] / "captioner-auto-map"
@@ -726,11 +730,12 @@ def test_a_captioner_folder_with_custom_code_is_read_as_data(crafted):
 
 
 def test_clap_takes_only_our_road(crafted):
+    from fixtures.torch_files import pickled_copy
+
     from mgtoolkit.errors import InvalidInputError
     from mgtoolkit.models import clap
     from mgtoolkit.models.safe_pickle import UnsafePickleError
-    from mgtoolkit.testing.tiny_clap import tiny_clap_dir
-    from mgtoolkit.testing.torch_files import pickled_copy
+    from mgtoolkit.models.tiny.clap import tiny_clap_dir
 
     with pytest.raises(ModelUnavailableError) as caught:  # a hub id nowhere here: our fetch, offline
         clap.load_clap("someone/not-a-clap")
@@ -798,7 +803,7 @@ def test_paddlenlps_store_is_asked_for_data_files_only(crafted, monkeypatch, tmp
     import shutil
 
     from mgtoolkit.models import fetch as hubs
-    from mgtoolkit.testing.tiny_llm import tiny_dir
+    from mgtoolkit.models.tiny.llm import tiny_dir
 
     marker = crafted["root"] / "store.marker"
     writer = _crafted_writer(crafted, "store-writer", marker)

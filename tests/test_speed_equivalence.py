@@ -22,7 +22,7 @@ def paddle():
 def _plain_pipe():
     """The tiny pipeline straight from ppdiffusers: no mgtoolkit optimisation."""
     from mgtoolkit.models.audioldm import import_ppdiffusers
-    from mgtoolkit.testing.tiny import tiny_audioldm_dir
+    from mgtoolkit.models.tiny.pipelines import tiny_audioldm_dir
 
     pipe = import_ppdiffusers().AudioLDMPipeline.from_pretrained(str(tiny_audioldm_dir()))
     pipe.set_progress_bar_config(disable=True)

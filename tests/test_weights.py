@@ -2,7 +2,7 @@
 
 The tiny AudioLDM and MusicLDM are written in the hubs' torch layout (diffusers folder with ``pt``
 safetensors; a ``.bin``-only copy; a Hugging Face cache entry) by
-:mod:`mgtoolkit.testing.hub_layouts`; each is passed to ``mgtoolkit.generate`` with no environment
+:mod:`fixtures.hub_layouts`; each is passed to ``mgtoolkit.generate`` with no environment
 switch. Converted copies go to a private ``MGTOOLKIT_CACHE`` per module.
 """
 
@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.hub_layouts import write_diffusers_folder, write_hf_cache
 
 import mgtoolkit as mg
 from mgtoolkit.errors import ModelUnavailableError
 from mgtoolkit.models import audioldm, weights
 from mgtoolkit.models import fetch as hubs
-from mgtoolkit.testing.hub_layouts import write_diffusers_folder, write_hf_cache
-from mgtoolkit.testing.tiny import tiny_dir
+from mgtoolkit.models.tiny.pipelines import tiny_dir
 
 KW = {"audio_length_in_s": 1.0, "num_inference_steps": 3, "seed": 11, "guidance_scale": 2.5}
 PROMPT = "soft piano in the rain"
@@ -262,8 +262,9 @@ def test_preset_refuses_a_folder_of_another_pipeline(hub, monkeypatch):
 
 
 def test_crafted_bin_is_refused_and_nothing_runs(hub, tmp_path):
+    from fixtures.torch_files import write_malicious_pickle
+
     from mgtoolkit.models.safe_pickle import UnsafePickleError
-    from mgtoolkit.testing.torch_files import write_malicious_pickle
 
     folder = tmp_path / "crafted"
     shutil.copytree(hub["tiny"]["bin"], folder)
@@ -275,7 +276,7 @@ def test_crafted_bin_is_refused_and_nothing_runs(hub, tmp_path):
 
 
 def test_safetensors_preferred_over_bin(hub, tmp_path):
-    from mgtoolkit.testing.torch_files import write_malicious_pickle
+    from fixtures.torch_files import write_malicious_pickle
 
     folder = tmp_path / "both"
     shutil.copytree(hub["tiny"]["st"], folder)
@@ -287,9 +288,8 @@ def test_safetensors_preferred_over_bin(hub, tmp_path):
 
 
 def test_paddle_pickles_are_read_safely_and_resaved_as_safetensors(hub, tmp_path):
+    from fixtures.torch_files import write_pdparams
     from safetensors.numpy import load_file
-
-    from mgtoolkit.testing.torch_files import write_pdparams
 
     folder = tmp_path / "pdparams"
     shutil.copytree(hub["tiny"]["paddle"], folder)
@@ -316,9 +316,10 @@ def test_converted_cache_is_private(hub):
 
 @pytest.mark.parametrize("form", ["st", "bin"])
 def test_writer_folder_in_transformers_layout_gives_the_tiny_answer(hub, tmp_path, form):
+    from fixtures.hub_layouts import write_transformers_folder
+
     from mgtoolkit.models import writers
-    from mgtoolkit.testing.hub_layouts import write_transformers_folder
-    from mgtoolkit.testing.tiny_llm import tiny_dir as tiny_llm_dir
+    from mgtoolkit.models.tiny.llm import tiny_dir as tiny_llm_dir
 
     src = tiny_llm_dir("qwen2")
     want = writers.complete(writers.load_writer(writers.resolve_writer("tiny")), PROMPT, max_new_tokens=8)
@@ -334,11 +335,11 @@ def test_writer_folder_in_transformers_layout_gives_the_tiny_answer(hub, tmp_pat
 
 
 def test_captioner_folder_in_transformers_layout_gives_the_tiny_caption(hub, tmp_path):
+    from fixtures.hub_layouts import write_transformers_folder
     from PIL import Image
 
     from mgtoolkit.models import captioners
-    from mgtoolkit.testing.hub_layouts import write_transformers_folder
-    from mgtoolkit.testing.tiny_llm import tiny_dir as tiny_llm_dir
+    from mgtoolkit.models.tiny.llm import tiny_dir as tiny_llm_dir
 
     image = Image.fromarray((np.arange(32 * 32 * 3) % 251).astype("uint8").reshape(32, 32, 3))
     spec = captioners.resolve_captioner("tiny-blip2")

@@ -14,7 +14,7 @@ import pytest
 
 from mgtoolkit.errors import ModelUnavailableError
 from mgtoolkit.models import writers
-from mgtoolkit.testing import tiny_llm
+from mgtoolkit.models.tiny import llm as tiny_llm
 
 SCENE = "The image shows a crowded nightclub with people dancing on the dance floor."
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")

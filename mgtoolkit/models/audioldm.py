@@ -224,7 +224,7 @@ def _weights_folder(spec: ModelSpec, allow_unsafe: bool):
     from . import weights
 
     if spec.is_tiny:
-        from ..testing.tiny import tiny_dir
+        from .tiny.pipelines import tiny_dir
 
         weights.check_cache_root(name=spec.name)
         return tiny_dir(spec.source)

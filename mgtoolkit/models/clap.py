@@ -4,7 +4,7 @@ One small interface over two sources of a CLAP model: the one inside a MusicLDM 
 pipeline (its ``text_encoder`` is a full ``ClapModel`` with an audio tower), and
 ``laion/clap-htsat-unfused`` loaded through paddlenlp's ``ClapModel`` for AudioLDM, whose pipeline
 keeps only the text tower. ``tiny`` is a random CLAP built offline
-(:mod:`mgtoolkit.testing.tiny_clap`). paddle and paddlenlp are imported inside functions only.
+(:mod:`mgtoolkit.models.tiny.clap`). paddle and paddlenlp are imported inside functions only.
 
 Scores are cosine similarities of L2-normalised embeddings, in ``[-1, 1]``: the same order as the
 pipelines' own ``score_waveforms`` (which sorts by ``logits_per_text``, the cosine times a positive
@@ -161,7 +161,7 @@ def _from_pretrained(name: str, source: str):
     from . import weights
 
     if source == "tiny-clap":  # built by mgtoolkit in its own cache
-        from ..testing.tiny_clap import tiny_clap_dir
+        from .tiny.clap import tiny_clap_dir
 
         weights.check_cache_root(field="clap", name=name)
         folder = tiny_clap_dir()

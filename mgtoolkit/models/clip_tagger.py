@@ -265,7 +265,7 @@ def _folder(source: str, name: str):
     from . import weights
 
     if source == "tiny-clip":
-        from ..testing.tiny_clip import tiny_clip_dir
+        from .tiny.clip import tiny_clip_dir
 
         return tiny_clip_dir()
     found = weights.locate(source, marker="config.json")

@@ -105,7 +105,7 @@ def weights_source(
     from . import weights
 
     if spec.is_tiny:
-        from ..testing.tiny_llm import tiny_dir
+        from .tiny.llm import tiny_dir
 
         weights.check_cache_root(field=field, name=spec.name)
         return str(tiny_dir(spec.source.removeprefix("tiny-")))

@@ -2,7 +2,7 @@
 
 Chosen by name (:data:`WRITERS`), a hub id or a local directory. ``template`` needs no model (see
 :func:`mgtoolkit.prompts.template_prompt`); the ``tiny*`` writers are random models built offline
-by :mod:`mgtoolkit.backends.tiny_llm`. paddle and paddlenlp are imported inside functions only.
+by :mod:`mgtoolkit.models.tiny.llm`. paddle and paddlenlp are imported inside functions only.
 """
 
 from __future__ import annotations

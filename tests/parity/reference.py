@@ -12,11 +12,14 @@ seed exactly as mgtoolkit draws them. ``WORKDIR/<name>.npz`` keeps the waveform,
 the call's arguments; ``WORKDIR/manifest.json`` lists what was made and the library versions.
 
 No file is downloaded: tokenizers are written here (byte-level BPE; a sentencepiece model for T5).
+The component configs are mgtoolkit's own (``mgtoolkit/models/architectures.py``, loaded by its path:
+mgtoolkit is not installed here), with the few changes noted where they are made.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -31,6 +34,18 @@ for _name in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
+
+
+def _architectures():
+    """``mgtoolkit/models/architectures.py`` (standard library only), loaded by its path."""
+    path = Path(__file__).resolve().parents[2] / "mgtoolkit" / "models" / "architectures.py"
+    spec = importlib.util.spec_from_file_location("mgtoolkit_architectures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+arch = _architectures()
 
 PROMPT = "Techno music with a strong, upbeat tempo and high melodic riffs"
 NEGATIVE_PROMPT = "low quality, average quality, noise"
@@ -58,29 +73,9 @@ def log(*parts) -> None:
 # ---------------------------------------------------------------------------------------------
 # Tokenizer files, written here.
 # ---------------------------------------------------------------------------------------------
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character table."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    keep += list(range(ord("®"), ord("ÿ") + 1))
-    table, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
 def bpe_vocab() -> dict[str, int]:
-    """RoBERTa specials, the 256 byte symbols, the merges, ``<mask>``."""
-    vocab = {tok: i for i, tok in enumerate(("<s>", "<pad>", "</s>", "<unk>"))}
-    for symbol in bytes_to_unicode().values():
-        vocab.setdefault(symbol, len(vocab))
-    for a, b in BPE_MERGES:
-        vocab.setdefault(a + b, len(vocab))
-    vocab.setdefault("<mask>", len(vocab))
-    return vocab
+    """RoBERTa specials, the 256 byte symbols (by byte value), the merges, ``<mask>``."""
+    return arch.bpe_vocab(merges=BPE_MERGES, byte_order=True)
 
 
 def roberta_tokenizer(max_length: int):
@@ -92,9 +87,7 @@ def roberta_tokenizer(max_length: int):
 
 def write_bpe_files(folder: Path) -> None:
     """The hub repos ship ``vocab.json`` and ``merges.txt`` beside ``tokenizer.json``."""
-    (folder / "vocab.json").write_text(json.dumps(bpe_vocab(), ensure_ascii=False), encoding="utf-8")
-    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in BPE_MERGES]
-    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    arch.write_bpe_files(folder, bpe_vocab(), BPE_MERGES)
 
 
 def sentencepiece_model(workdir: Path) -> Path:
@@ -105,20 +98,7 @@ def sentencepiece_model(workdir: Path) -> Path:
     text = workdir / "corpus.txt"
     text.write_text("\n".join(CORPUS * 4) + "\n", encoding="utf-8")
     spm.SentencePieceTrainer.train(
-        input=str(text),
-        model_prefix=str(prefix),
-        vocab_size=56,
-        hard_vocab_limit=False,
-        model_type="unigram",
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        pad_piece="<pad>",
-        eos_piece="</s>",
-        unk_piece="<unk>",
-        character_coverage=1.0,
-        minloglevel=2,
+        input=str(text), model_prefix=str(prefix), **arch.tiny("t5_spiece", vocab_size=56)
     )
     return prefix.with_suffix(".model")
 
@@ -140,89 +120,33 @@ def t5_tokenizer(spiece: Path):
 def vocoder():
     from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
-    return SpeechT5HifiGan(
-        SpeechT5HifiGanConfig(
-            model_in_dim=64,
-            sampling_rate=16000,
-            upsample_initial_channel=64,
-            upsample_rates=[5, 4, 2, 2, 2],
-            upsample_kernel_sizes=[16, 16, 8, 4, 4],
-            resblock_kernel_sizes=[3],
-            resblock_dilation_sizes=[[1, 3, 5]],
-            normalize_before=False,
-            initializer_range=VOCODER_INIT,
-        )
-    )
+    return SpeechT5HifiGan(SpeechT5HifiGanConfig(**arch.tiny("vocoder", initializer_range=VOCODER_INIT)))
 
 
-def vae(latent_channels: int):
+def vae():
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(
-        in_channels=1,
-        out_channels=1,
-        latent_channels=latent_channels,
-        block_out_channels=(16, 32, 32),
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=256,
-        scaling_factor=1.0,
-    )
+    return AutoencoderKL(**arch.tiny("vae"))
 
 
 def ddim():
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(
-        beta_start=0.0015,
-        beta_end=0.0195,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    return DDIMScheduler(**arch.tiny("scheduler"))
 
 
 def clap_text_config(projection_dim: int | None = None):
     from transformers import ClapTextConfig
 
     extra = {} if projection_dim is None else {"projection_dim": projection_dim}
-    return ClapTextConfig(
-        vocab_size=len(bpe_vocab()),
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=514,
-        bos_token_id=0,
-        pad_token_id=1,
-        eos_token_id=2,
-        layer_norm_eps=1e-5,
-        **extra,
-    )
+    return ClapTextConfig(**arch.tiny("clap_text", vocab_size=len(bpe_vocab()), **extra))
 
 
 def clap_model():
     """CLAP with text and audio towers (MusicLDM's and AudioLDM2's ``text_encoder``)."""
     from transformers import ClapAudioConfig, ClapConfig, ClapModel
 
-    audio = ClapAudioConfig(
-        spec_size=64,
-        window_size=4,
-        num_mel_bins=64,
-        intermediate_size=37,
-        depths=[2, 2],
-        num_attention_heads=[2, 2],
-        num_hidden_layers=2,
-        hidden_size=32,
-        patch_size=2,
-        patch_stride=2,
-        patch_embed_input_channels=4,
-        layer_norm_eps=1e-5,
-    )
+    audio = ClapAudioConfig(**arch.tiny("clap_audio"))
     config = ClapConfig(
         text_config=clap_text_config(None).to_dict(), audio_config=audio.to_dict(), projection_dim=CLAP_DIM
     )
@@ -232,27 +156,13 @@ def clap_model():
 def clap_feature_extractor():
     from transformers import ClapFeatureExtractor
 
-    return ClapFeatureExtractor(feature_size=64, sampling_rate=16000, frequency_max=8000)
+    return ClapFeatureExtractor(**arch.tiny("clap_features"))
 
 
 def unet_audioldm():
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel(
-        sample_size=32,
-        in_channels=8,
-        out_channels=8,
-        layers_per_block=1,
-        block_out_channels=(32, 64),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=(32, 64),
-        attention_head_dim=8,
-        norm_num_groups=16,
-        class_embed_type="simple_projection",
-        projection_class_embeddings_input_dim=CLAP_DIM,
-        class_embeddings_concat=True,
-    )
+    return UNet2DConditionModel(**arch.tiny("unet", projection_class_embeddings_input_dim=CLAP_DIM))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +173,7 @@ def build_audioldm(workdir: Path):
     from transformers import ClapTextModelWithProjection
 
     return AudioLDMPipeline(
-        vae=vae(8),
+        vae=vae(),
         text_encoder=ClapTextModelWithProjection(clap_text_config(CLAP_DIM)),
         tokenizer=roberta_tokenizer(512),
         unet=unet_audioldm(),
@@ -276,7 +186,7 @@ def build_musicldm(workdir: Path):
     from diffusers import MusicLDMPipeline
 
     return MusicLDMPipeline(
-        vae=vae(8),
+        vae=vae(),
         text_encoder=clap_model(),
         tokenizer=roberta_tokenizer(512),
         feature_extractor=clap_feature_extractor(),
@@ -286,48 +196,20 @@ def build_musicldm(workdir: Path):
     )
 
 
-GPT2_DIM, T5_DIM = 32, 48
-
-
 def build_audioldm2(workdir: Path):
     from diffusers import AudioLDM2Pipeline, AudioLDM2ProjectionModel, AudioLDM2UNet2DConditionModel
     from transformers import GPT2Config, GPT2Model, T5Config, T5EncoderModel
 
     tokenizer_2 = t5_tokenizer(sentencepiece_model(workdir))
-    text_encoder_2 = T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer_2),
-            d_model=T5_DIM,
-            d_ff=64,
-            d_kv=12,
-            num_heads=4,
-            num_layers=2,
-            relative_attention_num_buckets=8,
-            pad_token_id=0,
-            eos_token_id=1,
-        )
-    )
-    language_model = GPT2Model(
-        GPT2Config(n_embd=GPT2_DIM, n_head=4, n_layer=2, vocab_size=50, n_positions=64, max_new_tokens=8)
-    )
-    unet = AudioLDM2UNet2DConditionModel(
-        sample_size=32,
-        in_channels=8,
-        out_channels=8,
-        layers_per_block=1,
-        block_out_channels=(32, 64),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=([None, GPT2_DIM, T5_DIM],) * 2,
-        attention_head_dim=8,
-        norm_num_groups=16,
-    )
+    text_encoder_2 = T5EncoderModel(T5Config(**arch.tiny("t5", vocab_size=len(tokenizer_2))))
+    language_model = GPT2Model(GPT2Config(**arch.tiny("gpt2")))
+    unet = AudioLDM2UNet2DConditionModel(**arch.tiny("audioldm2_unet"))
     return AudioLDM2Pipeline(
-        vae=vae(8),
+        vae=vae(),
         text_encoder=clap_model(),
         text_encoder_2=text_encoder_2,
         projection_model=AudioLDM2ProjectionModel(
-            text_encoder_dim=CLAP_DIM, text_encoder_1_dim=T5_DIM, langauge_model_dim=GPT2_DIM
+            **arch.tiny("audioldm2_projection", text_encoder_dim=CLAP_DIM)
         ),
         language_model=language_model,
         tokenizer=roberta_tokenizer(512),
@@ -363,20 +245,13 @@ WRITER_NEW_TOKENS = 16
 
 def qwen2_vocab() -> dict[str, int]:
     """Byte symbols, the merges, then Qwen2's special tokens (as in its vocab.json + added tokens)."""
-    vocab: dict[str, int] = {}
-    for symbol in bytes_to_unicode().values():
-        vocab.setdefault(symbol, len(vocab))
-    for a, b in BPE_MERGES:
-        vocab.setdefault(a + b, len(vocab))
-    return vocab
+    return arch.bpe_vocab((), BPE_MERGES, (), byte_order=True)
 
 
 def write_qwen2_tokenizer(folder: Path) -> None:
     """vocab.json, merges.txt and a hub-style tokenizer_config.json (template inside, added tokens)."""
     vocab = qwen2_vocab()
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in BPE_MERGES]
-    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    arch.write_bpe_files(folder, vocab, BPE_MERGES)
     added = {
         str(len(vocab) + i): {
             "content": tok,
@@ -416,12 +291,7 @@ def build_qwen2(folder: Path):
     tokenizer = Qwen2Tokenizer.from_pretrained(str(folder))
     config = Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
+        **arch.tiny("qwen2"),
         tie_word_embeddings=True,
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
@@ -454,12 +324,7 @@ QUERY_TOKENS = 8
 
 def opt_vocab() -> dict[str, int]:
     """OPT's layout: ``<s> <pad> </s> <unk>``, the byte symbols, the merges, then ``<image>``."""
-    vocab = {tok: i for i, tok in enumerate(("<s>", "<pad>", "</s>", "<unk>"))}
-    for symbol in bytes_to_unicode().values():
-        vocab.setdefault(symbol, len(vocab))
-    for a, b in BPE_MERGES:
-        vocab.setdefault(a + b, len(vocab))
-    return vocab
+    return arch.bpe_vocab(merges=BPE_MERGES, trailing=(), byte_order=True)
 
 
 def caption_image(folder: Path):
@@ -497,32 +362,11 @@ def build_blip2():
     processor = Blip2Processor(
         BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer, num_query_tokens=QUERY_TOKENS
     )
-    vision = Blip2VisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
-    )
-    qformer = Blip2QFormerConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        vocab_size=100,
-        max_position_embeddings=64,
-        cross_attention_frequency=1,
-        encoder_hidden_size=32,
-    )
+    vision = Blip2VisionConfig(**arch.tiny("vision"))
+    qformer = Blip2QFormerConfig(**arch.tiny("qformer", encoder_hidden_size=32))
     text = OPTConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        word_embed_proj_dim=64,
-        ffn_dim=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=512,
+        **arch.tiny("opt"),
         bos_token_id=2,
         eos_token_id=2,
         pad_token_id=1,
@@ -548,9 +392,7 @@ def write_hub_processor_files(folder: Path) -> None:
     """What the hub repo has beside transformers 5's files: vocab.json, merges.txt,
     added_tokens.json and preprocessor_config.json (the image processor on its own)."""
     vocab = opt_vocab()
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in BPE_MERGES]
-    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    arch.write_bpe_files(folder, vocab, BPE_MERGES)
     (folder / "added_tokens.json").write_text(json.dumps({"<image>": len(vocab)}), encoding="utf-8")
     processor = json.loads((folder / "processor_config.json").read_text(encoding="utf-8"))
     image = {**processor["image_processor"], "processor_class": "Blip2Processor"}

@@ -59,7 +59,7 @@ Examples
 --------
 >>> import tempfile, numpy as np
 >>> from pathlib import Path
->>> from mgtoolkit.testing.torch_files import write_torch_bin
+>>> from fixtures.torch_files import write_torch_bin  # tests/fixtures/: torch.save's layout, no torch
 >>> path = Path(tempfile.mkdtemp()) / "pytorch_model.bin"
 >>> write_torch_bin(path, {"w": np.arange(3, dtype=np.float32)})
 >>> read_torch_bin(path)

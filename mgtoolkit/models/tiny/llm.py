@@ -1,6 +1,6 @@
 """Tiny captioners and prompt writers: real paddlenlp classes, tiny configs, random weights.
 
-Like the tiny AudioLDM in :mod:`mgtoolkit.backends.tiny`, each model is built once from a config
+Like the tiny AudioLDM in :mod:`mgtoolkit.models.tiny.pipelines`, each model is built once from a config
 with tokenizer files this module writes itself (SentencePiece models trained on a small in-code
 corpus, or a byte-level BPE vocabulary), saved with ``save_pretrained`` into the mgtoolkit cache,
 and from then on loaded with the same ``from_pretrained`` code the real models use. They write
@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import cache_root, private_dir
+from ..architectures import tiny, write_bpe_tokenizer_files
+from .build import built_once
+from .build import save_model as _save
 
 __all__ = ["TINY_LLM_VERSION", "TINY_KINDS", "tiny_dir", "CORPUS"]
 
@@ -37,30 +36,6 @@ CORPUS = [
     "Orchestral film score with strings, brass and timpani, epic and heroic.",
     "A sunny beach with waves, a city street at night, a snowy mountain, an old church.",
 ]
-_VISION = dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    image_size=32,
-    patch_size=8,
-)
-_QFORMER = dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    vocab_size=100,
-    max_position_embeddings=64,
-    cross_attention_frequency=1,
-)
-_LM = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    max_position_embeddings=512,
-)
 
 
 def _train_spm(prefix: Path, vocab_size: int, **options) -> Path:
@@ -154,8 +129,6 @@ _LLM_MERGES = [
 
 def _write_byte_bpe(folder: Path, specials: tuple[str, ...] = ()) -> dict[str, int]:
     """A byte-level BPE vocab/merges (GPT-2 format) with ``specials`` appended."""
-    from .tiny import write_bpe_tokenizer_files
-
     return write_bpe_tokenizer_files(folder, specials=(), merges=_LLM_MERGES, trailing=specials)
 
 
@@ -189,11 +162,10 @@ def _build_qwen2(folder: Path, *, specials_in_vocab: bool = False) -> None:
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     cfg = Qwen2Config(
         vocab_size=len(tok),
-        num_key_value_heads=2,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         bos_token_id=tok.eos_token_id,
-        **_LM,
+        **tiny("qwen2"),
     )
     _save(folder, Qwen2ForCausalLM(cfg), tok)
 
@@ -222,16 +194,24 @@ def _build_qwen2_specials_in_vocab(folder: Path) -> None:
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     cfg = Qwen2Config(
         vocab_size=len(vocab),
-        num_key_value_heads=2,
         eos_token_id=vocab["<|im_end|>"],
         pad_token_id=vocab["<|endoftext|>"],
         bos_token_id=vocab["<|endoftext|>"],
-        **_LM,
+        **tiny("qwen2"),
     )
     model = Qwen2ForCausalLM(cfg)
     model.eval()
     model.save_pretrained(str(folder), safe_serialization=True)  # never a pickle
-    shutil.rmtree(folder / "_src", ignore_errors=True)
+
+
+def _vision_language(config_class, text_config: dict):
+    """A captioner's config: the tiny ViT and Q-Former (4 query tokens) before ``text_config``."""
+    return config_class(
+        vision_config=tiny("vision"),
+        qformer_config=tiny("qformer"),
+        text_config=text_config,
+        num_query_tokens=4,
+    )
 
 
 def _build_minigpt4(folder: Path) -> None:
@@ -251,11 +231,9 @@ def _build_minigpt4(folder: Path) -> None:
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=0,
-        **_LM,
+        **tiny("lm"),
     )
-    cfg = MiniGPT4Config(
-        vision_config=_VISION, qformer_config=_QFORMER, text_config=text_config, num_query_tokens=4
-    )
+    cfg = _vision_language(MiniGPT4Config, text_config)
     processor = MiniGPT4Processor(MiniGPT4ImageProcessor(size={"height": 32, "width": 32}), tok)
     _save(folder, MiniGPT4ForConditionalGeneration(cfg), processor)
 
@@ -282,25 +260,14 @@ def _build_blip2(folder: Path) -> None:
     text_config = dict(
         model_type="opt",
         vocab_size=len(vocab),
-        word_embed_proj_dim=64,
-        ffn_dim=128,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         bos_token_id=tok.bos_token_id,
-        **_LM,
+        **{**tiny("lm"), **tiny("opt")},  # paddlenlp's OPT ignores the language model's intermediate_size
     )
-    cfg = Blip2Config(
-        vision_config=_VISION, qformer_config=_QFORMER, text_config=text_config, num_query_tokens=4
-    )
+    cfg = _vision_language(Blip2Config, text_config)
     processor = Blip2Processor(BlipImageProcessor(size={"height": 32, "width": 32}), tok)
     _save(folder, Blip2ForConditionalGeneration(cfg), processor)
-
-
-def _save(folder: Path, model, tokenizer_or_processor) -> None:
-    model.eval()
-    model.save_pretrained(str(folder), safe_serialization=True)  # never a pickle
-    tokenizer_or_processor.save_pretrained(str(folder))
-    shutil.rmtree(folder / "_src", ignore_errors=True)
 
 
 TINY_KINDS: dict[str, Callable[[Path], None]] = {
@@ -318,34 +285,10 @@ def tiny_dir(kind: str, root: Path | None = None) -> Path:
 
     Building takes a second or two, once; the folder is then reused by every process.
     """
-    target = (root or cache_root()) / f"tiny-{kind}-v{TINY_LLM_VERSION}"
-    if (target / "config.json").is_file():
-        return target
     build = TINY_KINDS[kind]
-    private_dir(target.parent)
-    staging = Path(tempfile.mkdtemp(prefix=f".tiny-{kind}-", dir=target.parent))  # 0700
-    try:
-        _build_seeded(build, staging)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not (target / "config.json").is_file():  # not a concurrent build that won
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
-
-def _build_seeded(build: Callable[[Path], None], folder: Path) -> None:
-    """Run ``build`` with paddle seeded to 0, leaving the caller's random stream as it was."""
-    from ..runtime import import_paddle, quiet_model_logs
-
-    paddle = import_paddle()
-    quiet_model_logs()
-    state = paddle.get_rng_state()
-    try:
-        paddle.seed(0)
+    def build_in(folder: Path) -> None:
         (folder / "_src").mkdir(parents=True, exist_ok=True)
         build(folder)
-    finally:
-        paddle.set_rng_state(state)
+
+    return built_once(f"tiny-{kind}-v{TINY_LLM_VERSION}", build_in, seed=0, root=root)

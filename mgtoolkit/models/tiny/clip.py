@@ -1,6 +1,6 @@
 """The ``tiny`` CLIP: ppdiffusers' real ``CLIPModel`` with tiny configs and random weights.
 
-Like the tiny CLAP (:mod:`mgtoolkit.testing.tiny_clap`), it is built once from configs with a
+Like the tiny CLAP (:mod:`mgtoolkit.models.tiny.clap`), it is built once from configs with a
 CLIP-style BPE tokenizer written here, saved with ``save_pretrained`` (safetensors, never a pickle)
 into the mgtoolkit cache, and from then on loaded by the same code as ``openai/clip-vit-base-patch32``.
 Its tags are meaningless but depend on the image and the labels exactly as a real CLIP's do, so the
@@ -9,11 +9,11 @@ image chain's ``clip`` captioner runs offline in tests.
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
-from .tiny_clap import built_once
+from .. import architectures
+from ..architectures import tiny
+from .build import built_once, save_model
 
 __all__ = ["TINY_CLIP_VERSION", "tiny_clip_dir", "write_clip_tokenizer_files", "tiny_clip_configs"]
 
@@ -22,53 +22,20 @@ _MERGES = [("a", "n"), ("e", "r"), ("i", "n"), ("o", "n"), ("t", "h"), ("th", "e
 
 
 def write_clip_tokenizer_files(folder: Path) -> dict[str, int]:
-    """Write a CLIP-format BPE ``vocab.json`` and ``merges.txt`` into ``folder``; return the vocabulary.
-
-    CLIP's vocabulary is the 256 byte symbols, each again with the end-of-word mark ``</w>``, the
-    merged pairs, then ``<|startoftext|>`` and ``<|endoftext|>`` (the largest id, which CLIP's text
-    tower pools at). Any text encodes without an unknown token.
-    """
-    from ppdiffusers.transformers.roberta.tokenizer import bytes_to_unicode
-
-    symbols = list(bytes_to_unicode().values())
-    vocab: dict[str, int] = {}
-    for token in [*symbols, *(s + "</w>" for s in symbols), *(a + b for a, b in _MERGES)]:
-        vocab.setdefault(token, len(vocab))
-    for token in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[token] = len(vocab)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in _MERGES]
-    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return vocab
+    """Write the tiny CLIP's BPE ``vocab.json`` and ``merges.txt`` into ``folder``; return the vocabulary
+    (see :func:`mgtoolkit.models.architectures.clip_vocab`)."""
+    return architectures.write_clip_tokenizer_files(folder, _MERGES)
 
 
 def tiny_clip_configs(vocab_size: int) -> dict:
     """The tiny geometry as plain dicts (``text_config``, ``vision_config``, ``projection_dim``): the
     same numbers build the paddle model here and the transformers one in the parity test."""
-    text = {
-        "vocab_size": vocab_size,
-        "hidden_size": 32,
-        "intermediate_size": 37,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "max_position_embeddings": 77,
-        "bos_token_id": vocab_size - 2,
-        "eos_token_id": vocab_size - 1,
-        "pad_token_id": vocab_size - 1,
-        "hidden_act": "quick_gelu",
+    ids = {"bos_token_id": vocab_size - 2, "eos_token_id": vocab_size - 1, "pad_token_id": vocab_size - 1}
+    return {
+        "text_config": tiny("clip_text", vocab_size=vocab_size, **ids),
+        "vision_config": tiny("clip_vision"),
+        "projection_dim": 16,
     }
-    vision = {
-        "hidden_size": 32,
-        "intermediate_size": 37,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "image_size": 32,
-        "patch_size": 8,
-        "num_channels": 3,
-        "hidden_act": "quick_gelu",
-    }
-    return {"text_config": text, "vision_config": vision, "projection_dim": 16}
 
 
 def _build(folder: Path) -> None:
@@ -93,12 +60,8 @@ def _build(folder: Path) -> None:
         projection_dim=geometry["projection_dim"],
     )
     model = CLIPModel(config)
-    model.eval()
     processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    model.save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
-    processor.save_pretrained(str(folder))
-    shutil.rmtree(folder / "_src", ignore_errors=True)
+    save_model(folder, model, tokenizer, processor)
 
 
 def tiny_clip_dir(root: Path | None = None) -> Path:

@@ -1,1 +1,0 @@
-"""Tiny models with random weights, built locally and reached through the normal loader."""
