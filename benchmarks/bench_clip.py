@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mgtoolkit.models.architectures import CLIP_B32
+from mgtoolkit.models.architectures import CLIP_B32, clip_preprocessor
 from mgtoolkit.models.tiny.clip import write_clip_tokenizer_files
 
 REPO = "openai/clip-vit-base-patch32"
@@ -81,17 +81,7 @@ def write_fullsize_clip(folder: Path) -> Path:
     write_clip_tokenizer_files(folder)
     tokenizer = {"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True}
     (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer), encoding="utf-8")
-    processor = {
-        "crop_size": 224,
-        "do_center_crop": True,
-        "do_normalize": True,
-        "do_resize": True,
-        "feature_extractor_type": "CLIPFeatureExtractor",
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "resample": 3,
-        "size": 224,
-    }
+    processor = clip_preprocessor(224)
     (folder / "preprocessor_config.json").write_text(json.dumps(processor), encoding="utf-8")
     return folder
 

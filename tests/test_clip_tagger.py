@@ -21,6 +21,7 @@ from PIL import Image
 import mgtoolkit as mg
 from mgtoolkit.errors import InvalidInputError
 from mgtoolkit.models import captioners, clip_tagger
+from mgtoolkit.models.architectures import clip_preprocessor
 from mgtoolkit.tasks import image as chains
 
 FAST = {"audio_length_in_s": 1.0, "num_inference_steps": 2, "model": "tiny"}
@@ -277,17 +278,7 @@ def _publish_as_transformers(tiny: Path, target: Path) -> None:
     (target / "tokenizer_config.json").write_text(json.dumps(tokenizer), encoding="utf-8")
     specials = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
     (target / "special_tokens_map.json").write_text(json.dumps({**specials, "pad_token": "<|endoftext|>"}))
-    processor = {
-        "crop_size": 32,
-        "do_center_crop": True,
-        "do_normalize": True,
-        "do_resize": True,
-        "feature_extractor_type": "CLIPFeatureExtractor",
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "resample": 3,
-        "size": 32,
-    }
+    processor = clip_preprocessor(32)
     (target / "preprocessor_config.json").write_text(json.dumps(processor), encoding="utf-8")
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "TINY_MERGES",
     "bpe_vocab",
     "bytes_to_unicode",
+    "clip_preprocessor",
     "clip_vocab",
     "full_size",
     "tiny",
@@ -465,3 +466,19 @@ def write_clip_tokenizer_files(folder: Path, merges: list[tuple[str, str]]) -> d
     vocab = clip_vocab(merges)
     write_bpe_files(folder, vocab, merges)
     return vocab
+
+
+def clip_preprocessor(size: int) -> dict:
+    """A CLIP ``preprocessor_config.json`` as the hub publishes it (openai's mean and std, bicubic),
+    for ``size``-pixel pictures (224 for ViT-B/32)."""
+    return {
+        "crop_size": size,
+        "do_center_crop": True,
+        "do_normalize": True,
+        "do_resize": True,
+        "feature_extractor_type": "CLIPFeatureExtractor",
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "resample": 3,
+        "size": size,
+    }
