@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "mgtoolkit"
+PACKAGE = Path(__file__).resolve().parents[2] / "mgtoolkit"
 
 # lowest first; a module may import from lower layers and from its own folder
 LAYERS = [

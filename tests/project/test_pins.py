@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # The set that was seen to install and import together (see the README).
 KEY_PINS = {
     "paddlepaddle": "3.3.1",

@@ -28,7 +28,7 @@ import pytest
 
 pytestmark = pytest.mark.parity
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "tests" / "parity" / "reference.py"
 TOLERANCE = 1e-4
 PIPELINES = ("audioldm", "musicldm", "audioldm2")

@@ -35,7 +35,7 @@ import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "test-artifacts"
 STUDIO = ROOT / "notebooks" / "07_studio.ipynb"
 CHROMIUM = os.environ.get("MGTOOLKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

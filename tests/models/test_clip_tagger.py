@@ -346,7 +346,7 @@ def _torch_python() -> Path | None:
     path = (
         Path(given)
         if given
-        else Path(__file__).resolve().parents[1] / "build" / "parity-venv" / "bin" / "python"
+        else Path(__file__).resolve().parents[2] / "build" / "parity-venv" / "bin" / "python"
     )
     return path if path.is_file() else None
 
@@ -367,7 +367,12 @@ def test_clip_equals_transformers_on_the_same_weights(tmp_path, monkeypatch, pic
     (tmp_path / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
     picture.resize((48, 40)).save(tmp_path / "image.png")
     done = subprocess.run(
-        [str(python), str(Path(__file__).parent / "parity" / "clip_reference.py"), "--work", str(tmp_path)],
+        [
+            str(python),
+            str(Path(__file__).parents[1] / "parity" / "clip_reference.py"),
+            "--work",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
