@@ -14,7 +14,7 @@ of the studio's text and every placeholder, title and aria-label must hold Chine
 unit, model id or key name), screenshots of each tab go to ``test-artifacts/studio-zh-*.png``, and a
 Chinese prompt generates a clip whose card shows the English words the model received.
 
-Run with ``MGTOOLKIT_MODEL=tiny pytest -m browser tests/test_browser.py``.
+Run with ``MGTOOLKIT_MODEL=tiny pytest -m browser tests/notebook/widgets/test_browser.py``.
 """
 
 from __future__ import annotations
