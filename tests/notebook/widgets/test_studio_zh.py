@@ -129,11 +129,6 @@ def _fill(panel, prompt, *, seconds=1.0, steps=2):
     panel.settings.seed.value = 7
 
 
-@pytest.fixture()
-def history():
-    return History()
-
-
 # --- the language -----------------------------------------------------------------------------------------
 
 
