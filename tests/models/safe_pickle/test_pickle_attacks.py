@@ -17,6 +17,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pickle_opcodes import (
+    BUILD,
+    FALSE,
+    NONE,
+    ODICT,
+    _plain,
+    b,
+    call,
+    d,
+    floats,
+    g,
+    i,
+    marker_command,
+    np_array,
+    np_dtype,
+    one_tensor,
+    pk,
+    refused,
+    s,
+    storage,
+    t,
+    tensor,
+    write_zip,
+    zip_state,
+)
 
 from mgtoolkit.errors import ModelUnavailableError
 from mgtoolkit.io.safetensors_io import SafetensorsError
@@ -27,145 +52,6 @@ from mgtoolkit.models.safe_pickle import (
     read_pickled_weights,
     read_torch_bin,
 )
-
-# --- A raw opcode assembler (protocol 2) ---------------------------------------------------------
-
-
-def g(module: str, name: str) -> bytes:
-    """GLOBAL."""
-    return f"c{module}\n{name}\n".encode()
-
-
-def s(text: str) -> bytes:
-    """BINUNICODE."""
-    raw = text.encode()
-    return b"X" + struct.pack("<I", len(raw)) + raw
-
-
-def b(raw: bytes) -> bytes:
-    """BINBYTES (protocol 3)."""
-    return b"B" + struct.pack("<I", len(raw)) + raw
-
-
-def i(n: int) -> bytes:
-    """An int: NEWTRUE for ``True``, BININT1, BININT or LONG1."""
-    if n is True:
-        return b"\x88"
-    if 0 <= n < 256:
-        return b"K" + bytes([n])
-    if -(2**31) <= n < 2**31:
-        return b"J" + struct.pack("<i", n)
-    raw = n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
-    return b"\x8a" + bytes([len(raw)]) + raw
-
-
-def t(*items: bytes) -> bytes:
-    """A tuple of the items (MARK ... TUPLE)."""
-    return b"(" + b"".join(items) + b"t"
-
-
-def call(func: bytes, *args: bytes) -> bytes:
-    """REDUCE."""
-    return func + t(*args) + b"R"
-
-
-def d(**items: bytes) -> bytes:
-    """A dict (EMPTY_DICT MARK ... SETITEMS)."""
-    return b"}(" + b"".join(s(k) + v for k, v in items.items()) + b"u"
-
-
-def pk(*parts: bytes, proto: int = 2) -> bytes:
-    return bytes([0x80, proto]) + b"".join(parts) + b"."
-
-
-NONE, FALSE, BUILD = b"N", b"\x89", b"b"
-ODICT = call(g("collections", "OrderedDict"))
-
-
-def storage(key: str, numel: int, kind: str = "FloatStorage") -> bytes:
-    """A torch zip storage record (BINPERSID)."""
-    return t(s("storage"), g("torch", kind), s(key), s("cpu"), i(numel)) + b"Q"
-
-
-def tensor(store: bytes, offset: int, size: tuple, stride: tuple) -> bytes:
-    """``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())``."""
-    return call(
-        g("torch._utils", "_rebuild_tensor_v2"),
-        store,
-        i(offset),
-        t(*map(i, size)),
-        t(*map(i, stride)),
-        FALSE,
-        ODICT,
-    )
-
-
-def np_dtype(code: str = "f4", state: tuple = (3, "<", None, None, None, -1, -1, 0)) -> bytes:
-    """numpy's dtype pickle: ``numpy.dtype(code, False, True)`` then BUILD ``state``."""
-    return call(g("numpy", "dtype"), s(code), FALSE, b"\x88") + _plain(state) + BUILD
-
-
-def np_array(values: np.ndarray, *, dtype: bytes | None = None, raw: bytes | None = None) -> bytes:
-    """numpy's array pickle: ``_reconstruct(ndarray, (0,), b'b')`` then BUILD its state."""
-    spec = call(g("numpy.core.multiarray", "_reconstruct"), g("numpy", "ndarray"), t(i(0)), b(b"b"))
-    dtype = dtype if dtype is not None else np_dtype(values.dtype.str[1:])
-    data = b(values.tobytes() if raw is None else raw)
-    return spec + t(i(1), t(*map(i, values.shape)), dtype, FALSE, data) + BUILD
-
-
-def _plain(value) -> bytes:
-    if value is None:
-        return NONE
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return s(value)
-    if isinstance(value, int):
-        return i(value)
-    return t(*map(_plain, value))
-
-
-def write_zip(path: Path, data_pkl: bytes, storages: dict[str, bytes], deflate: bool = False) -> Path:
-    """A torch.save zip archive: ``archive/data.pkl``, ``archive/byteorder``, ``archive/data/<key>``."""
-    mode = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
-    with zipfile.ZipFile(path, "w", compression=mode) as archive:
-        archive.writestr("archive/data.pkl", data_pkl)
-        archive.writestr("archive/byteorder", "little")
-        for key, raw in storages.items():
-            archive.writestr(f"archive/data/{key}", raw)
-    return path
-
-
-def floats(n: int) -> bytes:
-    return np.arange(n, dtype="<f4").tobytes()
-
-
-def zip_state(path: Path, pickle_body: bytes, numel: int = 4) -> Path:
-    """A zip checkpoint whose data.pkl is ``pk(pickle_body)`` with one storage ``0`` of ``numel`` floats."""
-    return write_zip(path, pk(pickle_body), {"0": floats(numel)})
-
-
-def one_tensor(offset: int, size: tuple, stride: tuple, numel: int = 4) -> bytes:
-    return d(w=tensor(storage("0", numel), offset, size, stride))
-
-
-def marker_command(marker: Path) -> bytes:
-    return s(f"touch {marker}")
-
-
-# --- What a check asserts ------------------------------------------------------------------------
-
-
-def refused(path: Path, kind=UnsafePickleError, match: str = "", reader=read_pickled_weights) -> str:
-    """``reader(path)`` raises exactly ``kind``, in one line naming the file; returns the message."""
-    with pytest.raises(ModelUnavailableError) as caught:
-        reader(path)
-    message = str(caught.value)
-    assert type(caught.value) is kind, message
-    assert message.startswith(f"{path}: ") and "\n" not in message
-    assert match in message, message
-    return message
-
 
 # --- BUILD on each allowed type -----------------------------------------------------------------
 
@@ -567,104 +453,6 @@ def test_the_cap_follows_max_bytes_and_the_file_size(tmp_path):
     small = write_zip(tmp_path / "views.bin", pk(views), {"0": floats(2**14)})  # 64 KiB stored, 5 MiB asked
     message = refused(small, PickleLimitError, "32x its size plus 1 MiB")
     assert f"{small.stat().st_size:,} bytes" in message
-
-
-# --- safetensors headers ----------------------------------------------------------------------------
-
-
-def _st(path: Path, header, data: bytes = b"", size: int | None = None) -> Path:
-    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
-    path.write_bytes((len(raw) if size is None else size).to_bytes(8, "little") + raw + data)
-    return path
-
-
-def _entry(dtype="F32", shape=(2,), offsets=(0, 8)):
-    return {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}
-
-
-ODD_HEADERS = {
-    "a_list": ([1, 2], "not an object"),
-    "a_string": ("x", "not an object"),
-    "entry_not_a_dict": ({"w": [1]}, "is not {dtype"),
-    "entry_missing_keys": ({"w": {"dtype": "F32"}}, "is not {dtype"),
-    "unknown_dtype": ({"w": _entry("F8_E4M3")}, "has dtype"),
-    "dtype_not_a_string": ({"w": _entry(["F32"])}, "has dtype"),
-    "negative_shape": ({"w": _entry(shape=(-2,))}, "non-negative ints"),
-    "bool_shape": ({"w": _entry(shape=(True, 2))}, "non-negative ints"),
-    "shape_not_a_list": ({"w": {**_entry(), "shape": 2}}, "non-negative ints"),
-    "offsets_past_eof": ({"w": _entry(offsets=(0, 800))}, "outside"),
-    "offsets_reversed": ({"w": _entry(offsets=(8, 0))}, "outside"),
-    "offsets_not_ints": ({"w": _entry(offsets=(0, 8.0))}, "two ints"),
-    "size_mismatch": ({"w": _entry(shape=(3,))}, "not shape x itemsize"),
-    "overlapping": ({"a": _entry(offsets=(0, 8)), "b": _entry(offsets=(4, 12))}, "overlap"),
-    "metadata_not_a_dict": ({"__metadata__": ["pt"], "w": _entry()}, "__metadata__"),
-    "metadata_not_strings": ({"__metadata__": {"format": 1}, "w": _entry()}, "__metadata__"),
-    "not_json": (b"{not json", "JSONDecodeError"),
-    "not_utf8": (b'{"\xff": 1}', "UnicodeDecodeError"),
-}
-
-
-@pytest.mark.parametrize("case", sorted(ODD_HEADERS))
-def test_odd_safetensors_headers_are_one_line_everywhere(tmp_path, case):
-    from safetensors import safe_open
-
-    from mgtoolkit.accel.lowmem import PlainSafetensors
-    from mgtoolkit.models import weights
-
-    header, match = ODD_HEADERS[case]
-    path = _st(tmp_path / "model.safetensors", header, floats(4))
-    readers = {
-        "weights": weights._read_safetensors,
-        "format": weights._safetensors_format,
-        "weight_files": lambda p: weights.weight_files(p.parent),
-        "lowmem": lambda p: PlainSafetensors(p, mapped=safe_open),
-    }
-    for reader in readers.values():
-        refused(path, SafetensorsError, match, reader=reader)
-
-
-@pytest.mark.parametrize(
-    ("case", "size"),
-    [("longer_than_the_file", 10_000), ("past_the_cap", 2**63 - 1), ("zero", 0), ("short_file", None)],
-)
-def test_odd_header_lengths(tmp_path, case, size):
-    from mgtoolkit.io.safetensors_io import read_file
-
-    path = _st(tmp_path / "w.safetensors", {"w": _entry()}, floats(2), size=size)
-    if size is None:
-        path.write_bytes(b"\x01\x02")
-    refused(path, SafetensorsError, "", reader=read_file)
-
-
-def test_safetensors_round_trip_and_bfloat16_bits(tmp_path):
-    from safetensors.numpy import load_file
-
-    from mgtoolkit.io.safetensors_io import read_file, read_header, write_file
-
-    rng = np.random.default_rng(0)
-    tensors = {
-        "f32": rng.standard_normal((3, 4)).astype(np.float32),
-        "big_endian": np.arange(3, dtype=">i8"),
-        "mask": np.array([True, False]),
-        "scalar": np.asarray(2.5, np.float16),
-        "empty": np.zeros((0, 2), np.uint8),
-    }
-    path = tmp_path / "w.safetensors"
-    write_file(path, tensors, metadata={"format": "np"})
-    assert not list(tmp_path.glob(".*.tmp"))
-    theirs, ours = load_file(str(path)), read_file(path)
-    assert list(ours) == sorted(tensors) and read_header(path).metadata == {"format": "np"}
-    for name, want in tensors.items():
-        assert ours[name].dtype == theirs[name].dtype == want.dtype.newbyteorder("=")
-        np.testing.assert_array_equal(ours[name], want)
-        np.testing.assert_array_equal(theirs[name], want)
-    bits = np.array([0x3FC0, 0xFF80, 0x7FC1], dtype="<u2")  # 1.5, -inf, a NaN with a payload
-    _st(path, {"b": _entry("BF16", (3,), (0, 6))}, bits.tobytes())
-    assert read_file(path, widen_bf16=False)["b"].tobytes() == bits.tobytes()
-    widened = read_file(path)["b"]
-    assert widened.dtype == np.float32 and widened.view(np.uint32).tolist() == [
-        b << 16 for b in bits.tolist()
-    ]
 
 
 # --- Damaged bytes anywhere: still one line -----------------------------------------------------------
