@@ -1,8 +1,10 @@
-"""Fixtures of the widget tests: a history of their own, and a temporary working directory."""
+"""Fixtures of the widget tests: a history of their own, a temporary working directory, and
+stand-in backends that count their calls."""
 
 from __future__ import annotations
 
 import pytest
+from visitor_standins import Calls
 
 from mgtoolkit.notebook.widgets import History
 
@@ -16,3 +18,8 @@ def history():
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture()
+def calls():
+    return Calls()

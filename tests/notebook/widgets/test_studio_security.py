@@ -1,4 +1,5 @@
-"""The studio as a Voilà visitor's browser drives it (issue 24, items 3, 4 and two of 5).
+"""The studio as a Voilà visitor's browser drives it (issue 24, items 3 and two of 5;
+item 4, escaping, is test_studio_escaping.py).
 
 A browser changes widget state through messages: ``widget.set_state({...})`` is what the kernel
 runs for one, and ``button._handle_button_msg`` for a click. Every attack here goes through those
@@ -8,140 +9,39 @@ Stand-in backends count their calls, so "nothing ran" is asserted, not assumed.
 
 from __future__ import annotations
 
-import html
 import io
 import json
 import os
 import threading
 import tracemalloc
 
-import ipywidgets as widgets
 import numpy as np
 import pytest
 import soundfile as sf
+from visitor_standins import (
+    PNG,
+    SR,
+    Calls,
+    _audio_panel,
+    _browser_click,
+    _browser_upload,
+    _image_panel,
+    _ran_nothing,
+    _text_panel,
+    _wav,
+)
 
 import mgtoolkit as mg
 from mgtoolkit import batching
 from mgtoolkit.io.audio import check_audio_header, load_audio, safe_stem, save_clip, wav_bytes
-from mgtoolkit.notebook.display import clips_html
 from mgtoolkit.notebook.widgets import (
     AudioPanel,
     History,
-    HistoryGallery,
     ImagePanel,
-    StatusLine,
     Studio,
     StudioLimits,
     TextPanel,
 )
-
-SR = 16000
-EVIL = 'x"><img src=x onerror=alert(1)>'
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(8)
-
-
-# --- stand-ins that count what they were asked to do --------------------------------------------------
-
-
-class Calls:
-    def __init__(self):
-        self.generate, self.describe, self.restyle, self.describe_audio = [], [], [], []
-        self.gate: threading.Event | None = None  # set: generations wait for it
-
-    def fake_generate(self, request, *, callback=None, cancel=None, **_):
-        self.generate.append(request)
-        if self.gate is not None:
-            assert self.gate.wait(30)
-        req = mg.validate_request(request)
-        n = int(req.audio_length_in_s * SR)
-        wave = (0.3 * np.sin(2 * np.pi * 220 * np.arange(n) / SR)).astype(np.float32)
-        return [
-            mg.Clip(waveform=wave, sample_rate=SR, seed=req.seed, request=req, model_info={"name": req.model})
-        ]
-
-    def fake_describe(self, image):
-        self.describe.append(image)
-        if image is None:
-            raise mg.InvalidInputError("image", None, "is missing", "upload an image")
-        return "a lake"
-
-    def fake_describe_audio(self, audio, *, clap=None):
-        from mgtoolkit.analysis.describe import AudioDescription
-
-        self.describe_audio.append(audio)
-        if audio is None:
-            raise mg.InvalidInputError("audio", None, "is missing", "upload a clip")
-        return AudioDescription(
-            duration_s=1.0,
-            tempo_bpm=90.0,
-            key="A",
-            mode="minor",
-            loudness_lufs=-18.0,
-            tags={"genre": ((EVIL, 0.7),), "mood": (("calm", 0.6),)},
-            tagged_by="clap=tiny",
-        )
-
-    def fake_restyle(self, audio, prompt, **kwargs):
-        self.restyle.append(audio)
-        raise AssertionError("restyle must not run")
-
-
-@pytest.fixture()
-def calls():
-    return Calls()
-
-
-def _text_panel(calls, limits, **kwargs):
-    return TextPanel(calls.fake_generate, synchronous=True, history=History(), limits=limits, **kwargs)
-
-
-def _audio_panel(calls, limits):
-    return AudioPanel(
-        calls.fake_restyle,
-        describe=calls.fake_describe_audio,
-        generate=calls.fake_generate,
-        synchronous=True,
-        history=History(),
-        limits=limits,
-        model="tiny",
-    )
-
-
-def _image_panel(calls, limits):
-    return ImagePanel(
-        calls.fake_describe, lambda caption: "soft pads", calls.fake_generate,
-        synchronous=True, history=History(), limits=limits, model="tiny",
-    )  # fmt: skip
-
-
-def _browser_click(button: widgets.Button) -> None:
-    """What the kernel runs when the browser says the button was clicked (disabled or not)."""
-    button._handle_button_msg(None, {"event": "click"}, [])
-
-
-def _browser_upload(file_input, name: str, content: bytes) -> None:
-    """An upload as the browser sends it: the FileUpload's ``value`` through ``set_state``."""
-    sent = {
-        "name": name,
-        "type": "",
-        "size": len(content),
-        "content": memoryview(content),
-        "last_modified": 0,
-    }
-    file_input.upload.set_state({"value": [sent]})
-
-
-def _wav(seconds=1.0, channels=1, rate=SR) -> bytes:
-    buf = io.BytesIO()
-    t = np.arange(int(seconds * rate)) / rate
-    wave = np.stack([0.3 * np.sin(2 * np.pi * 220 * t)] * channels, axis=1).astype(np.float32)
-    sf.write(buf, wave, rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-def _ran_nothing(calls) -> bool:
-    return not (calls.generate or calls.describe or calls.restyle or calls.describe_audio)
-
 
 # --- 3. limits live in the kernel --------------------------------------------------------------------
 
@@ -427,88 +327,6 @@ def test_uploads_beyond_the_length_or_byte_cap_are_refused(calls):
     assert _ran_nothing(calls)
     _browser_upload(panel.audio, "fine.wav", _wav(seconds=1.0, channels=2))
     assert calls.describe_audio == [_wav(seconds=1.0, channels=2)]  # within the limits: described
-
-
-# --- 4. every user-given string is escaped in HTML ------------------------------------------------------
-
-
-def _html_of(widget) -> str:
-    """Every piece of HTML a widget tree shows: HTML widgets' values and Output's text/html."""
-    parts = []
-    if isinstance(widget, (widgets.HTML, widgets.HTMLMath)):
-        parts.append(widget.value)
-    if isinstance(widget, widgets.Output):
-        parts += [o.get("data", {}).get("text/html", "") for o in widget.outputs]
-    for child in getattr(widget, "children", ()):
-        parts.append(_html_of(child))
-    return "\n".join(parts)
-
-
-def _assert_escaped(markup: str, text: str = EVIL) -> None:
-    assert "<img src=x" not in markup and "onerror=alert(1)>" not in markup
-    assert html.escape(text, quote=True) in markup
-
-
-def test_an_uploaded_file_name_cannot_inject_script_into_the_audio_panel(calls):
-    panel = _audio_panel(calls, StudioLimits.notebook())
-    name = f"a.x{EVIL}"  # the name's "suffix" once became the data URL's type
-    _browser_upload(panel.audio, name, _wav())
-    markup = _html_of(panel)
-    assert "<img src=x" not in markup and "onerror=alert(1)>" not in markup
-    assert html.escape(f"original: {name}", quote=True) in panel.preview.value
-    assert 'src="data:audio/wav;base64,' in panel.preview.value
-    _assert_escaped(panel.audio.source.value)  # "Using the uploaded file ..."
-    _assert_escaped(panel.heard.value)  # the description's tags
-
-
-def test_an_uploaded_image_name_and_errors_are_escaped_in_the_image_panel(calls):
-    panel = _image_panel(calls, StudioLimits.notebook())
-    _browser_upload(panel.image, f"{EVIL}.png", b"not a picture")
-    _assert_escaped(panel.status.value)
-    _assert_escaped(panel.image.source.value)
-    assert "<img src=x" not in _html_of(panel)
-
-
-def test_prompts_and_errors_are_escaped_in_the_text_panel_and_the_status_line(calls):
-    panel = _text_panel(calls, StudioLimits.notebook(), model="tiny")
-    panel.prompt.value = EVIL
-    panel.negative_prompt.value = EVIL
-    panel.settings.duration.value = 1.0
-    panel.settings.steps.value = 2
-    _browser_click(panel.generate_button)
-    assert panel.status.text.startswith("Done")
-    markup = _html_of(panel)
-    _assert_escaped(markup)
-    status = StatusLine(EVIL)
-    _assert_escaped(status.value)
-
-    def failing(*args, **kwargs):
-        raise ValueError(EVIL)
-
-    broken = TextPanel(
-        failing, synchronous=True, history=History(), limits=StudioLimits.notebook(), model="tiny"
-    )
-    broken.prompt.value = "calm"
-    _browser_click(broken.generate_button)
-    _assert_escaped(broken.status.value)
-
-
-def test_prompts_paths_and_errors_are_escaped_in_the_history_gallery(calls, tmp_path):
-    history = History()
-    gallery = HistoryGallery(history, save_root=tmp_path)
-    clip = calls.fake_generate(
-        mg.GenerationRequest(prompt=EVIL, negative_prompt=EVIL, model="tiny", audio_length_in_s=1.0)
-    )[0]
-    history.add([clip])
-    _assert_escaped(_html_of(gallery))
-    gallery.out_dir.set_state({"value": f"../{EVIL}"})  # the hidden box, from the browser: refused
-    save = gallery.items.children[0].children[2].children[0]
-    _browser_click(save)
-    saved = gallery.items.children[0].children[3].value
-    _assert_escaped(saved)
-    assert "outside the folder this studio may write to" in saved
-    _assert_escaped(clips_html([clip, clip], plots=False))
-    _assert_escaped(clip._repr_html_())
 
 
 # --- 5. low items: Windows device names, sidecars a batch did not write -----------------------------------
