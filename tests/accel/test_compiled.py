@@ -50,6 +50,7 @@ def _released(module) -> bool:
     return all(not p._is_initialized() for p in module.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("seconds", "seeds"),
     [
@@ -64,6 +65,7 @@ def test_compiled_pipeline_equals_plain(paddle, plain, compiled, seconds, seeds)
     _assert_close(_waves(paddle, compiled, seconds, seeds), _waves(paddle, plain, seconds, seeds))
 
 
+@pytest.mark.slow
 def test_first_call_verifies_writes_a_verdict_and_releases_dygraph_weights(paddle, compiled, cache):
     _waves(paddle, compiled, 1.0, [3])
     for name, engine in _engines(compiled).items():
@@ -78,6 +80,7 @@ def test_first_call_verifies_writes_a_verdict_and_releases_dygraph_weights(paddl
     assert not _released(compiled.vae.encoder)  # restyling still encodes in dygraph
 
 
+@pytest.mark.slow
 def test_same_weights_load_the_verified_export_without_a_reference(paddle, plain, compiled, cache):
     from mgtoolkit.accel.onednn import compile_pipeline
 
@@ -89,6 +92,7 @@ def test_same_weights_load_the_verified_export_without_a_reference(paddle, plain
     _assert_close(_waves(paddle, again, 2.0, [5]), _waves(paddle, plain, 2.0, [5]))
 
 
+@pytest.mark.slow
 def test_musicldm_compiles_and_matches(paddle, cache):
     from mgtoolkit.accel.onednn import compile_pipeline
     from mgtoolkit.models.audioldm import import_ppdiffusers
@@ -121,6 +125,7 @@ def test_musicldm_compiles_and_matches(paddle, cache):
     assert {e.state for e in _engines(compiled).values()} == {"ready"}
 
 
+@pytest.mark.slow
 def test_an_export_that_does_not_verify_stays_in_dygraph(paddle, plain, tmp_path, monkeypatch):
     from mgtoolkit.accel import onednn as mod
 
@@ -176,6 +181,7 @@ class _BrokenPredictor:
         raise RuntimeError("(InvalidArgument) the input's shape [1, 8, 37, 16] does not match")
 
 
+@pytest.mark.slow
 def test_a_ready_predictor_that_fails_later_falls_back_to_dygraph_for_good(paddle, plain, tmp_path):
     from mgtoolkit.accel.onednn import compile_pipeline
 
@@ -198,6 +204,7 @@ def test_a_ready_predictor_that_fails_later_falls_back_to_dygraph_for_good(paddl
     assert all(engine._predictor is None for engine in engines.values())
 
 
+@pytest.mark.slow
 def test_a_predictor_loaded_verified_falls_back_with_the_weights_of_the_first_load(paddle, plain, tmp_path):
     from mgtoolkit.accel.onednn import compile_pipeline
 
@@ -228,6 +235,7 @@ def _assert_same_bits(got: dict, want: dict) -> None:
         assert got[key].tobytes() == array.tobytes(), key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["unet", "vae", "vocoder"])
 def test_verified_modules_hold_no_weights_and_the_fallback_reads_them_back_exactly(
     paddle, plain, tmp_path, name
@@ -252,6 +260,7 @@ def test_verified_modules_hold_no_weights_and_the_fallback_reads_them_back_exact
     _assert_close(_waves(paddle, pipe, 1.0, [4]), _waves(paddle, plain, 1.0, [4]))
 
 
+@pytest.mark.slow
 def test_a_pipeline_without_a_folder_stashes_its_weights_once_and_reads_them_back(paddle, plain, tmp_path):
     from mgtoolkit.accel.onednn import compile_pipeline
 
@@ -284,6 +293,7 @@ def _own_copy(tmp_path):
     return pipe, folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["gone", "changed"])
 def test_a_fallback_without_its_weights_file_says_to_reload(paddle, tmp_path, how):
     from mgtoolkit.accel.onednn import compile_pipeline
@@ -304,6 +314,7 @@ def test_a_fallback_without_its_weights_file_says_to_reload(paddle, tmp_path, ho
         _waves(paddle, pipe, 1.0, [3])
 
 
+@pytest.mark.slow
 def test_a_stashed_fallback_without_its_weights_file_says_to_reload(paddle, tmp_path):
     from mgtoolkit.accel.onednn import compile_pipeline
 
@@ -318,6 +329,7 @@ def test_a_stashed_fallback_without_its_weights_file_says_to_reload(paddle, tmp_
         _waves(paddle, pipe, 1.0, [3])
 
 
+@pytest.mark.slow
 def test_calls_the_export_cannot_take_run_in_dygraph(paddle, plain, tmp_path):
     from mgtoolkit.accel.onednn import compile_pipeline
 
@@ -333,6 +345,7 @@ def test_calls_the_export_cannot_take_run_in_dygraph(paddle, plain, tmp_path):
     assert _engines(pipe)["unet"].state == "dygraph"
 
 
+@pytest.mark.slow
 def test_undo_gives_the_plain_modules_back(paddle, plain, tmp_path):
     from mgtoolkit import accel
     from mgtoolkit.accel.onednn import compile_pipeline
@@ -448,6 +461,7 @@ needs_bf16 = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_bf16
 def test_bfloat16_predictors_verify_and_repeat_bit_for_bit(paddle, plain, tmp_path):
     from mgtoolkit.accel.onednn import BF16_TOLERANCE, compile_pipeline
@@ -474,6 +488,7 @@ def test_bfloat16_predictors_verify_and_repeat_bit_for_bit(paddle, plain, tmp_pa
     assert np.linalg.norm(first - want) / np.linalg.norm(want) < 5e-2
 
 
+@pytest.mark.slow
 @needs_bf16
 def test_bfloat16_and_float32_verdicts_are_kept_apart(paddle, tmp_path):
     from mgtoolkit.accel.onednn import compile_pipeline
@@ -534,6 +549,7 @@ def _big_matmul(paddle):
     return paddle.matmul(x, w).numpy()
 
 
+@pytest.mark.slow
 def test_a_predictor_run_leaves_dygraph_blas_on_all_cores(paddle, plain, tmp_path):
     """The next call's prompt encoding must sum like the first call's: same seed, same waveform."""
     from paddle.base import core
@@ -633,6 +649,7 @@ def test_cpu_precision_is_decided_before_loading_where_it_can_be(
     assert cpu_precision(spec, dtype, optimize=optimize, low_memory=low_memory) == expected
 
 
+@pytest.mark.slow
 @needs_bf16
 def test_optimize_auto_runs_bfloat16_predictors_where_they_pay(paddle, monkeypatch, tmp_path):
     from mgtoolkit import accel

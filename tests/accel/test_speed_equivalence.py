@@ -187,6 +187,7 @@ def test_optimize_switch(value, on):
     assert flag("MGTOOLKIT_OPTIMIZE", environ={} if value is None else {"MGTOOLKIT_OPTIMIZE": value}) is on
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not __import__("mgtoolkit.runtime", fromlist=["x"]).cpu_has_bfloat16(), reason="no AVX512_BF16/AMX"
 )

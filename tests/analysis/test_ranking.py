@@ -191,6 +191,7 @@ def test_no_clap_to_rank_with_keeps_the_clips_in_seed_order(tiny_model, monkeypa
     assert kept is clips
 
 
+@pytest.mark.slow
 def test_clap_in_low_memory_mode_scores_the_same_with_one_tower_in_memory(tiny_clap, monkeypatch, tmp_path):
     from ppdiffusers.transformers import ClapModel
 

@@ -14,7 +14,7 @@ import mgtoolkit as mg
 from mgtoolkit.cli import main
 
 ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # a local Ray cluster: minutes
 
 QUICK = {"model": "tiny", "audio_length_in_s": 0.5, "num_inference_steps": 2, "progress": False}
 # 12 rows: 3 prompts x 2 seeds x 2 lengths

@@ -34,7 +34,9 @@ def _rank(module: str) -> int:
     for rank, names in enumerate(LAYERS):
         if top in names:
             return rank
-    raise AssertionError(f"{module}: its top-level name {top!r} is in no layer of tests/project/test_layout.py")
+    raise AssertionError(
+        f"{module}: its top-level name {top!r} is in no layer of tests/project/test_layout.py"
+    )
 
 
 def _modules() -> dict[str, Path]:

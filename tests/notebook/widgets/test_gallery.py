@@ -216,6 +216,7 @@ def test_use_these_settings_keeps_a_loop_a_loop(history):
     assert studio.text.prompt.value == "plain tune" and studio.text.loop.value is False
 
 
+@pytest.mark.slow
 def test_extend_in_the_gallery_continues_the_clip_on_the_real_tiny_model(history, tiny_model):
     """History row -> Extend +10 s: the text tab runs mg.extend; the longer clip joins the history."""
     clip = mg.generate("calm piano", seed=3, audio_length_in_s=3.0, num_inference_steps=2, model="tiny")
