@@ -134,8 +134,15 @@ def test_cancel_stops_at_the_next_step(fast):
     assert steps == [0]
 
 
-def test_load_is_cached_per_process(tiny_model):
-    assert mg.load_model("tiny") is tiny_model
+def test_load_is_cached_per_process():
+    """Within a test and across tests (the settings forgotten between them keep the pipelines); not
+    the session's ``tiny_model``, which a test unloading the cache before this one leaves stale."""
+    from mgtoolkit.models.loading import forget_settings
+
+    first = mg.load_model("tiny")
+    assert mg.load_model("tiny") is first
+    forget_settings()
+    assert mg.load_model("tiny") is first
 
 
 def test_save_pretrained_round_trip_gives_the_same_waveform(tiny_model, tmp_path, fast):
