@@ -115,6 +115,7 @@ def test_load_model_low_memory_generates_what_the_normal_mode_does(monkeypatch, 
     assert _released(small.pipe.unet)  # the low-memory pipeline made ``got``
 
 
+@pytest.mark.slow
 def test_musicldm_low_memory_swaps_its_clap_too(paddle, tmp_path):
     """MusicLDM's text encoder is a whole CLAP, called through ``get_text_features``."""
     from mgtoolkit.accel import lowmem

@@ -34,6 +34,7 @@ except BaseException as exc:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "rel", "how"),
     [
@@ -165,6 +166,7 @@ def _bomb_folders(root: Path, route: str) -> list[tuple[str, str, str, str]]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("route", ["pipeline", "torch", "writer", "clap", "captioner"])
 def test_a_declared_size_no_tensor_backs_is_refused_before_anything_is_built(private_cache, route):
     """A configuration declaring a vocabulary, position table, channel count, layer count, scheduler
