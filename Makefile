@@ -53,7 +53,7 @@ $(PARITY_STAMP): tests/parity/requirements.txt
 
 parity: install parity-venv
 	MGTOOLKIT_MODEL=tiny MGTOOLKIT_PARITY_REQUIRED=1 MGTOOLKIT_PARITY_PYTHON=$(abspath $(PARITY_VENV))/bin/python \
-	  $(BIN)/python -m pytest -m parity -rA tests/test_parity.py tests/test_clip_tagger.py
+	  $(BIN)/python -m pytest -m parity -rA tests/parity/test_parity.py tests/models/test_clip_tagger.py
 
 bench: install
 	$(BIN)/python benchmarks/bench_audioldm.py --preset audioldm-s-full-v2 --seconds 5 --steps 20

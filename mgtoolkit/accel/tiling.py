@@ -7,7 +7,7 @@ more than the decoder's weights and activations together, and it is what ran a 1
 Binder's 2 GiB. A :class:`TiledConv` hook runs such a convolution over bands of output rows (time),
 each band reading the input rows it needs (its halo) with the zero padding only at the true edges,
 so the buffer is one band's. Every output value is the same dot product over the same inputs in the
-same order: the result equals the whole convolution bit for bit (``tests/test_tiling.py``).
+same order: the result equals the whole convolution bit for bit (``tests/accel/test_tiling.py``).
 
 Only plain convolutions are tiled: stride 1 along the tiled axis, zero padding given as numbers,
 ``NCHW``/``NCL``, more than one output channel per group (with one, the BLAS multiplies a matrix by

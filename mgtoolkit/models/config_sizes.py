@@ -29,7 +29,7 @@ A refusal is one :class:`ModelUnavailableError` line naming the file and the key
 imports paddle (:func:`check_defaults` is given the classes); only JSON and safetensors headers
 are read. Checked against the published configurations of AudioLDM-S/M/L, MusicLDM, AudioLDM2
 (its CLAP, flan-T5, GPT-2, projection model), CLAP htsat-unfused, CLIP ViT-B/32, Qwen2-0.5B,
-ChatGLM-6B, ChatGLM2-6B and BLIP-2 OPT-2.7b (``tests/test_attacks_more.py``).
+ChatGLM-6B, ChatGLM2-6B and BLIP-2 OPT-2.7b (``tests/models/test_config_sizes.py``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """transformers' CLIP on small random weights, for the ``clip`` captioner's parity test.
 
-Runs in the torch venv (``build/parity-venv``), started by ``tests/test_clip_tagger.py``: it builds
+Runs in the torch venv (``build/parity-venv``), started by ``tests/models/test_clip_tagger.py``: it builds
 a ``CLIPModel`` from the geometry and tokenizer files the test wrote, saves it as transformers
 publishes a CLIP (``model.safetensors``, ``config.json``, tokenizer and processor files), and
 writes what transformers computes for the test's picture and texts: pixel values, token ids, image
