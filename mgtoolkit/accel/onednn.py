@@ -32,8 +32,9 @@ builds the UNet and VAE predictors with ``enable_onednn_bfloat16()``; each is ve
 
 The cost is memory: with oneDNN on, the predictor holds memory in proportion to all of a run's
 activations (dygraph frees each after its last use; the same predictor without oneDNN does too),
-about 0.7 GB for the VAE and 1.7 GB for the vocoder at 5 s. Spectrograms longer than :data:`VOCODER_PIECE_FRAMES` are therefore vocoded in overlapping
-pieces (the receptive-field margin of :mod:`.pieces`), and ``auto`` compiles only on machines with
+about 0.7 GB for the VAE and 1.7 GB for the vocoder at 5 s. The vocoder therefore runs in
+overlapping pieces, and the heap pages the VAE and vocoder runs freed go back to the system
+(:mod:`.footprint`), and ``auto`` compiles only on machines with
 at least :data:`AUTO_MIN_MEMORY` (a cgroup limit counts).
 
 Three export details are deliberate:
@@ -65,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import private_dir, setting
+from . import footprint
 from .pieces import blas_on_all_cores, fingerprint, memory_limit_bytes
 
 __all__ = [
@@ -86,7 +88,6 @@ BF16_TOLERANCE = 1e-2  # largest relative L2 of a bfloat16 predictor's output ag
 AUTO_MIN_PARAMS = 20_000_000
 AUTO_MIN_MEMORY = 12 * 1024**3  # the predictors keep their activations: ~1.6 GB more at 5 s, ~2 GB at 10 s
 MODULES = ("unet", "vae", "vocoder")
-VOCODER_PIECE_FRAMES = 512  # longer spectrograms are vocoded in overlapping pieces (bounds memory)
 BF16_MODULES = ("unet", "vae")  # paddle 3.3's bfloat16 passes reject the vocoder's 1-D convolutions
 DEFAULT_MODULES = ("vae", "vocoder")  # the UNet gains ~2% in a whole call for ~0.8 GB more: opt-in
 _EXPORT_LOCK = threading.Lock()  # exports patch two paddle functions for their duration
@@ -432,7 +433,8 @@ class Engine:
     def _infer(self, arrays: list):
         if self._predictor is None:
             self._predictor = _make_predictor(self.folder / "model", self.precision)
-        predictor = self._predictor
+        predictor, kind = self._predictor, self.folder.name.split("-")[0]
+        footprint.before_run(kind)
         for name, array in zip(predictor.get_input_names(), arrays, strict=True):
             handle = predictor.get_input_handle(name)
             handle.reshape(list(array.shape))
@@ -442,7 +444,7 @@ class Engine:
         finally:
             blas_on_all_cores()  # the run leaves the caller on one thread
         out = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
-        predictor.clear_intermediate_tensor()  # frees the run's tensors (oneDNN's own memory stays: see above)
+        footprint.after_run(kind, predictor)  # clears the run's tensors, gives freed heap back
         return out
 
 
@@ -771,7 +773,7 @@ def _install_vocoder(
     )
     original = vocoder.forward
 
-    from .pieces import stitch, time_windows, vocoder_receptive_frames
+    from .pieces import stitch, vocoder_receptive_frames
 
     hop = int(math.prod(config.upsample_rates))
     margin = vocoder_receptive_frames(config)
@@ -783,11 +785,10 @@ def _install_vocoder(
     def forward(spectrogram):
         if spectrogram.ndim != 3:
             return _dygraph_or_explain(engine, "vocoder", original, spectrogram)
-        frames = int(spectrogram.shape[1])
-        if frames <= VOCODER_PIECE_FRAMES:
+        # A run's activations set the memory's high-water mark: vocode in pieces, one at a time.
+        windows = footprint.vocoder_windows(int(spectrogram.shape[1]), footprint.piece_frames(), margin)
+        if len(windows) == 1:
             return run(spectrogram)
-        # The predictor keeps every activation of a run: long clips go in pieces, one at a time.
-        windows = time_windows(frames, math.ceil(frames / VOCODER_PIECE_FRAMES), margin)
         return stitch([run(spectrogram[:, a:b]) for _, _, a, b in windows], windows, hop)
 
     vocoder.forward = forward
