@@ -70,7 +70,7 @@ def vocoder(paddle):
     rng = np.random.default_rng(0)
     with paddle.no_grad():
         for p in module.parameters():
-            p.set_value((rng.standard_normal(p.shape) * 0.2).astype("float32"))
+            p.set_value((rng.standard_normal(p.shape) * 0.1).astype("float32"))
     return module
 
 
@@ -95,7 +95,7 @@ def test_the_vocoder_in_pieces_gives_the_whole_waveform(paddle, vocoder, piece):
     got, parts = _in_pieces(paddle, vocoder, mel, piece)
     assert parts > 1
     assert got.shape == whole.shape
-    assert float(np.abs(whole).max()) > 1e-2  # a real signal, not rounding noise
+    assert 1e-2 < float(np.abs(whole).max()) < 0.9  # a real signal: not rounding noise, not tanh saturated
     assert np.linalg.norm(got - whole) / np.linalg.norm(whole) <= 1e-6
 
 
@@ -127,7 +127,7 @@ def test_the_vocoder_predictor_in_pieces_gives_its_whole_waveform(paddle, tmp_pa
     rng = np.random.default_rng(0)
     with paddle.no_grad():
         for p in pipe.vocoder.parameters():
-            p.set_value((rng.standard_normal(p.shape) * 0.2).astype("float32"))
+            p.set_value((rng.standard_normal(p.shape) * 0.1).astype("float32"))
     assert compile_pipeline(pipe, "cpu", modules=("vocoder",), cache=tmp_path) == ["vocoder"]
     mel = paddle.to_tensor(
         rng.standard_normal((1, 300, int(pipe.vocoder.config.model_in_dim))).astype("float32")
