@@ -175,15 +175,6 @@ def test_trim_follows_its_setting():
     assert footprint.trim_heap(environ={}) is glibc
 
 
-def test_limit_arenas_is_an_explicit_call_that_checks_its_count():
-    with pytest.raises(ValueError, match="count=0.*at least 1"):
-        footprint.limit_arenas(0)
-    code = "from mgtoolkit.accel.footprint import limit_arenas; print(limit_arenas(2))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    glibc = footprint._libc() is not None and hasattr(footprint._libc(), "mallopt")
-    assert out.stdout.strip() == str(glibc)
-
-
 def test_importing_footprint_loads_no_paddle():
     code = "import sys; import mgtoolkit.accel.footprint; print('paddle' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

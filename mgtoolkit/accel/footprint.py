@@ -1,9 +1,9 @@
-"""Keep the oneDNN predictors' memory down: vocoder pieces, giving freed heap back, malloc arenas.
+"""Keep the oneDNN predictors' memory down: the vocoder in pieces, freed heap given back.
 
 A Paddle Inference predictor frees most activations during a run, but what it frees stays in
 glibc's heap, and the largest run sets the high-water mark: a 5 s clip's vocoder (500 mel frames)
 took the process 1.7 GB above the predictor's weights, and 1.1 GB stayed after ``malloc_trim``
-(full-size AudioLDM-S, ``benchmarks/README.md``). Three levers, each measured there:
+(full-size AudioLDM-S, ``benchmarks/README.md``). Two levers, each measured there:
 
 - :func:`vocoder_windows`: the vocoder runs over overlapping pieces of at most
   :func:`piece_frames` frames of its own (``MGTOOLKIT_VOCODER_PIECE``), each padded on both sides
@@ -15,8 +15,10 @@ took the process 1.7 GB above the predictor's weights, and 1.1 GB stayed after `
   heap pages go back to the system (``malloc_trim``); the UNet, which runs once per step, is
   left alone (trimming there would make every step fault its pages in again) and its pages are
   given back when the VAE starts (:func:`before_run`). ``MGTOOLKIT_TRIM=0`` turns both off.
-- :func:`limit_arenas`: an explicit ``mallopt(M_ARENA_MAX)`` call for whoever wants it; nothing
-  calls it by default.
+
+Measured and not kept: fewer malloc arenas (``MALLOC_ARENA_MAX=2``: the same peak), a fixed
+mmap threshold (a lower peak, but the vocoder about twice as slow), ``try_shrink_memory()``
+(nothing freed), ``enable_memory_optim()`` (fails under PIR).
 
 numpy-free and paddle-free at import.
 """
@@ -31,9 +33,7 @@ from typing import Any
 
 from ..config import flag, setting
 
-__all__ = ["piece_frames", "vocoder_windows", "trim_heap", "before_run", "after_run", "limit_arenas"]
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
+__all__ = ["piece_frames", "vocoder_windows", "trim_heap", "before_run", "after_run"]
 
 
 def piece_frames(*, environ: Mapping[str, str] | None = None) -> int:
@@ -127,22 +127,3 @@ def after_run(kind: str, predictor: Any) -> None:
     predictor.clear_intermediate_tensor()
     if kind != "unet":
         trim_heap()
-
-
-def limit_arenas(count: int) -> bool:
-    """Cap glibc's malloc arenas at ``count`` for this process (``mallopt(M_ARENA_MAX)``).
-
-    An explicit call, never made at import: each thread that allocates may otherwise get an arena
-    of its own, whose freed pages ``malloc_trim`` returns but whose high-water marks add up.
-    Returns whether glibc accepted it.
-
-    Raises
-    ------
-    ValueError
-        If ``count`` is below 1.
-    """
-    if count < 1:
-        raise ValueError(f"count={count}: give at least 1 malloc arena")
-    libc = _libc()
-    mallopt = getattr(libc, "mallopt", None)
-    return bool(mallopt(M_ARENA_MAX, int(count))) if mallopt is not None else False
