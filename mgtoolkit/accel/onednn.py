@@ -30,12 +30,11 @@ reason in ``Engine.detail["fallback"]``): the call goes on, and so does the sess
 builds the UNet and VAE predictors with ``enable_onednn_bfloat16()``; each is verified within
 :data:`BF16_TOLERANCE` relative L2 of float32 dygraph, in its own ``verdict-bfloat16.json``.
 
-The cost is memory: with oneDNN on, the predictor holds memory in proportion to all of a run's
-activations (dygraph frees each after its last use; the same predictor without oneDNN does too),
-about 0.7 GB for the VAE and 1.7 GB for the vocoder at 5 s. The vocoder therefore runs in
-overlapping pieces, and the heap pages the VAE and vocoder runs freed go back to the system
-(:mod:`.footprint`), and ``auto`` compiles only on machines with
-at least :data:`AUTO_MIN_MEMORY` (a cgroup limit counts).
+The cost is memory: a run takes memory in proportion to its activations, about 0.7 GB for the
+VAE and 1.7 GB for the vocoder at 5 s, and what it frees stays in glibc's heap (with or without
+oneDNN). The vocoder therefore runs in overlapping pieces, the heap the VAE and vocoder runs freed
+goes back to the system (:mod:`.footprint`), and ``auto`` compiles only on machines with at least
+:data:`AUTO_MIN_MEMORY` (a cgroup limit counts).
 
 Three export details are deliberate:
 
