@@ -18,6 +18,8 @@ paddle.
 | ``MGTOOLKIT_VERBOSE`` | ``1`` keeps paddlenlp's and ppdiffusers' log chatter | off |
 | ``MGTOOLKIT_NO_THREAD_TUNING`` | ``1`` leaves ``OMP_NUM_THREADS`` and MKL settings alone | off |
 | ``MGTOOLKIT_ALLOW_UNSAFE_PICKLE`` | ``1`` reads ``.bin``/``.pdparams`` pickles with the full unpickler (code in them runs) | off |
+| ``MGTOOLKIT_VOCODER_PIECE`` | mel frames per piece the vocoder predictor runs over (``0``: whole) | ``256`` |
+| ``MGTOOLKIT_TRIM`` | ``0`` keeps the heap pages the VAE and vocoder predictors freed | ``1`` |
 
 Examples
 --------
@@ -52,6 +54,8 @@ DEFAULTS: dict[str, str] = {
     "MGTOOLKIT_VERBOSE": "",
     "MGTOOLKIT_NO_THREAD_TUNING": "",
     "MGTOOLKIT_ALLOW_UNSAFE_PICKLE": "",
+    "MGTOOLKIT_VOCODER_PIECE": "256",
+    "MGTOOLKIT_TRIM": "1",
 }
 """Every variable mgtoolkit reads, with its default (``""``: decided by the code that asks)."""
 

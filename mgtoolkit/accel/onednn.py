@@ -21,12 +21,11 @@ dygraph weights at once.
 builds the UNet and VAE predictors with ``enable_onednn_bfloat16()``; each is verified within
 :data:`BF16_TOLERANCE` relative L2 of float32 dygraph, in its own ``verdict-bfloat16.json``.
 
-The cost is memory: with oneDNN on, the predictor holds memory in proportion to all of a run's
-activations (dygraph frees each after its last use; the same predictor without oneDNN does too),
-about 0.7 GB for the VAE and 1.7 GB for the vocoder at 5 s. Spectrograms longer than
-:data:`VOCODER_PIECE_FRAMES` are therefore vocoded in overlapping pieces (the receptive-field margin
-of :mod:`.pieces`), and ``auto`` compiles only on machines with at least :data:`AUTO_MIN_MEMORY` (a
-cgroup limit counts).
+The cost is memory: a run takes memory in proportion to its activations, about 0.7 GB for the
+VAE and 1.7 GB for the vocoder at 5 s, and what it frees stays in glibc's heap (with or without
+oneDNN). The vocoder therefore runs in overlapping pieces, the heap the VAE and vocoder runs freed
+goes back to the system (:mod:`.footprint`), and ``auto`` compiles only on machines with at least
+:data:`AUTO_MIN_MEMORY` (a cgroup limit counts).
 
 ``MGTOOLKIT_COMPILE``: ``auto`` (default: full-size models, that is a UNet of at least
 :data:`AUTO_MIN_PARAMS` weights, on machines with room), ``1`` (VAE and vocoder, always), ``0``
@@ -41,11 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import setting
+from . import footprint
 from .export import nearest_as_gathers as _nearest_as_gathers  # noqa: F401 - importable from here
 from .export import save as _save
 from .export import spec, unet_forward, unet_supported, vae_decode
 from .hooks import PREDICTOR, HookRegistry, ModelHook
-from .pieces import fingerprint, memory_limit_bytes, stitch, time_windows, vocoder_receptive_frames
+from .pieces import fingerprint, memory_limit_bytes, stitch, vocoder_receptive_frames
 from .predictor import Engine
 
 __all__ = [
@@ -69,7 +69,6 @@ BF16_TOLERANCE = 1e-2  # largest relative L2 of a bfloat16 predictor's output ag
 AUTO_MIN_PARAMS = 20_000_000
 AUTO_MIN_MEMORY = 12 * 1024**3  # the predictors keep their activations: ~1.6 GB more at 5 s, ~2 GB at 10 s
 MODULES = ("unet", "vae", "vocoder")
-VOCODER_PIECE_FRAMES = 512  # longer spectrograms are vocoded in overlapping pieces (bounds memory)
 BF16_MODULES = ("unet", "vae")  # paddle 3.3's bfloat16 passes reject the vocoder's 1-D convolutions
 DEFAULT_MODULES = ("vae", "vocoder")  # the UNet gains ~2% in a whole call for ~0.8 GB more: opt-in
 
@@ -390,9 +389,8 @@ def _decoder_output(sample: Any):
 
 
 class VocoderPredictor(_Route):
-    """The HiFi-GAN vocoder through its predictor; spectrograms longer than
-    :data:`VOCODER_PIECE_FRAMES` in overlapping pieces, one at a time (the predictor keeps every
-    activation of a run)."""
+    """The HiFi-GAN vocoder through its predictor, in equal overlapping pieces one at a time
+    (:func:`.footprint.vocoder_windows`: a run's activations set the memory's high-water mark)."""
 
     def __init__(self, engine: Engine, vocoder: Any) -> None:
         super().__init__(engine, vocoder)
@@ -412,10 +410,9 @@ class VocoderPredictor(_Route):
     def new_forward(self, original, spectrogram):
         if spectrogram.ndim != 3:
             return self._dygraph("vocoder", original, spectrogram)
-        frames = int(spectrogram.shape[1])
-        if frames <= VOCODER_PIECE_FRAMES:
+        windows = footprint.vocoder_windows(int(spectrogram.shape[1]), footprint.piece_frames(), self.margin)
+        if len(windows) == 1:
             return self._run(original, spectrogram)
-        windows = time_windows(frames, math.ceil(frames / VOCODER_PIECE_FRAMES), self.margin)
         return stitch([self._run(original, spectrogram[:, a:b]) for _, _, a, b in windows], windows, self.hop)
 
     def _run(self, original, spectrogram):

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import private_dir
-from . import lowmem, stash
+from . import footprint, lowmem, stash
 from .pieces import blas_on_all_cores, give_back_free_memory
 
 __all__ = ["Engine", "compare", "predictor_config", "make_predictor"]
@@ -232,7 +232,8 @@ class Engine:
     def _infer(self, arrays: list):
         if self._predictor is None:
             self._predictor = make_predictor(self.folder / "model", self.precision)
-        predictor = self._predictor
+        predictor, kind = self._predictor, self.folder.name.split("-")[0]
+        footprint.before_run(kind)
         for name, array in zip(predictor.get_input_names(), arrays, strict=True):
             handle = predictor.get_input_handle(name)
             handle.reshape(list(array.shape))
@@ -242,7 +243,7 @@ class Engine:
         finally:
             blas_on_all_cores()  # the run leaves the caller on one thread
         out = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
-        predictor.clear_intermediate_tensor()  # frees the run's tensors (oneDNN's own memory stays: see .onednn)
+        footprint.after_run(kind, predictor)  # clears the run's tensors, gives freed heap back
         return out
 
 
