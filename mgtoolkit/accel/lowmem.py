@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import setting
+from . import footprint
 from .hooks import STAGE_SWAP, HookRegistry, ModelHook
 from .pieces import give_back_free_memory
 from .stash import PlainSafetensors, named_tensors, release, released, restore, save_weights, weights_name
@@ -336,6 +337,17 @@ class StageHook(ModelHook):
         return call(*args, **kwargs)
 
 
+class TrimHook(ModelHook):
+    """Give the heap freed by the call before back to the system before each call (the UNet's:
+    its steps' activations would otherwise stay in the heap of the thread that ran them)."""
+
+    order = STAGE_SWAP - 1  # inside the stage swap, outside the thread split: once per call
+
+    def new_forward(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        footprint.trim_heap()
+        return call(*args, **kwargs)
+
+
 def _stage_calls(pipe: Any, name: str) -> tuple[tuple[Any, ...], list[tuple[Any, str]]]:
     """The modules whose weights a stage holds, and the calls that enter it."""
     module = getattr(pipe, name, None)
@@ -391,12 +403,15 @@ def enable(pipe: Any, *, cache: Path | None = None, folder: Path | None = None) 
         swapper.add(name, modules, cache, stash, source)
         _hook_calls(registry, swapper, name, calls)
         tiled += tile_convolutions(registry, module, name, feature=FEATURE)
+        if name == "unet":
+            registry.register_hook(TrimHook(), f"{FEATURE}/trim/unet.forward", module)
     pipe._mgtoolkit_lowmem = swapper
     stages = sorted(swapper.stages)
+    capped = footprint.cap_arenas(1)
     registry.applied[FEATURE] = [
         f"low memory: {', '.join(stages)} weights in memory only while running",
         f"low memory: {tiled} convolutions run in row bands past {BUFFER_BYTES // 2**20} MiB of scratch",
-    ]
+    ] + (["low memory: one malloc arena, freed heap given back before each UNet call"] if capped else [])
     give_back_free_memory()
     return stages
 

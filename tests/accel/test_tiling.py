@@ -172,3 +172,41 @@ def test_low_memory_mode_tiles_its_stages_and_takes_the_tiles_off_with_it(paddle
     assert any("convolutions run in row bands" in line for line in registry.applied["low_memory"])
     lowmem.disable(pipe)
     assert not registry.names("low_memory/")
+
+
+def test_low_memory_mode_gives_the_heap_back_once_per_unet_call_and_caps_the_arenas(
+    paddle, tmp_path, monkeypatch
+):
+    from mgtoolkit.accel import footprint, lowmem
+    from mgtoolkit.accel.hooks import HookRegistry
+
+    capped = []
+    monkeypatch.setattr(footprint, "cap_arenas", lambda count=1: capped.append(count) or True)
+    pipe, plain = _plain_pipe(), _plain_pipe()
+    lowmem.enable(pipe, cache=tmp_path)
+    registry = HookRegistry.of(pipe)
+    assert capped == [1]
+    assert registry.chain(pipe.unet)[-2:] == ["low_memory/trim/unet.forward", "low_memory/unet.forward"]
+    trims = []
+    monkeypatch.setattr(footprint, "trim_heap", lambda **_: trims.append(1) or True)
+    np.testing.assert_array_equal(_waves(paddle, pipe, 1.0, [3]), _waves(paddle, plain, 1.0, [3]))
+    assert len(trims) == 3  # one per UNet call: 3 steps, the guidance pair in one call
+    lowmem.disable(pipe)
+    assert not registry.names("low_memory/")
+
+
+def test_cap_arenas_sets_glibcs_arena_maximum(monkeypatch):
+    from mgtoolkit.accel import footprint
+
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(footprint, "_libc", Libc)
+    assert footprint.cap_arenas(1) is True
+    assert calls == [(-8, 1)]  # M_ARENA_MAX
+    monkeypatch.setattr(footprint, "_libc", lambda: None)
+    assert footprint.cap_arenas(1) is False  # no glibc: nothing set
