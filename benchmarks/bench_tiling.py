@@ -25,14 +25,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from bench_memory import rss_mb  # noqa: E402 - beside this script
 
 
 def peak_while(run):
@@ -56,7 +51,6 @@ def peak_while(run):
 
 
 def one(seconds: float, bands: bool) -> dict:
-    sys.path.insert(0, str(HERE))
     import fullsize
     import paddle
     from ppdiffusers import AutoencoderKL
