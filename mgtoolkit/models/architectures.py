@@ -225,6 +225,25 @@ TINY: dict[str, dict] = {
     # Captioners and writers: the language model, a ViT and a Q-Former (BLIP-2, MiniGPT-4).
     "lm": _LM,
     "qwen2": {**_LM, "num_key_value_heads": 2},
+    "chatglm": {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "inner_hidden_size": 128,
+        "max_sequence_length": 512,
+        "num_image_tokens": 0,
+        "use_cache": True,
+    },
+    "chatglm2": {
+        "num_hidden_layers": 2,
+        "hidden_size": 64,
+        "ffn_hidden_size": 128,
+        "kv_channels": 16,
+        "num_attention_heads": 4,
+        "multi_query_group_num": 2,
+        "max_sequence_length": 512,
+        "seq_length": 512,
+    },
     "opt": {
         "hidden_size": 64,
         "word_embed_proj_dim": 64,

@@ -67,18 +67,12 @@ def _build_chatglm(folder: Path) -> None:
     tok = ChatGLMTokenizer(vocab_file=str(sp), num_image_tokens=0)
     cfg = ChatGLMConfig(
         vocab_size=tok.vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        inner_hidden_size=128,
-        max_sequence_length=512,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         mask_token_id=tok.mask_token_id,
         gmask_token_id=tok.gmask_token_id,
-        num_image_tokens=0,
-        use_cache=True,
+        **tiny("chatglm"),
     )
     _save(folder, ChatGLMForCausalLM(cfg), tok)
 
@@ -89,18 +83,11 @@ def _build_chatglm2(folder: Path) -> None:
     sp = _train_spm(folder / "_src" / "tokenizer", 300, pad_id=0, unk_id=1, bos_id=-1, eos_id=2)
     tok = ChatGLMv2Tokenizer(vocab_file=str(sp))
     cfg = ChatGLMv2Config(
-        num_hidden_layers=2,
         vocab_size=tok.vocab_size,
         padded_vocab_size=tok.vocab_size,
-        hidden_size=64,
-        ffn_hidden_size=128,
-        kv_channels=16,
-        num_attention_heads=4,
-        multi_query_group_num=2,
-        max_sequence_length=512,
-        seq_length=512,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
+        **tiny("chatglm2"),
     )
     _save(folder, ChatGLMv2ForCausalLM(cfg), tok)
 
