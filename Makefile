@@ -28,7 +28,7 @@ test: install
 	MGTOOLKIT_MODEL=tiny $(BIN)/python -m pytest --doctest-modules --nbval-lax --nbval-cell-timeout=600 mgtoolkit tests notebooks
 
 test-fast: install
-	MGTOOLKIT_MODEL=tiny $(BIN)/python -m pytest -m "not slow and not browser and not parity" tests
+	MGTOOLKIT_MODEL=tiny $(BIN)/python -m pytest -n auto --dist loadfile -m "not slow and not browser and not parity" tests
 
 lint: install
 	$(BIN)/ruff check mgtoolkit tests benchmarks notebooks

@@ -174,4 +174,6 @@ def test_a_clip_captions_mood_and_energy_decide_the_template_prompt():
 def test_plain_descriptions_keep_the_scenes_own_mood():
     from mgtoolkit.prompts import template_prompt
 
-    assert template_prompt("A concert stage at night, melancholic.").startswith("Energetic electronic dance music")
+    assert template_prompt("A concert stage at night, melancholic.").startswith(
+        "Energetic electronic dance music"
+    )

@@ -162,6 +162,7 @@ def test_after_disable_low_memory_the_waveform_is_the_plain_one_and_nothing_is_s
     assert model.info()["plan"]["low_memory"] is False and model.report["low_memory"] is False
 
 
+@pytest.mark.slow  # seconds: a whole tiny pipeline (make test runs it)
 def test_after_disable_predictors_the_waveform_is_the_plain_one(paddle, plain_waves, monkeypatch, tmp_path):
     monkeypatch.setenv("MGTOOLKIT_CACHE", str(tmp_path))
     model = _loaded(_plain_pipe())

@@ -138,6 +138,7 @@ def _record_bands(hook, name, banded):
     hook._tiled = tiled
 
 
+@pytest.mark.slow  # seconds: a whole tiny pipeline (make test runs it)
 def test_the_tiny_pipeline_with_its_long_convolutions_in_bands_makes_the_same_waveform(paddle):
     from mgtoolkit.accel import tiling
     from mgtoolkit.accel.hooks import HookRegistry

@@ -175,6 +175,7 @@ def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # seconds: a child process that generates (make test runs it)
 def test_local_batch_never_imports_ray(tmp_path, tiny_model):
     code = (
         "import sys, mgtoolkit as mg\n"

@@ -319,6 +319,7 @@ def test_the_sizes_of_real_models_pass(model):
         check_config(other, Path(model, rel))
 
 
+@pytest.mark.slow  # seconds: every tiny model built and checked (make test runs it)
 def test_the_sizes_of_real_model_folders_pass(private_cache):
     """Every tiny model (pipelines, their torch layout, writers, CLAP, CLIP) passes the size check
     against its own tensors (the full-size ones: see test_the_sizes_of_real_models_pass)."""
