@@ -280,9 +280,13 @@ def _from_pretrained(cls, spec: ModelSpec, folder: str, dtype: str):
         "from_aistudio": False,
         "from_diffusers": False,
     }  # our folder as it is
+    from .model_files import load_despite_stray_warnings
+
     try:
-        return cls.from_pretrained(
-            folder, low_cpu_mem_usage=True, paddle_dtype=getattr(paddle, dtype), **local_only
+        return load_despite_stray_warnings(
+            lambda: cls.from_pretrained(
+                folder, low_cpu_mem_usage=True, paddle_dtype=getattr(paddle, dtype), **local_only
+            )
         )
     except Exception as exc:  # noqa: BLE001 - paddlenlp/ppdiffusers raise anything; one line for the user
         if isinstance(exc, ModelUnavailableError):

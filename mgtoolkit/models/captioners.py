@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import InvalidInputError, ModelUnavailableError
+from .model_files import load_despite_stray_warnings
 from .stages import StageSpec, prepare_paddle, resolve_stage, unavailable, weights_source
 
 __all__ = [
@@ -164,14 +165,18 @@ def _load_minigpt4(source: str, dtype: str):
     from paddlenlp.transformers import MiniGPT4ForConditionalGeneration, MiniGPT4Processor
 
     # from_pretrained defaults the vision encoder and the LLM to float16: no CPU kernels for that.
-    model = MiniGPT4ForConditionalGeneration.from_pretrained(source, vit_dtype=dtype, llama_dtype=dtype)
+    model = load_despite_stray_warnings(
+        lambda: MiniGPT4ForConditionalGeneration.from_pretrained(source, vit_dtype=dtype, llama_dtype=dtype)
+    )
     return model, MiniGPT4Processor.from_pretrained(source)
 
 
 def _load_blip2(source: str, dtype: str):
     from paddlenlp.transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-    model = Blip2ForConditionalGeneration.from_pretrained(source, dtype=dtype)
+    model = load_despite_stray_warnings(
+        lambda: Blip2ForConditionalGeneration.from_pretrained(source, dtype=dtype)
+    )
     return model, Blip2Processor.from_pretrained(source)
 
 

@@ -205,11 +205,12 @@ def _load_model(cls, source: str, **extra):
     """
     from ..accel import lowmem
     from ..runtime import import_paddle
+    from .model_files import load_despite_stray_warnings
 
     small = lowmem.choose() and import_paddle().get_device() == "cpu"
     if small:
         lowmem.make_room()
-    model = cls.from_pretrained(source, low_cpu_mem_usage=True, **extra)
+    model = load_despite_stray_warnings(lambda: cls.from_pretrained(source, low_cpu_mem_usage=True, **extra))
     if small:
         model.eval()
         lowmem.enable_towers(model, TOWERS, Path(source) if os.path.isdir(source) else None, guard=_LOCK)

@@ -18,6 +18,9 @@ with ``paddle.load``). So the libraries are only ever given a folder mgtoolkit b
   lead into its repository's ``blobs``).
 - :func:`shard_names`: a weights index lists plain file names of its own folder.
 - :func:`check_cache`: the cache we build those folders in is not writable by other users.
+- :func:`load_despite_stray_warnings`: a load that paddlenlp failed only because a warning from
+  elsewhere in the process (an unclosed file collected by another thread) arrived meanwhile is
+  made once more (:func:`stray_warnings`).
 
 Nothing here imports paddle at module import.
 """
@@ -25,11 +28,14 @@ Nothing here imports paddle at module import.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from ..errors import ModelUnavailableError
 
@@ -47,7 +53,12 @@ __all__ = [
     "check_cache",
     "place",
     "strip_custom_code",
+    "stray_warnings",
+    "load_despite_stray_warnings",
 ]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DATA_SUFFIXES = (".json", ".txt", ".model", ".tiktoken", ".vocab", ".bpe", ".jinja")
 """Files copied into the folder the libraries read, besides the weights we choose."""
@@ -374,3 +385,50 @@ def strip_custom_code(path: Path) -> None:
         for key in drop:
             del config[key]
         path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Warnings from elsewhere that paddlenlp takes for load errors.
+# ---------------------------------------------------------------------------------------------
+_LOAD_ERRORS = "Error(s) in loading state_dict"
+_STRAY = re.compile(r"unclosed\b|Enable tracemalloc")  # what a ResourceWarning says
+
+
+def stray_warnings(exc: BaseException) -> list[str]:
+    """The messages of paddlenlp's ``Error(s) in loading state_dict`` when every one of them is a
+    warning from elsewhere in the process (a ``ResourceWarning``: ``unclosed file ...``), else ``[]``.
+
+    paddlenlp records every warning raised anywhere in the process while it copies the weights into
+    a model (``warnings.catch_warnings(record=True)`` after ``warnings.resetwarnings()``, which also
+    lifts Python's default ignoring of ``ResourceWarning``) and reports them as load errors: an
+    unclosed file collected by another thread (a panel's, the user's) at that moment fails a sound
+    model.
+
+    Examples
+    --------
+    >>> stray_warnings(RuntimeError("Error(s) in loading state_dict for M:\\n\\tunclosed file <x>"))
+    ['unclosed file <x>']
+    >>> stray_warnings(RuntimeError("Error(s) in loading state_dict for M:\\n\\tError size mismatch"))
+    []
+    """
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or _LOAD_ERRORS not in text:
+        return []
+    messages = [m.strip() for m in text.split(":\n\t", 1)[-1].split("\n\t") if m.strip()]
+    found = ":\n\t" in text and messages and all(_STRAY.match(m) for m in messages)
+    return messages if found else []
+
+
+def load_despite_stray_warnings(load: Callable[[], T]) -> T:
+    """``load()``, made once more if paddlenlp failed it only on :func:`stray_warnings`."""
+    try:
+        return load()
+    except RuntimeError as exc:
+        stray = stray_warnings(exc)
+        if not stray:
+            raise
+        log.warning(
+            "mgtoolkit: a warning from elsewhere in this process (%s) stopped a load; loading again",
+            stray[0][:160],
+        )
+    return load()

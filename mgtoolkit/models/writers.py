@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import ModelUnavailableError
+from .model_files import load_despite_stray_warnings
 from .stages import StageSpec, prepare_paddle, resolve_stage, unavailable, weights_source
 
 __all__ = [
@@ -109,7 +110,7 @@ def _load_cached(spec: WriterSpec, device: str) -> LoadedWriter:
     try:
         source = weights_source(spec, field="writer", model_class=_model_class)
         tokenizer = _keep_whitespace_around_specials(AutoTokenizer.from_pretrained(source))
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        model = load_despite_stray_warnings(lambda: AutoModelForCausalLM.from_pretrained(source, dtype=dtype))
     except ModelUnavailableError:
         raise
     except Exception as exc:  # noqa: BLE001 - paddlenlp raises anything on odd files; one line for the user
