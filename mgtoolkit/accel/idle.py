@@ -42,6 +42,7 @@ class _Waiting:
         self.name, self.modules, self.source = name, modules, source
         self.loads = 0  # how many times the weights were read back (for tests and reports)
         self.resident = True
+        self.running = 0  # calls of the stage under way (another thread's): not released meanwhile
         self._lock = threading.Lock()
 
     def enter(self) -> None:
@@ -50,13 +51,26 @@ class _Waiting:
                 self.source.restore(self.modules)
                 self.loads += 1
                 self.resident = True
+            self.running += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.running -= 1
 
     def release(self) -> None:
         with self._lock:
-            if self.resident:
+            if self.resident and not self.running:
                 release(self.modules, self.source.kept)
                 self.resident = False
                 give_back_free_memory()
+
+
+class _Stages(dict):
+    """``{stage: _Waiting}``, kept as ``pipe._mgtoolkit_idle``; :mod:`.lowmem` turns it off through
+    :meth:`take_back` (without importing this module, which imports it)."""
+
+    def take_back(self, pipe: Any) -> None:
+        disable(pipe)
 
 
 class _EnterHook(ModelHook):
@@ -69,7 +83,10 @@ class _EnterHook(ModelHook):
 
     def new_forward(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         self.waiting.enter()
-        return call(*args, **kwargs)
+        try:
+            return call(*args, **kwargs)
+        finally:
+            self.waiting.leave()
 
 
 class _ReleaseHook(ModelHook):
@@ -106,7 +123,7 @@ def enable(pipe: Any, folder: Path | str | None) -> list[str]:
     unet = getattr(pipe, "unet", None)
     if is_on(pipe) or low_memory(pipe) or folder is None or unet is None:
         return sorted(getattr(pipe, "_mgtoolkit_idle", {}))
-    registry, waiting = HookRegistry.of(pipe), {}
+    registry, waiting = HookRegistry.of(pipe), _Stages()
     for name in STAGES:
         component, modules, calls = _stage(pipe, name)
         if not modules:
@@ -154,6 +171,7 @@ def disable(pipe: Any) -> None:
         return
     for stage in waiting.values():
         stage.enter()
+        stage.leave()
     registry = HookRegistry.of(pipe)
     registry.remove_hooks(f"{FEATURE}/")
     registry.applied.pop(FEATURE, None)

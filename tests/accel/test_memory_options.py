@@ -275,3 +275,14 @@ def test_weights_that_wait_nowhere_stay_in_memory(paddle, tmp_path):
     assert not all(p._is_initialized() for p in pipe.text_encoder.parameters())
     idle.disable(pipe)
     assert np.array_equal(changed.numpy(), want) and _held([pipe.text_encoder])
+
+
+@pytest.mark.slow
+def test_a_stage_running_in_another_thread_is_not_released(idle_pipe):
+    stage = idle_pipe._mgtoolkit_idle["text_encoder"]
+    stage.enter()  # a call under way (e.g. ranking in another thread)
+    stage.release()  # what a UNet step asks
+    assert _held([idle_pipe.text_encoder])
+    stage.leave()
+    stage.release()
+    assert _none_held([idle_pipe.text_encoder]) and stage.loads == 1
