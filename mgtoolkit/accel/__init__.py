@@ -13,8 +13,8 @@ load with ``optimize=False`` for the plain pipeline. On a CPU:
   a predictor fails later (the module then runs in dygraph);
 - ``precision="bfloat16"`` runs the UNet, VAE decoder and vocoder predictors with oneDNN's
   bfloat16 kernels (CPUs with AVX512_BF16 or AMX; each verified within 1e-2 relative L2);
-- with predictors on, :mod:`.idle` keeps the text encoder's and the VAE encoder's weights in
-  their files while the UNet runs (read back when called: the same waveform, bit for bit);
+- with predictors on, :mod:`.idle` keeps the text encoder's weights in their file while the
+  UNet runs (read back when called: the same waveform, bit for bit);
 - :mod:`.lowmem` (``low_memory=True``, automatic under 4 GB) keeps only the running stage's
   weights in memory (:mod:`.swap`) and builds no float32 predictors.
 

@@ -1,14 +1,13 @@
-"""In the default mode, the weights of the stages that run once per call wait in their files.
+"""In the default mode, the text encoder's weights wait in their file while the UNet runs.
 
 With the oneDNN predictors on, a call runs the text encoder (the prompt, and the negative prompt),
 then the UNet's steps, the VAE decoder and the vocoder as predictors. The text encoder's weights
-(CLAP's text tower: 479 MiB on the full-size AudioLDM-S) sit idle through the rest of the call, at
-its memory peak, and the VAE encoder's (restyling only) through every call. Here a stage's
-weights are read back when it is called (file reads, from the page cache after the first) and
-released when the UNet next runs, from the safetensors file the model was loaded from, where they
-are the same bit for bit (:func:`.lowmem.weights_source`, checked once): the same numbers go
-through the same kernels, so the waveform is the same, bit for bit. Nothing is written: a stage
-whose weights wait nowhere else stays in memory.
+(CLAP's text tower: 479 MiB on the full-size AudioLDM-S) sat idle through the rest of the call, at
+its memory peak. Here they are read back when it is called (file reads, from the page cache after
+the first) and released when the UNet next runs, from the safetensors file the model was loaded
+from, where they are the same bit for bit (:func:`.lowmem.weights_source`, checked once): the same
+numbers go through the same kernels, so the waveform is the same, bit for bit. Nothing is written:
+weights that wait nowhere else stay in memory.
 
 Low-memory mode swaps every stage itself (:mod:`.lowmem`) and turns this off first
 (:func:`disable`). Hooks ``idle/<stage>.<call>`` and ``idle/unet.forward`` in the pipeline's
@@ -29,9 +28,9 @@ __all__ = ["FEATURE", "STAGES", "enable", "disable", "is_on"]
 
 FEATURE = "idle"
 """This feature's name in the :class:`~.hooks.HookRegistry` (hooks ``idle/<stage>.<call>``)."""
-STAGES = ("text_encoder", "vae_encoder")
-"""The stages released while the UNet runs: the text encoder (before the UNet, once per call) and
-the VAE encoder (restyling only)."""
+STAGES = ("text_encoder",)
+"""The stages released while the UNet runs. Not the VAE encoder (restyling only, 86 MiB): the VAE
+decoder's export and fingerprint read every weight of the VAE."""
 
 
 class _Waiting:
@@ -117,18 +116,18 @@ def enable(pipe: Any, folder: Path | str | None) -> list[str]:
 
     A second call changes nothing.
     """
+    from .lowmem import _stage_calls, weights_source
     from .lowmem import is_on as low_memory
-    from .lowmem import weights_source
 
     unet = getattr(pipe, "unet", None)
     if is_on(pipe) or low_memory(pipe) or folder is None or unet is None:
         return sorted(getattr(pipe, "_mgtoolkit_idle", {}))
     registry, waiting = HookRegistry.of(pipe), _Stages()
     for name in STAGES:
-        component, modules, calls = _stage(pipe, name)
+        modules, calls = _stage_calls(pipe, name)
         if not modules:
             continue
-        source = weights_source(getattr(pipe, component), modules, Path(folder) / component)
+        source = weights_source(getattr(pipe, name), modules, Path(folder) / name)
         if source is None:
             continue
         stage = waiting[name] = _Waiting(name, modules, source)
@@ -142,20 +141,6 @@ def enable(pipe: Any, folder: Path | str | None) -> list[str]:
             f"idle weights: {', '.join(sorted(waiting))} read back when called, released while the UNet runs"
         ]
     return sorted(waiting)
-
-
-def _stage(pipe: Any, name: str) -> tuple[str, tuple[Any, ...], list[tuple[Any, str]]]:
-    """The component a stage belongs to (its folder's name), the modules whose weights it holds,
-    and the calls that run it."""
-    from .lowmem import _stage_calls
-
-    if name != "vae_encoder":
-        return (name, *_stage_calls(pipe, name))
-    vae = getattr(pipe, "vae", None)
-    parts = tuple(
-        p for p in (getattr(vae, "encoder", None), getattr(vae, "quant_conv", None)) if p is not None
-    )
-    return "vae", parts, [(vae, "encode")] if parts else []
 
 
 def is_on(pipe: Any) -> bool:

@@ -182,7 +182,7 @@ def test_importing_footprint_loads_no_paddle():
 
 
 # ---------------------------------------------------------------------------------------------
-# Idle stages: the text encoder and the VAE encoder wait in their files while the UNet runs.
+# Idle stages: the text encoder waits in its file while the UNet runs.
 # ---------------------------------------------------------------------------------------------
 def _held(modules) -> bool:
     return all(p._is_initialized() for m in modules for p in m.parameters())
@@ -203,7 +203,7 @@ def idle_pipe(tmp_path):
 
     pipe = _plain_pipe()
     assert compile_pipeline(pipe, "cpu", modules=("vae", "vocoder"), cache=tmp_path) == ["vae", "vocoder"]
-    assert idle.enable(pipe, pipe.name_or_path) == ["text_encoder", "vae_encoder"]
+    assert idle.enable(pipe, pipe.name_or_path) == ["text_encoder"]
     return pipe
 
 
@@ -213,32 +213,18 @@ def test_idle_stages_wait_in_their_files_and_the_waveform_stays_bit_for_bit(padd
 
     from mgtoolkit.accel import idle
 
-    pipe, encoder = idle_pipe, (idle_pipe.vae.encoder, idle_pipe.vae.quant_conv)
-    assert _none_held([pipe.text_encoder]) and _none_held(encoder)
+    pipe = idle_pipe
+    assert _none_held([pipe.text_encoder])
     runs = [_waves(paddle, pipe, 1.0, [3]) for _ in range(2)]
+    assert {n: e.state for n, e in pipe._mgtoolkit_engines.items()} == {"vae": "ready", "vocoder": "ready"}
     assert pipe._mgtoolkit_idle["text_encoder"].loads == 2  # once per call, prompt and negative prompt
     assert _none_held([pipe.text_encoder])  # released again once the UNet ran
-    assert pipe._mgtoolkit_idle["vae_encoder"].loads == 0 and _none_held(encoder)  # no restyling
     idle.disable(pipe)
-    assert not idle.is_on(pipe) and _held([pipe.text_encoder]) and _held(encoder)
+    assert not idle.is_on(pipe) and _held([pipe.text_encoder])
     kept = _waves(paddle, pipe, 1.0, [3])  # every weight in memory all along
     for got in runs:
         assert np.array_equal(got, kept)
     assert float(np.abs(kept).max()) > 0
-
-
-@pytest.mark.slow
-def test_the_vae_encoder_is_read_back_for_restyling(paddle, idle_pipe):
-    vae = idle_pipe.vae
-    x = paddle.to_tensor(np.random.default_rng(2).standard_normal((1, 1, 64, 64)).astype("float32"))
-    with paddle.no_grad():
-        got = vae.encode(x).latent_dist.mean.numpy()
-    assert idle_pipe._mgtoolkit_idle["vae_encoder"].loads == 1 and _held([vae.encoder])
-    from mgtoolkit.accel import idle
-
-    idle.disable(idle_pipe)
-    with paddle.no_grad():
-        assert np.array_equal(vae.encode(x).latent_dist.mean.numpy(), got)
 
 
 @pytest.mark.slow
@@ -252,9 +238,9 @@ def test_low_memory_mode_and_undo_take_the_idle_stages_back_first(idle_pipe):
     assert "idle" not in HookRegistry.of(idle_pipe).applied
     lowmem.disable(idle_pipe)
     assert _held([idle_pipe.text_encoder])
-    assert idle.enable(idle_pipe, idle_pipe.name_or_path) == ["text_encoder", "vae_encoder"]
+    assert idle.enable(idle_pipe, idle_pipe.name_or_path) == ["text_encoder"]
     accel.undo(idle_pipe)
-    assert not idle.is_on(idle_pipe) and _held([idle_pipe.text_encoder, idle_pipe.vae.encoder])
+    assert not idle.is_on(idle_pipe) and _held([idle_pipe.text_encoder])
 
 
 @pytest.mark.slow
@@ -270,7 +256,7 @@ def test_weights_that_wait_nowhere_stay_in_memory(paddle, tmp_path):
     with paddle.no_grad():
         changed.set_value(changed.numpy() + 1.0)  # since the load: the file no longer holds it
     want = changed.numpy().copy()
-    assert idle.enable(pipe, pipe.name_or_path) == ["text_encoder", "vae_encoder"]
+    assert idle.enable(pipe, pipe.name_or_path) == ["text_encoder"]
     assert changed._is_initialized()  # kept in memory; the others released
     assert not all(p._is_initialized() for p in pipe.text_encoder.parameters())
     idle.disable(pipe)
