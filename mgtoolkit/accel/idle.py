@@ -111,7 +111,7 @@ def enable(pipe: Any, folder: Path | str | None) -> list[str]:
     pipe : AudioLDMPipeline or MusicLDMPipeline
         A loaded pipeline, not in low-memory mode.
     folder : Path or str, optional
-        The folder ``pipe`` was loaded from (``<folder>/<component>``). A stage whose weights are
+        The folder ``pipe`` was loaded from (``<folder>/<stage>``). A stage whose weights are
         not there bit for bit (or ``None``: a pipeline built in memory) stays in memory.
 
     A second call changes nothing.
