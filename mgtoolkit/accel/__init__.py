@@ -13,6 +13,8 @@ load with ``optimize=False`` for the plain pipeline. On a CPU:
   a predictor fails later (the module then runs in dygraph);
 - ``precision="bfloat16"`` runs the UNet, VAE decoder and vocoder predictors with oneDNN's
   bfloat16 kernels (CPUs with AVX512_BF16 or AMX; each verified within 1e-2 relative L2);
+- with predictors on, :mod:`.idle` keeps the text encoder's weights in their file while the
+  UNet runs (read back when called: the same waveform, bit for bit);
 - :mod:`.lowmem` (``low_memory=True``, automatic under 4 GB) keeps only the running stage's
   weights in memory (:mod:`.swap`) and builds no float32 predictors.
 
@@ -108,6 +110,10 @@ def optimize(
             from .lowmem import enable
 
             enable(pipe)
+        elif getattr(pipe, "_mgtoolkit_engines", None):
+            from . import idle
+
+            idle.enable(pipe, getattr(pipe, "name_or_path", None))
         give_back_free_memory()
     report.update(applied(pipe))
     pipe._mgtoolkit_optimizations = report
@@ -118,13 +124,14 @@ def applied(pipe: Any) -> dict[str, Any]:
     """What runs on ``pipe`` now: ``{"low_memory", "predictors", "applied"}`` (see :func:`optimize`),
     read from its hook registry."""
     from .hooks import HookRegistry
+    from .idle import FEATURE as IDLE
     from .lowmem import FEATURE as LOW_MEMORY
     from .lowmem import is_on
     from .onednn import FEATURE as PREDICTORS
     from .threads import FEATURE as THREADS
 
     registry = getattr(pipe, "_mgtoolkit_hooks", None) or HookRegistry()
-    lines = [line for f in (THREADS, PREDICTORS, LOW_MEMORY) for line in registry.applied.get(f, [])]
+    lines = [line for f in (THREADS, PREDICTORS, IDLE, LOW_MEMORY) for line in registry.applied.get(f, [])]
     predictors = sorted(getattr(pipe, "_mgtoolkit_engines", None) or {})
     return {"low_memory": is_on(pipe), "predictors": predictors, "applied": lines}
 
@@ -140,10 +147,12 @@ def undo(pipe: Any) -> None:
     RuntimeError
         If a predictor's weights file is gone from the cache: load the model again instead.
     """
+    from . import idle
     from .lowmem import disable
     from .onednn import remove_predictors
     from .threads import undo_split
 
+    idle.disable(pipe)
     disable(pipe)
     remove_predictors(pipe, "undo() was called")
     undo_split(pipe)

@@ -384,6 +384,9 @@ def enable(pipe: Any, *, cache: Path | None = None, folder: Path | None = None) 
     """
     if is_on(pipe):
         return sorted(pipe._mgtoolkit_lowmem.stages)
+    idle = getattr(pipe, "_mgtoolkit_idle", None)  # accel.idle's released stages: swapped here instead
+    if idle is not None:
+        idle.take_back(pipe)
     if cache is None:
         cache = _default_cache()
     from ..runtime import PIPELINE_LOCK  # held while a pipeline's modules run

@@ -179,3 +179,96 @@ def test_importing_footprint_loads_no_paddle():
     code = "import sys; import mgtoolkit.accel.footprint; print('paddle' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------------------------------
+# Idle stages: the text encoder waits in its file while the UNet runs.
+# ---------------------------------------------------------------------------------------------
+def _held(modules) -> bool:
+    return all(p._is_initialized() for m in modules for p in m.parameters())
+
+
+def _none_held(modules) -> bool:
+    return not any(p._is_initialized() for m in modules for p in m.parameters())
+
+
+@pytest.fixture()
+def idle_pipe(tmp_path):
+    """The tiny pipeline with its VAE decoder and vocoder as predictors (as the default mode runs a
+    full-size model), its idle stages released."""
+    from test_speed_equivalence import _plain_pipe
+
+    from mgtoolkit.accel import idle
+    from mgtoolkit.accel.onednn import compile_pipeline
+
+    pipe = _plain_pipe()
+    assert compile_pipeline(pipe, "cpu", modules=("vae", "vocoder"), cache=tmp_path) == ["vae", "vocoder"]
+    assert idle.enable(pipe, pipe.name_or_path) == ["text_encoder"]
+    return pipe
+
+
+@pytest.mark.slow
+def test_idle_stages_wait_in_their_files_and_the_waveform_stays_bit_for_bit(paddle, idle_pipe):
+    from test_speed_equivalence import _waves
+
+    from mgtoolkit.accel import idle
+
+    pipe = idle_pipe
+    assert _none_held([pipe.text_encoder])
+    runs = [_waves(paddle, pipe, 1.0, [3]) for _ in range(2)]
+    assert {n: e.state for n, e in pipe._mgtoolkit_engines.items()} == {"vae": "ready", "vocoder": "ready"}
+    assert pipe._mgtoolkit_idle["text_encoder"].loads == 2  # once per call, prompt and negative prompt
+    assert _none_held([pipe.text_encoder])  # released again once the UNet ran
+    idle.disable(pipe)
+    assert not idle.is_on(pipe) and _held([pipe.text_encoder])
+    kept = _waves(paddle, pipe, 1.0, [3])  # every weight in memory all along
+    for got in runs:
+        assert np.array_equal(got, kept)
+    assert float(np.abs(kept).max()) > 0
+
+
+@pytest.mark.slow
+def test_low_memory_mode_and_undo_take_the_idle_stages_back_first(idle_pipe):
+    from mgtoolkit import accel
+    from mgtoolkit.accel import idle, lowmem
+    from mgtoolkit.accel.hooks import HookRegistry
+
+    stages = lowmem.enable(idle_pipe, folder=idle_pipe.name_or_path)
+    assert "text_encoder" in stages and not idle.is_on(idle_pipe)  # the swapper holds it now
+    assert "idle" not in HookRegistry.of(idle_pipe).applied
+    lowmem.disable(idle_pipe)
+    assert _held([idle_pipe.text_encoder])
+    assert idle.enable(idle_pipe, idle_pipe.name_or_path) == ["text_encoder"]
+    accel.undo(idle_pipe)
+    assert not idle.is_on(idle_pipe) and _held([idle_pipe.text_encoder])
+
+
+@pytest.mark.slow
+def test_weights_that_wait_nowhere_stay_in_memory(paddle, tmp_path):
+    from test_speed_equivalence import _plain_pipe
+
+    from mgtoolkit.accel import idle
+
+    pipe = _plain_pipe()
+    assert idle.enable(pipe, None) == [] and idle.enable(pipe, tmp_path) == []  # no file holds them
+    assert not idle.is_on(pipe) and _held([pipe.text_encoder])
+    changed = pipe.text_encoder.parameters()[0]
+    with paddle.no_grad():
+        changed.set_value(changed.numpy() + 1.0)  # since the load: the file no longer holds it
+    want = changed.numpy().copy()
+    assert idle.enable(pipe, pipe.name_or_path) == ["text_encoder"]
+    assert changed._is_initialized()  # kept in memory; the others released
+    assert not all(p._is_initialized() for p in pipe.text_encoder.parameters())
+    idle.disable(pipe)
+    assert np.array_equal(changed.numpy(), want) and _held([pipe.text_encoder])
+
+
+@pytest.mark.slow
+def test_a_stage_running_in_another_thread_is_not_released(idle_pipe):
+    stage = idle_pipe._mgtoolkit_idle["text_encoder"]
+    stage.enter()  # a call under way (e.g. ranking in another thread)
+    stage.release()  # what a UNet step asks
+    assert _held([idle_pipe.text_encoder])
+    stage.leave()
+    stage.release()
+    assert _none_held([idle_pipe.text_encoder]) and stage.loads == 1
