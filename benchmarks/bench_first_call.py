@@ -105,9 +105,9 @@ def watch_engines(timings: Timings) -> None:
     predictor.Engine._infer = wrap("runs", predictor.Engine._infer)
     make = predictor.make_predictor
 
-    def timed_make(prefix, precision="float32"):
+    def timed_make(prefix, *args, **kwargs):
         with timings.timing(f"{Path(prefix).parent.name.split('-')[0]}.build"):
-            return make(prefix, precision)
+            return make(prefix, *args, **kwargs)
 
     predictor.make_predictor = timed_make
 

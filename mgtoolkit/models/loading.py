@@ -51,9 +51,9 @@ def load_model(
     device : {"auto", "cpu", "gpu"}, optional
         ``None`` means ``$MGTOOLKIT_DEVICE`` or automatic (GPU if paddle sees one).
     dtype : {"auto", "float32", "float16", "bfloat16"}, optional
-        ``bfloat16`` on a CPU with AVX512_BF16 or AMX runs the UNet and VAE decoder as oneDNN
-        bfloat16 predictors (the weights load in float32; the text encoder and vocoder stay
-        float32). ``None`` means ``$MGTOOLKIT_DTYPE`` (``auto``): float16 on a GPU; on a CPU
+        ``bfloat16`` on a CPU with AVX512_BF16 or AMX runs the UNet, VAE decoder and vocoder as
+        oneDNN bfloat16 predictors (the weights load in float32; the text encoder stays float32).
+        ``None`` means ``$MGTOOLKIT_DTYPE`` (``auto``): float16 on a GPU; on a CPU
         bfloat16 where it was measured to pay (full-size model, machine with 12 GB or more, such
         a CPU, speed-ups on and predictors ``auto``: 1.36x faster, each stage within 1e-2 of
         float32), float32 elsewhere. The dtype used is recorded in the clip's sidecar; same seed

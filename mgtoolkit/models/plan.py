@@ -148,8 +148,8 @@ class Plan:
     optimize : bool
         The CPU speed-ups that keep every output: the thread split (and float32 predictors).
     predictors : {"off", "float32", "bfloat16"}
-        The arithmetic of the oneDNN predictors (CPU); ``bfloat16`` for the UNet and VAE decoder,
-        the vocoder's predictor stays float32.
+        The arithmetic of the oneDNN predictors (CPU); ``bfloat16`` for the UNet, the VAE decoder
+        and the vocoder (checked on its waveform's mel).
     modules : tuple of str
         The modules run as predictors.
     full_size_only : bool
