@@ -137,3 +137,23 @@ def test_a_translator_without_those_steps_is_left_alone(monkeypatch):
     with export.without_source_maps():
         assert translator.create_and_update_origin_info_map is original
     assert not hasattr(translator, "attach_origin_info")
+
+
+@pytest.mark.parametrize(
+    ("shape", "size", "scale"),
+    [
+        ((2, 3, 32, 4), (63, 8), None),  # 2n - 1: the UNet's odd lengths
+        ((2, 3, 16, 2), (32, 4), None),
+        ((1, 2, 63, 8), (125, 16), None),
+        ((1, 2, 7, 3), None, 2.0),  # the VAE's plain doubling
+    ],
+)
+def test_nearest_as_gathers_equals_interpolate(paddle, shape, size, scale):
+    from mgtoolkit.accel.onednn import _nearest_as_gathers
+
+    functional = paddle.nn.functional
+    x = paddle.to_tensor(np.random.default_rng(0).standard_normal(shape).astype("float32"))
+    kwargs = {"size": list(size)} if size else {"scale_factor": scale}
+    want = functional.interpolate(x, mode="nearest", **kwargs).numpy()
+    got = _nearest_as_gathers(functional.interpolate, paddle)(x, mode="nearest", **kwargs).numpy()
+    np.testing.assert_array_equal(got, want)
