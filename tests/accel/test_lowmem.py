@@ -299,3 +299,33 @@ def test_make_room_leaves_a_model_running_in_another_thread_alone(paddle, tmp_pa
     worker.join()
     lowmem.make_room()
     assert swapper.resident is None and _released(music.vocoder)
+
+
+def test_a_low_memory_load_in_a_fresh_process_runs_on_every_core(tmp_path):
+    """The load must not import paddle before mgtoolkit sets its threads: paddle then sets
+    ``OMP_NUM_THREADS=1`` and the whole process ran on one core, with no thread split (the
+    benchmark's low-memory road, a paddle folder, at 5.4 s a UNet step instead of about 1.2 s)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, os; import mgtoolkit as mg; "
+        "m = mg.load_model('tiny', device='cpu', low_memory=True, predictors='off'); "
+        "print(json.dumps({'omp': os.environ.get('OMP_NUM_THREADS'), 'workers': m.report['workers'], "
+        "'low_memory': m.report['low_memory']}))"
+    )
+    skip = ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "MGTOOLKIT_NO_THREAD_TUNING", "MGTOOLKIT_LOW_MEMORY")
+    env = {k: v for k, v in os.environ.items() if k not in skip}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "MGTOOLKIT_CACHE": str(tmp_path)},
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=600,
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert seen == {"omp": str(cores), "workers": cores, "low_memory": True}
