@@ -274,8 +274,8 @@ def stashing_loads(cache: Path | None = None) -> Iterator[None]:
     Components loaded in other threads meanwhile are left alone.
 
     paddle is imported through :func:`mgtoolkit.runtime.import_paddle` before ppdiffusers: imported
-    first by ppdiffusers, it would set ``OMP_NUM_THREADS=1`` for the whole process (one BLAS thread,
-    no thread split: a UNet step 4x slower on a busy 2-core machine).
+    first by ppdiffusers, it sets ``OMP_NUM_THREADS=1``, and the whole process then ran with one
+    BLAS thread and no thread split (the benchmark's low-memory road, a paddle folder).
     """
     from ..runtime import import_paddle
 
