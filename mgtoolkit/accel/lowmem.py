@@ -272,7 +272,14 @@ def stashing_loads(cache: Path | None = None) -> Iterator[None]:
     tower) is released first.
 
     Components loaded in other threads meanwhile are left alone.
+
+    paddle is imported through :func:`mgtoolkit.runtime.import_paddle` before ppdiffusers: imported
+    first by ppdiffusers, it sets ``OMP_NUM_THREADS=1``, and the whole process then ran with one
+    BLAS thread and no thread split (the benchmark's low-memory road, a paddle folder).
     """
+    from ..runtime import import_paddle
+
+    import_paddle()  # before ppdiffusers: the thread settings hold only if set before paddle loads
     from ppdiffusers.pipelines import pipeline_utils
 
     folder = cache if cache is not None else _default_cache()

@@ -299,3 +299,35 @@ def test_make_room_leaves_a_model_running_in_another_thread_alone(paddle, tmp_pa
     worker.join()
     lowmem.make_room()
     assert swapper.resident is None and _released(music.vocoder)
+
+
+@pytest.mark.parametrize("low_memory", [True, False])
+def test_a_cpu_load_in_a_fresh_process_runs_on_every_core(tmp_path, low_memory):
+    """A load must not import paddle before mgtoolkit sets its threads: paddle then sets
+    ``OMP_NUM_THREADS=1`` and the whole process runs on one core, with no thread split. Low-memory
+    loads with ``device="cpu"`` (no GPU probe first) did, the benchmarks' road: a UNet step 1.35 s
+    instead of 0.65 s with the second core free."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, os; import mgtoolkit as mg; "
+        f"m = mg.load_model('tiny', device='cpu', low_memory={low_memory}, predictors='off'); "
+        "print(json.dumps({'omp': os.environ.get('OMP_NUM_THREADS'), 'workers': m.report['workers'], "
+        "'low_memory': m.report['low_memory']}))"
+    )
+    skip = ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "MGTOOLKIT_NO_THREAD_TUNING", "MGTOOLKIT_LOW_MEMORY")
+    env = {k: v for k, v in os.environ.items() if k not in skip}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "MGTOOLKIT_CACHE": str(tmp_path)},
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=600,
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert seen == {"omp": str(cores), "workers": cores, "low_memory": low_memory}
