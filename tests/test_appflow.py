@@ -67,6 +67,7 @@ def reference(text_task):
     )["result"]
 
 
+@pytest.mark.slow  # seconds of whole tiny-pipeline runs or a child process (make test runs it)
 def test_the_documents_example_runs_with_only_the_import_changed(tmp_path, monkeypatch):
     shutil.copy(mg.example_image(), tmp_path / "dance.png")
     monkeypatch.chdir(tmp_path)

@@ -66,6 +66,7 @@ def test_a_small_cgroup_turns_it_on_by_itself(monkeypatch):
     assert lowmem.choose() is False
 
 
+@pytest.mark.slow  # seconds of whole tiny-pipeline runs or a child process (make test runs it)
 def test_low_memory_makes_the_same_waveform_with_one_stage_in_memory(paddle, tmp_path):
     from mgtoolkit.accel import lowmem
 
@@ -301,6 +302,7 @@ def test_make_room_leaves_a_model_running_in_another_thread_alone(paddle, tmp_pa
     assert swapper.resident is None and _released(music.vocoder)
 
 
+@pytest.mark.slow  # seconds of whole tiny-pipeline runs or a child process (make test runs it)
 @pytest.mark.parametrize("low_memory", [True, False])
 def test_a_cpu_load_in_a_fresh_process_runs_on_every_core(tmp_path, low_memory):
     """A load must not import paddle before mgtoolkit sets its threads: paddle then sets

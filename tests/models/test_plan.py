@@ -260,6 +260,7 @@ def test_the_stub_lists_what_the_package_gives():
         assert ".".join(filter(None, ("mgtoolkit", where, what))) == module, name
 
 
+@pytest.mark.slow  # seconds of whole tiny-pipeline runs or a child process (make test runs it)
 def test_every_task_runs_on_the_model_loaded_before(fresh):
     """restyle, extend and audio_to_music take the name (its latest load) or the loaded model."""
     loaded = mg.load_model("tiny", low_memory=True)

@@ -24,7 +24,9 @@ STRAY = "unclosed file <_io.BufferedReader name='/tmp/elsewhere'>"
     [
         (RuntimeError(f"Error(s) in loading state_dict for ClapTextModel:\n\t{STRAY}"), [STRAY]),
         (
-            RuntimeError(f"Error(s) in loading state_dict for M:\n\t{STRAY}\n\tunclosed <socket.socket fd=3>"),
+            RuntimeError(
+                f"Error(s) in loading state_dict for M:\n\t{STRAY}\n\tunclosed <socket.socket fd=3>"
+            ),
             [STRAY, "unclosed <socket.socket fd=3>"],
         ),
         (RuntimeError(f"Error(s) in loading state_dict for M:\n\t{STRAY}\n\tError size mismatch, w"), []),

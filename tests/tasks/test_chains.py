@@ -206,6 +206,7 @@ def test_an_empty_answer_falls_back_to_the_template_with_a_warning(monkeypatch, 
     assert text == template_prompt("A quiet forest.")
 
 
+@pytest.mark.slow  # seconds of whole tiny-pipeline runs or a child process (make test runs it)
 def test_models_are_released_unless_kept(calls):
     captioners.release_captioners()
     writers.release_writers()
