@@ -103,7 +103,11 @@ def paddle():
 
 @pytest.fixture(scope="module")
 def plain_waves(paddle):
-    """What a pipeline never given any speed-up makes: one guidance pair, and three candidates."""
+    """What a pipeline never given any speed-up makes: one guidance pair, and three candidates, with
+    BLAS on every core as mgtoolkit leaves it (whatever an earlier test's raw predictor run left)."""
+    from mgtoolkit.accel.pieces import blas_on_all_cores
+
+    blas_on_all_cores()
     pipe = _plain_pipe()
     return {seeds: _waves(paddle, pipe, 1.0, list(seeds)) for seeds in ((3,), (4, 5, 6))}
 
