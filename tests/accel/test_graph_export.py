@@ -113,21 +113,26 @@ def _program(prefix):
     return program
 
 
-def test_the_exported_program_computes_what_the_layer_does(paddle, tmp_path):
+def run_predictor(prefix, array, precision="float32", passes_off=()):
+    """A new predictor of ``prefix``'s export run once on ``array``; its output."""
     from mgtoolkit.accel.pieces import blas_on_all_cores
     from mgtoolkit.accel.predictor import make_predictor
 
-    _save(tmp_path, tmp_path / "model", step=4.0)
-    x = np.random.default_rng(0).standard_normal((2, 2, 5, 7)).astype("float32")
-    predictor = make_predictor(tmp_path / "model")
+    predictor = make_predictor(prefix, precision, passes_off)
     handle = predictor.get_input_handle(predictor.get_input_names()[0])
-    handle.reshape(list(x.shape))
-    handle.copy_from_cpu(x)
+    handle.reshape(list(array.shape))
+    handle.copy_from_cpu(array)
     try:
         predictor.run()
     finally:  # a predictor's run leaves this thread's BLAS on one core: later tests' sums would differ
         blas_on_all_cores()
-    got = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+
+
+def test_the_exported_program_computes_what_the_layer_does(paddle, tmp_path):
+    _save(tmp_path, tmp_path / "model", step=4.0)
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 7)).astype("float32")
+    got = run_predictor(tmp_path / "model", x)
     with paddle.no_grad():
         expected = _branchy_layer(tmp_path, 4.0)(paddle.to_tensor(x)).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

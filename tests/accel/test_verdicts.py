@@ -54,11 +54,10 @@ def test_the_mel_has_the_bands_and_frames_asked_for():
 def test_the_bfloat16_vocoder_builds_only_without_the_unsqueeze_fusion(tmp_path):
     """paddle 3.3.1: with ``operator_unsqueeze_onednn_fuse_pass`` the bfloat16 passes reject the
     vocoder's 1-D convolutions; without it the predictor runs, within bounds on the mel."""
+    from test_graph_export import run_predictor
     from test_speed_equivalence import _plain_pipe
 
     from mgtoolkit.accel import onednn
-    from mgtoolkit.accel.pieces import blas_on_all_cores
-    from mgtoolkit.accel.predictor import make_predictor
 
     vocoder = _plain_pipe().vocoder
     config = vocoder.config
@@ -67,20 +66,9 @@ def test_the_bfloat16_vocoder_builds_only_without_the_unsqueeze_fusion(tmp_path)
     onednn._exporter(vocoder, type(vocoder).forward, specs)(str(prefix))
     mel = np.random.default_rng(0).standard_normal((1, 120, int(config.model_in_dim))).astype("float32")
 
-    def run(passes_off):
-        predictor = make_predictor(prefix, "bfloat16", passes_off)
-        handle = predictor.get_input_handle(predictor.get_input_names()[0])
-        handle.reshape(list(mel.shape))
-        handle.copy_from_cpu(mel)
-        try:
-            predictor.run()
-        finally:  # a predictor's run leaves this thread's BLAS on one core: later tests' sums would differ
-            blas_on_all_cores()
-        return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
-
     with pytest.raises(ValueError, match="should be a 4-D or 5-D Tensor"):
-        run(())
-    got = run(VOCODER_BF16_PASSES_OFF)
+        run_predictor(prefix, mel, "bfloat16")
+    got = run_predictor(prefix, mel, "bfloat16", VOCODER_BF16_PASSES_OFF)
     import paddle
 
     with paddle.no_grad():
