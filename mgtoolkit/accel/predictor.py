@@ -276,18 +276,24 @@ def compare(
             "relative_l2": float("inf"),
         }
     diff = float(np.abs(got - expected).max())
-    norm = float(np.linalg.norm(expected)) or 1.0
-    rel = float(np.linalg.norm((got - expected).astype(np.float64)) / norm)
+    rel = _relative_l2(got, expected)
     verdict = {"max_abs_diff": diff, "reference_peak": peak, "relative_l2": rel, "precision": precision}
     if precision == "bfloat16" and measure is not None:
-        mine, theirs = np.asarray(measure(got), np.float64), np.asarray(measure(expected), np.float64)
-        measured = float(np.linalg.norm(mine - theirs) / (np.linalg.norm(theirs) or 1.0))
+        measured = _relative_l2(measure(got), measure(expected))
         verdict.update(
             relative_l2=measured, output_relative_l2=rel, measured_on=getattr(measure, "name", "measure")
         )
         rel = measured
     ok = rel <= tolerance if precision == "bfloat16" else diff <= tolerance * peak
     return {"ok": bool(ok), **verdict}
+
+
+def _relative_l2(got: Any, expected: Any) -> float:
+    """``|got - expected| / |expected|`` (L2 over all values; the difference in float64)."""
+    import numpy as np
+
+    norm = float(np.linalg.norm(expected)) or 1.0
+    return float(np.linalg.norm(np.asarray(got, np.float64) - np.asarray(expected, np.float64)) / norm)
 
 
 def predictor_config(prefix: Path, precision: str = "float32", passes_off: tuple[str, ...] = ()):
